@@ -1,0 +1,82 @@
+"""Errors raised by the client runtime, grouped by what the caller should do next.
+
+::
+
+    ClientRuntimeError
+    ├── PackageError                 the package is bad: never load it, mark the version bad
+    │   ├── PackageFormatError       archive or manifest malformed, file hash mismatch
+    │   ├── FeatureCodeError         features.py failed to import or raised
+    │   ├── ModelLoadError           model.onnx failed to load or has the wrong signature
+    │   └── SelfTestError            the shipped golden vectors were not reproduced
+    ├── UpdateError                  could not get a verified package: keep the current one
+    │   ├── UpdateVerificationError  signed metadata or a target failed verification (TUF)
+    │   └── UpdateDownloadError      network or registry failure: retry later with backoff
+    └── ReleaseError                 the signed release document is malformed
+
+Misuse of the API (wrong argument types, calling in the wrong order) raises ``ValueError``
+or ``RuntimeError`` and is deliberately outside this tree, so ``except ClientRuntimeError``
+never hides a bug.
+"""
+
+from __future__ import annotations
+
+
+class ClientRuntimeError(Exception):
+    """Root of every error the client runtime raises on bad data or failed I/O."""
+
+    #: Stable, machine-readable reason reported to monitoring hooks.
+    reason: str = "error"
+
+
+class PackageError(ClientRuntimeError):
+    """The package itself is bad; it must never be activated."""
+
+    reason = "package_invalid"
+
+
+class PackageFormatError(PackageError):
+    """The archive, its manifest, or a file hash does not match the format."""
+
+    reason = "package_format"
+
+
+class FeatureCodeError(PackageError):
+    """The package's feature code failed to import or raised while computing features."""
+
+    reason = "feature_code"
+
+
+class ModelLoadError(PackageError):
+    """The ONNX model failed to load or does not match the manifest's input/output spec."""
+
+    reason = "model_load"
+
+
+class SelfTestError(PackageError):
+    """The package did not reproduce its own golden self-test vectors."""
+
+    reason = "self_test"
+
+
+class UpdateError(ClientRuntimeError):
+    """No verified package could be obtained; the current one stays in place."""
+
+    reason = "update_failed"
+
+
+class UpdateVerificationError(UpdateError):
+    """Signed metadata or a downloaded target failed TUF verification."""
+
+    reason = "verification_failed"
+
+
+class UpdateDownloadError(UpdateError):
+    """The registry could not be reached or answered with an error."""
+
+    reason = "download_failed"
+
+
+class ReleaseError(ClientRuntimeError):
+    """A signed release document is malformed or names no package."""
+
+    reason = "release_invalid"

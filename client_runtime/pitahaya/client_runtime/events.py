@@ -1,0 +1,114 @@
+"""The event schema shared by training and devices: one finished view, one upcoming candidate.
+
+A *view* is one video that a user started and then left (swiped away or finished, possibly
+after replays, so ``watch_s`` may exceed ``duration_s``). Training reads logs of views; a
+device records its own views as they finish. Both feed the same feature code, which is why
+the schema lives here, in the light leaf that every other component imports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+#: Column order of an event log (CSV header, JSONL keys).
+VIEW_FIELDS: tuple[str, ...] = (
+    "user_id",
+    "video_id",
+    "start_ts",
+    "duration_s",
+    "watch_s",
+    "size_bytes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One finished view.
+
+    Attributes:
+        user_id: Opaque user identifier.
+        video_id: Opaque video identifier.
+        start_ts: When playback started, in seconds since the Unix epoch.
+        duration_s: Length of the video in seconds (> 0).
+        watch_s: Seconds watched before leaving (>= 0; > duration_s means replays).
+        size_bytes: Size of the whole video file in bytes (> 0).
+    """
+
+    user_id: str
+    video_id: str
+    start_ts: float
+    duration_s: float
+    watch_s: float
+    size_bytes: int
+
+    def __post_init__(self) -> None:
+        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ValueError(f"duration_s must be a positive finite number, got {self.duration_s!r}")
+        if not (self.watch_s >= 0 and math.isfinite(self.watch_s)):
+            raise ValueError(f"watch_s must be a non-negative finite number, got {self.watch_s!r}")
+        if not math.isfinite(self.start_ts):
+            raise ValueError(f"start_ts must be finite, got {self.start_ts!r}")
+        if self.size_bytes <= 0:
+            raise ValueError(f"size_bytes must be positive, got {self.size_bytes!r}")
+
+    @property
+    def end_ts(self) -> float:
+        """When the user left this video."""
+        return self.start_ts + self.watch_s
+
+    @property
+    def bitrate_bps(self) -> float:
+        """Average bits per second of the video file."""
+        return self.size_bytes * 8.0 / self.duration_s
+
+    def as_candidate(self) -> Candidate:
+        """The upcoming-video view of this record (what was known before it played)."""
+        return Candidate(video_id=self.video_id, duration_s=self.duration_s, size_bytes=self.size_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> View:
+        """Build a view from a mapping with the keys of `VIEW_FIELDS` (extra keys ignored)."""
+        return cls(
+            user_id=str(data["user_id"]),
+            video_id=str(data["video_id"]),
+            start_ts=float(data["start_ts"]),
+            duration_s=float(data["duration_s"]),
+            watch_s=float(data["watch_s"]),
+            size_bytes=int(data["size_bytes"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An upcoming video whose watch time the device wants to predict.
+
+    Attributes:
+        video_id: Opaque video identifier.
+        duration_s: Length of the video in seconds (> 0).
+        size_bytes: Size of the whole video file in bytes (> 0).
+    """
+
+    video_id: str
+    duration_s: float
+    size_bytes: int
+
+    @property
+    def bitrate_bps(self) -> float:
+        """Average bits per second of the video file."""
+        return self.size_bytes * 8.0 / self.duration_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        return cls(
+            video_id=str(data["video_id"]),
+            duration_s=float(data["duration_s"]),
+            size_bytes=int(data["size_bytes"]),
+        )

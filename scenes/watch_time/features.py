@@ -1,0 +1,118 @@
+"""Streaming features for the watch-time scene (predict seconds watched of an upcoming video).
+
+This file ships inside every package and runs on devices: it may import only the standard
+math/collections modules, numpy and the client runtime's public API. One ``Extractor``
+instance holds the state of one user; it is updated with each finished view in time order
+and asked for a feature row per upcoming candidate. Training runs this same class over each
+user's stream, so the model sees on-device features by construction.
+
+All arithmetic is float64 Python floats; the only float32 rounding is the final store.
+"""
+
+import math
+from collections import deque
+
+from pitahaya.client_runtime import FeatureExtractor
+
+SESSION_GAP_S = 1800.0  # a pause longer than this starts a new session
+QUICK_SWIPE_S = 3.0  # a view shorter than this is a quick swipe
+RATIO_CAP = 5.0  # replays beyond 5x the duration count as 5x in running stats
+RECENT_N = 10  # window of the quick-swipe share
+FAST_ALPHA = 0.3  # weight of the newest view in the fast moving average
+SLOW_ALPHA = 0.05  # ... and in the slow one
+PRIOR_RATIO = 0.5  # watch ratio assumed before a user has any history
+PRIOR_WATCH_S = 10.0  # watch seconds assumed before a user has any history
+
+
+class Extractor(FeatureExtractor):
+    feature_names = (
+        "cand_duration_s",
+        "cand_log_size",
+        "cand_bitrate_kbps",
+        "hist_log_views",
+        "hist_mean_ratio",
+        "ewm_ratio_fast",
+        "ewm_ratio_slow",
+        "ratio_trend",
+        "ewm_watch_s",
+        "last_ratio",
+        "last_watch_s",
+        "quick_share_recent",
+        "gap_s",
+        "session_position",
+        "session_elapsed_s",
+        "hour_of_day",
+        "expected_watch_s",
+    )
+
+    def __init__(self):
+        self.n = 0
+        self.sum_ratio = 0.0
+        self.ewm_fast = PRIOR_RATIO
+        self.ewm_slow = PRIOR_RATIO
+        self.ewm_watch = PRIOR_WATCH_S
+        self.last_ratio = PRIOR_RATIO
+        self.last_watch = PRIOR_WATCH_S
+        self.last_end = None
+        self.session_start = None
+        self.session_views = 0
+        self.recent_quick = deque(maxlen=RECENT_N)
+
+    def update(self, view):
+        ratio = min(view.watch_s / view.duration_s, RATIO_CAP)
+        if self.last_end is None or view.start_ts - self.last_end > SESSION_GAP_S:
+            self.session_start = view.start_ts
+            self.session_views = 0
+        self.session_views += 1
+        if self.n == 0:
+            self.ewm_fast = self.ewm_slow = ratio
+            self.ewm_watch = view.watch_s
+        else:
+            self.ewm_fast += FAST_ALPHA * (ratio - self.ewm_fast)
+            self.ewm_slow += SLOW_ALPHA * (ratio - self.ewm_slow)
+            self.ewm_watch += FAST_ALPHA * (view.watch_s - self.ewm_watch)
+        self.n += 1
+        self.sum_ratio += ratio
+        self.last_ratio = ratio
+        self.last_watch = view.watch_s
+        self.last_end = view.start_ts + view.watch_s
+        self.recent_quick.append(1.0 if view.watch_s < QUICK_SWIPE_S else 0.0)
+
+    def transform(self, candidates, now, out):
+        n = self.n
+        mean_ratio = self.sum_ratio / n if n else PRIOR_RATIO
+        quick = sum(self.recent_quick) / len(self.recent_quick) if self.recent_quick else 0.0
+        if self.last_end is None:
+            gap = -1.0
+            position = 0.0
+            elapsed = 0.0
+        else:
+            gap = min(max(now - self.last_end, 0.0), SESSION_GAP_S)
+            in_session = now - self.last_end <= SESSION_GAP_S
+            position = float(self.session_views) if in_session else 0.0
+            elapsed = max(now - self.session_start, 0.0) if in_session else 0.0
+        hour = (now % 86400.0) / 3600.0
+        user = (
+            math.log1p(n),
+            mean_ratio,
+            self.ewm_fast,
+            self.ewm_slow,
+            self.ewm_fast - self.ewm_slow,
+            self.ewm_watch,
+            self.last_ratio,
+            self.last_watch,
+            quick,
+            gap,
+            position,
+            elapsed,
+            hour,
+        )
+        for i, cand in enumerate(candidates):
+            duration = cand.duration_s
+            out[i] = (
+                duration,
+                math.log1p(cand.size_bytes),
+                cand.size_bytes * 0.008 / duration,
+                *user,
+                self.ewm_fast * duration,
+            )
