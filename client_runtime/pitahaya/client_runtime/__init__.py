@@ -18,32 +18,61 @@ from pitahaya.client_runtime.errors import (
 )
 from pitahaya.client_runtime.events import VIEW_FIELDS, Candidate, View
 from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_code
-from pitahaya.client_runtime.package import Manifest, Package, TensorSpec, build_archive, read_package
-from pitahaya.client_runtime.releases import Release, rollout_bucket
+from pitahaya.client_runtime.hooks import Hooks, InferenceEvent, UpdateEvent
+from pitahaya.client_runtime.loader import LoadedPackage
+from pitahaya.client_runtime.package import (
+    Manifest,
+    Package,
+    TensorSpec,
+    build_archive,
+    file_entry,
+    read_package,
+    target_path,
+)
+from pitahaya.client_runtime.policy import PreloadItem, PreloadPlan, fixed_plan, model_plan
+from pitahaya.client_runtime.releases import Release, release_target_path, rollout_bucket
+from pitahaya.client_runtime.runtime import Decision, Runtime, RuntimeConfig
 from pitahaya.client_runtime.scene import Scene
+from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
 __all__ = [
-    "VIEW_FIELDS",
     "Candidate",
     "ClientRuntimeError",
+    "Decision",
     "FeatureCodeError",
     "FeatureExtractor",
+    "Hooks",
+    "InferenceEvent",
+    "LoadedPackage",
     "Manifest",
     "ModelLoadError",
     "Package",
     "PackageError",
     "PackageFormatError",
+    "PackageUpdater",
+    "PreloadItem",
+    "PreloadPlan",
     "Release",
     "ReleaseError",
+    "Runtime",
+    "RuntimeConfig",
     "Scene",
     "SelfTestError",
     "TensorSpec",
+    "UpdateCheck",
     "UpdateDownloadError",
     "UpdateError",
+    "UpdateEvent",
     "UpdateVerificationError",
+    "VIEW_FIELDS",
     "View",
     "build_archive",
+    "file_entry",
+    "fixed_plan",
     "load_feature_code",
+    "model_plan",
     "read_package",
+    "release_target_path",
     "rollout_bucket",
+    "target_path",
 ]

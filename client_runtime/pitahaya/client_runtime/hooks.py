@@ -1,0 +1,95 @@
+"""Monitoring hooks: how the host app (and the built-in reporter) sees what the runtime does.
+
+Subclass `Hooks` and override what you need; every method defaults to a no-op. The runtime
+calls hooks through `call_hook`, which logs and swallows any exception a hook raises:
+monitoring must never block or break a decision.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger("pitahaya.client_runtime")
+
+#: Reason code of a decision made by the model.
+REASON_OK = "ok"
+#: No package has been released to this device (yet).
+REASON_NO_PACKAGE = "no_package"
+#: The release's kill switch sends every device to the default policy.
+REASON_KILL_SWITCH = "kill_switch"
+#: Computing features or running the model raised.
+REASON_INFERENCE_ERROR = "inference_error"
+#: Too many recent failures: the model is skipped until the breaker half-opens.
+REASON_CIRCUIT_OPEN = "circuit_open"
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceEvent:
+    """One `Runtime.predict` call.
+
+    Attributes:
+        prediction_id: Id to pass to `Runtime.observe` once the real watch time is known.
+        scene: Scene name.
+        package_version: Version that answered, or None when the default policy did.
+        n_candidates: Number of candidates decided on.
+        latency_s: Wall time of the whole decision (features, inference, planning).
+        success: True when the model answered; False when a fallback did.
+        reason: `REASON_OK` or the fallback's reason code.
+    """
+
+    prediction_id: int
+    scene: str
+    package_version: str | None
+    n_candidates: int
+    latency_s: float
+    success: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateEvent:
+    """The outcome of one update check.
+
+    Attributes:
+        scene: Scene name.
+        outcome: ``installed``, ``unchanged``, ``rejected`` (a bad package), ``failed``
+            (could not reach or verify the registry) or ``default_policy`` (kill switch / no release).
+        version: Package version concerned, when known.
+        reason: Reason code (`REASON_OK` or an error's ``reason``).
+        detail: Human-readable detail.
+    """
+
+    scene: str
+    outcome: str
+    version: str | None
+    reason: str
+    detail: str = ""
+
+
+class Hooks:
+    """Monitoring callbacks; override any subset. All default to no-ops."""
+
+    def on_inference(self, event: InferenceEvent) -> None:
+        """After every decision, model or fallback."""
+
+    def on_fallback(self, reason: str, error: BaseException | None) -> None:
+        """When a decision fell back to the default policy, with the error if any."""
+
+    def on_update(self, event: UpdateEvent) -> None:
+        """After every update check."""
+
+    def on_outcome(self, prediction_id: int, predicted_s: float, actual_s: float) -> None:
+        """When `Runtime.observe` joins a real watch time to an earlier prediction."""
+
+    def on_error(self, where: str, error: BaseException) -> None:
+        """When an internal error was contained (the host app is never affected)."""
+
+
+def call_hook(hooks: Hooks, name: str, *args: Any) -> None:
+    """Call ``hooks.<name>(*args)``; log and swallow anything it raises."""
+    try:
+        getattr(hooks, name)(*args)
+    except Exception:  # a broken hook must never break a decision
+        logger.exception("monitoring hook %s raised; ignored", name)

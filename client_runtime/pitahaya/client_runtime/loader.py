@@ -1,0 +1,143 @@
+"""Turn a verified `Package` into something that can answer: feature code + ONNX session.
+
+`LoadedPackage.load` runs every check a package must pass before a device activates it:
+the feature code imports in isolation and declares the manifest's feature names, the
+ONNX model loads with the manifest's input/output spec on one intra-op thread, and the
+package reproduces its own golden self-test vectors. Any failure raises a `PackageError`
+subclass and the package is never used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from pitahaya.client_runtime.errors import FeatureCodeError, ModelLoadError, SelfTestError
+from pitahaya.client_runtime.events import Candidate, View
+from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_code
+from pitahaya.client_runtime.package import Manifest, Package
+
+#: Tolerances of the self-test: features must match to float32 rounding, predictions closely.
+FEATURE_RTOL = 1e-6
+PREDICTION_RTOL = 1e-4
+PREDICTION_ATOL = 1e-3
+
+
+def _session_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    # A device runs inside someone else's app: one thread, no spinning, no surprises.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+@dataclass(frozen=True)
+class LoadedPackage:
+    """A package whose feature code and model passed every load-time check."""
+
+    package: Package
+    extractor_class: type[FeatureExtractor]
+    session: ort.InferenceSession
+    input_name: str
+    output_name: str
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.package.manifest
+
+    @property
+    def version(self) -> str:
+        return self.package.manifest.version
+
+    @classmethod
+    def load(cls, package: Package) -> LoadedPackage:
+        """Import the feature code, load the model, run the self-test.
+
+        Raises:
+            FeatureCodeError: feature code does not import or its names differ from the manifest.
+            ModelLoadError: the model does not load or its signature differs from the manifest.
+            SelfTestError: the golden self-test vectors are not reproduced.
+        """
+        manifest = package.manifest
+        extractor_class = load_feature_code(package.feature_source, name=f"{manifest.scene}_{manifest.version}_features")
+        if tuple(extractor_class.feature_names) != manifest.feature_names:
+            raise FeatureCodeError("features.py feature_names differ from manifest.json feature_names")
+        try:
+            session = ort.InferenceSession(
+                package.model_bytes, sess_options=_session_options(), providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(f"model.onnx failed to load: {e}") from e
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)":
+            raise ModelLoadError(f"model must take one float32 tensor, takes {[(i.name, i.type) for i in inputs]}")
+        width = inputs[0].shape[-1] if inputs[0].shape else None
+        if len(inputs[0].shape) != 2 or width != len(manifest.feature_names):
+            raise ModelLoadError(
+                f"model input shape {inputs[0].shape} does not take {len(manifest.feature_names)} features"
+            )
+        if inputs[0].name != manifest.input.name or manifest.output.name not in [o.name for o in outputs]:
+            raise ModelLoadError("model input/output names differ from manifest.json")
+        loaded = cls(package, extractor_class, session, inputs[0].name, manifest.output.name)
+        loaded.run_selftest()
+        return loaded
+
+    def new_extractor(self) -> FeatureExtractor:
+        """A fresh per-user feature state."""
+        try:
+            return self.extractor_class()
+        except Exception as e:
+            raise FeatureCodeError(f"Extractor() raised: {type(e).__name__}: {e}") from e
+
+    def infer(self, features: np.ndarray) -> np.ndarray:
+        """Run the model on a float32 feature matrix; returns one float per row."""
+        (out,) = self.session.run([self.output_name], {self.input_name: features})
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def run_selftest(self) -> None:
+        """Replay the package's golden cases through its own feature code and model.
+
+        Raises:
+            SelfTestError: a feature or prediction differs from the shipped expectation.
+            FeatureCodeError: the feature code raised.
+        """
+        try:
+            cases: list[dict[str, Any]] = self.package.selftest["cases"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SelfTestError(f"selftest.json is malformed: {e}") from e
+        if not cases:
+            raise SelfTestError("selftest.json has no cases")
+        for number, case in enumerate(cases):
+            try:
+                history = [View.from_dict(v) for v in case["history"]]
+                candidates = [Candidate.from_dict(c) for c in case["candidates"]]
+                want_x = np.asarray(case["features"], dtype=np.float32)
+                want_y = np.asarray(case["predictions"], dtype=np.float32)
+                now = float(case["now"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise SelfTestError(f"selftest case {number} is malformed: {e}") from e
+            got_x = self.features_for(history, candidates, now)
+            if got_x.shape != want_x.shape or not np.allclose(got_x, want_x, rtol=FEATURE_RTOL, atol=0.0):
+                raise SelfTestError(f"selftest case {number}: features differ from the golden vector")
+            got_y = self.infer(got_x)
+            if got_y.shape != want_y.shape or not np.allclose(got_y, want_y, rtol=PREDICTION_RTOL, atol=PREDICTION_ATOL):
+                raise SelfTestError(
+                    f"selftest case {number}: predictions {got_y.tolist()} differ from golden {want_y.tolist()}"
+                )
+
+    def features_for(self, history: Sequence[View], candidates: Sequence[Candidate], now: float) -> np.ndarray:
+        """Features of ``candidates`` for a user with ``history`` (a fresh extractor; not the hot path)."""
+        extractor = self.new_extractor()
+        try:
+            for view in history:
+                extractor.update(view)
+            return extractor.features(candidates, now)
+        except Exception as e:
+            raise FeatureCodeError(f"features.py raised: {type(e).__name__}: {e}") from e

@@ -1,0 +1,153 @@
+"""Verified updates: fetch a scene's signed release and the package it names, through TUF.
+
+Every check builds a fresh `tuf.ngclient.Updater` (one refresh per instance, as ngclient
+requires) over the device's metadata cache, so root rotation, rollback and freeze
+protection, and expiry all come from python-tuf. Packages land in a content-addressed
+cache: downloaded to a temp file, fsynced, then renamed, so a crash mid-download never
+leaves a file that looks complete.
+
+Cache layout under ``cache_dir``::
+
+    tuf/                  trusted TUF metadata (managed by ngclient)
+    packages/<sha256>     verified package archives
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuf.api.exceptions import DownloadError, RepositoryError
+from tuf.ngclient import FetcherInterface, Updater
+
+from pitahaya.client_runtime.errors import ReleaseError, UpdateDownloadError, UpdateError, UpdateVerificationError
+from pitahaya.client_runtime.package import target_path
+from pitahaya.client_runtime.releases import Release, release_target_path
+
+
+@dataclass(frozen=True)
+class UpdateCheck:
+    """What the signed release says this device should run.
+
+    Attributes:
+        release: The verified release document.
+        version: Package version for this device, or None for the default policy.
+        archive_path: Verified archive in the cache, when ``version`` is set.
+        sha256: sha256 of the archive, when ``version`` is set.
+    """
+
+    release: Release
+    version: str | None
+    archive_path: Path | None = None
+    sha256: str | None = None
+
+
+class PackageUpdater:
+    """Checks a registry for the package a device should run.
+
+    Args:
+        registry_url: Base URL of the registry (``http://host:port``).
+        scene: Scene name.
+        device_id: Stable device identifier; places the device in its rollout bucket.
+        cache_dir: Writable folder for trusted metadata and packages.
+        trusted_root: Root metadata bytes shipped with the app; needed until the cache has one.
+        channel: Release channel to follow.
+        fetcher: TUF fetcher seam (default: ngclient's urllib3 fetcher).
+    """
+
+    def __init__(
+        self,
+        registry_url: str,
+        scene: str,
+        device_id: str,
+        cache_dir: str | Path,
+        *,
+        trusted_root: bytes | None = None,
+        channel: str = "stable",
+        fetcher: FetcherInterface | None = None,
+    ) -> None:
+        self.registry_url = registry_url.rstrip("/")
+        self.scene = scene
+        self.device_id = device_id
+        self.channel = channel
+        self.cache_dir = Path(cache_dir)
+        self.metadata_dir = self.cache_dir / "tuf"
+        self.packages_dir = self.cache_dir / "packages"
+        self._trusted_root = trusted_root
+        self._fetcher = fetcher
+
+    def cached_archive(self, sha256: str) -> Path:
+        """Where the archive with this sha256 is (or would be) cached."""
+        return self.packages_dir / sha256
+
+    def _updater(self) -> Updater:
+        self.metadata_dir.mkdir(parents=True, exist_ok=True)
+        local_root = self.metadata_dir / "root.json"
+        bootstrap = None if local_root.exists() else self._trusted_root
+        if bootstrap is None and not local_root.exists():
+            raise UpdateVerificationError("no trusted root metadata: pass trusted_root on first start")
+        try:
+            return Updater(
+                metadata_dir=str(self.metadata_dir),
+                metadata_base_url=f"{self.registry_url}/tuf/metadata/",
+                target_base_url=f"{self.registry_url}/tuf/targets/",
+                fetcher=self._fetcher,
+                bootstrap=bootstrap,
+            )
+        except RepositoryError as e:
+            raise UpdateVerificationError(f"trusted root metadata is invalid: {e}") from e
+
+    def check(self) -> UpdateCheck:
+        """Refresh signed metadata and make sure this device's package is cached and verified.
+
+        Returns:
+            The verified release and, unless the device should run the default policy,
+            the cached archive of its package version.
+
+        Raises:
+            UpdateDownloadError: the registry could not be reached (retry later).
+            UpdateVerificationError: metadata or a file failed verification (never use it).
+            ReleaseError: the release document is malformed.
+            UpdateError: the cache could not be written.
+        """
+        try:
+            updater = self._updater()
+            updater.refresh()
+            release_info = updater.get_targetinfo(release_target_path(self.scene, self.channel))
+            if release_info is None:
+                raise ReleaseError(f"no release of {self.scene} on channel {self.channel}")
+            with tempfile.TemporaryDirectory(dir=self.cache_dir) as tmp:
+                release_file = updater.download_target(release_info, filepath=os.path.join(tmp, "release.json"))
+                release = Release.from_json(Path(release_file).read_bytes())
+            if release.scene != self.scene or release.channel != self.channel:
+                raise ReleaseError(f"release document is for {release.scene}/{release.channel}")
+            version = release.version_for(self.device_id)
+            if version is None:
+                return UpdateCheck(release=release, version=None)
+            package_info = updater.get_targetinfo(target_path(self.scene, version))
+            if package_info is None:
+                raise ReleaseError(f"release names {self.scene} {version}, which the registry does not sign")
+            sha256 = package_info.hashes.get("sha256")
+            if sha256 is None:
+                raise UpdateVerificationError(f"target {package_info.path} has no sha256")
+            cached = self.cached_archive(sha256)
+            if updater.find_cached_target(package_info, filepath=str(cached)) is None:
+                self.packages_dir.mkdir(parents=True, exist_ok=True)
+                fd, tmp_path = tempfile.mkstemp(dir=self.packages_dir, prefix=".download-")
+                os.close(fd)
+                try:
+                    updater.download_target(package_info, filepath=tmp_path)
+                    with open(tmp_path, "rb") as f:
+                        os.fsync(f.fileno())
+                    os.replace(tmp_path, cached)
+                finally:
+                    Path(tmp_path).unlink(missing_ok=True)
+            return UpdateCheck(release=release, version=version, archive_path=cached, sha256=sha256)
+        except DownloadError as e:
+            raise UpdateDownloadError(f"registry {self.registry_url} unreachable or failing: {e}") from e
+        except RepositoryError as e:
+            raise UpdateVerificationError(f"{type(e).__name__}: {e}") from e
+        except OSError as e:
+            raise UpdateError(f"cache {self.cache_dir} not writable: {e}") from e
