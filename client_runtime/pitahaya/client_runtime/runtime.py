@@ -318,7 +318,9 @@ class Runtime:
             policy: dict[str, Any] = DEFAULT_POLICY
             if slot is not None and self._clock() < self._circuit_open_until:
                 slot, reason = None, REASON_CIRCUIT_OPEN
-            if slot is not None and candidates:
+            if slot is not None and not candidates:
+                watch = ()
+            elif slot is not None:
                 try:
                     n = len(candidates)
                     if slot.buffer.shape[0] < n:

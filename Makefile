@@ -1,0 +1,29 @@
+# Quickstart on a machine with only python3:  make demo   |   make test
+# uv is bootstrapped into .uv/ with pip; everything else comes from uv.lock.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.synced-$(UV_VERSION)
+PYTEST_ARGS ?=
+
+.PHONY: demo test sync clean
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): $(UV) uv.lock pyproject.toml */pyproject.toml
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --all-packages --frozen
+	touch $(STAMP)
+
+sync: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pitahaya demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .pitahaya .pytest_cache

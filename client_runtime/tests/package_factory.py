@@ -1,0 +1,99 @@
+"""Factories for real (tiny) packages: a linear ONNX model over the watch_time scene features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from pitahaya.client_runtime import Candidate, Manifest, Scene, TensorSpec, View, build_archive, file_entry
+from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE
+
+SCENE_DIR = Path(__file__).resolve().parents[2] / "scenes" / "watch_time"
+
+
+def linear_model(n_features: int, *, width: int | None = None, seed: int = 0) -> bytes:
+    """A float32 linear model ``features @ w + b`` with output ``watch_s`` of shape [N, 1]."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.0, 0.1, size=(n_features, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["features", "w"], ["mm"]),
+            helper.make_node("Add", ["mm", "b"], ["watch_s"]),
+        ],
+        "linear",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, width or n_features])],
+        [helper.make_tensor_value_info("watch_s", TensorProto.FLOAT, [None, 1])],
+        [
+            helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.flatten().tolist()),
+            helper.make_tensor("b", TensorProto.FLOAT, [1], [1.0]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pitahaya-tests")
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def sample_views(user: str = "u1", n: int = 6, start: float = 1_700_000_000.0) -> list[View]:
+    views, ts = [], start
+    for i in range(n):
+        watch = [2.0, 15.0, 1.0, 30.0, 8.0, 4.0][i % 6]
+        views.append(View(user, f"v{i}", ts, 20.0 + i, watch, 2_000_000 + 1000 * i))
+        ts += watch + 1.0
+    return views
+
+
+def make_archive(
+    *,
+    version: str = "1.0.0",
+    feature_source: str | None = None,
+    model: bytes | None = None,
+    golden_shift: float = 0.0,
+) -> bytes:
+    """Build a valid package (golden vectors computed by running it) unless told to break it."""
+    scene = Scene.load(SCENE_DIR)
+    source = feature_source if feature_source is not None else scene.feature_source
+    extractor_class = scene.extractor_class()
+    names = extractor_class.feature_names
+    model_bytes = model if model is not None else linear_model(len(names))
+    history = sample_views()
+    candidates = [Candidate("c1", 12.0, 1_500_000), Candidate("c2", 60.0, 9_000_000)]
+    now = history[-1].end_ts + 1.0
+    extractor = extractor_class()
+    for view in history:
+        extractor.update(view)
+    features = extractor.features(candidates, now)
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"]) if model is None else None
+    predictions = (
+        session.run(["watch_s"], {"features": features})[0].reshape(-1) if session else np.zeros(len(candidates))
+    )
+    selftest = {
+        "cases": [
+            {
+                "history": [v.to_dict() for v in history],
+                "now": now,
+                "candidates": [c.to_dict() for c in candidates],
+                "features": features.tolist(),
+                "predictions": (predictions + golden_shift).tolist(),
+            }
+        ]
+    }
+    payload = {
+        MODEL_FILE: model_bytes,
+        FEATURES_FILE: source.encode(),
+        SELFTEST_FILE: json.dumps(selftest).encode(),
+    }
+    manifest = Manifest(
+        scene="watch_time",
+        version=version,
+        feature_names=tuple(names),
+        input=TensorSpec("features", "float32", (None, len(names))),
+        output=TensorSpec("watch_s", "float32", (None, 1)),
+        files={name: file_entry(data) for name, data in payload.items()},
+        policy=dict(scene.policy),
+    )
+    return build_archive(manifest, payload)
+

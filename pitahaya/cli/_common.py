@@ -1,0 +1,72 @@
+"""Shared CLI plumbing: where data lives, JSON output, Rich progress, error exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+#: Folder of the scene that ships with the repo, for commands run from a checkout.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SCENE = REPO_ROOT / "scenes" / "watch_time"
+
+console = Console(stderr=True)
+
+
+def default_data_dir() -> Path:
+    """``$PITAHAYA_DATA_DIR`` or ``.pitahaya`` in the working directory."""
+    return Path(os.environ.get("PITAHAYA_DATA_DIR", ".pitahaya"))
+
+
+def tracking_uri(data_dir: Path) -> str:
+    """``$MLFLOW_TRACKING_URI`` or a SQLite store under the data dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
+
+
+def artifact_root(data_dir: Path) -> str:
+    return (data_dir.resolve() / "mlartifacts").as_uri()
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """Print a result as JSON on stdout (human output goes to stderr)."""
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line error (no traceback) and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def stage_progress(enabled: bool = True) -> Iterator[Callable[[str, float], None]]:
+    """A Rich progress display fed by ``progress(stage, fraction)`` callbacks, one bar per stage."""
+    with Progress(
+        TextColumn("[bold]{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, fraction: float) -> None:
+            if stage not in tasks:
+                for other in tasks.values():  # a new stage means earlier ones are done
+                    progress.update(other, completed=100)
+                tasks[stage] = progress.add_task(stage, total=100)
+            progress.update(tasks[stage], completed=max(0.0, min(fraction, 1.0)) * 100)
+
+        yield update
+        for task in tasks.values():
+            progress.update(task, completed=100)
