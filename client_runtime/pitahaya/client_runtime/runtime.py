@@ -334,7 +334,7 @@ class Runtime:
                     error, reason, watch = e, REASON_INFERENCE_ERROR, None
                     self._on_slot_failure(slot, e)
             plan = model_plan(candidates, watch, policy) if watch is not None else fixed_plan(candidates)
-            if watch is not None and len(self._pending) < self.config.pending_outcomes:
+            if watch and len(self._pending) < self.config.pending_outcomes:
                 self._pending[prediction_id] = watch[0]
             version = slot.version if watch is not None and slot is not None else None
         decision = Decision(prediction_id, watch, plan, version, reason, time.perf_counter() - started)
