@@ -1,0 +1,1 @@
+"""The registry's HTTP API: thin routes over `pitahaya.registry.services`."""

@@ -1,0 +1,85 @@
+"""Errors of the registry, grouped by what the caller should do next.
+
+::
+
+    RegistryError
+    ├── ConfigurationError        settings are missing or invalid: fix the environment, restart
+    ├── RequestError              the request can never succeed as sent: fix it, don't retry
+    │   ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
+    │   ├── InvalidPackageError   the archive failed validation (422)
+    │   ├── UploadTooLargeError   the archive exceeds the upload limit (413)
+    │   ├── AlreadyExistsError    that scene/version is already published; bump the version (409)
+    │   └── NotFoundError         the package or release does not exist (404)
+    └── RegistryClientError       raised by `RegistryClient` only
+        ├── RegistryUnavailable   network failure or 5xx: retry later with backoff
+        └── RegistryRejected      the server refused the request (4xx): fix it, don't retry
+
+The service layer raises the `RequestError` leaves; ``pitahaya.registry.api.errors`` maps
+each to its HTTP status in one table, and `RegistryClient` turns the status back into a
+`RegistryRejected` carrying the server's message. Misuse of the API (calling in the wrong
+order, wrong types) stays ``ValueError``/``RuntimeError`` outside this tree.
+"""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Root of every error the registry raises on bad input, bad config or failed I/O."""
+
+
+class ConfigurationError(RegistryError):
+    """A required setting is missing or invalid; the registry cannot start."""
+
+
+class RequestError(RegistryError):
+    """The request is invalid as sent; retrying it unchanged will fail again."""
+
+
+class InvalidArgumentError(RequestError):
+    """A request parameter is malformed (e.g. a scene name that is not a lowercase identifier)."""
+
+
+class InvalidPackageError(RequestError):
+    """The uploaded archive is not a valid pitahaya package."""
+
+
+class UploadTooLargeError(RequestError):
+    """The uploaded archive is larger than the configured limit."""
+
+
+class AlreadyExistsError(RequestError):
+    """The resource already exists and is immutable (published packages never change)."""
+
+
+class NotFoundError(RequestError):
+    """The named package, release or file does not exist."""
+
+
+class RegistryClientError(RegistryError):
+    """Root of the errors `RegistryClient` raises."""
+
+
+class RegistryUnavailable(RegistryClientError):
+    """The registry could not be reached or failed (5xx); retry later with backoff.
+
+    Attributes:
+        status_code: The HTTP status when the server answered, else None.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RegistryRejected(RegistryClientError):
+    """The registry refused the request (4xx); fix the request rather than retry.
+
+    Attributes:
+        status_code: The HTTP status (401, 404, 409, 413, 422, ...).
+        message: The server's explanation, meant to be shown to the user.
+    """
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(f"registry rejected the request ({status_code}): {message}")
+        self.status_code = status_code
+        self.message = message

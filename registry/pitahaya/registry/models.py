@@ -1,0 +1,96 @@
+"""SQL tables of the registry (SQLAlchemy 2 typed declarative models).
+
+Published packages and releases are append-only: a package row never changes once
+committed, and a channel moves by inserting a new release row, so the tables are also the
+history. Schema changes go through Alembic migrations in ``alembic/versions/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from pitahaya.client_runtime.releases import release_target_path
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite drops the offset on storage)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    """Declarative base; its metadata is Alembic's ``target_metadata``."""
+
+
+class PackageRow(Base):
+    """One published package archive; (scene, version) is immutable once committed."""
+
+    __tablename__ = "packages"
+    __table_args__ = (
+        UniqueConstraint("scene", "version", name="uq_packages_scene_version"),
+        UniqueConstraint("target_path", name="uq_packages_target_path"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    target_path: Mapped[str] = mapped_column(String(255))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class ReleaseRow(Base):
+    """One release of a scene on a channel; the newest row per channel is the live one.
+
+    ``sha256`` is the digest of the signed release document. The document embeds the row id
+    (``release_id``), so the digest is filled in after the insert, in the same transaction:
+    it is never NULL once committed.
+    """
+
+    __tablename__ = "releases"
+    __table_args__ = (Index("ix_releases_scene_channel", "scene", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    package_version: Mapped[str] = mapped_column(String(32))
+    rollout_percent: Mapped[float] = mapped_column(Float)
+    previous_version: Mapped[str | None] = mapped_column(String(32))
+    kill_switch: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def target_path(self) -> str:
+        """The TUF target path of this channel's release document."""
+        return release_target_path(self.scene, self.channel)
+
+
+class AuditEntry(Base):
+    """Who changed what, when: one row per accepted write."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

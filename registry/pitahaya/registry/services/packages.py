@@ -1,0 +1,99 @@
+"""Publishing and looking up package archives.
+
+Push workflow (under the repository's publish lock, so concurrent pushes serialize):
+validate the archive with the same `read_package` a device uses → refuse a duplicate
+(scene, version) → store the blob (complete and verified) → insert the row and audit entry
+→ sign the archive as TUF target ``packages/<scene>/<scene>-<version>.tar.xz`` → commit.
+A failure before the commit rolls the row back; at worst an unreferenced blob remains.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pitahaya.client_runtime import PackageFormatError, read_package
+from pitahaya.client_runtime.package import target_path
+from pitahaya.registry.blobs import BlobStore
+from pitahaya.registry.errors import AlreadyExistsError, InvalidPackageError, NotFoundError
+from pitahaya.registry.models import PackageRow
+from pitahaya.registry.services.audit import log_action
+from pitahaya.registry.tuf_repo import TufRepository
+
+
+def push_package(*, session: Session, blobs: BlobStore, tuf: TufRepository, archive: bytes, actor: str) -> PackageRow:
+    """Validate, store and sign a package archive.
+
+    Args:
+        archive: The ``.tar.xz`` bytes as built by the packager.
+        actor: Who pushes (recorded in the row and the audit log).
+
+    Returns:
+        The committed package row.
+
+    Raises:
+        InvalidPackageError: the archive is malformed or a file does not match its manifest.
+        AlreadyExistsError: this scene/version is already published (nothing was changed).
+    """
+    try:
+        package = read_package(archive)
+    except PackageFormatError as e:
+        raise InvalidPackageError(str(e)) from e
+    scene, version = package.manifest.scene, package.manifest.version
+    with tuf.publish_lock:
+        if _find_package(session=session, scene=scene, version=version) is not None:
+            raise _already_published(scene, version)
+        sha256 = blobs.put(archive)
+        row = PackageRow(
+            scene=scene,
+            version=version,
+            sha256=sha256,
+            size_bytes=package.size_bytes,
+            target_path=target_path(scene, version),
+            manifest=package.manifest.to_dict(),
+            created_by=actor,
+        )
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError as e:  # another registry process won the race
+            session.rollback()
+            raise _already_published(scene, version) from e
+        log_action(
+            session=session,
+            actor=actor,
+            action="push_package",
+            detail={"scene": scene, "version": version, "sha256": sha256, "size_bytes": row.size_bytes},
+        )
+        tuf.add_targets({row.target_path: (row.size_bytes, sha256)})
+        session.commit()
+    return row
+
+
+def list_packages(*, session: Session, scene: str | None = None) -> list[PackageRow]:
+    """Published packages, optionally of one scene, by scene then publication order."""
+    query = select(PackageRow).order_by(PackageRow.scene, PackageRow.id)
+    if scene is not None:
+        query = query.where(PackageRow.scene == scene)
+    return list(session.scalars(query))
+
+
+def get_package(*, session: Session, scene: str, version: str) -> PackageRow:
+    """One published package.
+
+    Raises:
+        NotFoundError: no package with that scene and version.
+    """
+    row = _find_package(session=session, scene=scene, version=version)
+    if row is None:
+        raise NotFoundError(f"package {scene} {version} is not published")
+    return row
+
+
+def _find_package(*, session: Session, scene: str, version: str) -> PackageRow | None:
+    return session.scalars(select(PackageRow).where(PackageRow.scene == scene, PackageRow.version == version)).first()
+
+
+def _already_published(scene: str, version: str) -> AlreadyExistsError:
+    return AlreadyExistsError(f"package {scene} {version} is already published; packages are immutable, bump the version")
