@@ -184,15 +184,14 @@ class TufRepository:
             for role in (Targets.type, Snapshot.type, Timestamp.type):
                 md = self._load_current(role)
                 if md.signed.expires - now < EXPIRY[role] * margin:
-                    self._publish_from(md)
-                    refreshed.append(role)
-                    break  # _publish_from re-signed this role and everything after it
+                    refreshed.extend(self._publish_from(md))
+                    break  # _publish_from re-signed this role and every role after it
             return refreshed
 
     # -- internals (callers hold the lock for anything that writes) -------------------------
 
-    def _publish_from(self, changed: Metadata) -> None:
-        """Bump and sign ``changed`` and every role that references it, then write them."""
+    def _publish_from(self, changed: Metadata) -> list[str]:
+        """Bump and sign ``changed`` and every role that references it, write them, name them."""
         chain = [Targets.type, Snapshot.type, Timestamp.type]
         pending = [changed] + [self._load_current(role) for role in chain[chain.index(changed.signed.type) + 1 :]]
         for md in pending:
@@ -203,6 +202,7 @@ class TufRepository:
             self._bump_and_sign(md)
         for md in pending:
             self._write(md)
+        return [md.signed.type for md in pending]
 
     def _current_version(self, role: str, pending: list[Metadata]) -> int:
         for md in pending:
