@@ -1,0 +1,29 @@
+"""Pin the public API: it must not grow or shrink by accident."""
+
+from __future__ import annotations
+
+import pitahaya.registry as registry
+
+
+def test_all() -> None:
+    assert registry.__all__ == [
+        "AlreadyExistsError",
+        "ConfigurationError",
+        "InvalidArgumentError",
+        "InvalidPackageError",
+        "NotFoundError",
+        "RegistryClient",
+        "RegistryClientError",
+        "RegistryError",
+        "RegistryRejected",
+        "RegistryUnavailable",
+        "RequestError",
+        "Settings",
+        "UploadTooLargeError",
+        "create_app",
+        "load_settings",
+        "serve",
+    ]
+    assert registry.__all__ == sorted(registry.__all__)
+    for name in registry.__all__:
+        assert hasattr(registry, name)
