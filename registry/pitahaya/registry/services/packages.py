@@ -96,4 +96,6 @@ def _find_package(*, session: Session, scene: str, version: str) -> PackageRow |
 
 
 def _already_published(scene: str, version: str) -> AlreadyExistsError:
-    return AlreadyExistsError(f"package {scene} {version} is already published; packages are immutable, bump the version")
+    return AlreadyExistsError(
+        f"package {scene} {version} is already published; packages are immutable, bump the version"
+    )

@@ -23,16 +23,21 @@ REVALIDATE = "no-cache"
 _MUTABLE_METADATA = frozenset({"timestamp.json", "root.json"})
 
 
-@router.get("/metadata/{name}", response_class=Response, responses={200: {"content": {"application/json": {}}}, 404: {}})
+@router.get(
+    "/metadata/{name}", response_class=Response, responses={200: {"content": {"application/json": {}}}, 404: {}}
+)
 def get_tuf_metadata(name: str, context: ContextDep) -> Response:
-    """Serve a signed metadata file (``N.root.json``, ``N.targets.json``, ``N.snapshot.json``, ``timestamp.json``, ``root.json``)."""
+    """Serve a signed metadata file: ``N.root.json``, ``N.targets.json``, ``N.snapshot.json``,
+    ``timestamp.json``, or ``root.json`` (the newest root)."""
     data = context.tuf.metadata_bytes(name)
     cache = REVALIDATE if name in _MUTABLE_METADATA else IMMUTABLE
     return Response(content=data, media_type="application/json", headers={"Cache-Control": cache})
 
 
 @router.get(
-    "/targets/{name:path}", response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}, 404: {}}
+    "/targets/{name:path}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, 404: {}},
 )
 def get_tuf_target(
     name: str,
