@@ -1,0 +1,146 @@
+"""LightGBM booster -> ONNX model bytes that a device runs with ONNX Runtime.
+
+Workflow: `convert_lightgbm` (1) snaps the booster's split thresholds onto the float32 grid,
+(2) converts it with onnxmltools to one ``TreeEnsembleRegressor``, (3) renames the graph's
+input and output to fixed names the manifest records, and (4) strips every field that
+would make two conversions of the same booster differ, so package builds are reproducible.
+
+Why (1): LightGBM compares a feature, widened to double, with a double threshold; ONNX's
+TreeEnsemble stores thresholds as float32 *rounded to nearest*, so a float32 feature lying
+between the two values takes the other branch (seen on ~0.1% of real rows, off by seconds).
+For a float32 ``x``, ``x <= t`` holds exactly when ``x <= round_down_to_float32(t)``, so
+rounding every numerical threshold *down* changes no LightGBM prediction on float32 input
+and makes the float32 ONNX thresholds exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import onnx
+import onnxmltools
+import onnxruntime as ort
+from onnxmltools.convert.common.data_types import FloatTensorType
+
+from pitahaya.client_runtime import TensorSpec
+
+from pitahaya.packaging.errors import ConversionError
+
+#: Highest ONNX opset the converter may use; devices need an ONNX Runtime that supports it.
+TARGET_OPSET = 15
+INPUT_NAME = "features"
+OUTPUT_NAME = "prediction"
+#: Graph name written instead of onnxmltools' random uuid.
+GRAPH_NAME = "pitahaya"
+
+_CATEGORICAL_BIT = 1
+
+
+@dataclass(frozen=True)
+class ConvertedModel:
+    """An ONNX model and the facts the manifest records about it.
+
+    Attributes:
+        model_bytes: Serialized ONNX model, byte-identical for the same booster.
+        input: Input spec: float32 ``[None, n_features]`` named `INPUT_NAME`.
+        output: Output spec: float32 ``[None, 1]`` named `OUTPUT_NAME`.
+        opsets: Opset version per domain (``""`` is the default ONNX domain).
+    """
+
+    model_bytes: bytes
+    input: TensorSpec
+    output: TensorSpec
+    opsets: dict[str, int]
+
+
+def _round_down_to_float32(values: np.ndarray) -> np.ndarray:
+    """Largest float32 not above each double (as doubles)."""
+    nearest = values.astype(np.float32)
+    above = nearest.astype(np.float64) > values
+    nearest[above] = np.nextafter(nearest[above], np.float32(-np.inf))
+    return nearest.astype(np.float64)
+
+
+def snap_thresholds_to_float32(booster: lgb.Booster) -> lgb.Booster:
+    """A copy of ``booster`` whose numerical thresholds lie on the float32 grid.
+
+    Predictions on float32 input are unchanged (see the module docstring). Categorical
+    splits, whose ``threshold`` is an index into a category table, are left alone. The
+    model text's ``tree_sizes`` index is dropped because the rewritten trees change length;
+    LightGBM then parses the trees sequentially.
+    """
+    lines = booster.model_to_string().split("\n")
+    threshold_at: int | None = None
+    for i, line in enumerate(lines):
+        if line.startswith("threshold="):
+            threshold_at = i
+        elif line.startswith("decision_type=") and threshold_at is not None:
+            values = np.array(lines[threshold_at].removeprefix("threshold=").split(), dtype=np.float64)
+            categorical = (np.array(line.removeprefix("decision_type=").split(), dtype=np.int64) & _CATEGORICAL_BIT) != 0
+            snapped = np.where(categorical, values, _round_down_to_float32(values))
+            lines[threshold_at] = "threshold=" + " ".join(repr(float(v)) for v in snapped)
+            threshold_at = None
+    return lgb.Booster(model_str="\n".join(line for line in lines if not line.startswith("tree_sizes=")))
+
+
+def _make_deterministic(model: onnx.ModelProto) -> None:
+    """Rename input/output and replace random or environment-dependent fields with constants."""
+    graph = model.graph
+    graph.name = GRAPH_NAME
+    model.doc_string = ""
+    graph.doc_string = ""
+    renames = {graph.input[0].name: INPUT_NAME, graph.output[0].name: OUTPUT_NAME}
+    for node in graph.node:
+        node.doc_string = ""
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    graph.input[0].name = INPUT_NAME
+    graph.output[0].name = OUTPUT_NAME
+    del model.metadata_props[:]
+
+
+def convert_lightgbm(booster: lgb.Booster, *, target_opset: int = TARGET_OPSET) -> ConvertedModel:
+    """Convert a LightGBM regression booster to a deterministic ONNX model.
+
+    Args:
+        booster: A trained regression booster taking ``booster.num_feature()`` features.
+        target_opset: Highest default-domain opset the model may use.
+
+    Returns:
+        The model bytes, its input/output specs and the opsets it imports.
+
+    Raises:
+        ConversionError: onnxmltools rejects the booster or the result fails ONNX checks.
+    """
+    n_features = booster.num_feature()
+    try:
+        model = onnxmltools.convert_lightgbm(
+            snap_thresholds_to_float32(booster),
+            initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+            target_opset=target_opset,
+            zipmap=False,
+        )
+        _make_deterministic(model)
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # onnxmltools and onnx raise untyped errors
+        raise ConversionError(f"LightGBM -> ONNX conversion failed: {type(e).__name__}: {e}") from e
+    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
+        raise ConversionError("converted model must have exactly one input and one output")
+    return ConvertedModel(
+        model_bytes=model.SerializeToString(deterministic=True),
+        input=TensorSpec(INPUT_NAME, "float32", (None, n_features)),
+        output=TensorSpec(OUTPUT_NAME, "float32", (None, 1)),
+        opsets={entry.domain: entry.version for entry in sorted(model.opset_import, key=lambda e: e.domain)},
+    )
+
+
+def inference_session(model_bytes: bytes) -> ort.InferenceSession:
+    """A one-thread CPU session, as on a device: the summation order of trees, hence every
+    float32 output bit, is then fixed, so golden predictions are reproducible byte for byte."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])

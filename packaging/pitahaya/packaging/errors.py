@@ -1,0 +1,43 @@
+"""Errors raised by the packager, grouped by what the caller should do next.
+
+::
+
+    PackagingError            no package was produced; nothing was written or registered
+    ├── ConversionError       the trained model cannot be turned into the ONNX model we ship
+    ├── ParityError           the package, run as a device runs it, disagrees with training: block it
+    └── BudgetError           the package works but is too big or too slow for the scene's budgets
+
+Foreign exceptions (MLflow, LightGBM, onnxmltools) are wrapped once, where they cross into
+this package, with ``raise ... from e``. Misuse (bad arguments) stays ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pitahaya.packaging.parity import ParityReport
+
+
+class PackagingError(Exception):
+    """Root of every error the packager raises on bad inputs or failed I/O."""
+
+
+class ConversionError(PackagingError):
+    """The run's model could not be loaded or converted to an equivalent ONNX model."""
+
+
+class ParityError(PackagingError):
+    """The packaged feature code or model disagrees with the training run; never ship it.
+
+    Attributes:
+        report: The full parity report; ``str(error)`` is its summary.
+    """
+
+    def __init__(self, report: ParityReport) -> None:
+        super().__init__(report.summary())
+        self.report = report
+
+
+class BudgetError(PackagingError):
+    """The package exceeds the scene's size or decision-latency budget."""

@@ -1,0 +1,133 @@
+"""Fixtures: a tiny training run in a throw-away MLflow store, shaped like the training job's runs.
+
+The packager's tests must not depend on ``pitahaya.training`` (packaging only imports the
+client runtime), so this module plays the training job's part of the contract: generate
+views, replay them through the scene's extractor, train a small LightGBM, and log the model,
+the scene files, test metrics and the ``parity/`` artifacts the packager checks against.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pytest
+
+from pitahaya.client_runtime import VIEW_FIELDS, Scene, View
+
+#: Small enough for a 2-core machine, large enough to exercise every feature branch.
+N_USERS = 24
+VIEWS_PER_USER = 60
+N_TREES = 30
+TEST_USER_SHARE = 0.25
+
+
+def generate_views(seed: int = 7, n_users: int = N_USERS, views_per_user: int = VIEWS_PER_USER) -> list[View]:
+    """Views of users switching between fast swiping and careful watching, time-ordered per user."""
+    rng = np.random.default_rng(seed)
+    views: list[View] = []
+    for u in range(n_users):
+        ts = 1_700_000_000.0 + float(rng.uniform(0, 86_400))
+        careful = bool(rng.random() < 0.5)
+        for v in range(views_per_user):
+            if rng.random() < 0.1:
+                careful = not careful
+            duration = float(np.round(rng.lognormal(3.0, 0.7), 3)) + 1.0
+            ratio = rng.beta(4, 2) * 1.3 if careful else rng.beta(1, 6)
+            watch = float(np.round(duration * ratio, 3))
+            size = int(duration * rng.uniform(60_000, 250_000))
+            views.append(View(f"u{u:03d}", f"v{u:03d}_{v:03d}", ts, duration, watch, size))
+            gap = 4_000.0 if rng.random() < 0.05 else float(rng.exponential(2.0))
+            ts = round(ts + watch + gap, 3)
+    return views
+
+
+def replay_features(scene: Scene, views: Sequence[View]) -> np.ndarray:
+    """One row per view: its features as a candidate at its start, from earlier views only."""
+    extractor_class = scene.extractor_class()
+    rows = np.empty((len(views), len(extractor_class.feature_names)), dtype=np.float32)
+    extractors = {}
+    for i, view in enumerate(views):
+        extractor = extractors.setdefault(view.user_id, extractor_class())
+        extractor.transform([view.as_candidate()], view.start_ts, rows[i : i + 1])
+        extractor.update(view)
+    return rows
+
+
+def _views_csv_gz(views: Sequence[View]) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(VIEW_FIELDS)
+    writer.writerows((v.user_id, v.video_id, repr(v.start_ts), repr(v.duration_s), repr(v.watch_s), v.size_bytes) for v in views)
+    return gzip.compress(text.getvalue().encode(), mtime=0)
+
+
+@dataclass(frozen=True)
+class FakeRun:
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    booster: lgb.Booster
+
+
+def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7) -> FakeRun:
+    """Train on the scene's features and log a run the way the training job does."""
+    views = generate_views(seed)
+    features = replay_features(scene, views)
+    target = np.array([v.watch_s for v in views])
+    users = sorted({v.user_id for v in views})
+    test_users = set(users[: max(1, int(len(users) * TEST_USER_SHARE))])
+    is_test = np.array([v.user_id in test_users for v in views])
+    booster = lgb.train(
+        {"objective": "regression_l1", "num_leaves": 15, "min_data_in_leaf": 10, "verbose": -1, "num_threads": 1, "seed": seed},
+        lgb.Dataset(features[~is_test], target[~is_test], feature_name=list(scene.extractor_class().feature_names)),
+        num_boost_round=N_TREES,
+    )
+    parity_views = [v for v in views if v.user_id in test_users]
+    parity_rows = is_test.nonzero()[0]
+    predictions = booster.predict(features[parity_rows]).astype(np.float32)
+    mae = float(np.mean(np.abs(predictions - target[parity_rows])))
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.set_experiment(scene.name)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.lightgbm.log_model(booster, name="model")
+        mlflow.log_metrics({"test_mae": mae, "test_xauc": 0.7, "baseline_user_mean_mae": mae * 1.2, "baseline_user_mean_xauc": 0.6})
+        folder = Path(tmp)
+        (folder / "views.csv.gz").write_bytes(_views_csv_gz(parity_views))
+        np.save(folder / "features.npy", features[parity_rows])
+        np.save(folder / "predictions.npy", predictions)
+        np.save(folder / "is_test.npy", np.ones(len(parity_rows), dtype=bool))
+        for name in ("views.csv.gz", "features.npy", "predictions.npy", "is_test.npy"):
+            mlflow.log_artifact(str(folder / name), artifact_path="parity")
+        for name in ("features.py", "scene.toml"):
+            mlflow.log_artifact(str(scene.path / name), artifact_path="scene")
+    return FakeRun(run.info.run_id, experiment.experiment_id, tracking_uri, booster)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def scene() -> Scene:
+    return Scene.load(REPO / "scenes" / "watch_time")
+
+
+@pytest.fixture(scope="session")
+def fake_run(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> FakeRun:
+    store = tmp_path_factory.mktemp("mlflow")
+    return log_fake_run(scene, f"sqlite:///{store}/mlflow.db")
+
+
+@pytest.fixture(scope="session")
+def sample_features(scene: Scene) -> np.ndarray:
+    """Feature rows of views the fake run's model never saw."""
+    return replay_features(scene, generate_views(seed=3, n_users=8))
