@@ -34,6 +34,7 @@ import hashlib
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -218,7 +219,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         mlflow.log_metrics(metrics)
         mlflow.MlflowClient().log_batch(run_id, metrics=[Metric("valid_l1", value, 0, step) for step, value in enumerate(curve)])
         data_source = None if config.events is None else Path(config.events).resolve().as_uri()
-        train_data = mlflow.data.from_numpy(dataset.X[split.train], targets=dataset.y[split.train], source=data_source, name=scene.name, digest=digest[:16])
+        with warnings.catch_warnings():  # MLflow registers its local source class twice, then warns
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+            train_data = mlflow.data.from_numpy(dataset.X[split.train], targets=dataset.y[split.train], source=data_source, name=scene.name, digest=digest[:16])
         mlflow.log_input(train_data, context="training")
         report("log", 0.2)
         model_uri = _log_model(booster, dataset)

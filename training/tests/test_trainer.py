@@ -1,0 +1,127 @@
+"""A small end-to-end training run: the MLflow run holds what the packager and the UI need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from pitahaya.client_runtime import Scene
+from pitahaya.training import (
+    GeneratorConfig,
+    TrainConfig,
+    TrainingError,
+    build_matrix,
+    generate_views,
+    read_events,
+    train,
+    write_events,
+)
+
+SCENE_DIR = Path(__file__).parents[2] / "scenes" / "watch_time"
+GENERATOR = GeneratorConfig(n_views=20_000, n_users=100, n_videos=3_000, seed=5)
+PARITY_MIN_TEST_ROWS = 1_000
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    return {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_location": root / "mlartifacts"}
+
+
+@pytest.fixture(scope="module")
+def trained(store):
+    stages = []
+    config = TrainConfig(scene=SCENE_DIR, generator=GENERATOR, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store)
+    result = train(config, progress=lambda stage, fraction: stages.append((stage, fraction)))
+    return result, stages, mlflow.MlflowClient(store["tracking_uri"])
+
+
+def test_model_beats_the_baselines(trained):
+    result, _, _ = trained
+    m = result.metrics
+    assert m["test_mae"] < 0.8 * m["baseline_user_mean_mae"]
+    assert m["test_mae"] < m["baseline_global_median_mae"]
+    assert m["test_xauc"] > m["baseline_user_mean_xauc"] + 0.05
+    assert m["baseline_global_median_xauc"] == 0.5
+    assert result.n_train + result.n_valid + result.n_test == GENERATOR.n_views
+
+
+def test_progress_reports_every_stage_in_order(trained):
+    _, stages, _ = trained
+    order = list(dict.fromkeys(stage for stage, _ in stages))
+    assert order == ["events", "features", "train", "evaluate", "log"]
+    assert all(0.0 <= f <= 1.0 for _, f in stages)
+    assert all((stage, 1.0) in stages for stage in order)
+
+
+def test_run_layout(trained, store):
+    result, _, client = trained
+    run = client.get_run(result.run_id)
+    experiment = client.get_experiment(result.experiment_id)
+    assert experiment.name == "watch_time"
+    assert experiment.artifact_location == store["artifact_location"].resolve().as_uri()
+    for name in ("test_mae", "test_xauc", "best_iteration", "baseline_user_mean_mae", "baseline_user_mean_xauc", "baseline_global_median_mae", "baseline_global_median_xauc"):
+        assert run.data.metrics[name] == pytest.approx(result.metrics[name])
+    assert run.data.params["num_leaves"] == "63"
+    assert run.data.params["dataset_digest"] == result.dataset_digest
+    assert run.data.params["generator.seed"] == "5"
+    assert run.data.tags["pitahaya.scene"] == "watch_time"
+    assert run.data.tags["pitahaya.model_uri"] == result.model_uri
+    assert len(run.data.tags.get("pitahaya.code_version", "0" * 40)) == 40
+    assert len(client.get_metric_history(result.run_id, "valid_l1")) >= result.best_iteration
+    assert run.inputs.dataset_inputs[0].dataset.digest == result.dataset_digest[:16]
+    scene = Scene.load(SCENE_DIR)
+    assert mlflow.artifacts.load_text(f"runs:/{result.run_id}/scene/features.py") == scene.feature_source
+    assert mlflow.artifacts.load_text(f"runs:/{result.run_id}/scene/scene.toml") == (SCENE_DIR / "scene.toml").read_text()
+    importance = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/feature_importance.json")
+    assert sorted(importance["data"][i][0] for i in range(len(importance["data"]))) == sorted(result.feature_names)
+
+
+def test_parity_artifacts_reproduce_training_side(trained, tmp_path):
+    result, _, client = trained
+    folder = Path(client.download_artifacts(result.run_id, "parity", str(tmp_path)))
+    views = read_events(folder / "views.csv.gz")
+    features = np.load(folder / "features.npy")
+    predictions = np.load(folder / "predictions.npy")
+    is_test = np.load(folder / "is_test.npy")
+    assert features.dtype == np.float32 and predictions.dtype == np.float32 and is_test.dtype == bool
+    assert len(views) == len(features) == len(predictions) == len(is_test) == result.n_parity_rows
+    assert PARITY_MIN_TEST_ROWS <= is_test.sum() < result.n_test  # a sample of users, not everyone
+    # Full streams, in time order per user, every user with test rows.
+    assert [(v.user_id, v.start_ts) for v in views] == sorted((v.user_id, v.start_ts) for v in views)
+    users = np.array([v.user_id for v in views])
+    assert set(users[is_test]) == set(users)
+    everything = generate_views(GENERATOR)
+    for user in set(users):
+        assert sum(users == user) == sum(v.user_id == user for v in everything)
+    # The features are the scene's streaming features; the predictions are the logged model's.
+    np.testing.assert_array_equal(build_matrix(views, Scene.load(SCENE_DIR).extractor_class()).X, features)
+    for uri in (result.model_uri, f"runs:/{result.run_id}/model"):
+        booster = mlflow.lightgbm.load_model(uri)
+        np.testing.assert_allclose(booster.predict(features), predictions, rtol=1e-6)
+
+
+def test_same_events_from_a_file_give_the_same_model(trained, store, tmp_path):
+    result, _, _ = trained
+    events = tmp_path / "events.jsonl.gz"
+    write_events(events, generate_views(GENERATOR))
+    again = train(TrainConfig(scene=SCENE_DIR, events=events, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store))
+    assert again.experiment_id == result.experiment_id and again.run_id != result.run_id
+    assert again.dataset_digest == result.dataset_digest
+    assert again.metrics == result.metrics
+
+
+def test_too_few_events_is_a_training_error(tmp_path, store):
+    events = tmp_path / "events.csv"
+    write_events(events, generate_views(GeneratorConfig(n_views=2, n_users=1, seed=1)))
+    with pytest.raises(TrainingError, match="no valid rows"):
+        train(TrainConfig(scene=SCENE_DIR, events=events, **store))
+
+
+def test_config_rejects_misuse(store):
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig(scene=SCENE_DIR, events="x.csv", generator=GENERATOR, **store)
+    with pytest.raises(ValueError, match="unsupported model"):
+        TrainConfig(scene=SCENE_DIR, model="xgboost", **store)
