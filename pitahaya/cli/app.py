@@ -194,17 +194,15 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     data_dir: DataDir = default_data_dir(),
 ) -> None:
-    """Run the registry (settings from PITAHAYA_* env vars)."""
-    from pydantic import ValidationError
-
-    from pitahaya.registry import Settings
+    """Run the registry (settings from PITAHAYA_* env vars, e.g. PITAHAYA_REGISTRY_TOKEN)."""
+    from pitahaya.registry import ConfigurationError, load_settings
     from pitahaya.registry import serve as run_server
 
     os.environ.setdefault("PITAHAYA_DATA_DIR", str(data_dir))
     try:
-        settings = Settings()
-    except ValidationError as e:
-        raise fail(f"invalid registry settings: {e}") from None
+        settings = load_settings()
+    except ConfigurationError as e:
+        raise fail(str(e)) from None
     run_server(settings, host=host, port=port, workers=workers)
 
 
