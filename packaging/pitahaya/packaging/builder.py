@@ -1,0 +1,271 @@
+"""Build an algorithm package from an MLflow training run.
+
+Workflow of `build_package`:
+
+1. **download**: the run's metrics, its LightGBM model and its ``parity/`` artifacts.
+2. **convert**: LightGBM -> deterministic ONNX (`convert_lightgbm`).
+3. **selftest**: golden cases from the parity views (`build_selftest`).
+4. **archive**: manifest + ``model.onnx`` + the scene's CURRENT ``features.py`` +
+   ``selftest.json`` -> reproducible ``.tar.xz`` (`build_archive`).
+5. **parity**: load the archive with the client runtime and replay every parity view
+   (`check_parity`); then the size and latency budgets of ``scene.toml``.
+6. **write**: ``<out_dir>/<scene>-<version>.tar.xz``, atomically.
+7. **register**: log the archive and ``parity_report.json`` to the run under ``package/``
+   and register a model version named after the scene, tagged with the package digest.
+
+Shipping the scene's current feature code rather than the copy logged with the run is
+deliberate: it is what the parity gate checks, so feature code edited after training is
+caught here instead of on devices. Nothing is written or registered unless every check passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import mlflow.lightgbm
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+
+from pitahaya.client_runtime import (
+    ClientRuntimeError,
+    LoadedPackage,
+    Manifest,
+    Scene,
+    View,
+    build_archive,
+    file_entry,
+    read_package,
+    target_path,
+)
+
+from pitahaya.packaging._views import read_views_csv
+from pitahaya.packaging.convert import convert_lightgbm
+from pitahaya.packaging.errors import BudgetError, ConversionError, PackagingError, ParityError
+from pitahaya.packaging.parity import ParityReport, check_parity
+from pitahaya.packaging.selftest import build_selftest
+
+#: Artifact paths of the training run this module reads (the training job's contract).
+MODEL_ARTIFACT = "model"
+PARITY_DIR = "parity"
+#: Payload file names of package format v1 (pinned against the client runtime by a test;
+#: the client does not export them).
+MODEL_FILE = "model.onnx"
+FEATURES_FILE = "features.py"
+SELFTEST_FILE = "selftest.json"
+#: Run metrics copied into the manifest: test figures and the baselines they beat.
+METRIC_PREFIXES = ("test_", "baseline_")
+#: Where the package and its parity report are logged on the training run.
+PACKAGE_ARTIFACT_DIR = "package"
+PARITY_REPORT_FILE = "parity_report.json"
+
+#: Progress callback: ``(stage, fraction of that stage done)``.
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A package that passed every gate.
+
+    Attributes:
+        path: The written archive.
+        sha256: Hex digest of the archive (the TUF target hash).
+        size_bytes: Archive size.
+        manifest: The package's manifest.
+        parity: The parity report.
+        model_version: Registered MLflow model version, or None when not registered.
+    """
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    manifest: Manifest
+    parity: ParityReport
+    model_version: str | None = None
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for the block (it only reads the global URI)."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _load_booster(run_id: str) -> lgb.Booster:
+    """The run's model as a Booster, whether it was logged as a Booster or an LGBMRegressor."""
+    try:
+        model = mlflow.lightgbm.load_model(f"runs:/{run_id}/{MODEL_ARTIFACT}")
+    except lgb.basic.LightGBMError as e:
+        raise ConversionError(f"runs:/{run_id}/{MODEL_ARTIFACT} does not load as a LightGBM model: {e}") from e
+    booster = getattr(model, "booster_", model)
+    if not isinstance(booster, lgb.Booster):
+        raise ConversionError(f"runs:/{run_id}/{MODEL_ARTIFACT} is a {type(model).__name__}, not a LightGBM model")
+    return booster
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_budgets(scene: Scene, size_bytes: int, report: ParityReport) -> None:
+    max_bytes = scene.budgets.get("max_package_bytes")
+    if max_bytes is not None and size_bytes > max_bytes:
+        raise BudgetError(f"package is {size_bytes} bytes, over the scene budget of {max_bytes}")
+    max_p99 = scene.budgets.get("max_p99_decision_us")
+    if max_p99 is not None and report.latency_p99_us > max_p99:
+        raise BudgetError(f"p99 decision latency is {report.latency_p99_us:.0f} us, over the scene budget of {max_p99} us")
+
+
+def build_package(
+    *,
+    run_id: str,
+    scene: Scene,
+    version: str,
+    tracking_uri: str,
+    out_dir: Path,
+    register: bool = True,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Package the model of a training run with the scene's feature code, gate it, publish it.
+
+    Args:
+        run_id: MLflow run of the training job.
+        scene: The scene; its current ``features.py``, policy and budgets are used.
+        version: Package version, ``MAJOR.MINOR.PATCH``.
+        tracking_uri: MLflow tracking (and registry) URI.
+        out_dir: Folder receiving ``<scene>-<version>.tar.xz``.
+        register: Also register a model version named after the scene.
+        progress: Called with ``(stage, fraction)`` as the build advances.
+
+    Returns:
+        Where the package went, its digest, manifest, parity report and model version.
+
+    Raises:
+        ValueError: ``version`` is not ``MAJOR.MINOR.PATCH``.
+        ConversionError: the model cannot be loaded or converted, or does not take the
+            scene's features.
+        ParityError: the package, loaded as a device loads it, disagrees with the run.
+        BudgetError: the package is over the scene's size or latency budget.
+        PackagingError: MLflow or the run's artifacts failed otherwise.
+    """
+    report_progress: Progress = progress or (lambda stage, fraction: None)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        with _tracking_uri(tracking_uri), tempfile.TemporaryDirectory(prefix="pitahaya-package-") as tmp:
+            report_progress("download", 0.0)
+            run = client.get_run(run_id)
+            parity_dir = Path(client.download_artifacts(run_id, PARITY_DIR, tmp))
+            views = read_views_csv(parity_dir / "views.csv.gz")
+            expected_features = np.load(parity_dir / "features.npy")
+            expected_predictions = np.load(parity_dir / "predictions.npy")
+            booster = _load_booster(run_id)
+            report_progress("download", 1.0)
+
+            manifest, payload = _assemble(scene, version, booster, views, run, report_progress)
+            archive = build_archive(manifest, payload)
+            package = read_package(archive)
+
+            report_progress("parity", 0.0)
+            loaded = LoadedPackage.load(package)
+            report = check_parity(
+                loaded, views, expected_features, expected_predictions, progress=lambda f: report_progress("parity", f)
+            )
+            report_progress("parity", 1.0)
+            if not report.passed:
+                raise ParityError(report)
+            _check_budgets(scene, package.size_bytes, report)
+
+            report_progress("write", 0.0)
+            path = out_dir / Path(target_path(scene.name, version)).name
+            _write_atomically(path, archive)
+            report_path = Path(tmp) / PARITY_REPORT_FILE
+            report_path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
+            client.log_artifact(run_id, str(path), PACKAGE_ARTIFACT_DIR)
+            client.log_artifact(run_id, str(report_path), PACKAGE_ARTIFACT_DIR)
+            report_progress("write", 1.0)
+
+            model_version = None
+            if register:
+                report_progress("register", 0.0)
+                registered = mlflow.register_model(
+                    f"runs:/{run_id}/{MODEL_ARTIFACT}",
+                    scene.name,
+                    tags={
+                        "package.version": version,
+                        "package.sha256": package.sha256,
+                        "package.size_bytes": str(package.size_bytes),
+                        "parity.max_rel_diff": f"{report.max_rel_diff:.3g}",
+                        "parity.rows": str(report.n_rows),
+                    },
+                )
+                model_version = str(registered.version)
+                report_progress("register", 1.0)
+    except MlflowException as e:
+        raise PackagingError(f"MLflow failed while packaging run {run_id}: {e}") from e
+    except ClientRuntimeError as e:
+        raise PackagingError(f"the package fails on the client runtime: {e}") from e
+    except OSError as e:
+        raise PackagingError(f"cannot read the run's artifacts or write the package: {e}") from e
+    return BuildResult(path, package.sha256, package.size_bytes, manifest, report, model_version)
+
+
+def _assemble(
+    scene: Scene, version: str, booster: lgb.Booster, views: Sequence[View], run: Run, progress: Progress
+) -> tuple[Manifest, dict[str, bytes]]:
+    """Convert the model, cut the self-test, and describe both in a validated manifest."""
+    feature_names = tuple(scene.extractor_class().feature_names)
+    if booster.num_feature() != len(feature_names):
+        raise ConversionError(
+            f"the model takes {booster.num_feature()} features but the scene's features.py declares "
+            f"{len(feature_names)}: the feature code changed shape since training, retrain"
+        )
+    progress("convert", 0.0)
+    converted = convert_lightgbm(booster)
+    progress("convert", 1.0)
+    progress("selftest", 0.0)
+    selftest = build_selftest(views, scene.feature_source, converted.model_bytes)
+    progress("selftest", 1.0)
+    payload = {
+        MODEL_FILE: converted.model_bytes,
+        FEATURES_FILE: scene.feature_source.encode(),
+        SELFTEST_FILE: selftest,
+    }
+    manifest = Manifest(
+        scene=scene.name,
+        version=version,
+        feature_names=feature_names,
+        input=converted.input,
+        output=converted.output,
+        files={name: file_entry(data) for name, data in payload.items()},
+        policy=dict(scene.policy),
+        mlflow={"run_id": run.info.run_id, "experiment_id": run.info.experiment_id},
+        metrics={k: float(v) for k, v in sorted(run.data.metrics.items()) if k.startswith(METRIC_PREFIXES)},
+        opsets=converted.opsets,
+    )
+    try:
+        Manifest.from_dict(manifest.to_dict())
+    except ClientRuntimeError as e:
+        raise ValueError(f"invalid package manifest: {e}") from e
+    return manifest, payload

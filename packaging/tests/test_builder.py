@@ -1,0 +1,111 @@
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from pitahaya.client_runtime import LoadedPackage, Scene, read_package
+from pitahaya.packaging import BudgetError, ParityError, build_package
+from pitahaya.packaging.parity import PREDICTION_RTOL
+
+
+@pytest.fixture(scope="module")
+def built(fake_run, scene, tmp_path_factory):
+    stages = []
+    result = build_package(
+        run_id=fake_run.run_id,
+        scene=scene,
+        version="1.0.0",
+        tracking_uri=fake_run.tracking_uri,
+        out_dir=tmp_path_factory.mktemp("out"),
+        progress=lambda stage, fraction: stages.append((stage, fraction)),
+    )
+    return result, stages
+
+
+def test_package_loads_and_self_tests_on_the_client_runtime(built, fake_run, scene):
+    result, _ = built
+    package = read_package(result.path.read_bytes())
+    assert package.sha256 == result.sha256 and package.size_bytes == result.size_bytes
+    loaded = LoadedPackage.load(package)  # runs the shipped self-test
+    manifest = loaded.manifest
+    assert result.path.name == "watch_time-1.0.0.tar.xz"
+    assert manifest.feature_names == scene.extractor_class().feature_names
+    assert manifest.mlflow == {"run_id": fake_run.run_id, "experiment_id": fake_run.experiment_id}
+    assert set(manifest.metrics) == {"test_mae", "test_xauc", "baseline_user_mean_mae", "baseline_user_mean_xauc"}
+    assert manifest.policy == scene.policy and manifest.opsets["ai.onnx.ml"] >= 1
+    assert len(package.selftest["cases"]) == 8
+
+
+def test_parity_report_passes_within_tolerance(built):
+    report = built[0].parity
+    assert report.passed and report.n_rows > 0
+    assert report.max_rel_diff <= PREDICTION_RTOL
+    assert 0 < report.latency_p50_us <= report.latency_p99_us
+    assert "parity PASSED" in report.summary() and report.to_dict()["passed"] is True
+
+
+def test_onnx_in_package_matches_lightgbm(built, fake_run, sample_features):
+    loaded = LoadedPackage.load(read_package(built[0].path.read_bytes()))
+    want = fake_run.booster.predict(sample_features)
+    np.testing.assert_allclose(loaded.infer(sample_features), want, rtol=PREDICTION_RTOL, atol=PREDICTION_RTOL)
+
+
+def test_progress_reports_every_stage(built):
+    stages = [stage for stage, _ in built[1]]
+    assert list(dict.fromkeys(stages)) == ["download", "convert", "selftest", "parity", "write", "register"]
+
+
+def test_rebuilding_the_same_run_gives_the_same_bytes(built, fake_run, scene, tmp_path):
+    again = build_package(
+        run_id=fake_run.run_id, scene=scene, version="1.0.0", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+    )
+    assert again.sha256 == built[0].sha256 and again.model_version is None
+    assert again.path.read_bytes() == built[0].path.read_bytes()
+
+
+def test_model_version_is_registered_with_package_tags(built, fake_run):
+    result, _ = built
+    client = MlflowClient(tracking_uri=fake_run.tracking_uri, registry_uri=fake_run.tracking_uri)
+    version = client.get_model_version("watch_time", result.model_version)
+    assert version.run_id == fake_run.run_id
+    assert version.tags["package.version"] == "1.0.0"
+    assert version.tags["package.sha256"] == result.sha256
+    assert version.tags["package.size_bytes"] == str(result.size_bytes)
+    assert version.tags["parity.rows"] == str(result.parity.n_rows)
+    assert float(version.tags["parity.max_rel_diff"]) <= PREDICTION_RTOL
+    logged = {a.path for a in client.list_artifacts(fake_run.run_id, "package")}
+    assert logged == {"package/watch_time-1.0.0.tar.xz", "package/parity_report.json"}
+
+
+def test_feature_code_edited_after_training_is_refused(fake_run, scene, tmp_path):
+    folder = tmp_path / "watch_time"
+    shutil.copytree(scene.path, folder)
+    source = (folder / "features.py").read_text()
+    edited = source.replace("self.ewm_fast * duration,", "self.ewm_slow * duration,")
+    assert edited != source
+    (folder / "features.py").write_text(edited)
+    out = tmp_path / "out"
+    with pytest.raises(ParityError) as caught:
+        build_package(
+            run_id=fake_run.run_id,
+            scene=Scene.load(folder),
+            version="1.0.1",
+            tracking_uri=fake_run.tracking_uri,
+            out_dir=out,
+            register=False,
+        )
+    report = caught.value.report
+    assert report.n_feature_mismatches > 0 and set(report.feature_mismatch_counts) == {"expected_watch_s"}
+    assert "expected_watch_s" in str(caught.value)
+    assert not out.exists()
+
+
+def test_package_over_the_size_budget_is_refused(fake_run, scene, tmp_path):
+    tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_package_bytes": 1_000})
+    with pytest.raises(BudgetError, match="over the scene budget"):
+        build_package(
+            run_id=fake_run.run_id, scene=tight, version="1.0.2", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+        )
+    assert not list(tmp_path.iterdir())
