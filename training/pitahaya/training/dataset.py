@@ -65,7 +65,7 @@ class TimeSplit:
     test_from: float
 
 
-def stream_order(views: Sequence[View]) -> np.ndarray:
+def _stream_order(views: Sequence[View]) -> np.ndarray:
     """Indices that sort ``views`` by (user_id, start_ts), keeping file order among ties."""
     users = np.array([v.user_id for v in views], dtype=str)
     starts = np.array([v.start_ts for v in views], dtype=np.float64)
@@ -83,7 +83,7 @@ def build_matrix(views: Sequence[View], extractor_cls: type[FeatureExtractor], p
     Returns:
         The dataset, rows in (user_id, start_ts) order.
     """
-    order = stream_order(views)
+    order = _stream_order(views)
     n_features = len(extractor_cls.feature_names)
     X = np.empty((len(order), n_features), dtype=np.float32)
     extractor: FeatureExtractor | None = None

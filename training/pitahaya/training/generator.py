@@ -16,7 +16,8 @@ The world it simulates, in the order `generate_views` builds it:
 4. **Watch time.** Fast mode watches a few seconds (ratio ~0.05–0.2 of a 20 s video);
    careful mode finishes appealing or short videos, watches part of the rest, and replays
    short ones (ratios up to 2–3x and a thin tail beyond). Times are rounded to milliseconds
-   like real client logs.
+   like real client logs. The mix lands between KuaiRand's liked and hated views (real
+   Kuaishou logs): about 40% of views above a ratio of 1, 5% above 2, 1% above 4.
 
 Everything is drawn from one `numpy.random.Generator`, so a `GeneratorConfig` fully
 determines the output.
@@ -136,7 +137,7 @@ def _session_layout(config: GeneratorConfig, views_per_user: np.ndarray, rng: np
     return session_of_view, planned[order]
 
 
-def _modes(config: GeneratorConfig, user_of_view: np.ndarray, session_start: np.ndarray, evening: np.ndarray, careful_share: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _modes(config: GeneratorConfig, user_of_view: np.ndarray, first_of_user: np.ndarray, session_start: np.ndarray, evening: np.ndarray, careful_share: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Run every user's hidden fast/careful Markov chain; returns True where careful."""
     switch = 1.0 / config.mean_mode_run_views
     n = len(user_of_view)
@@ -150,7 +151,7 @@ def _modes(config: GeneratorConfig, user_of_view: np.ndarray, session_start: np.
     careful = np.empty(n, dtype=bool)
     state = False
     for i, (new_user, is_redraw, draw, p_c, p_f) in enumerate(
-        zip((np.diff(user_of_view, prepend=-1) != 0).tolist(), redraw.tolist(), redraw_careful.tolist(), p_to_careful.tolist(), p_to_fast.tolist(), strict=True)
+        zip(first_of_user.tolist(), redraw.tolist(), redraw_careful.tolist(), p_to_careful.tolist(), p_to_fast.tolist(), strict=True)
     ):
         if new_user or is_redraw:
             state = draw
@@ -222,7 +223,7 @@ def generate_views(config: GeneratorConfig = GeneratorConfig()) -> list[View]:
     session_start = np.diff(session_of_view, prepend=-1) != 0
     hour = np.mod(planned_start, _DAY_S) / 3600.0
     evening = (hour >= 19.0)[session_of_view]
-    careful = _modes(config, user_of_view, session_start, evening, careful_share[users], rng)
+    careful = _modes(config, user_of_view, first_of_user, session_start, evening, careful_share[users], rng)
 
     video = rng.choice(config.n_videos, size=config.n_views, p=catalog.popularity)
     duration = catalog.duration_s[video]
