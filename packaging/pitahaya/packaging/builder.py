@@ -105,15 +105,29 @@ def _tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)
 
 
-def _load_booster(run_id: str) -> lgb.Booster:
-    """The run's model as a Booster, whether it was logged as a Booster or an LGBMRegressor."""
+def _model_uri(client: MlflowClient, run: Run) -> str:
+    """URI of the run's model: its MLflow 3 LoggedModel (``models:/<id>``) when there is one.
+
+    MLflow 3 keeps models as LoggedModels outside the run's artifacts; ``runs:/`` URIs still
+    resolve, with a warning, and are the only way to reach models logged by MLflow 2.
+    """
+    logged = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{MODEL_ARTIFACT}'",
+        max_results=1,
+    )
+    return logged[0].model_uri if logged else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
+
+
+def _load_booster(model_uri: str) -> lgb.Booster:
+    """The model as a Booster, whether it was logged as a Booster or an LGBMRegressor."""
     try:
-        model = mlflow.lightgbm.load_model(f"runs:/{run_id}/{MODEL_ARTIFACT}")
+        model = mlflow.lightgbm.load_model(model_uri)
     except lgb.basic.LightGBMError as e:
-        raise ConversionError(f"runs:/{run_id}/{MODEL_ARTIFACT} does not load as a LightGBM model: {e}") from e
+        raise ConversionError(f"{model_uri} does not load as a LightGBM model: {e}") from e
     booster = getattr(model, "booster_", model)
     if not isinstance(booster, lgb.Booster):
-        raise ConversionError(f"runs:/{run_id}/{MODEL_ARTIFACT} is a {type(model).__name__}, not a LightGBM model")
+        raise ConversionError(f"{model_uri} is a {type(model).__name__}, not a LightGBM model")
     return booster
 
 
@@ -180,7 +194,8 @@ def build_package(
             views = read_views_csv(parity_dir / "views.csv.gz")
             expected_features = np.load(parity_dir / "features.npy")
             expected_predictions = np.load(parity_dir / "predictions.npy")
-            booster = _load_booster(run_id)
+            model_uri = _model_uri(client, run)
+            booster = _load_booster(model_uri)
             report_progress("download", 1.0)
 
             manifest, payload = _assemble(scene, version, booster, views, run, report_progress)
@@ -210,7 +225,7 @@ def build_package(
             if register:
                 report_progress("register", 0.0)
                 registered = mlflow.register_model(
-                    f"runs:/{run_id}/{MODEL_ARTIFACT}",
+                    model_uri,
                     scene.name,
                     tags={
                         "package.version": version,
