@@ -28,7 +28,9 @@ small_values = st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 7.25]), max_size=40
 @given(st.data())
 def test_xauc_matches_brute_force(data):
     y = data.draw(small_values)
-    p = data.draw(st.lists(st.floats(-3, 3, allow_nan=False) | st.sampled_from([0.0, 1.0]), min_size=len(y), max_size=len(y)))
+    p = data.draw(
+        st.lists(st.floats(-3, 3, allow_nan=False) | st.sampled_from([0.0, 1.0]), min_size=len(y), max_size=len(y))
+    )
     expected = brute_force_xauc(y, p)
     got = xauc(np.array(y), np.array(p))
     assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected, abs=1e-12)

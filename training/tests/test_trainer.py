@@ -62,7 +62,15 @@ def test_run_layout(trained, store):
     experiment = client.get_experiment(result.experiment_id)
     assert experiment.name == "watch_time"
     assert experiment.artifact_location == store["artifact_location"].resolve().as_uri()
-    for name in ("test_mae", "test_xauc", "best_iteration", "baseline_user_mean_mae", "baseline_user_mean_xauc", "baseline_global_median_mae", "baseline_global_median_xauc"):
+    for name in (
+        "test_mae",
+        "test_xauc",
+        "best_iteration",
+        "baseline_user_mean_mae",
+        "baseline_user_mean_xauc",
+        "baseline_global_median_mae",
+        "baseline_global_median_xauc",
+    ):
         assert run.data.metrics[name] == pytest.approx(result.metrics[name])
     assert run.data.params["num_leaves"] == "63"
     assert run.data.params["dataset_digest"] == result.dataset_digest
@@ -74,7 +82,9 @@ def test_run_layout(trained, store):
     assert run.inputs.dataset_inputs[0].dataset.digest == result.dataset_digest[:16]
     scene = Scene.load(SCENE_DIR)
     assert mlflow.artifacts.load_text(f"runs:/{result.run_id}/scene/features.py") == scene.feature_source
-    assert mlflow.artifacts.load_text(f"runs:/{result.run_id}/scene/scene.toml") == (SCENE_DIR / "scene.toml").read_text()
+    assert (
+        mlflow.artifacts.load_text(f"runs:/{result.run_id}/scene/scene.toml") == (SCENE_DIR / "scene.toml").read_text()
+    )
     importance = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/feature_importance.json")
     assert sorted(importance["data"][i][0] for i in range(len(importance["data"]))) == sorted(result.feature_names)
 

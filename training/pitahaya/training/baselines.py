@@ -11,7 +11,6 @@ Both are causal: a row's prediction uses only earlier rows, like the model's fea
 from __future__ import annotations
 
 import numpy as np
-
 from pitahaya.training.dataset import Dataset
 
 

@@ -72,7 +72,9 @@ def _stream_order(views: Sequence[View]) -> np.ndarray:
     return np.lexsort((starts, users))
 
 
-def build_matrix(views: Sequence[View], extractor_cls: type[FeatureExtractor], progress: Callable[[float], None] | None = None) -> Dataset:
+def build_matrix(
+    views: Sequence[View], extractor_cls: type[FeatureExtractor], progress: Callable[[float], None] | None = None
+) -> Dataset:
     """Replay each user's views through a fresh extractor and collect one row per view.
 
     Args:
@@ -123,8 +125,12 @@ def split_by_time(dataset: Dataset, valid_frac: float = 0.1, test_frac: float = 
         ValueError: the fractions are not positive or leave no room for training.
     """
     if not (valid_frac > 0 and test_frac > 0 and valid_frac + test_frac < 1):
-        raise ValueError(f"need valid_frac > 0, test_frac > 0 and valid_frac + test_frac < 1, got {valid_frac}, {test_frac}")
+        raise ValueError(
+            f"need valid_frac > 0, test_frac > 0 and valid_frac + test_frac < 1, got {valid_frac}, {test_frac}"
+        )
     valid_from, test_from = np.quantile(dataset.start_ts, [1.0 - valid_frac - test_frac, 1.0 - test_frac])
     test = dataset.start_ts >= test_from
     train = dataset.start_ts < valid_from
-    return TimeSplit(train=train, valid=~(train | test), test=test, valid_from=float(valid_from), test_from=float(test_from))
+    return TimeSplit(
+        train=train, valid=~(train | test), test=test, valid_from=float(valid_from), test_from=float(test_from)
+    )

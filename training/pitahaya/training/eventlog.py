@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from pitahaya.client_runtime import VIEW_FIELDS, View
-
 from pitahaya.training.errors import EventLogError
 
 #: A row parser: yields (line number, raw mapping) for each record of a text stream.
@@ -61,7 +60,9 @@ def _write_csv(stream: IO[str], views: Iterable[View]) -> None:
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(VIEW_FIELDS)
     # repr() of a float is its shortest round-trip form, so reading back gives equal views.
-    writer.writerows((v.user_id, v.video_id, repr(v.start_ts), repr(v.duration_s), repr(v.watch_s), v.size_bytes) for v in views)
+    writer.writerows(
+        (v.user_id, v.video_id, repr(v.start_ts), repr(v.duration_s), repr(v.watch_s), v.size_bytes) for v in views
+    )
 
 
 def _write_jsonl(stream: IO[str], views: Iterable[View]) -> None:
@@ -145,4 +146,3 @@ def write_events(path: str | Path, views: Iterable[View]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-

@@ -2,20 +2,20 @@
 
 The world it simulates, in the order `generate_views` builds it:
 
-1. **Catalog.** Each video has a duration (lognormal, median ~20 s, clipped to 3–300 s), a
-   latent *appeal*, a bitrate of 0.5–3 Mbps that leans towards appealing videos (better
+1. **Catalog.** Each video has a duration (lognormal, median ~20 s, clipped to 3-300 s), a
+   latent *appeal*, a bitrate of 0.5-3 Mbps that leans towards appealing videos (better
    producers upload better files), hence a file size, and a Zipf-like popularity led by appeal.
 2. **Users.** Each user has a persistent *engagement* trait, an activity level that shares
    out the views, and a hidden two-state Markov *mode*: fast-swiping (leave after a second or
    two) or careful-watching (often finish, sometimes replay). The mode persists for runs of
-   ~5–30 views, is partly redrawn at each session start, and leans careful in the evening.
+   ~5-30 views, is partly redrawn at each session start, and leans careful in the evening.
    That persistence is what makes the next watch time predictable from recent history, and
    what the scene's features (moving averages of the watch ratio) are built to pick up.
 3. **Sessions.** Views come in sessions of consecutive swipes: the next view starts when the
-   previous one ends plus a swipe gap of 0.3–3 s. Sessions are hours apart, a few per day.
-4. **Watch time.** Fast mode watches a few seconds (ratio ~0.05–0.2 of a 20 s video);
+   previous one ends plus a swipe gap of 0.3-3 s. Sessions are hours apart, a few per day.
+4. **Watch time.** Fast mode watches a few seconds (ratio ~0.05-0.2 of a 20 s video);
    careful mode finishes appealing or short videos, watches part of the rest, and replays
-   short ones (ratios up to 2–3x and a thin tail beyond). Times are rounded to milliseconds
+   short ones (ratios up to 2-3x and a thin tail beyond). Times are rounded to milliseconds
    like real client logs. The mix lands between KuaiRand's liked and hated views (real
    Kuaishou logs): about 40% of views above a ratio of 1, 5% above 2, 1% above 4.
 
@@ -101,11 +101,13 @@ def _make_catalog(config: GeneratorConfig, rng: np.random.Generator) -> _Catalog
     # Popular because appealing, plus luck; Zipf weights over that ranking.
     rank = np.empty(n, dtype=np.int64)
     rank[np.argsort(-(appeal + rng.normal(0.0, 1.0, n)))] = np.arange(1, n + 1)
-    weight = rank ** -0.9
+    weight = rank**-0.9
     return _Catalog(duration, size, appeal, weight / weight.sum())
 
 
-def _session_layout(config: GeneratorConfig, views_per_user: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _session_layout(
+    config: GeneratorConfig, views_per_user: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut each user's views into sessions and plan when each session starts.
 
     Returns:
@@ -130,14 +132,26 @@ def _session_layout(config: GeneratorConfig, views_per_user: np.ndarray, rng: np
     n_sessions = int(sessions_per_user.sum())
     day = rng.integers(0, config.days, n_sessions)
     peak = rng.choice(3, n_sessions, p=[0.25, 0.15, 0.6])
-    hour = np.where(peak == 0, rng.normal(12.5, 1.5, n_sessions), np.where(peak == 1, rng.uniform(7, 24, n_sessions), rng.normal(21.0, 1.8, n_sessions)))
+    hour = np.where(
+        peak == 0,
+        rng.normal(12.5, 1.5, n_sessions),
+        np.where(peak == 1, rng.uniform(7, 24, n_sessions), rng.normal(21.0, 1.8, n_sessions)),
+    )
     planned = config.start_ts + day * _DAY_S + np.mod(hour, 24.0) * 3600.0
     user_of_session = np.repeat(np.arange(len(views_per_user)), sessions_per_user)
     order = np.lexsort((planned, user_of_session))  # sort sessions by time within each user
     return session_of_view, planned[order]
 
 
-def _modes(config: GeneratorConfig, user_of_view: np.ndarray, first_of_user: np.ndarray, session_start: np.ndarray, evening: np.ndarray, careful_share: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _modes(
+    config: GeneratorConfig,
+    user_of_view: np.ndarray,
+    first_of_user: np.ndarray,
+    session_start: np.ndarray,
+    evening: np.ndarray,
+    careful_share: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Run every user's hidden fast/careful Markov chain; returns True where careful."""
     switch = 1.0 / config.mean_mode_run_views
     n = len(user_of_view)
@@ -151,7 +165,14 @@ def _modes(config: GeneratorConfig, user_of_view: np.ndarray, first_of_user: np.
     careful = np.empty(n, dtype=bool)
     state = False
     for i, (new_user, is_redraw, draw, p_c, p_f) in enumerate(
-        zip(first_of_user.tolist(), redraw.tolist(), redraw_careful.tolist(), p_to_careful.tolist(), p_to_fast.tolist(), strict=True)
+        zip(
+            first_of_user.tolist(),
+            redraw.tolist(),
+            redraw_careful.tolist(),
+            p_to_careful.tolist(),
+            p_to_fast.tolist(),
+            strict=True,
+        )
     ):
         if new_user or is_redraw:
             state = draw
@@ -161,7 +182,9 @@ def _modes(config: GeneratorConfig, user_of_view: np.ndarray, first_of_user: np.
     return careful
 
 
-def _watch_seconds(careful: np.ndarray, duration: np.ndarray, appeal: np.ndarray, engagement: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _watch_seconds(
+    careful: np.ndarray, duration: np.ndarray, appeal: np.ndarray, engagement: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Draw watch seconds given the mode, the video and the user (all per view)."""
     n = len(careful)
     log_len = np.log(duration / 20.0)
@@ -180,7 +203,13 @@ def _watch_seconds(careful: np.ndarray, duration: np.ndarray, appeal: np.ndarray
     return np.round(np.maximum(watch, 0.1), 3)
 
 
-def _timeline(session_of_view: np.ndarray, planned_start: np.ndarray, watch: np.ndarray, gap: np.ndarray, first_of_user: np.ndarray) -> np.ndarray:
+def _timeline(
+    session_of_view: np.ndarray,
+    planned_start: np.ndarray,
+    watch: np.ndarray,
+    gap: np.ndarray,
+    first_of_user: np.ndarray,
+) -> np.ndarray:
     """Lay views end to end within sessions and keep sessions of one user hours apart."""
     step = watch + gap
     before = np.cumsum(step) - step  # sum of the steps of all earlier views
@@ -235,6 +264,12 @@ def generate_views(config: GeneratorConfig = GeneratorConfig()) -> list[View]:
     return [
         View(user_ids[u], f"v{v:06d}", ts, d, w, s)
         for u, v, ts, d, w, s in zip(
-            user_of_view.tolist(), video.tolist(), start.tolist(), duration.tolist(), watch.tolist(), catalog.size_bytes[video].tolist(), strict=True
+            user_of_view.tolist(),
+            video.tolist(),
+            start.tolist(),
+            duration.tolist(),
+            watch.tolist(),
+            catalog.size_bytes[video].tolist(),
+            strict=True,
         )
     ]

@@ -49,7 +49,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from pitahaya.client_runtime import Scene, View
-
 from pitahaya.training.baselines import global_median, user_running_mean
 from pitahaya.training.dataset import Dataset, TimeSplit, build_matrix, split_by_time
 from pitahaya.training.errors import TrainingError
@@ -208,7 +207,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         "dataset_digest": digest,
     }
     if config.events is None:
-        run_params.update({f"generator.{k}": v for k, v in asdict(config.generator or GeneratorConfig(seed=config.seed)).items()})
+        run_params.update(
+            {f"generator.{k}": v for k, v in asdict(config.generator or GeneratorConfig(seed=config.seed)).items()}
+        )
     tags = {"pitahaya.scene": scene.name, "pitahaya.dataset_digest": digest}
     code_version = _git_sha(scene.path)
     if code_version:
@@ -217,11 +218,21 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         run_id = run.info.run_id
         mlflow.log_params(run_params)
         mlflow.log_metrics(metrics)
-        mlflow.MlflowClient().log_batch(run_id, metrics=[Metric("valid_l1", value, 0, step) for step, value in enumerate(curve)])
+        mlflow.MlflowClient().log_batch(
+            run_id, metrics=[Metric("valid_l1", value, 0, step) for step, value in enumerate(curve)]
+        )
         data_source = None if config.events is None else Path(config.events).resolve().as_uri()
         with warnings.catch_warnings():  # MLflow registers its local source class twice, then warns
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-            train_data = mlflow.data.from_numpy(dataset.X[split.train], targets=dataset.y[split.train], source=data_source, name=scene.name, digest=digest[:16])
+            warnings.filterwarnings(
+                "ignore", message="The specified dataset source can be interpreted in multiple ways"
+            )
+            train_data = mlflow.data.from_numpy(
+                dataset.X[split.train],
+                targets=dataset.y[split.train],
+                source=data_source,
+                name=scene.name,
+                digest=digest[:16],
+            )
         mlflow.log_input(train_data, context="training")
         report("log", 0.2)
         model_uri = _log_model(booster, dataset)
@@ -274,7 +285,14 @@ def _lightgbm_params(scene: Scene, config: TrainConfig) -> tuple[dict[str, Any],
     return params, rounds
 
 
-def _fit(dataset: Dataset, split: TimeSplit, params: dict[str, Any], rounds: int, patience: int, progress: Callable[[float], None]) -> tuple[lgb.Booster, list[float]]:
+def _fit(
+    dataset: Dataset,
+    split: TimeSplit,
+    params: dict[str, Any],
+    rounds: int,
+    patience: int,
+    progress: Callable[[float], None],
+) -> tuple[lgb.Booster, list[float]]:
     """Fit with early stopping; returns the booster cut to its best iteration and the valid-L1 curve."""
     names = list(dataset.feature_names)
     train_set = lgb.Dataset(dataset.X[split.train], dataset.y[split.train], feature_name=names, free_raw_data=False)
@@ -307,7 +325,10 @@ def _evaluate(booster: lgb.Booster, dataset: Dataset, split: TimeSplit) -> dict[
         "baseline_user_mean": user_running_mean(dataset, fallback=float(median[0]))[split.test],
         "baseline_global_median": median[split.test],
     }
-    metrics = {"valid_mae": mae(dataset.y[split.valid], booster.predict(dataset.X[split.valid])), "best_iteration": float(booster.num_trees())}
+    metrics = {
+        "valid_mae": mae(dataset.y[split.valid], booster.predict(dataset.X[split.valid])),
+        "best_iteration": float(booster.num_trees()),
+    }
     for prefix, p in predictions.items():
         metrics[f"{prefix}_mae"] = mae(y_test, p)
         metrics[f"{prefix}_xauc"] = xauc(y_test, p)
@@ -367,7 +388,9 @@ def _parity_rows(dataset: Dataset, split: TimeSplit, min_test_rows: int, seed: i
     return np.isin(dataset.user_ids, users[shuffle[:n_users]])
 
 
-def _log_parity_set(views: list[View], dataset: Dataset, split: TimeSplit, booster: lgb.Booster, config: TrainConfig) -> int:
+def _log_parity_set(
+    views: list[View], dataset: Dataset, split: TimeSplit, booster: lgb.Booster, config: TrainConfig
+) -> int:
     """Write and log the parity set (see the module docstring); returns its row count."""
     rows = _parity_rows(dataset, split, config.parity_min_test_rows, config.seed)
     features = dataset.X[rows]
@@ -392,7 +415,9 @@ def _digest(dataset: Dataset) -> str:
 def _git_sha(folder: Path) -> str | None:
     """Commit of the git checkout holding ``folder``, or None outside git."""
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
