@@ -21,6 +21,10 @@ from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_cod
 from pitahaya.client_runtime.hooks import Hooks, InferenceEvent, UpdateEvent
 from pitahaya.client_runtime.loader import LoadedPackage
 from pitahaya.client_runtime.package import (
+    ARCHIVE_SUFFIX,
+    FEATURES_FILE,
+    MODEL_FILE,
+    SELFTEST_FILE,
     Manifest,
     Package,
     TensorSpec,
@@ -36,14 +40,17 @@ from pitahaya.client_runtime.scene import Scene
 from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
 __all__ = [
+    "ARCHIVE_SUFFIX",
     "Candidate",
     "ClientRuntimeError",
     "Decision",
+    "FEATURES_FILE",
     "FeatureCodeError",
     "FeatureExtractor",
     "Hooks",
     "InferenceEvent",
     "LoadedPackage",
+    "MODEL_FILE",
     "Manifest",
     "ModelLoadError",
     "Package",
@@ -56,6 +63,7 @@ __all__ = [
     "ReleaseError",
     "Runtime",
     "RuntimeConfig",
+    "SELFTEST_FILE",
     "Scene",
     "SelfTestError",
     "TensorSpec",

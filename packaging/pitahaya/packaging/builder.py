@@ -38,6 +38,9 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from pitahaya.client_runtime import (
+    FEATURES_FILE,
+    MODEL_FILE,
+    SELFTEST_FILE,
     ClientRuntimeError,
     LoadedPackage,
     Manifest,
@@ -58,11 +61,6 @@ from pitahaya.packaging.selftest import build_selftest
 #: Artifact paths of the training run this module reads (the training job's contract).
 MODEL_ARTIFACT = "model"
 PARITY_DIR = "parity"
-#: Payload file names of package format v1 (pinned against the client runtime by a test;
-#: the client does not export them).
-MODEL_FILE = "model.onnx"
-FEATURES_FILE = "features.py"
-SELFTEST_FILE = "selftest.json"
 #: Run metrics copied into the manifest: test figures and the baselines they beat.
 METRIC_PREFIXES = ("test_", "baseline_")
 #: Where the package and its parity report are logged on the training run.
