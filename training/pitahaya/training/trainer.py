@@ -35,7 +35,8 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,10 @@ class TrainConfig:
     """What to train on, where to log it, and how.
 
     Attributes:
-        scene: Scene folder (holds ``scene.toml`` and the feature code).
+        scene_path: Scene folder (holds ``scene.toml`` and the feature code).
         tracking_uri: MLflow tracking URI, e.g. ``sqlite:///data/mlflow.db``.
-        events: Event log to train on (see `read_events`); None to generate one.
-        generator: What to generate when ``events`` is None; None means
+        events_path: Event log to train on (see `read_events`); None to generate one.
+        generator: What to generate when ``events_path`` is None; None means
             ``GeneratorConfig(seed=seed)``.
         artifact_location: Artifact root for the experiment if it has to be created, as a
             URI or a local folder (e.g. ``data/mlartifacts``); None lets MLflow choose.
@@ -90,9 +91,9 @@ class TrainConfig:
         run_name: MLflow run name; None lets MLflow choose.
     """
 
-    scene: str | Path
+    scene_path: str | Path
     tracking_uri: str
-    events: str | Path | None = None
+    events_path: str | Path | None = None
     generator: GeneratorConfig | None = None
     artifact_location: str | Path | None = None
     model: str = "lightgbm"
@@ -108,8 +109,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model != "lightgbm":
             raise ValueError(f"unsupported model {self.model!r}; expected 'lightgbm'")
-        if self.events is not None and self.generator is not None:
-            raise ValueError("give events or generator, not both")
+        if self.events_path is not None and self.generator is not None:
+            raise ValueError("give events_path or generator, not both")
         if self.num_threads < 1 or self.early_stopping_rounds < 1:
             raise ValueError("num_threads and early_stopping_rounds must be positive")
 
@@ -151,8 +152,8 @@ class TrainResult:
 def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     """Train, evaluate and log one model for a scene.
 
-    Sets MLflow's global tracking URI to ``config.tracking_uri``, because the fluent APIs
-    that log models read it.
+    MLflow's global tracking URI is set to ``config.tracking_uri`` while the run is logged
+    (the fluent model-logging APIs read it) and restored afterwards.
 
     Args:
         config: What to train on, where to log it, and how.
@@ -170,7 +171,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     report = progress or (lambda stage, fraction: None)
 
     report("events", 0.0)
-    scene = Scene.load(config.scene)
+    scene = Scene.load(config.scene_path)
     extractor_cls = scene.extractor_class()
     views, source = _load_views(config)
     report("events", 1.0)
@@ -190,8 +191,68 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     report("evaluate", 1.0)
 
     report("log", 0.0)
-    mlflow.set_tracking_uri(config.tracking_uri)
-    experiment_id = _experiment_id(scene.name, config.artifact_location)
+    run_params = _run_params(config, params, rounds, split, dataset, source, digest)
+    tags = {"pitahaya.scene": scene.name, "pitahaya.dataset_digest": digest}
+    code_version = _git_sha(scene.path)
+    if code_version:
+        tags["pitahaya.code_version"] = code_version
+    with _tracking_uri(config.tracking_uri):
+        experiment_id = _experiment_id(scene.name, config.artifact_location)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=tags) as run:
+            run_id = run.info.run_id
+            mlflow.log_params(run_params)
+            mlflow.log_metrics(metrics)
+            curve_metrics = [Metric("valid_l1", value, 0, step) for step, value in enumerate(curve)]
+            mlflow.MlflowClient().log_batch(run_id, metrics=curve_metrics)
+            _log_training_data(config, scene.name, dataset, split, digest)
+            report("log", 0.2)
+            model_uri = _log_model(booster, dataset)
+            mlflow.set_tag("pitahaya.model_uri", model_uri)
+            mlflow.log_text(scene.feature_source, "scene/features.py")
+            mlflow.log_text((scene.path / "scene.toml").read_text(), "scene/scene.toml")
+            mlflow.log_table(_importance(booster), artifact_file="feature_importance.json")
+            report("log", 0.6)
+            n_parity = _log_parity_set(views, dataset, split, booster, config)
+            mlflow.log_metric("parity_rows", n_parity)
+    report("log", 1.0)
+
+    return TrainResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_uri=model_uri,
+        metrics={**metrics, "parity_rows": float(n_parity)},
+        feature_names=dataset.feature_names,
+        best_iteration=booster.num_trees(),
+        n_train=int(split.train.sum()),
+        n_valid=int(split.valid.sum()),
+        n_test=int(split.test.sum()),
+        n_parity_rows=n_parity,
+        dataset_digest=digest,
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+@contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for the block, then back where it was."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _run_params(
+    config: TrainConfig,
+    params: dict[str, Any],
+    rounds: int,
+    split: TimeSplit,
+    dataset: Dataset,
+    source: str,
+    digest: str,
+) -> dict[str, Any]:
+    """Everything needed to reproduce the run, as MLflow params."""
     run_params = {
         **params,
         _ROUNDS_KEY: rounds,
@@ -206,65 +267,27 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         "test_from": split.test_from,
         "dataset_digest": digest,
     }
-    if config.events is None:
-        run_params.update(
-            {f"generator.{k}": v for k, v in asdict(config.generator or GeneratorConfig(seed=config.seed)).items()}
-        )
-    tags = {"pitahaya.scene": scene.name, "pitahaya.dataset_digest": digest}
-    code_version = _git_sha(scene.path)
-    if code_version:
-        tags["pitahaya.code_version"] = code_version
-    with mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name, tags=tags) as run:
-        run_id = run.info.run_id
-        mlflow.log_params(run_params)
-        mlflow.log_metrics(metrics)
-        mlflow.MlflowClient().log_batch(
-            run_id, metrics=[Metric("valid_l1", value, 0, step) for step, value in enumerate(curve)]
-        )
-        data_source = None if config.events is None else Path(config.events).resolve().as_uri()
-        with warnings.catch_warnings():  # MLflow registers its local source class twice, then warns
-            warnings.filterwarnings(
-                "ignore", message="The specified dataset source can be interpreted in multiple ways"
-            )
-            train_data = mlflow.data.from_numpy(
-                dataset.X[split.train],
-                targets=dataset.y[split.train],
-                source=data_source,
-                name=scene.name,
-                digest=digest[:16],
-            )
-        mlflow.log_input(train_data, context="training")
-        report("log", 0.2)
-        model_uri = _log_model(booster, dataset)
-        mlflow.set_tag("pitahaya.model_uri", model_uri)
-        mlflow.log_text(scene.feature_source, "scene/features.py")
-        mlflow.log_text((scene.path / "scene.toml").read_text(), "scene/scene.toml")
-        mlflow.log_table(_importance(booster), artifact_file="feature_importance.json")
-        report("log", 0.6)
-        n_parity = _log_parity_set(views, dataset, split, booster, config)
-        mlflow.log_metric("parity_rows", n_parity)
-    report("log", 1.0)
+    if config.events_path is None:
+        generator = config.generator or GeneratorConfig(seed=config.seed)
+        run_params.update({f"generator.{k}": v for k, v in asdict(generator).items()})
+    return run_params
 
-    return TrainResult(
-        run_id=run_id,
-        experiment_id=experiment_id,
-        model_uri=model_uri,
-        metrics={**metrics, "parity_rows": float(n_parity)},
-        feature_names=dataset.feature_names,
-        best_iteration=booster.num_trees(),
-        n_train=run_params["n_train"],
-        n_valid=run_params["n_valid"],
-        n_test=run_params["n_test"],
-        n_parity_rows=n_parity,
-        dataset_digest=digest,
-        elapsed_s=time.monotonic() - started,
-    )
+
+def _log_training_data(config: TrainConfig, name: str, dataset: Dataset, split: TimeSplit, digest: str) -> None:
+    """Record the training matrix as the run's MLflow dataset input (shape, schema, digest, source)."""
+    source = None if config.events_path is None else Path(config.events_path).resolve().as_uri()
+    with warnings.catch_warnings():  # MLflow registers its local source class twice, then warns
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        data = mlflow.data.from_numpy(
+            dataset.X[split.train], targets=dataset.y[split.train], source=source, name=name, digest=digest[:16]
+        )
+    mlflow.log_input(data, context="training")
 
 
 def _load_views(config: TrainConfig) -> tuple[list[View], str]:
     """The views to train on, and a description of where they came from."""
-    if config.events is not None:
-        path = Path(config.events)
+    if config.events_path is not None:
+        path = Path(config.events_path)
         return read_events(path), str(path.resolve())
     generator = config.generator or GeneratorConfig(seed=config.seed)
     return generate_views(generator), "generator"
