@@ -38,7 +38,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(store):
     stages = []
-    config = TrainConfig(scene_path=SCENE_DIR, generator=GENERATOR, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store)
+    config = TrainConfig(scene=SCENE_DIR, generator=GENERATOR, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store)
     result = train(config, progress=lambda stage, fraction: stages.append((stage, fraction)))
     return result, stages, mlflow.MlflowClient(store["tracking_uri"])
 
@@ -123,7 +123,7 @@ def test_same_events_from_a_file_give_the_same_model(trained, store, tmp_path):
     events = tmp_path / "events.jsonl.gz"
     write_events(events, generate_views(GENERATOR))
     again = train(
-        TrainConfig(scene_path=SCENE_DIR, events_path=events, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store)
+        TrainConfig(scene=SCENE_DIR, events=events, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store)
     )
     assert again.experiment_id == result.experiment_id and again.run_id != result.run_id
     assert again.dataset_digest == result.dataset_digest
@@ -134,11 +134,11 @@ def test_too_few_events_is_a_training_error(tmp_path, store):
     events = tmp_path / "events.csv"
     write_events(events, generate_views(GeneratorConfig(n_views=2, n_users=1, seed=1)))
     with pytest.raises(TrainingError, match="no valid rows"):
-        train(TrainConfig(scene_path=SCENE_DIR, events_path=events, **store))
+        train(TrainConfig(scene=SCENE_DIR, events=events, **store))
 
 
 def test_config_rejects_misuse(store):
     with pytest.raises(ValueError, match="not both"):
-        TrainConfig(scene_path=SCENE_DIR, events_path="x.csv", generator=GENERATOR, **store)
+        TrainConfig(scene=SCENE_DIR, events="x.csv", generator=GENERATOR, **store)
     with pytest.raises(ValueError, match="unsupported model"):
-        TrainConfig(scene_path=SCENE_DIR, model="xgboost", **store)
+        TrainConfig(scene=SCENE_DIR, model="xgboost", **store)

@@ -73,10 +73,10 @@ class TrainConfig:
     """What to train on, where to log it, and how.
 
     Attributes:
-        scene_path: Scene folder (holds ``scene.toml`` and the feature code).
+        scene: Scene folder (holds ``scene.toml`` and the feature code).
         tracking_uri: MLflow tracking URI, e.g. ``sqlite:///data/mlflow.db``.
-        events_path: Event log to train on (see `read_events`); None to generate one.
-        generator: What to generate when ``events_path`` is None; None means
+        events: Event log to train on (see `read_events`); None to generate one.
+        generator: What to generate when ``events`` is None; None means
             ``GeneratorConfig(seed=seed)``.
         artifact_location: Artifact root for the experiment if it has to be created, as a
             URI or a local folder (e.g. ``data/mlartifacts``); None lets MLflow choose.
@@ -91,9 +91,9 @@ class TrainConfig:
         run_name: MLflow run name; None lets MLflow choose.
     """
 
-    scene_path: str | Path
+    scene: str | Path
     tracking_uri: str
-    events_path: str | Path | None = None
+    events: str | Path | None = None
     generator: GeneratorConfig | None = None
     artifact_location: str | Path | None = None
     model: str = "lightgbm"
@@ -109,8 +109,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.model != "lightgbm":
             raise ValueError(f"unsupported model {self.model!r}; expected 'lightgbm'")
-        if self.events_path is not None and self.generator is not None:
-            raise ValueError("give events_path or generator, not both")
+        if self.events is not None and self.generator is not None:
+            raise ValueError("give events or generator, not both")
         if self.num_threads < 1 or self.early_stopping_rounds < 1:
             raise ValueError("num_threads and early_stopping_rounds must be positive")
 
@@ -171,7 +171,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     report = progress or (lambda stage, fraction: None)
 
     report("events", 0.0)
-    scene = Scene.load(config.scene_path)
+    scene = Scene.load(config.scene)
     extractor_cls = scene.extractor_class()
     views, source = _load_views(config)
     report("events", 1.0)
@@ -267,7 +267,7 @@ def _run_params(
         "test_from": split.test_from,
         "dataset_digest": digest,
     }
-    if config.events_path is None:
+    if config.events is None:
         generator = config.generator or GeneratorConfig(seed=config.seed)
         run_params.update({f"generator.{k}": v for k, v in asdict(generator).items()})
     return run_params
@@ -275,7 +275,7 @@ def _run_params(
 
 def _log_training_data(config: TrainConfig, name: str, dataset: Dataset, split: TimeSplit, digest: str) -> None:
     """Record the training matrix as the run's MLflow dataset input (shape, schema, digest, source)."""
-    source = None if config.events_path is None else Path(config.events_path).resolve().as_uri()
+    source = None if config.events is None else Path(config.events).resolve().as_uri()
     with warnings.catch_warnings():  # MLflow registers its local source class twice, then warns
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
         data = mlflow.data.from_numpy(
@@ -286,8 +286,8 @@ def _log_training_data(config: TrainConfig, name: str, dataset: Dataset, split: 
 
 def _load_views(config: TrainConfig) -> tuple[list[View], str]:
     """The views to train on, and a description of where they came from."""
-    if config.events_path is not None:
-        path = Path(config.events_path)
+    if config.events is not None:
+        path = Path(config.events)
         return read_events(path), str(path.resolve())
     generator = config.generator or GeneratorConfig(seed=config.seed)
     return generate_views(generator), "generator"
