@@ -122,9 +122,7 @@ def test_same_events_from_a_file_give_the_same_model(trained, store, tmp_path):
     result, _, _ = trained
     events = tmp_path / "events.jsonl.gz"
     write_events(events, generate_views(GENERATOR))
-    again = train(
-        TrainConfig(scene=SCENE_DIR, events=events, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store)
-    )
+    again = train(TrainConfig(scene=SCENE_DIR, events=events, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store))
     assert again.experiment_id == result.experiment_id and again.run_id != result.run_id
     assert again.dataset_digest == result.dataset_digest
     assert again.metrics == result.metrics

@@ -268,8 +268,7 @@ def _run_params(
         "dataset_digest": digest,
     }
     if config.events is None:
-        generator = config.generator or GeneratorConfig(seed=config.seed)
-        run_params.update({f"generator.{k}": v for k, v in asdict(generator).items()})
+        run_params.update({f"generator.{k}": v for k, v in asdict(_generator(config)).items()})
     return run_params
 
 
@@ -289,8 +288,12 @@ def _load_views(config: TrainConfig) -> tuple[list[View], str]:
     if config.events is not None:
         path = Path(config.events)
         return read_events(path), str(path.resolve())
-    generator = config.generator or GeneratorConfig(seed=config.seed)
-    return generate_views(generator), "generator"
+    return generate_views(_generator(config)), "generator"
+
+
+def _generator(config: TrainConfig) -> GeneratorConfig:
+    """What to generate when the config names no event log."""
+    return config.generator or GeneratorConfig(seed=config.seed)
 
 
 def _lightgbm_params(scene: Scene, config: TrainConfig) -> tuple[dict[str, Any], int]:
@@ -302,7 +305,7 @@ def _lightgbm_params(scene: Scene, config: TrainConfig) -> tuple[dict[str, Any],
         num_threads=config.num_threads,
         seed=config.seed,
         deterministic=True,
-        force_row_wise=True,  # with `deterministic`, makes results independent of timing
+        force_row_wise=True,  # `deterministic` also needs one fixed histogram layout
         verbosity=-1,
     )
     return params, rounds
