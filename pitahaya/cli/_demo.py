@@ -60,6 +60,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     scene = Scene.load(config.scene_path)
     token = secrets.token_urlsafe(24)
+    mlflow_uri = tracking_uri(data_dir)
 
     with stage_progress(not config.as_json) as progress:
         progress("generate events", 0.0)
@@ -70,9 +71,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
         result = train(
             TrainConfig(
-                scene_path=config.scene_path,
-                events_path=events_path,
-                tracking_uri=tracking_uri(data_dir),
+                scene=config.scene_path,
+                events=events_path,
+                tracking_uri=mlflow_uri,
                 artifact_location=artifact_root(data_dir),
                 seed=config.seed,
             ),
@@ -82,7 +83,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             run_id=result.run_id,
             scene=scene,
             version=config.version,
-            tracking_uri=tracking_uri(data_dir),
+            tracking_uri=mlflow_uri,
             out_dir=work / "packages",
             register=True,
             progress=progress,
@@ -99,7 +100,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             streams: dict[str, list[Any]] = {}
             for view in views:
                 streams.setdefault(view.user_id, []).append(view)
-            users = _pick_users(streams, result.test_start_ts, config.devices, config.seed)
+            users = _pick_users(streams, result.test_from, config.devices, config.seed)
             total = ReplayStats()
             installs: dict[str, int] = {}
             for n, user in enumerate(users):
@@ -112,10 +113,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 )
                 update = runtime.refresh()
                 installs[update.outcome] = installs.get(update.outcome, 0) + 1
-                total.merge(replay_device(runtime, streams[user], result.test_start_ts))
+                total.merge(replay_device(runtime, streams[user], result.test_from))
                 progress("replay on devices", (n + 1) / max(len(users), 1))
 
-    summary = _summary(config, result, built, total, installs, data_dir)
+    summary = _summary(config, result, built, total, installs, mlflow_uri)
     if config.as_json:
         emit_json(summary)
     else:
@@ -123,10 +124,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def _summary(config: DemoConfig, result: Any, built: Any, stats: ReplayStats, installs: dict[str, int], data_dir: Path) -> dict[str, Any]:
+def _summary(config: DemoConfig, result: Any, built: Any, stats: ReplayStats, installs: dict[str, int], mlflow_uri: str) -> dict[str, Any]:
     latencies_us = np.asarray(stats.latencies_s) * 1e6
     saving = 1.0 - stats.model_bytes / stats.fixed_bytes if stats.fixed_bytes else 0.0
-    uri = tracking_uri(data_dir)
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     return {
         "package": {"version": config.version, "size_bytes": built.size_bytes, "sha256": built.sha256},
@@ -151,7 +151,7 @@ def _summary(config: DemoConfig, result: Any, built: Any, stats: ReplayStats, in
             "model_starts_covered": stats.model_covered / stats.views if stats.views else None,
             "fixed_starts_covered": stats.fixed_covered / stats.views if stats.views else None,
         },
-        "mlflow": {"run_id": result.run_id, "ui_command": f"{mlflow_bin} ui --backend-store-uri {uri}"},
+        "mlflow": {"run_id": result.run_id, "ui_command": f"{mlflow_bin} ui --backend-store-uri {mlflow_uri}"},
     }
 
 
@@ -189,4 +189,4 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"{pre['fixed_starts_covered']:.1%}",
         )
     Console().print(table)  # the table is the result: stdout
-    console.print(f"MLflow UI on these runs:\n  {summary['mlflow']['ui_command']}")
+    console.print(f"MLflow UI on these runs:\n  {summary['mlflow']['ui_command']}", soft_wrap=True)

@@ -78,8 +78,8 @@ def train(
     from pitahaya.training import train as run_training
 
     config = TrainConfig(
-        scene_path=scene,
-        events_path=events,
+        scene=scene,
+        events=events,
         generator=None if events else GeneratorConfig(n_views=views, seed=seed),
         tracking_uri=tracking_uri(data_dir),
         artifact_location=artifact_root(data_dir),

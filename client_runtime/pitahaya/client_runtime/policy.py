@@ -2,7 +2,10 @@
 
 `fixed_plan` is the built-in default policy every device falls back to (the industry's
 "3 videos x 800 KB"). `model_plan` turns predicted watch times into bytes: a video the
-user will leave after 2 s needs 2 s of bytes (plus start-up margin), not 800 KB.
+user will leave after 2 s needs 2 s of bytes (plus a safety margin), not 800 KB. A preload
+only has to carry a video until the player's own buffering takes over, so it is capped
+(``max_bytes``, by default the fixed policy's size) and floored at ``startup_s`` seconds of
+the video's bitrate, so every start is covered.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ DEFAULT_POLICY: dict[str, Any] = {
     "fixed_bytes": 800_000,
     "count": 3,
     "min_bytes": 200_000,
+    "max_bytes": 800_000,
+    "startup_s": 1.0,
     "safety": 1.25,
 }
 
@@ -52,19 +57,22 @@ def fixed_plan(candidates: Sequence[Candidate], policy: Mapping[str, Any] = DEFA
 def model_plan(
     candidates: Sequence[Candidate], watch_s: Sequence[float], policy: Mapping[str, Any] = DEFAULT_POLICY
 ) -> PreloadPlan:
-    """Preload what the user is predicted to watch, with a safety margin and a floor.
+    """Preload what the user is predicted to watch, within a floor and a cap.
 
     Args:
         candidates: Upcoming videos in play order.
         watch_s: Predicted seconds watched, one per candidate.
-        policy: ``count`` videos to keep preloaded, ``safety`` margin factor and
-            ``min_bytes`` floor per video (covers start-up even for quick swipes).
+        policy: ``count`` videos to keep preloaded; per video, the predicted bytes times
+            ``safety``, at least ``startup_s`` seconds of video and ``min_bytes``, at most
+            ``max_bytes`` and the video's size.
     """
-    count = int(policy.get("count", DEFAULT_POLICY["count"]))
-    safety = float(policy.get("safety", DEFAULT_POLICY["safety"]))
-    floor = int(policy.get("min_bytes", DEFAULT_POLICY["min_bytes"]))
+    knobs = {**DEFAULT_POLICY, **policy}
+    count, safety = int(knobs["count"]), float(knobs["safety"])
+    min_bytes, max_bytes, startup_s = int(knobs["min_bytes"]), int(knobs["max_bytes"]), float(knobs["startup_s"])
     items = []
     for cand, seconds in zip(candidates[:count], watch_s, strict=False):
-        wanted = max(seconds, 0.0) * safety * cand.size_bytes / cand.duration_s
-        items.append(PreloadItem(cand.video_id, min(cand.size_bytes, max(floor, int(wanted)))))
+        byte_rate = cand.size_bytes / cand.duration_s
+        floor = max(min_bytes, startup_s * byte_rate)
+        wanted = max(seconds, 0.0) * safety * byte_rate
+        items.append(PreloadItem(cand.video_id, int(min(cand.size_bytes, max_bytes, max(floor, wanted)))))
     return PreloadPlan(tuple(items))

@@ -95,12 +95,14 @@ class BuildResult:
 @contextlib.contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at ``uri`` for the block (it only reads the global URI)."""
-    previous = mlflow.get_tracking_uri()
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; restoring "the default" by value
+    # would leak MLflow's cwd-relative default into the environment, so unset it instead.
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets
 
 
 def _model_uri(client: MlflowClient, run: Run) -> str:

@@ -132,6 +132,7 @@ class TrainResult:
         n_test: Evaluation rows.
         n_parity_rows: Rows in the parity set.
         dataset_digest: sha256 (hex) of the feature matrix and labels.
+        test_from: Unix time where the held-out test period starts (views from then on).
         elapsed_s: Wall time of the whole job.
     """
 
@@ -146,6 +147,7 @@ class TrainResult:
     n_test: int
     n_parity_rows: int
     dataset_digest: str
+    test_from: float
     elapsed_s: float
 
 
@@ -228,6 +230,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         n_test=int(split.test.sum()),
         n_parity_rows=n_parity,
         dataset_digest=digest,
+        test_from=split.test_from,
         elapsed_s=time.monotonic() - started,
     )
 
@@ -235,12 +238,14 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
 @contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at ``uri`` for the block, then back where it was."""
-    previous = mlflow.get_tracking_uri()
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; restoring "the default" by value
+    # would leak MLflow's cwd-relative default into the environment, so unset it instead.
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets
 
 
 def _run_params(
