@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pitahaya.cli._common import DEFAULT_SCENE, artifact_root, console, emit_json, stage_progress, tracking_uri
-from pitahaya.cli._replay import ReplayStats, replay_device
+from pitahaya.cli._replay import ReplayStats, held_out_users, replay_device, streams_by_user
 from pitahaya.cli._server import registry_process
 
 
@@ -37,13 +37,6 @@ class DemoConfig:
     as_json: bool = False
     version: str = "1.0.0"
     scene_path: Path = DEFAULT_SCENE
-
-
-def _pick_users(streams: dict[str, list[Any]], test_start_ts: float, count: int, seed: int) -> list[str]:
-    """Held-out users with at least a few test views, chosen reproducibly."""
-    eligible = sorted(u for u, s in streams.items() if sum(v.start_ts >= test_start_ts for v in s) >= 5)
-    rng = np.random.default_rng(seed)
-    return [eligible[i] for i in sorted(rng.choice(len(eligible), size=min(count, len(eligible)), replace=False))]
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -97,10 +90,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             trusted_root = registry.root_metadata()
             progress("push + release", 1.0)
 
-            streams: dict[str, list[Any]] = {}
-            for view in views:
-                streams.setdefault(view.user_id, []).append(view)
-            users = _pick_users(streams, result.test_from, config.devices, config.seed)
+            streams = streams_by_user(views)
+            users = held_out_users(streams, result.test_from, config.devices, config.seed)
             total = ReplayStats()
             installs: dict[str, int] = {}
             for n, user in enumerate(users):

@@ -11,8 +11,10 @@ fetch ahead, and how many of them were never watched".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from pitahaya.client_runtime import Runtime, View, fixed_plan
 
@@ -46,6 +48,21 @@ class ReplayStats:
             self.fallback_reasons[reason] = self.fallback_reasons.get(reason, 0) + count
         self.latencies_s += other.latencies_s
         self.abs_errors += other.abs_errors
+
+
+def streams_by_user(views: Iterable[View]) -> dict[str, list[View]]:
+    """Each user's views, in the order given (time order for generated and sorted logs)."""
+    streams: dict[str, list[View]] = {}
+    for view in views:
+        streams.setdefault(view.user_id, []).append(view)
+    return streams
+
+
+def held_out_users(streams: dict[str, list[View]], test_from: float, count: int, seed: int) -> list[str]:
+    """Up to ``count`` users with at least a few views from ``test_from`` on, chosen reproducibly."""
+    eligible = sorted(u for u, s in streams.items() if sum(v.start_ts >= test_from for v in s) >= 5)
+    picked = np.random.default_rng(seed).choice(len(eligible), size=min(count, len(eligible)), replace=False)
+    return [eligible[i] for i in sorted(picked)]
 
 
 def replay_device(runtime: Runtime, stream: Sequence[View], test_start_ts: float) -> ReplayStats:

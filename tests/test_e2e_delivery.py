@@ -1,0 +1,137 @@
+"""End to end over real HTTP: registry process on 127.0.0.1, TUF-verified pulls, device runtimes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tuf.ngclient import Urllib3Fetcher
+
+from pitahaya.client_runtime import Candidate, Hooks, PackageUpdater, Runtime, UpdateEvent
+from pitahaya.cli._replay import held_out_users, replay_device, streams_by_user
+
+from e2e_support import LiveRegistry, Pipeline
+
+pytestmark = pytest.mark.e2e
+
+
+class Recorder(Hooks):
+    def __init__(self) -> None:
+        self.updates: list[UpdateEvent] = []
+        self.fallbacks: list[str] = []
+        self.inference_reasons: list[str] = []
+
+    def on_update(self, event: UpdateEvent) -> None:
+        self.updates.append(event)
+
+    def on_fallback(self, reason: str, error: BaseException | None) -> None:
+        self.fallbacks.append(reason)
+
+    def on_inference(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.inference_reasons.append(event.reason)
+
+
+def _publish(registry: LiveRegistry, pipeline: Pipeline) -> bytes:
+    client = registry.client()
+    client.push(pipeline.built.path.read_bytes())
+    client.create_release("watch_time", "1.0.0")
+    return client.root_metadata()
+
+
+def _device(registry: LiveRegistry, cache: Path, root: bytes, hooks: Hooks | None = None) -> Runtime:
+    return Runtime(registry.url, "watch_time", "device-7", cache_dir=cache, trusted_root=root, hooks=hooks)
+
+
+def test_devices_pull_verify_and_replay_held_out_sessions(
+    live_registry: LiveRegistry, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    root = _publish(live_registry, pipeline)
+    streams = streams_by_user(pipeline.views)
+    users = held_out_users(streams, pipeline.trained.test_from, count=3, seed=0)
+    assert len(users) == 3
+    for user in users:
+        runtime = Runtime(live_registry.url, "watch_time", f"device-{user}", cache_dir=tmp_path / user, trusted_root=root)
+        assert runtime.refresh().outcome == "installed"
+        assert runtime.active_version == "1.0.0"
+        stats = replay_device(runtime, streams[user], pipeline.trained.test_from)
+        assert stats.decisions > 0
+        assert stats.model_decisions == stats.decisions, stats.fallback_reasons
+        assert stats.model_bytes < stats.fixed_bytes  # quick swipes need less than 800 KB
+        assert stats.model_covered == stats.views  # the 1 s floor covers every start
+
+
+class TamperingMirror(Urllib3Fetcher):
+    """A compromised mirror/CDN: serves package archives with one byte flipped in transit."""
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        chunks = super()._fetch(url)
+        if "/tuf/targets/packages/" not in url:
+            yield from chunks
+            return
+        first = bytearray(next(chunks))
+        first[len(first) // 2] ^= 0x01
+        yield bytes(first)
+        yield from chunks
+
+
+def test_tampered_package_is_refused_and_the_fallback_answers(
+    live_registry: LiveRegistry, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    root = _publish(live_registry, pipeline)
+    hooks = Recorder()
+    cache = tmp_path / "device"
+    updater = PackageUpdater(
+        live_registry.url, "watch_time", "device-7", cache, trusted_root=root, fetcher=TamperingMirror()
+    )
+    runtime = Runtime(live_registry.url, "watch_time", "device-7", cache_dir=cache, updater=updater, hooks=hooks)
+    event = runtime.refresh()
+    assert (event.outcome, event.reason) == ("failed", "verification_failed")
+    assert hooks.updates[-1].reason == "verification_failed"
+    decision = runtime.predict([Candidate("v1", 15.0, 2_000_000), Candidate("v2", 40.0, 6_000_000)])
+    assert decision.watch_s is None and decision.package_version is None
+    assert decision.reason == "verification_failed"
+    assert [item.bytes for item in decision.plan.items] == [800_000, 800_000]
+    assert hooks.fallbacks == ["verification_failed"]
+    assert hooks.inference_reasons == ["verification_failed"]
+    assert not list((cache / "packages").glob("*"))  # nothing unverified is cached
+
+
+def test_package_corrupted_on_the_registry_disk_is_never_served(
+    live_registry: LiveRegistry, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    root = _publish(live_registry, pipeline)
+    blob = live_registry.blob_path(pipeline.built.sha256)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    hooks = Recorder()
+    runtime = _device(live_registry, tmp_path / "device", root, hooks)
+    assert runtime.refresh().outcome == "failed"  # the registry re-verifies blobs before serving
+    decision = runtime.predict([Candidate("v1", 15.0, 2_000_000)])
+    assert decision.watch_s is None and hooks.fallbacks == [decision.reason]
+
+
+def test_registry_down_at_start_uses_the_cached_package(
+    live_registry: LiveRegistry, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    root = _publish(live_registry, pipeline)
+    cache = tmp_path / "device"
+    assert _device(live_registry, cache, root).refresh().outcome == "installed"
+    dead = Runtime("http://127.0.0.1:9", "watch_time", "device-7", cache_dir=cache, trusted_root=root)
+    assert dead.refresh().outcome == "failed"
+    decision = dead.predict([Candidate("v1", 15.0, 2_000_000)])
+    assert decision.reason == "ok" and decision.package_version == "1.0.0"
+
+
+def test_demo_runs_end_to_end_at_a_small_size(tmp_path: Path) -> None:
+    from pitahaya.cli._demo import DemoConfig, run_demo
+
+    summary = run_demo(DemoConfig(views=20_000, devices=3, seed=3, data_dir=tmp_path / "data", as_json=True))
+    devices, preload, offline = summary["devices"], summary["preload"], summary["offline"]
+    assert devices["update_outcomes"] == {"installed": 3}
+    assert devices["decisions"] > 0 and devices["model_decisions"] == devices["decisions"]
+    assert offline["test_mae"] < offline["baseline_user_mean_mae"]
+    assert offline["test_xauc"] > offline["baseline_user_mean_xauc"]
+    assert 0.0 < preload["saving"] < 1.0
+    assert summary["mlflow"]["ui_command"].endswith(f"sqlite:///{(tmp_path / 'data').resolve()}/mlflow.db")
