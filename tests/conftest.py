@@ -15,6 +15,7 @@ from pitahaya.packaging import build_package
 from pitahaya.training import GeneratorConfig, TrainConfig, generate_views, train, write_events
 
 from e2e_support import LiveRegistry, Pipeline
+from servers import S3Endpoint, postgres_url_fixture, s3_endpoint_fixture
 
 SMALL_VIEWS = 20_000
 
@@ -43,3 +44,15 @@ def live_registry(tmp_path: Path) -> Iterator[LiveRegistry]:
     data_dir = tmp_path / "registry-data"
     with registry_process(data_dir, token) as url:
         yield LiveRegistry(url=url, token=token, data_dir=data_dir)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """A real S3-compatible server (SeaweedFS) on 127.0.0.1 for the session."""
+    yield from s3_endpoint_fixture(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1 for the session (SQLAlchemy URL)."""
+    yield from postgres_url_fixture()

