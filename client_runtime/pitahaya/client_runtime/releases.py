@@ -5,8 +5,12 @@ A release is a JSON document published by the registry as the TUF target
 rollout rules are as trustworthy as the packages. A device places itself in a stable
 bucket in ``[0, 10000)`` from ``sha256(scene:device_id)``: with ``rollout_percent = p`` the
 devices whose bucket is below ``p * 100`` take ``package_version``, the others keep
-``previous_version`` (if any). ``kill_switch`` sends every device to the default policy.
-Rolling back is a *new* release pointing at an older package.
+``previous_version`` (if any). ``targeting`` narrows the rollout to platforms and an
+inclusive app-version range: devices outside it keep ``previous_version`` too, as do all
+devices while the release is ``paused`` (the rollout is halted, not reverted to the default
+policy). ``kill_switch`` sends every device to the default policy. Rolling back is a *new*
+release pointing at an older package. Documents written before targeting and pause existed
+parse as "all devices, not paused".
 """
 
 from __future__ import annotations
@@ -35,6 +39,80 @@ def rollout_bucket(device_id: str, scene: str) -> int:
 
 
 @dataclass(frozen=True)
+class Targeting:
+    """Which devices a release's rollout may reach.
+
+    Attributes:
+        platforms: Platform names (e.g. ``android``, ``ios``), or None for every platform.
+        app_version_min: Lowest host-app version (``MAJOR.MINOR.PATCH``, inclusive), or None.
+        app_version_max: Highest host-app version (inclusive), or None.
+    """
+
+    platforms: tuple[str, ...] | None = None
+    app_version_min: str | None = None
+    app_version_max: str | None = None
+
+    def __post_init__(self) -> None:
+        for bound in (self.app_version_min, self.app_version_max):
+            if bound is not None:
+                parse_version(bound)
+        if (
+            self.app_version_min is not None
+            and self.app_version_max is not None
+            and parse_version(self.app_version_min) > parse_version(self.app_version_max)
+        ):
+            raise ValueError(f"app_version_min {self.app_version_min} is above app_version_max {self.app_version_max}")
+
+    @property
+    def is_everyone(self) -> bool:
+        return self.platforms is None and self.app_version_min is None and self.app_version_max is None
+
+    def matches(self, platform: str | None, app_version: str | None) -> bool:
+        """Whether a device is inside the targeting.
+
+        A device that does not say its platform (or app version) is outside any rule on it:
+        a rollout limited to ``android`` must not reach devices that may not be Android.
+        """
+        if self.platforms is not None and platform not in self.platforms:
+            return False
+        if self.app_version_min is None and self.app_version_max is None:
+            return True
+        try:
+            version = parse_version(app_version) if app_version is not None else None
+        except ValueError:
+            return False
+        if version is None:
+            return False
+        if self.app_version_min is not None and version < parse_version(self.app_version_min):
+            return False
+        return self.app_version_max is None or version <= parse_version(self.app_version_max)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Targeting:
+        """Parse the ``targeting`` object of a document (None or absent means everyone)."""
+        if raw is None:
+            return cls()
+        platforms = raw.get("platforms")
+        if platforms is not None and (not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms)):
+            raise ValueError(f"targeting.platforms must be a list of strings or null, got {platforms!r}")
+        return cls(
+            platforms=None if platforms is None else tuple(platforms),
+            app_version_min=_optional_str(raw.get("app_version_min")),
+            app_version_max=_optional_str(raw.get("app_version_max")),
+        )
+
+
+def _strict_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
 class Release:
     """One release of a scene on a channel.
 
@@ -46,6 +124,8 @@ class Release:
         rollout_percent: Share of devices (0-100) that take ``package_version``.
         previous_version: Version the other devices run, or None for the default policy.
         kill_switch: When true every device uses the built-in default policy.
+        targeting: Which devices the rollout may reach; the rest keep ``previous_version``.
+        paused: When true the rollout is halted: every device keeps ``previous_version``.
         created_at: ISO-8601 time the release was made.
         created_by: Who made it (token name).
     """
@@ -59,12 +139,24 @@ class Release:
     kill_switch: bool = False
     created_at: str = ""
     created_by: str = ""
+    targeting: Targeting = Targeting()
+    paused: bool = False
     format_version: int = RELEASE_FORMAT_VERSION
 
-    def version_for(self, device_id: str) -> str | None:
-        """The package version this device should run, or None for the default policy."""
+    def version_for(
+        self, device_id: str, *, platform: str | None = None, app_version: str | None = None
+    ) -> str | None:
+        """The package version this device should run, or None for the default policy.
+
+        Args:
+            device_id: The device's stable id (its rollout bucket comes from it).
+            platform: The device's platform, matched against ``targeting.platforms``.
+            app_version: The host app's ``MAJOR.MINOR.PATCH``, matched against the version range.
+        """
         if self.kill_switch:
             return None
+        if self.paused or not self.targeting.matches(platform, app_version):
+            return self.previous_version
         if rollout_bucket(device_id, self.scene) < round(self.rollout_percent * BUCKETS / 100):
             return self.package_version
         return self.previous_version
@@ -96,6 +188,8 @@ class Release:
                 kill_switch=bool(raw.get("kill_switch", False)),
                 created_at=str(raw.get("created_at", "")),
                 created_by=str(raw.get("created_by", "")),
+                targeting=Targeting.from_dict(raw.get("targeting")),
+                paused=_strict_bool(raw.get("paused", False), "paused"),
             )
             parse_version(release.package_version)
             if release.previous_version is not None:
