@@ -1,35 +1,47 @@
-"""LightGBM booster -> ONNX model bytes that a device runs with ONNX Runtime.
+"""Tree models (LightGBM, scikit-learn) -> ONNX model bytes that a device runs with ONNX Runtime.
 
-Workflow: `convert_lightgbm` (1) snaps the booster's split thresholds onto the float32 grid,
-(2) converts it with onnxmltools to one ``TreeEnsembleRegressor``, (3) renames the graph's
-input and output to fixed names the manifest records, and (4) strips every field that
-would make two conversions of the same booster differ, so package builds are reproducible.
+Workflow: `convert_lightgbm` / `convert_sklearn` (1) snap the model's split thresholds onto
+the float32 grid, (2) convert it with onnxmltools / skl2onnx to one ``TreeEnsembleRegressor``,
+(3) rewrite that to the compact opset-5 ``TreeEnsemble`` op (`to_tree_ensemble`), (4) rename
+the graph's input and output to fixed names the manifest records, and (5) strip every field
+that would make two conversions of the same model differ, so package builds are reproducible.
 
-Why (1): LightGBM compares a feature, widened to double, with a double threshold; ONNX's
+Why (1): LightGBM (and scikit-learn's histogram trees) compare a feature, widened to double, with a double threshold; ONNX's
 TreeEnsemble stores thresholds as float32 *rounded to nearest*, so a float32 feature lying
 between the two values takes the other branch (seen on ~0.1% of real rows, off by seconds).
 For a float32 ``x``, ``x <= t`` holds exactly when ``x <= round_down_to_float32(t)``, so
 rounding every numerical threshold *down* changes no LightGBM prediction on float32 input
-and makes the float32 ONNX thresholds exact.
+and makes the float32 ONNX thresholds exact. scikit-learn's bin thresholds are midpoints
+between float64 values, so the same holds for them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import copy
+from typing import Any
+
 import lightgbm as lgb
 import numpy as np
 import onnx
 import onnxmltools
 import onnxruntime as ort
+import skl2onnx
 from onnxmltools.convert.common.data_types import FloatTensorType
+from skl2onnx.common.data_types import FloatTensorType as SklearnFloatTensorType
+from sklearn.ensemble import HistGradientBoostingRegressor
 
 from pitahaya.client_runtime import TensorSpec
 
 from pitahaya.packaging.errors import ConversionError
+from pitahaya.packaging.tree_ensemble import to_tree_ensemble
 
-#: Highest ONNX opset the converter may use; devices need an ONNX Runtime that supports it.
+#: Highest default-domain opset the converters may use (the `to_tree_ensemble` rewrite then
+#: raises it to the opset shipped with ``ai.onnx.ml`` 5); devices need ONNX Runtime >= 1.18.
 TARGET_OPSET = 15
+#: The ``ai.onnx.ml`` opset asked of skl2onnx: its regressor output, before the rewrite.
+SKLEARN_ML_OPSET = 3
 INPUT_NAME = "features"
 OUTPUT_NAME = "prediction"
 #: Graph name written instead of onnxmltools' random uuid.
@@ -85,6 +97,18 @@ def snap_thresholds_to_float32(booster: lgb.Booster) -> lgb.Booster:
     return lgb.Booster(model_str="\n".join(line for line in lines if not line.startswith("tree_sizes=")))
 
 
+def snap_sklearn_thresholds_to_float32(model: HistGradientBoostingRegressor) -> HistGradientBoostingRegressor:
+    """A copy of a fitted ``HistGradientBoostingRegressor`` whose numerical thresholds lie on
+    the float32 grid; predictions on float32 input are unchanged (see the module docstring)."""
+    snapped = copy.deepcopy(model)
+    for predictors in snapped._predictors:  # skl2onnx reads the same private trees
+        for predictor in predictors:
+            nodes = predictor.nodes
+            numerical = ~nodes["is_leaf"].astype(bool) & ~nodes["is_categorical"].astype(bool)
+            nodes["num_threshold"][numerical] = _round_down_to_float32(nodes["num_threshold"][numerical])
+    return snapped
+
+
 def _make_deterministic(model: onnx.ModelProto) -> None:
     """Rename input/output and replace random or environment-dependent fields with constants."""
     graph = model.graph
@@ -101,12 +125,14 @@ def _make_deterministic(model: onnx.ModelProto) -> None:
     del model.metadata_props[:]
 
 
-def convert_lightgbm(booster: lgb.Booster, *, target_opset: int = TARGET_OPSET) -> ConvertedModel:
+def convert_lightgbm(booster: lgb.Booster, *, target_opset: int = TARGET_OPSET, compact: bool = True) -> ConvertedModel:
     """Convert a LightGBM regression booster to a deterministic ONNX model.
 
     Args:
         booster: A trained regression booster taking ``booster.num_feature()`` features.
-        target_opset: Highest default-domain opset the model may use.
+        target_opset: Highest default-domain opset the converter may use.
+        compact: Rewrite to the opset-5 ``TreeEnsemble`` op (False keeps the regressor;
+            only the size benchmark wants that).
 
     Returns:
         The model bytes, its input/output specs and the opsets it imports.
@@ -122,10 +148,49 @@ def convert_lightgbm(booster: lgb.Booster, *, target_opset: int = TARGET_OPSET) 
             target_opset=target_opset,
             zipmap=False,
         )
+    except Exception as e:  # onnxmltools raises untyped errors
+        raise ConversionError(f"LightGBM -> ONNX conversion failed: {type(e).__name__}: {e}") from e
+    return _finish(model, n_features, compact=compact, source="LightGBM")
+
+
+def convert_sklearn(model: Any, *, target_opset: int = TARGET_OPSET, compact: bool = True) -> ConvertedModel:
+    """Convert a fitted scikit-learn ``HistGradientBoostingRegressor`` to a deterministic ONNX model.
+
+    Args:
+        model: The fitted regressor (other scikit-learn models are refused: the float32
+            threshold guarantee is only established for histogram trees).
+        target_opset: Highest default-domain opset the converter may use.
+        compact: Rewrite to the opset-5 ``TreeEnsemble`` op.
+
+    Raises:
+        ConversionError: not a fitted ``HistGradientBoostingRegressor``, skl2onnx rejects it,
+            or the result fails ONNX checks.
+    """
+    if not isinstance(model, HistGradientBoostingRegressor) or not hasattr(model, "_predictors"):
+        raise ConversionError(f"expected a fitted HistGradientBoostingRegressor, got {type(model).__name__}")
+    n_features = int(model.n_features_in_)
+    try:
+        onnx_model = skl2onnx.convert_sklearn(
+            snap_sklearn_thresholds_to_float32(model),
+            initial_types=[(INPUT_NAME, SklearnFloatTensorType([None, n_features]))],
+            target_opset={"": target_opset, "ai.onnx.ml": SKLEARN_ML_OPSET},
+        )
+    except Exception as e:  # skl2onnx raises untyped errors
+        raise ConversionError(f"scikit-learn -> ONNX conversion failed: {type(e).__name__}: {e}") from e
+    return _finish(onnx_model, n_features, compact=compact, source="scikit-learn")
+
+
+def _finish(model: onnx.ModelProto, n_features: int, *, compact: bool, source: str) -> ConvertedModel:
+    """Compact, normalize and check a freshly converted model; describe it for the manifest."""
+    try:
+        if compact:
+            model = to_tree_ensemble(model)
         _make_deterministic(model)
         onnx.checker.check_model(model, full_check=True)
-    except Exception as e:  # onnxmltools and onnx raise untyped errors
-        raise ConversionError(f"LightGBM -> ONNX conversion failed: {type(e).__name__}: {e}") from e
+    except ConversionError:
+        raise
+    except Exception as e:  # onnx raises untyped errors
+        raise ConversionError(f"{source} -> ONNX conversion produced an invalid model: {type(e).__name__}: {e}") from e
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
         raise ConversionError("converted model must have exactly one input and one output")
     return ConvertedModel(
