@@ -7,6 +7,7 @@ algorithm package format and release document, and runs packages on devices.
 from pitahaya.client_runtime.errors import (
     ClientRuntimeError,
     FeatureCodeError,
+    MetadataExpiredError,
     ModelLoadError,
     PackageError,
     PackageFormatError,
@@ -19,7 +20,7 @@ from pitahaya.client_runtime.errors import (
 from pitahaya.client_runtime.events import VIEW_FIELDS, Candidate, View
 from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_code
 from pitahaya.client_runtime.hooks import Hooks, InferenceEvent, UpdateEvent
-from pitahaya.client_runtime.loader import LoadedPackage
+from pitahaya.client_runtime.loader import BoundInference, LoadedPackage
 from pitahaya.client_runtime.package import (
     ARCHIVE_SUFFIX,
     FEATURES_FILE,
@@ -33,7 +34,14 @@ from pitahaya.client_runtime.package import (
     read_package,
     target_path,
 )
-from pitahaya.client_runtime.policy import PreloadItem, PreloadPlan, fixed_plan, model_plan
+from pitahaya.client_runtime.policy import (
+    PolicyKnobs,
+    PreloadItem,
+    PreloadPlan,
+    PreloadPlanner,
+    fixed_plan,
+    model_plan,
+)
 from pitahaya.client_runtime.releases import Release, release_target_path, rollout_bucket
 from pitahaya.client_runtime.runtime import Decision, Runtime, RuntimeConfig
 from pitahaya.client_runtime.scene import Scene
@@ -41,6 +49,7 @@ from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
 __all__ = [
     "ARCHIVE_SUFFIX",
+    "BoundInference",
     "Candidate",
     "ClientRuntimeError",
     "Decision",
@@ -52,13 +61,16 @@ __all__ = [
     "LoadedPackage",
     "MODEL_FILE",
     "Manifest",
+    "MetadataExpiredError",
     "ModelLoadError",
     "Package",
     "PackageError",
     "PackageFormatError",
     "PackageUpdater",
+    "PolicyKnobs",
     "PreloadItem",
     "PreloadPlan",
+    "PreloadPlanner",
     "Release",
     "ReleaseError",
     "Runtime",

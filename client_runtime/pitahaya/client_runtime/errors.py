@@ -10,6 +10,7 @@
     │   └── SelfTestError            the shipped golden vectors were not reproduced
     ├── UpdateError                  could not get a verified package: keep the current one
     │   ├── UpdateVerificationError  signed metadata or a target failed verification (TUF)
+    │   │   └── MetadataExpiredError  the registry stopped re-signing (freeze?): no new installs
     │   └── UpdateDownloadError      network or registry failure: retry later with backoff
     └── ReleaseError                 the signed release document is malformed
 
@@ -68,6 +69,13 @@ class UpdateVerificationError(UpdateError):
     """Signed metadata or a downloaded target failed TUF verification."""
 
     reason = "verification_failed"
+
+
+class MetadataExpiredError(UpdateVerificationError):
+    """The registry's signed metadata has expired: no new package is installed until it is
+    re-signed, while the cached, already verified package keeps answering."""
+
+    reason = "metadata_expired"
 
 
 class UpdateDownloadError(UpdateError):

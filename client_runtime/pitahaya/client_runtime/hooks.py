@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pitahaya.client_runtime.events import View
+
 logger = logging.getLogger("pitahaya.client_runtime")
 
 #: Reason code of a decision made by the model.
@@ -23,6 +25,10 @@ REASON_KILL_SWITCH = "kill_switch"
 REASON_INFERENCE_ERROR = "inference_error"
 #: Too many recent failures: the model is skipped until the breaker half-opens.
 REASON_CIRCUIT_OPEN = "circuit_open"
+#: The registry served a release document older than one this device already obeyed.
+REASON_RELEASE_ROLLBACK = "release_rollback"
+#: An internal error was contained (a bug in the runtime or a dependency).
+REASON_INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +41,8 @@ class InferenceEvent:
         package_version: Version that answered, or None when the default policy did.
         n_candidates: Number of candidates decided on.
         latency_s: Wall time of the whole decision (features, inference, planning).
-        success: True when the model answered; False when a fallback did.
+        success: True when the intended package answered (``reason == "ok"``); False when a
+            fallback did (the last-known-good package or the default policy).
         reason: `REASON_OK` or the fallback's reason code.
     """
 
@@ -54,8 +61,10 @@ class UpdateEvent:
 
     Attributes:
         scene: Scene name.
-        outcome: ``installed``, ``unchanged``, ``rejected`` (a bad package), ``failed``
-            (could not reach or verify the registry) or ``default_policy`` (kill switch / no release).
+        outcome: ``installed``, ``unchanged``, ``rejected`` (a bad package or an older release
+            document), ``failed`` (could not reach or verify the registry), ``default_policy``
+            (kill switch / no release) or ``demoted`` (the active package kept failing and the
+            last-known-good one took over).
         version: Package version concerned, when known.
         reason: Reason code (`REASON_OK` or an error's ``reason``).
         detail: Human-readable detail.
@@ -75,7 +84,11 @@ class Hooks:
         """After every decision, model or fallback."""
 
     def on_fallback(self, reason: str, error: BaseException | None) -> None:
-        """When a decision fell back to the default policy, with the error if any."""
+        """When a decision did not come from the intended package (last-known-good or default
+        policy answered), with the reason code and the error if any."""
+
+    def on_view(self, view: View) -> None:
+        """When `Runtime.record` received a finished view (PV)."""
 
     def on_update(self, event: UpdateEvent) -> None:
         """After every update check."""

@@ -5,6 +5,11 @@ the feature code imports in isolation and declares the manifest's feature names,
 ONNX model loads with the manifest's input/output spec on one intra-op thread, and the
 package reproduces its own golden self-test vectors. Any failure raises a `PackageError`
 subclass and the package is never used.
+
+The hot path does not go through `LoadedPackage.infer` (which allocates its input and output
+per call) but through `BoundInference`: per batch size, an input matrix the feature code writes
+into and an output vector ONNX Runtime writes into, bound once with an IOBinding. A call then
+allocates nothing, and creating a binding runs one warm-up inference.
 """
 
 from __future__ import annotations
@@ -36,6 +41,44 @@ def _session_options() -> ort.SessionOptions:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
+
+
+class BoundInference:
+    """Preallocated model input and output for one batch size, bound to the session once.
+
+    Not thread-safe: one caller at a time (the runtime holds its lock). Write features into
+    `features`, call `run`, read the predictions from the returned vector (valid until the
+    next `run`).
+
+    Raises:
+        ModelLoadError: the model's output for ``n`` rows is not ``n`` float32 values.
+    """
+
+    __slots__ = ("_binding", "_session", "features", "predictions")
+
+    def __init__(self, session: ort.InferenceSession, input_name: str, output_name: str, n: int, width: int) -> None:
+        self.features = np.zeros((n, width), dtype=np.float32)
+        try:  # the warm-up inference, which also tells the output shape for n rows
+            (probe,) = session.run([output_name], {input_name: self.features})
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(f"model.onnx failed on {n} rows: {e}") from e
+        if probe.dtype != np.float32 or probe.size != n:
+            raise ModelLoadError(f"model output for {n} rows has shape {probe.shape} and dtype {probe.dtype}")
+        output = np.zeros(probe.shape, dtype=np.float32)
+        binding = session.io_binding()
+        binding.bind_cpu_input(input_name, self.features)
+        binding.bind_output(output_name, "cpu", 0, np.float32, list(output.shape), output.ctypes.data)
+        self._session, self._binding = session, binding
+        #: Flat view of the bound output buffer: one prediction per row.
+        self.predictions = output.reshape(-1)
+        self.run()
+
+    def run(self) -> np.ndarray:
+        """Run the model on `features` in place; returns `predictions` (the same buffer each call)."""
+        # run_options stays None: with a RunOptions object this onnxruntime version probes a
+        # config key by raising and catching an exception, which costs more than the inference.
+        self._session.run_with_iobinding(self._binding)
+        return self.predictions
 
 
 @dataclass(frozen=True)
@@ -88,6 +131,14 @@ class LoadedPackage:
         loaded = cls(package, extractor_class, session, inputs[0].name, manifest.output.name)
         loaded.run_selftest()
         return loaded
+
+    def bind(self, n: int) -> BoundInference:
+        """Preallocated, bound input/output for batches of ``n`` rows (runs one warm-up inference).
+
+        Raises:
+            ModelLoadError: the model fails on ``n`` rows or returns the wrong number of values.
+        """
+        return BoundInference(self.session, self.input_name, self.output_name, n, len(self.manifest.feature_names))
 
     def new_extractor(self) -> FeatureExtractor:
         """A fresh per-user feature state."""

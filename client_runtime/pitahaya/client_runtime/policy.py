@@ -1,15 +1,34 @@
-"""The preload decision: how many bytes of each upcoming video to fetch ahead of time.
+"""The preload decision: how many upcoming videos to preload, how many bytes of each, and how far
+ahead to buffer the video that is playing.
 
 `fixed_plan` is the built-in default policy every device falls back to (the industry's
-"3 videos x 800 KB"). `model_plan` turns predicted watch times into bytes: a video the
+"3 videos x 800 KB"). The model policy turns predicted watch times into bytes: a video the
 user will leave after 2 s needs 2 s of bytes (plus a safety margin), not 800 KB. A preload
 only has to carry a video until the player's own buffering takes over, so it is capped
 (``max_bytes``, by default the fixed policy's size) and floored at ``startup_s`` seconds of
-the video's bitrate, so every start is covered.
+the video's bitrate and ``min_bytes``, so every start is covered.
+
+How many videos to keep preloaded follows the user's pace, as in Xigua's design: a user who
+swipes every two seconds reaches the fifth video soon and needs it preloaded; one who watches
+for a minute does not. The planner counts the upcoming videos the user is predicted to reach
+within ``horizon_s`` seconds, between ``min_count`` and ``max_count`` (both default to
+``count``, which keeps the count fixed). Because single predictions are noisy, the count and
+each video's bytes are averaged over the last ``smoothing`` decisions (default 2: this one and
+the previous one) before floors and caps apply, so a plan does not swing between swipes.
+
+Buffer-ahead: a player buffers far ahead of the playing video by default, and every byte past
+the moment the user swipes away is wasted. `PreloadPlan.buffer_ahead_s` caps it at the
+predicted remaining watch time (times ``safety``), never below ``buffer_floor_s`` and never
+above ``buffer_max_s``; None means "keep the player's default" (no prediction for that video).
+
+`PreloadPlanner` keeps the smoothing state (one per device); `model_plan` is the stateless
+form (no smoothing), kept for callers that plan one decision at a time.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +44,10 @@ DEFAULT_POLICY: dict[str, Any] = {
     "max_bytes": 800_000,
     "startup_s": 1.0,
     "safety": 1.25,
+    "horizon_s": 30.0,
+    "smoothing": 2,
+    "buffer_floor_s": 4.0,
+    "buffer_max_s": 60.0,
 }
 
 
@@ -38,13 +61,62 @@ class PreloadItem:
 
 @dataclass(frozen=True, slots=True)
 class PreloadPlan:
-    """The preload decision for the upcoming videos, in play order."""
+    """The preload decision for the upcoming videos, in play order.
+
+    Attributes:
+        items: Videos to keep preloaded and the bytes of each.
+        buffer_ahead_s: Seconds of the playing video to buffer ahead, or None for the
+            player's default (no prediction for the playing video, or the default policy).
+    """
 
     items: tuple[PreloadItem, ...]
+    buffer_ahead_s: float | None = None
 
     @property
     def total_bytes(self) -> int:
         return sum(item.bytes for item in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyKnobs:
+    """A package's policy mapping, parsed once (not on every decision).
+
+    Raises:
+        ValueError: a knob is not a number or the floors exceed the caps.
+    """
+
+    min_count: int
+    max_count: int
+    horizon_s: float
+    min_bytes: int
+    max_bytes: int
+    startup_s: float
+    safety: float
+    smoothing: int
+    buffer_floor_s: float
+    buffer_max_s: float
+
+    @classmethod
+    def from_policy(cls, policy: Mapping[str, Any] | None) -> PolicyKnobs:
+        knobs = {**DEFAULT_POLICY, **(policy or {})}
+        count = int(knobs["count"])
+        parsed = cls(
+            min_count=int(knobs.get("min_count", count)),
+            max_count=int(knobs.get("max_count", count)),
+            horizon_s=float(knobs["horizon_s"]),
+            min_bytes=int(knobs["min_bytes"]),
+            max_bytes=int(knobs["max_bytes"]),
+            startup_s=float(knobs["startup_s"]),
+            safety=float(knobs["safety"]),
+            smoothing=int(knobs["smoothing"]),
+            buffer_floor_s=float(knobs["buffer_floor_s"]),
+            buffer_max_s=float(knobs["buffer_max_s"]),
+        )
+        if not 0 <= parsed.min_count <= parsed.max_count or parsed.smoothing < 1:
+            raise ValueError(f"policy needs 0 <= min_count <= max_count and smoothing >= 1, got {dict(knobs)}")
+        if parsed.min_bytes > parsed.max_bytes or parsed.buffer_floor_s > parsed.buffer_max_s:
+            raise ValueError(f"policy floors exceed its caps: {dict(knobs)}")
+        return parsed
 
 
 def fixed_plan(candidates: Sequence[Candidate], policy: Mapping[str, Any] = DEFAULT_POLICY) -> PreloadPlan:
@@ -54,25 +126,84 @@ def fixed_plan(candidates: Sequence[Candidate], policy: Mapping[str, Any] = DEFA
     return PreloadPlan(tuple(PreloadItem(c.video_id, min(size, c.size_bytes)) for c in candidates[:count]))
 
 
+class PreloadPlanner:
+    """The model policy with its smoothing state; one per device, not thread-safe on its own.
+
+    Each decision first computes a raw count and raw bytes per video (predicted seconds x
+    ``safety`` x the video's byte rate), then averages them with the previous decisions kept
+    (``smoothing - 1`` of them), then applies the floors and caps.
+    """
+
+    __slots__ = ("_recent",)
+
+    def __init__(self) -> None:
+        self._recent: deque[tuple[int, dict[str, float]]] = deque()
+
+    def reset(self) -> None:
+        """Forget earlier decisions (after a fallback or a package swap)."""
+        self._recent.clear()
+
+    def plan(
+        self,
+        candidates: Sequence[Candidate],
+        watch_s: Sequence[float],
+        knobs: PolicyKnobs,
+        *,
+        playing: Candidate | None = None,
+        playing_remaining_s: float | None = None,
+    ) -> PreloadPlan:
+        """Plan one decision.
+
+        Args:
+            candidates: Upcoming videos in play order.
+            watch_s: Predicted seconds watched, one per candidate.
+            knobs: The package's policy.
+            playing: The video playing now, if the host wants its buffer-ahead decided.
+            playing_remaining_s: Its predicted remaining watch time, when known.
+        """
+        safety = knobs.safety
+        count, elapsed = 0, 0.0
+        wanted: dict[str, float] = {}
+        for cand, seconds in zip(candidates[: knobs.max_count], watch_s, strict=False):
+            seconds = seconds if seconds > 0.0 else 0.0
+            wanted[cand.video_id] = seconds * safety * cand.size_bytes / cand.duration_s
+            if count < knobs.min_count or elapsed < knobs.horizon_s:
+                count += 1
+                elapsed += seconds
+        recent = self._recent
+        if recent:
+            count = min(math.ceil((count + sum(c for c, _ in recent)) / (len(recent) + 1)), len(wanted))
+        items = []
+        for cand in candidates[:count]:
+            vid = cand.video_id
+            want = wanted[vid]
+            earlier = [w[vid] for _, w in recent if vid in w]
+            if earlier:
+                want = (want + sum(earlier)) / (len(earlier) + 1)
+            floor = max(knobs.min_bytes, knobs.startup_s * cand.size_bytes / cand.duration_s)
+            items.append(PreloadItem(vid, int(min(cand.size_bytes, knobs.max_bytes, max(floor, want)))))
+        if knobs.smoothing > 1:
+            recent.append((count, wanted))
+            while len(recent) >= knobs.smoothing:
+                recent.popleft()
+        buffer_ahead = None
+        if playing is not None and playing_remaining_s is not None:
+            ahead = max(playing_remaining_s, 0.0) * safety
+            buffer_ahead = min(knobs.buffer_max_s, max(knobs.buffer_floor_s, ahead))
+        return PreloadPlan(tuple(items), buffer_ahead)
+
+
 def model_plan(
     candidates: Sequence[Candidate], watch_s: Sequence[float], policy: Mapping[str, Any] = DEFAULT_POLICY
 ) -> PreloadPlan:
-    """Preload what the user is predicted to watch, within a floor and a cap.
+    """Preload what the user is predicted to watch, within a floor and a cap (one decision, no smoothing).
 
     Args:
         candidates: Upcoming videos in play order.
         watch_s: Predicted seconds watched, one per candidate.
-        policy: ``count`` videos to keep preloaded; per video, the predicted bytes times
-            ``safety``, at least ``startup_s`` seconds of video and ``min_bytes``, at most
-            ``max_bytes`` and the video's size.
+        policy: ``count`` videos to keep preloaded (or between ``min_count`` and ``max_count``
+            by pace); per video, the predicted bytes times ``safety``, at least ``startup_s``
+            seconds of video and ``min_bytes``, at most ``max_bytes`` and the video's size.
     """
-    knobs = {**DEFAULT_POLICY, **policy}
-    count, safety = int(knobs["count"]), float(knobs["safety"])
-    min_bytes, max_bytes, startup_s = int(knobs["min_bytes"]), int(knobs["max_bytes"]), float(knobs["startup_s"])
-    items = []
-    for cand, seconds in zip(candidates[:count], watch_s, strict=False):
-        byte_rate = cand.size_bytes / cand.duration_s
-        floor = max(min_bytes, startup_s * byte_rate)
-        wanted = max(seconds, 0.0) * safety * byte_rate
-        items.append(PreloadItem(cand.video_id, int(min(cand.size_bytes, max_bytes, max(floor, wanted)))))
-    return PreloadPlan(tuple(items))
+    knobs = PolicyKnobs.from_policy({**policy, "smoothing": 1})
+    return PreloadPlanner().plan(candidates, watch_s, knobs)

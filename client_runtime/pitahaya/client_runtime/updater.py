@@ -10,21 +10,38 @@ Cache layout under ``cache_dir``::
 
     tuf/                  trusted TUF metadata (managed by ngclient)
     packages/<sha256>     verified package archives
+    packages/.download-*  a download in progress; removed when an updater starts, so a
+                          process killed mid-download leaves nothing that looks complete
+
+Expired metadata (a registry that stopped re-signing, or a freeze attack) raises
+`MetadataExpiredError`: no new package is installed, while the runtime keeps answering with
+the package it verified earlier.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuf.api.exceptions import DownloadError, RepositoryError
+from tuf.api.exceptions import DownloadError, ExpiredMetadataError, RepositoryError
 from tuf.ngclient import FetcherInterface, Updater
 
-from pitahaya.client_runtime.errors import ReleaseError, UpdateDownloadError, UpdateError, UpdateVerificationError
+from pitahaya.client_runtime.errors import (
+    MetadataExpiredError,
+    ReleaseError,
+    UpdateDownloadError,
+    UpdateError,
+    UpdateVerificationError,
+)
 from pitahaya.client_runtime.package import target_path
 from pitahaya.client_runtime.releases import Release, release_target_path
+
+_PARTIAL_PREFIX = ".download-"
+#: Whether the release document supports targeting (platform / app version); older ones don't.
+_TARGETED = {"platform", "app_version"} <= set(inspect.signature(Release.version_for).parameters)
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,8 @@ class PackageUpdater:
         trusted_root: Root metadata bytes shipped with the app; needed until the cache has one.
         channel: Release channel to follow.
         fetcher: TUF fetcher seam (default: ngclient's urllib3 fetcher).
+        platform: This device's platform (``android``, ``ios``, ...), for release targeting.
+        app_version: The host app's ``MAJOR.MINOR.PATCH``, for release targeting.
     """
 
     def __init__(
@@ -67,6 +86,8 @@ class PackageUpdater:
         trusted_root: bytes | None = None,
         channel: str = "stable",
         fetcher: FetcherInterface | None = None,
+        platform: str | None = None,
+        app_version: str | None = None,
     ) -> None:
         self.registry_url = registry_url.rstrip("/")
         self.scene = scene
@@ -75,8 +96,25 @@ class PackageUpdater:
         self.cache_dir = Path(cache_dir)
         self.metadata_dir = self.cache_dir / "tuf"
         self.packages_dir = self.cache_dir / "packages"
+        self.platform = platform
+        self.app_version = app_version
         self._trusted_root = trusted_root
         self._fetcher = fetcher
+        self.discard_partial_downloads()
+
+    def discard_partial_downloads(self) -> None:
+        """Remove downloads a killed process left behind (they were never renamed into place)."""
+        try:
+            for partial in self.packages_dir.glob(f"{_PARTIAL_PREFIX}*"):
+                partial.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only or missing cache is reported by the first check
+
+    def version_for(self, release: Release) -> str | None:
+        """The version ``release`` assigns to this device (rollout bucket and targeting)."""
+        if _TARGETED:
+            return release.version_for(self.device_id, platform=self.platform, app_version=self.app_version)
+        return release.version_for(self.device_id)
 
     def cached_archive(self, sha256: str) -> Path:
         """Where the archive with this sha256 is (or would be) cached."""
@@ -108,6 +146,7 @@ class PackageUpdater:
 
         Raises:
             UpdateDownloadError: the registry could not be reached (retry later).
+            MetadataExpiredError: the signed metadata expired (keep the cached package).
             UpdateVerificationError: metadata or a file failed verification (never use it).
             ReleaseError: the release document is malformed.
             UpdateError: the cache could not be written.
@@ -123,7 +162,7 @@ class PackageUpdater:
                 release = Release.from_json(Path(release_file).read_bytes())
             if release.scene != self.scene or release.channel != self.channel:
                 raise ReleaseError(f"release document is for {release.scene}/{release.channel}")
-            version = release.version_for(self.device_id)
+            version = self.version_for(release)
             if version is None:
                 return UpdateCheck(release=release, version=None)
             package_info = updater.get_targetinfo(target_path(self.scene, version))
@@ -135,7 +174,7 @@ class PackageUpdater:
             cached = self.cached_archive(sha256)
             if updater.find_cached_target(package_info, filepath=str(cached)) is None:
                 self.packages_dir.mkdir(parents=True, exist_ok=True)
-                fd, tmp_path = tempfile.mkstemp(dir=self.packages_dir, prefix=".download-")
+                fd, tmp_path = tempfile.mkstemp(dir=self.packages_dir, prefix=_PARTIAL_PREFIX)
                 os.close(fd)
                 try:
                     updater.download_target(package_info, filepath=tmp_path)
@@ -147,6 +186,8 @@ class PackageUpdater:
             return UpdateCheck(release=release, version=version, archive_path=cached, sha256=sha256)
         except DownloadError as e:
             raise UpdateDownloadError(f"registry {self.registry_url} unreachable or failing: {e}") from e
+        except ExpiredMetadataError as e:
+            raise MetadataExpiredError(f"registry metadata expired, not installing updates: {e}") from e
         except RepositoryError as e:
             raise UpdateVerificationError(f"{type(e).__name__}: {e}") from e
         except OSError as e:
