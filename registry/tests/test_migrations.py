@@ -1,22 +1,36 @@
-"""The Alembic migrations build exactly the schema the models declare."""
+"""The Alembic migrations build exactly the schema the models declare, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from pitahaya.registry.db import create_engine_for, upgrade_to_head
+from pitahaya.registry.db import alembic_config, create_engine_for, upgrade_to_head
 from pitahaya.registry.models import Base
 
 
-def test_upgrade_head_matches_the_models_and_is_rerunnable(tmp_path: Path) -> None:
-    engine = create_engine_for(f"sqlite:///{tmp_path / 'sub' / 'registry.db'}")
+def test_upgrade_head_matches_the_models_and_is_rerunnable(database_url: str) -> None:
+    engine = create_engine_for(database_url)
     upgrade_to_head(engine)
     upgrade_to_head(engine)
 
-    assert set(inspect(engine).get_table_names()) == {"alembic_version", "packages", "releases", "audit_log"}
+    assert set(inspect(engine).get_table_names()) == {
+        "alembic_version",
+        "packages",
+        "releases",
+        "audit_log",
+        "api_tokens",
+        "telemetry_counters",
+        "telemetry_devices",
+    }
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()
+
+
+def test_migrations_have_a_single_head(database_url: str) -> None:
+    engine = create_engine_for(database_url)
+    assert ScriptDirectory.from_config(alembic_config(engine)).get_heads() == ["0002"]
+    engine.dispose()

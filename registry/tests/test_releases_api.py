@@ -65,7 +65,7 @@ def test_release_document_is_published_as_a_signed_target(client: TestClient, au
         previous_version=None,
         kill_switch=False,
         created_at=doc.json()["created_at"],
-        created_by="publisher",
+        created_by="bootstrap",
     )
 
 

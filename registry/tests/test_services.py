@@ -22,7 +22,7 @@ def test_every_accepted_write_is_audited_and_refusals_are_not(
 
     with app.state.registry.sessions() as session:
         entries = list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
-    assert [(e.actor, e.action) for e in entries] == [("publisher", "push_package"), ("publisher", "create_release")]
+    assert [(e.actor, e.action) for e in entries] == [("bootstrap", "push_package"), ("bootstrap", "create_release")]
     assert entries[1].detail["release_id"] == 1
 
 

@@ -2,9 +2,11 @@
 
 Workflow of `create_app`: make the data folders, connect the database and apply pending
 migrations, create the TUF keys and metadata on first start (all under the publish lock,
-so several workers starting at once do it once), then mount the routers. While serving, a
-background task re-signs TUF roles close to expiry, so devices keep seeing fresh
-metadata even when nothing is published. Nothing happens at import time.
+so several workers starting at once do it once), open the blob store (local folder or S3),
+then mount the routers behind the observability middleware (request ids, per-address rate
+limit, Prometheus metrics, access log). While serving, background tasks re-sign TUF roles
+close to expiry, so devices keep seeing fresh metadata even when nothing is published, and
+forward device telemetry to MLflow. Nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
 
 from pitahaya.registry.api.deps import RegistryContext
 from pitahaya.registry.api.errors import install_error_handlers
-from pitahaya.registry.api.routes import health, packages, releases, tuf
-from pitahaya.registry.blobs import LocalBlobStore
+from pitahaya.registry.api.routes import audit, health, packages, releases, telemetry, tokens, tuf
+from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
+from pitahaya.registry.observability import ObservabilityMiddleware, RequestMetrics, TelemetryCollector
+from pitahaya.registry.ratelimit import RequestLimiter
 from pitahaya.registry.settings import Settings
+from pitahaya.registry.telemetry_export import TelemetryForwarder
 from pitahaya.registry.tuf_repo import TufRepository
 
 logger = logging.getLogger(__name__)
@@ -40,18 +46,25 @@ def create_app(settings: Settings) -> FastAPI:
     Raises:
         OSError: a data folder cannot be created or written.
         sqlalchemy.exc.SQLAlchemyError: the database cannot be reached or migrated.
+        StorageUnavailableError: the S3 bucket cannot be reached or created.
     """
     context = _open_registry(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        refresher = asyncio.create_task(_refresh_tuf_forever(context))
+        tasks = [
+            asyncio.create_task(_refresh_tuf_forever(context)),
+            asyncio.create_task(_forward_telemetry_forever(context)),
+        ]
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await run_in_threadpool(context.forwarder.flush, context.sessions)
             context.engine.dispose()
 
     app = FastAPI(
@@ -62,9 +75,14 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.registry = context
+    metrics_registry = CollectorRegistry()
+    metrics_registry.register(TelemetryCollector(context.sessions))
+    app.state.metrics_registry = metrics_registry
     install_error_handlers(app)
-    for router in (packages.router, releases.router, tuf.router, health.router):
+    for router in (packages.router, releases.router, tokens.router, telemetry.router, audit.router, tuf.router):
         app.include_router(router)
+    app.include_router(health.router)
+    app.add_middleware(ObservabilityMiddleware, metrics=RequestMetrics(metrics_registry), limiter=context.limiter)
     return app
 
 
@@ -79,8 +97,12 @@ def _open_registry(settings: Settings) -> RegistryContext:
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
-        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        blobs=open_blob_store(settings),
         tuf=tuf_repo,
+        limiter=RequestLimiter(
+            settings.rate_limit_per_token, settings.rate_limit_per_ip, settings.rate_limit_storage_uri
+        ),
+        forwarder=TelemetryForwarder(settings.mlflow_tracking_uri),
     )
 
 
@@ -95,3 +117,12 @@ async def _refresh_tuf_forever(context: RegistryContext) -> None:
         else:
             if refreshed:
                 logger.info("re-signed TUF roles %s", ", ".join(refreshed))
+
+
+async def _forward_telemetry_forever(context: RegistryContext) -> None:
+    """Forward marked telemetry minutes to MLflow periodically (a no-op when MLflow is off)."""
+    if not context.forwarder.enabled:
+        return
+    while True:
+        await asyncio.sleep(context.settings.telemetry_forward_interval_seconds)
+        await run_in_threadpool(context.forwarder.flush, context.sessions)

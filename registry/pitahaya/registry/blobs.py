@@ -5,20 +5,29 @@ Workflow: a service calls `BlobStore.put` *before* committing the database row t
 to the digest, so a committed row always points at a complete, verified blob (a crash in
 between leaves at most an unreferenced blob, never a dangling row).
 
-`BlobStore` implements the rules once (hashing, verification, idempotence); a backend
-subclass supplies only the primitives `_exists`, `_write` and `_read`. `LocalBlobStore`
-keeps blobs under ``<root>/sha256/ab/cdef...``; an S3 backend will fill the same slots.
+`BlobStore` implements the rules once (hashing, read-back verification, idempotence,
+garbage collection); a backend subclass supplies only the primitives `_exists`, `_write`,
+`_read`, `_delete`, `_list` and `_check`. `LocalBlobStore` keeps blobs under
+``<root>/sha256/ab/cdef...``; `S3BlobStore` under the same key in a bucket (boto3, any
+S3-compatible server). Backend failures surface as `StorageUnavailableError` (retry later).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pitahaya.registry._files import atomic_write
-from pitahaya.registry.errors import NotFoundError
+from pitahaya.registry.errors import NotFoundError, StorageUnavailableError
+
+if TYPE_CHECKING:
+    from pitahaya.registry.settings import Settings
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -38,16 +47,23 @@ def check_digest(sha256: str) -> str:
 
 
 class BlobStore(ABC):
-    """Immutable, content-addressed bytes. Subclasses implement the three primitives."""
+    """Immutable, content-addressed bytes. Subclasses implement the primitives."""
 
     def put(self, data: bytes) -> str:
-        """Store ``data`` (a no-op if already stored) and return its sha256 hex digest.
+        """Store ``data`` and return its sha256 hex digest.
 
-        The blob is complete and verified when this returns.
+        The blob is complete and verified (read back and hashed) when this returns. An
+        existing blob is written again (same bytes, atomically): that refreshes its
+        modification time, so garbage collection's grace period protects it while the
+        caller commits the row that will refer to it.
+
+        Raises:
+            StorageUnavailableError: the backend failed, or the bytes did not read back intact.
         """
         digest = sha256_hex(data)
-        if not self._exists(digest):
-            self._write(digest, data)
+        self._write(digest, data)
+        if sha256_hex(self._read(digest)) != digest:
+            raise StorageUnavailableError(f"blob {digest} did not read back intact after writing")
         return digest
 
     def get(self, sha256: str) -> bytes:
@@ -62,8 +78,28 @@ class BlobStore(ABC):
             raise RuntimeError(f"blob {sha256} is corrupt in storage")
         return data
 
+    def verify(self, sha256: str) -> bool:
+        """Whether the blob exists and its bytes still hash to its name."""
+        try:
+            self.get(sha256)
+        except (NotFoundError, RuntimeError):
+            return False
+        return True
+
     def exists(self, sha256: str) -> bool:
         return self._exists(check_digest(sha256))
+
+    def delete(self, sha256: str) -> None:
+        """Remove a blob (missing is fine). Only garbage collection calls this."""
+        self._delete(check_digest(sha256))
+
+    def list(self) -> Iterator[tuple[str, datetime]]:
+        """Every stored blob as ``(sha256, last modified, UTC)``, in no particular order."""
+        return self._list()
+
+    def check(self) -> None:
+        """Raise `StorageUnavailableError` unless the backend is reachable and writable."""
+        self._check()
 
     @abstractmethod
     def _exists(self, sha256: str) -> bool:
@@ -76,6 +112,18 @@ class BlobStore(ABC):
     @abstractmethod
     def _read(self, sha256: str) -> bytes:
         """Return the stored bytes, or raise `NotFoundError`."""
+
+    @abstractmethod
+    def _delete(self, sha256: str) -> None:
+        """Remove the blob if present."""
+
+    @abstractmethod
+    def _list(self) -> Iterator[tuple[str, datetime]]:
+        """Yield ``(sha256, last modified)`` for every blob."""
+
+    @abstractmethod
+    def _check(self) -> None:
+        """Probe the backend; raise `StorageUnavailableError` on failure."""
 
 
 class LocalBlobStore(BlobStore):
@@ -94,11 +142,148 @@ class LocalBlobStore(BlobStore):
 
     def _write(self, sha256: str, data: bytes) -> None:
         atomic_write(self.path(sha256), data)
-        if sha256_hex(self.path(sha256).read_bytes()) != sha256:
-            raise RuntimeError(f"blob {sha256} did not read back intact after writing")
 
     def _read(self, sha256: str) -> bytes:
         try:
             return self.path(sha256).read_bytes()
         except FileNotFoundError as e:
             raise NotFoundError(f"no blob {sha256}") from e
+
+    def _delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def _list(self) -> Iterator[tuple[str, datetime]]:
+        for path in (self.root / "sha256").glob("??/*"):
+            digest = path.parent.name + path.name
+            if _SHA256_RE.match(digest):  # skips the temp files of writes in flight
+                yield digest, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+
+    def _check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.root / ".ready", b"ok")
+        except OSError as e:
+            raise StorageUnavailableError(f"blob folder {self.root} is not writable: {e}") from e
+
+
+class S3BlobStore(BlobStore):
+    """Blobs as objects ``<prefix>sha256/<first two hex digits>/<remaining 62>`` in one bucket.
+
+    S3 makes a ``put_object`` visible all at once (never partially), which gives the same
+    guarantee as the local store's temp file + rename.
+
+    Args:
+        client: A boto3 S3 client (see `S3BlobStore.from_settings`).
+        bucket: Bucket name; `ensure_bucket` creates it if missing.
+        prefix: Key prefix, e.g. ``"registry-a/"``.
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3BlobStore:
+        """A store for ``settings.s3_*`` (boto3's default credential chain when keys are unset)."""
+        import boto3
+        from botocore.config import Config
+
+        secret = settings.s3_secret_access_key
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+        )
+        assert settings.s3_bucket is not None  # callers choose this store only when a bucket is set
+        return cls(client, settings.s3_bucket, settings.s3_prefix)
+
+    def key(self, sha256: str) -> str:
+        check_digest(sha256)
+        return f"{self.prefix}sha256/{sha256[:2]}/{sha256[2:]}"
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists (idempotent, safe when workers race)."""
+        with _s3_errors("create bucket"):
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+            except self._client.exceptions.ClientError as e:
+                if _status(e) != 404:
+                    raise
+                try:
+                    self._client.create_bucket(Bucket=self.bucket)
+                except self._client.exceptions.BucketAlreadyOwnedByYou:
+                    pass
+
+    def _exists(self, sha256: str) -> bool:
+        with _s3_errors(f"stat blob {sha256}"):
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+            except self._client.exceptions.ClientError as e:
+                if _status(e) == 404:
+                    return False
+                raise
+            return True
+
+    def _write(self, sha256: str, data: bytes) -> None:
+        with _s3_errors(f"upload blob {sha256}"):
+            self._client.put_object(
+                Bucket=self.bucket, Key=self.key(sha256), Body=data, ContentType="application/octet-stream"
+            )
+
+    def _read(self, sha256: str) -> bytes:
+        with _s3_errors(f"download blob {sha256}"):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=self.key(sha256))
+            except self._client.exceptions.NoSuchKey as e:
+                raise NotFoundError(f"no blob {sha256}") from e
+            data: bytes = response["Body"].read()
+            return data
+
+    def _delete(self, sha256: str) -> None:
+        with _s3_errors(f"delete blob {sha256}"):
+            self._client.delete_object(Bucket=self.bucket, Key=self.key(sha256))
+
+    def _list(self) -> Iterator[tuple[str, datetime]]:
+        with _s3_errors("list blobs"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}sha256/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    digest = "".join(item["Key"].rsplit("/", 2)[-2:])
+                    if _SHA256_RE.match(digest):
+                        yield digest, item["LastModified"]
+
+    def _check(self) -> None:
+        with _s3_errors("reach the bucket"):
+            self._client.head_bucket(Bucket=self.bucket)
+
+
+@contextlib.contextmanager
+def _s3_errors(what: str) -> Iterator[None]:
+    """Translate botocore failures (other than those handled inline) into `StorageUnavailableError`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as e:
+        raise StorageUnavailableError(f"S3 failed to {what}: {e}") from e
+
+
+def _status(error: Any) -> int | None:
+    """The HTTP status of a botocore ClientError."""
+    status: int | None = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store ``settings`` ask for: S3 when ``s3_bucket`` is set, else the local folder."""
+    if settings.s3_bucket:
+        store = S3BlobStore.from_settings(settings)
+        store.ensure_bucket()
+        return store
+    return LocalBlobStore(settings.resolved_blob_dir)

@@ -4,12 +4,17 @@
 
     RegistryError
     ├── ConfigurationError        settings are missing or invalid: fix the environment, restart
+    ├── StorageUnavailableError   the database or blob store failed: retry later (503)
     ├── RequestError              the request can never succeed as sent: fix it, don't retry
     │   ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
     │   ├── InvalidPackageError   the archive failed validation (422)
     │   ├── UploadTooLargeError   the archive exceeds the upload limit (413)
     │   ├── AlreadyExistsError    that scene/version is already published; bump the version (409)
-    │   └── NotFoundError         the package or release does not exist (404)
+    │   ├── UnverifiablePackageError  the package's stored archive is missing or corrupt (409)
+    │   ├── NotFoundError         the package, release or token does not exist (404)
+    │   ├── AuthenticationError   no token or an unknown/revoked one (401)
+    │   ├── PermissionDeniedError the token's role may not do this (403)
+    │   └── RateLimitedError      too many requests; wait ``retry_after_seconds`` (429)
     └── RegistryClientError       raised by `RegistryClient` only
         ├── RegistryUnavailable   network failure or 5xx: retry later with backoff
         └── RegistryRejected      the server refused the request (4xx): fix it, don't retry
@@ -29,6 +34,10 @@ class RegistryError(Exception):
 
 class ConfigurationError(RegistryError):
     """A required setting is missing or invalid; the registry cannot start."""
+
+
+class StorageUnavailableError(RegistryError):
+    """The blob store (or another backend) failed or is unreachable; retry later."""
 
 
 class RequestError(RegistryError):
@@ -53,6 +62,30 @@ class AlreadyExistsError(RequestError):
 
 class NotFoundError(RequestError):
     """The named package, release or file does not exist."""
+
+
+class UnverifiablePackageError(RequestError):
+    """The package's stored archive is missing or no longer matches its digest; release another version."""
+
+
+class AuthenticationError(RequestError):
+    """No bearer token, or one the registry does not know (or revoked)."""
+
+
+class PermissionDeniedError(RequestError):
+    """The token is valid but its role does not allow this operation."""
+
+
+class RateLimitedError(RequestError):
+    """Too many requests from this token or address.
+
+    Attributes:
+        retry_after_seconds: When the caller may try again.
+    """
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class RegistryClientError(RegistryError):

@@ -77,11 +77,70 @@ class ReleaseRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
     sha256: Mapped[str | None] = mapped_column(String(64))
+    paused: Mapped[bool] = mapped_column(default=False)
+    platforms: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    app_version_min: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    app_version_max: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    operation: Mapped[str] = mapped_column(String(32), default="create")
 
     @property
     def target_path(self) -> str:
         """The TUF target path of this channel's release document."""
         return release_target_path(self.scene, self.channel)
+
+
+class ApiToken(Base):
+    """An API token: only the sha256 of its secret is stored, so a database leak reveals none.
+
+    Tokens are 256-bit random secrets, so a fast hash is enough (no password stretching).
+    A revoked token keeps its row (``revoked_at`` set) so the audit log's actors stay named.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class TelemetryCounter(Base):
+    """One aggregated device counter per scene, package version and minute.
+
+    ``metric`` is a fixed name (``inferences``, ``fallbacks``, ``latency_us``, ...) and ``key``
+    its label ('' when none, the reason for fallbacks, the bucket bound for latency). Reports
+    add to ``value`` with an upsert, so workers aggregate in SQL without coordinating.
+    ``package_version`` is '' for devices on the default policy.
+    """
+
+    __tablename__ = "telemetry_counters"
+    __table_args__ = (UniqueConstraint("scene", "package_version", "minute", "metric", "key", name="uq_telemetry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene: Mapped[str] = mapped_column(String(64))
+    package_version: Mapped[str] = mapped_column(String(32))
+    minute: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    metric: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+
+
+class TelemetryDevice(Base):
+    """A device seen in a minute for a scene and version: ``COUNT(*)`` of these rows is the UV."""
+
+    __tablename__ = "telemetry_devices"
+    __table_args__ = (
+        UniqueConstraint("scene", "package_version", "minute", "device_id", name="uq_telemetry_devices"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene: Mapped[str] = mapped_column(String(64))
+    package_version: Mapped[str] = mapped_column(String(32))
+    minute: Mapped[datetime] = mapped_column(UTCDateTime())
+    device_id: Mapped[str] = mapped_column(String(128))
 
 
 class AuditEntry(Base):

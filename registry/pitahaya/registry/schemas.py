@@ -6,14 +6,22 @@ never leaks by accident; ``*Create`` models validate what a caller may send.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from pitahaya.client_runtime.package import parse_version
+from pitahaya.client_runtime.package import parse_version, validate_scene_name
+from pitahaya.client_runtime.releases import Targeting
 
 #: Channels become TUF target paths, so they are restricted like scene names.
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+
+#: Upper bounds (µs) of the device latency histogram (contract 2); one overflow bucket follows.
+LATENCY_US_BOUNDS: tuple[int, ...] = (25, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+SemVer = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 class PackagePublic(BaseModel):
@@ -29,6 +37,25 @@ class PackagePublic(BaseModel):
     created_at: datetime
 
 
+class TargetingBody(BaseModel):
+    """Which devices a rollout may reach; omitted fields mean "any"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platforms: list[Label] | None = Field(default=None, min_length=1, max_length=16)
+    app_version_min: SemVer | None = None
+    app_version_max: SemVer | None = None
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> TargetingBody:
+        self.to_targeting()  # raises ValueError on min > max
+        return self
+
+    def to_targeting(self) -> Targeting:
+        platforms = tuple(self.platforms) if self.platforms is not None else None
+        return Targeting(platforms=platforms, app_version_min=self.app_version_min, app_version_max=self.app_version_max)
+
+
 class ReleaseCreate(BaseModel):
     """Body of ``POST /api/v1/scenes/{scene}/releases``."""
 
@@ -38,12 +65,38 @@ class ReleaseCreate(BaseModel):
     channel: str = Field(default="stable", pattern=CHANNEL_PATTERN)
     rollout_percent: float = Field(default=100.0, ge=0.0, le=100.0)
     kill_switch: bool = False
+    paused: bool = False
+    targeting: TargetingBody | None = None
 
     @field_validator("version")
     @classmethod
     def _version_is_semver(cls, version: str) -> str:
         parse_version(version)
         return version
+
+
+class ReleaseWiden(BaseModel):
+    """Body of ``POST .../channels/{channel}/widen``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rollout_percent: float = Field(gt=0.0, le=100.0)
+
+
+class ReleaseRollback(BaseModel):
+    """Body of ``POST .../channels/{channel}/rollback``: the older version every device returns to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: SemVer
+
+
+class KillSwitch(BaseModel):
+    """Body of ``POST .../channels/{channel}/kill-switch``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
 
 
 class ReleasePublic(BaseModel):
@@ -58,7 +111,142 @@ class ReleasePublic(BaseModel):
     rollout_percent: float
     previous_version: str | None
     kill_switch: bool
+    paused: bool
+    targeting: dict[str, object]
+    operation: str
     target_path: str
     sha256: str
     created_at: datetime
     created_by: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _targeting_from_row(cls, data: object) -> object:
+        """Rows keep targeting in three columns; the API shows one object."""
+        if hasattr(data, "app_version_min"):
+            return {
+                "id": data.id,  # type: ignore[attr-defined]
+                **{name: getattr(data, name) for name in _RELEASE_ROW_FIELDS},
+                "targeting": {
+                    "platforms": data.platforms,  # type: ignore[attr-defined]
+                    "app_version_min": data.app_version_min,
+                    "app_version_max": data.app_version_max,
+                },
+            }
+        return data
+
+
+_RELEASE_ROW_FIELDS = (
+    "scene",
+    "channel",
+    "package_version",
+    "rollout_percent",
+    "previous_version",
+    "kill_switch",
+    "paused",
+    "operation",
+    "target_path",
+    "sha256",
+    "created_at",
+    "created_by",
+)
+
+
+class TokenCreate(BaseModel):
+    """Body of ``POST /api/v1/tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Unique, e.g. ci-publisher.")
+    role: str = Field(pattern=r"^(publisher|operator|client|admin)$")
+
+
+class TokenPublic(BaseModel):
+    """A token as the API lists it: never the secret, never its hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    """The answer to creating a token: the only time ``secret`` is shown."""
+
+    secret: str
+
+
+class AuditEntryPublic(BaseModel):
+    """One audit-log entry."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    detail: dict[str, object]
+
+
+def _utc_minute(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("minute needs a timezone (use UTC, e.g. 2026-01-01T12:34:00Z)")
+    value = value.astimezone(timezone.utc)
+    if value.second or value.microsecond:
+        raise ValueError("minute must be the start of a minute (seconds = 0)")
+    return value
+
+
+class TelemetryWindow(BaseModel):
+    """One minute of one device's monitoring counters (contract 2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minute: datetime = Field(description="Start of the minute, ISO-8601 with timezone.")
+    package_version: SemVer | None = Field(description="Package that served; null = default policy.")
+    inferences: int = Field(ge=0, le=10**9)
+    successes: int = Field(ge=0, le=10**9)
+    fallbacks: dict[Label, Annotated[int, Field(ge=0, le=10**9)]] = Field(default_factory=dict, max_length=32)
+    errors: dict[Label, Annotated[int, Field(ge=0, le=10**9)]] = Field(default_factory=dict, max_length=32)
+    latency_us_bounds: list[int] = Field(default_factory=lambda: list(LATENCY_US_BOUNDS))
+    latency_us_counts: list[Annotated[int, Field(ge=0, le=10**9)]] = Field(
+        default_factory=lambda: [0] * (len(LATENCY_US_BOUNDS) + 1)
+    )
+    views: int = Field(default=0, ge=0, le=10**9)
+    outcomes: int = Field(default=0, ge=0, le=10**9)
+    abs_error_sum_s: float = Field(default=0.0, ge=0.0, le=1e12, allow_inf_nan=False)
+
+    @field_validator("minute")
+    @classmethod
+    def _minute_start(cls, value: datetime) -> datetime:
+        return _utc_minute(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TelemetryWindow:
+        if tuple(self.latency_us_bounds) != LATENCY_US_BOUNDS:
+            raise ValueError(f"latency_us_bounds must be {list(LATENCY_US_BOUNDS)}")
+        if len(self.latency_us_counts) != len(LATENCY_US_BOUNDS) + 1:
+            raise ValueError(f"latency_us_counts needs {len(LATENCY_US_BOUNDS) + 1} entries (last = overflow)")
+        if self.successes > self.inferences:
+            raise ValueError("successes cannot exceed inferences")
+        return self
+
+
+class TelemetryReport(BaseModel):
+    """Body of ``POST /api/v1/telemetry`` (contract 2)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(min_length=1, max_length=128)
+    scene: str
+    sent_at: datetime
+    windows: list[TelemetryWindow] = Field(max_length=1440)
+    dropped_events: int = Field(default=0, ge=0, le=10**9)
+
+    @field_validator("scene")
+    @classmethod
+    def _scene_name(cls, scene: str) -> str:
+        return validate_scene_name(scene)

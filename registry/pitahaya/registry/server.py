@@ -12,6 +12,7 @@ import os
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from pitahaya.registry.app import create_app
 from pitahaya.registry.settings import ENV_PREFIX, Settings, load_settings
@@ -52,7 +53,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        if name == "registry_token":
-            value = settings.registry_token.get_secret_value()
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
     return env

@@ -1,6 +1,9 @@
-"""Registry configuration, read from ``PITAHAYA_*`` environment variables (or passed in).
+"""Registry configuration, read from ``PITAHAYA_*`` environment variables, a TOML file, or passed in.
 
 Only the registry reads the environment; everything else receives a `Settings` object.
+Sources, strongest first: arguments to ``Settings(...)``, ``PITAHAYA_*`` variables, then the
+TOML file named by ``PITAHAYA_CONFIG_FILE`` (top-level keys are the field names below, e.g.
+``s3_bucket = "packages"``).
 Derived locations default to folders under ``data_dir`` so one variable moves a whole
 installation::
 
@@ -9,19 +12,32 @@ installation::
     <data_dir>/registry/tuf/keys/       one private key per TUF role (mode 0600)
     <data_dir>/registry/tuf/metadata/   the signed, static TUF metadata served to devices
 
+Scale-out: set ``database_url`` to ``postgresql+psycopg://...`` and ``s3_bucket`` (with
+``s3_endpoint_url``, ``s3_region`` and credentials) to keep blobs in S3-compatible storage.
+
 Nothing is created when `Settings` is constructed; ``create_app`` makes the folders.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from pitahaya.registry.errors import ConfigurationError
 
 ENV_PREFIX = "PITAHAYA_"
+
+#: Names a TOML file with settings; environment variables override its values.
+CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
 
 #: Tokens shorter than this are guessable, so the registry refuses to start with one.
 MIN_TOKEN_LENGTH = 16
@@ -39,6 +55,20 @@ class Settings(BaseSettings):
         max_upload_bytes: Largest package archive accepted by ``POST /api/v1/packages``.
         tuf_refresh_interval_seconds: How often the server re-signs TUF roles close to expiry
             (timestamp expires after a day, so this must be well below that).
+        s3_bucket: Keep blobs in this S3 bucket instead of ``blob_dir`` (created if missing).
+        s3_endpoint_url: S3-compatible endpoint (MinIO, SeaweedFS); None means AWS.
+        s3_region: S3 region.
+        s3_access_key_id / s3_secret_access_key: S3 credentials; None means boto3's default chain.
+        s3_prefix: Key prefix inside the bucket, so several registries can share one.
+        rate_limit_per_token: Requests one API token may make (``limits`` syntax, e.g. ``600/minute``).
+        rate_limit_per_ip: Requests to ``/api/`` one client address may make.
+        rate_limit_storage_uri: Where rate-limit counts live; ``memory://`` counts per worker,
+            ``redis://host:6379`` shares them across workers and hosts.
+        mlflow_tracking_uri: Forward aggregated device telemetry to this MLflow server; None = off.
+        telemetry_forward_interval_seconds: How often aggregates are forwarded to MLflow.
+        blob_gc_min_age_seconds: Orphan blobs younger than this are kept by garbage collection,
+            because a push in flight writes its blob before committing its row.
+        log_json: One JSON object per log line (with the request id) instead of plain text.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
@@ -50,6 +80,43 @@ class Settings(BaseSettings):
     tuf_dir: Path | None = None
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     tuf_refresh_interval_seconds: float = Field(default=3600.0, gt=0, le=6 * 3600)
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
+    rate_limit_per_token: str = "1200/minute"
+    rate_limit_per_ip: str = "2400/minute"
+    rate_limit_storage_uri: str = "memory://"
+    mlflow_tracking_uri: str | None = None
+    telemetry_forward_interval_seconds: float = Field(default=30.0, gt=0)
+    blob_gc_min_age_seconds: float = Field(default=3600.0, ge=0)
+    log_json: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then ``PITAHAYA_*`` variables, then the TOML file of ``PITAHAYA_CONFIG_FILE``."""
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE)
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise ConfigurationError(f"{CONFIG_FILE_VARIABLE}={config_file} is not a file")
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)),)
+        return sources
+
+    @field_validator("rate_limit_per_token", "rate_limit_per_ip")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        parse_rate_limit(value)  # raises ValueError with the offending text
+        return value
 
     @field_validator("registry_token")
     @classmethod

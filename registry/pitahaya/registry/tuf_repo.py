@@ -128,6 +128,23 @@ class TufRepository:
         """The targets of the current signed ``targets`` metadata, by target path."""
         return dict(self._load_current(Targets.type).signed.targets)
 
+    def check_keys(self) -> None:
+        """Raise unless every role's key loads and is trusted by the current root, and the
+        served timestamp has not expired (what ``/readyz`` needs before taking traffic).
+
+        Raises:
+            NotFoundError: the repository is not initialized.
+            RuntimeError: a key is missing or untrusted, or the timestamp expired.
+        """
+        for role in ROLES:
+            try:
+                self._signer(role)
+            except FileNotFoundError as e:
+                raise RuntimeError(f"signing key of role {role!r} is missing") from e
+        timestamp = self._load_current(Timestamp.type)
+        if timestamp.signed.is_expired(self._clock()):
+            raise RuntimeError(f"timestamp.json expired at {timestamp.signed.expires.isoformat()}")
+
     # -- writing --------------------------------------------------------------------------
 
     def initialize(self) -> None:

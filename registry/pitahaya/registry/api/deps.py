@@ -2,29 +2,43 @@
 
 `RegistryContext` is built once by ``create_app`` and kept on ``app.state``; nothing here
 reads the environment or touches the disk at import time.
+
+Auth: every write names the role it needs (``PublisherDep``, ``OperatorDep``, ``ClientDep``,
+``AdminDep``). The dependency resolves the bearer token (the bootstrap token from settings
+or a stored API token), counts the request against the token's rate limit, checks the role
+and returns the `Principal`, whose name goes into the audit log.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pitahaya.client_runtime.package import validate_scene_name
 from pitahaya.registry.blobs import BlobStore
-from pitahaya.registry.errors import InvalidArgumentError, UploadTooLargeError
+from pitahaya.registry.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    UploadTooLargeError,
+)
+from pitahaya.registry.ratelimit import RequestLimiter
+from pitahaya.registry.services.tokens import Principal, Role, find_principal
 from pitahaya.registry.settings import Settings
 from pitahaya.registry.tuf_repo import TufRepository
 
-#: Recorded as ``created_by`` for writes made with the registry token. Named tokens (one per
-#: publisher) will replace this single identity.
-PUBLISHER = "publisher"
+if TYPE_CHECKING:
+    from pitahaya.registry.telemetry_export import TelemetryForwarder
+
+#: The audit-log actor of writes made with the bootstrap token (``PITAHAYA_REGISTRY_TOKEN``).
+BOOTSTRAP = "bootstrap"
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,8 @@ class RegistryContext:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     tuf: TufRepository
+    limiter: RequestLimiter
+    forwarder: TelemetryForwarder
 
 
 def get_context(request: Request) -> RegistryContext:
@@ -53,28 +69,51 @@ def get_session(context: ContextDep) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
-_bearer = HTTPBearer(auto_error=False, description="The registry token (PITAHAYA_REGISTRY_TOKEN).")
+_bearer = HTTPBearer(auto_error=False, description="An API token, or the bootstrap PITAHAYA_REGISTRY_TOKEN.")
 
 
-def require_publisher(
-    context: ContextDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """Check the bearer token in constant time and return the actor name for the audit log.
+def authenticate(
+    context: ContextDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller behind the bearer token, after counting the request against its rate limit.
 
     Raises:
-        HTTPException: 401 when the token is missing or wrong.
+        AuthenticationError: no token, or an unknown or revoked one (401).
+        RateLimitedError: the token is over its limit (429).
     """
-    expected = context.settings.registry_token.get_secret_value().encode()
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected):
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid registry token: send 'Authorization: Bearer <PITAHAYA_REGISTRY_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return PUBLISHER
+    if credentials is None:
+        raise AuthenticationError("missing API token: send 'Authorization: Bearer <token>'")
+    secret = credentials.credentials
+    bootstrap = context.settings.registry_token.get_secret_value()
+    if hmac.compare_digest(secret.encode(), bootstrap.encode()):
+        principal: Principal | None = Principal(name=BOOTSTRAP, role=Role.ADMIN)
+    else:
+        principal = find_principal(session=session, secret=secret)
+    if principal is None:
+        raise AuthenticationError("invalid or revoked API token")
+    context.limiter.hit_token(principal.name)
+    return principal
 
 
-PublisherDep = Annotated[str, Depends(require_publisher)]
+def require(role: Role) -> Callable[[Principal], Principal]:
+    """A dependency that admits tokens with ``role`` (or admin) and refuses others with 403."""
+
+    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.may(role):
+            raise PermissionDeniedError(
+                f"token {principal.name!r} has role {principal.role.value!r}; this needs {role.value!r}"
+            )
+        return principal
+
+    return check
+
+
+PublisherDep = Annotated[Principal, Depends(require(Role.PUBLISHER))]
+OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]
+ClientDep = Annotated[Principal, Depends(require(Role.CLIENT))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
 def valid_scene(scene: str) -> str:

@@ -2,7 +2,8 @@
 
 Services raise `RequestError` leaves with a message written for the caller; this handler
 turns them into ``{"detail": message}`` with the status below, the same shape FastAPI uses
-for its own errors, so clients read one field.
+for its own errors, so clients read one field. 401 adds ``WWW-Authenticate``, 429 adds
+``Retry-After``. A failing backend (`StorageUnavailableError`) is a 503: retry later.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from fastapi.responses import JSONResponse
 
 from pitahaya.registry.errors import (
     AlreadyExistsError,
+    AuthenticationError,
     InvalidArgumentError,
     InvalidPackageError,
     NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
     RequestError,
+    StorageUnavailableError,
+    UnverifiablePackageError,
     UploadTooLargeError,
 )
 
@@ -24,7 +30,11 @@ STATUS_BY_ERROR: dict[type[RequestError], int] = {
     InvalidPackageError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     UploadTooLargeError: status.HTTP_413_CONTENT_TOO_LARGE,
     AlreadyExistsError: status.HTTP_409_CONFLICT,
+    UnverifiablePackageError: status.HTTP_409_CONFLICT,
     NotFoundError: status.HTTP_404_NOT_FOUND,
+    AuthenticationError: status.HTTP_401_UNAUTHORIZED,
+    PermissionDeniedError: status.HTTP_403_FORBIDDEN,
+    RateLimitedError: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -36,10 +46,27 @@ def status_for(error: RequestError) -> int:
     return status.HTTP_400_BAD_REQUEST
 
 
+def error_response(exc: RequestError) -> JSONResponse:
+    """The JSON response for a request error (also used by middleware, outside routing)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+    return JSONResponse(status_code=status_for(exc), content={"detail": str(exc)}, headers=headers)
+
+
 async def _request_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestError)  # registered for RequestError only
-    return JSONResponse(status_code=status_for(exc), content={"detail": str(exc)})
+    return error_response(exc)
+
+
+async def _storage_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)}, headers={"Retry-After": "5"}
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestError, _request_error_handler)
+    app.add_exception_handler(StorageUnavailableError, _storage_error_handler)

@@ -1,26 +1,44 @@
-"""Creating and listing releases: which package version a channel's devices run.
+"""Releases: which package version a channel's devices run, and the operations that move it.
 
-A release is append-only: moving a channel (a wider rollout, a rollback, the kill switch)
-inserts a new row and re-publishes the channel's signed release document, TUF target
-``releases/<scene>/<channel>.json``. The document is `Release.to_json()` of the client
-runtime, so devices parse exactly what the registry wrote.
+A release is append-only: every operation (create, widen, pause, resume, rollback, kill
+switch) inserts a new row and re-publishes the channel's signed release document, TUF target
+``releases/<scene>/<channel>.json``, all in one transaction with its audit entry. The
+document is `Release.to_json()` of the client runtime, so devices parse exactly what the
+registry wrote, and each change reaches a device on its next refresh.
 
-``previous_version`` is what the channel's devices outside the rollout keep running: the
-version the channel was fully on before this release, i.e. the previous release's package
-version if that release reached 100 %, else that release's own ``previous_version``.
+``previous_version`` is what the channel's devices outside the rollout (or outside the
+targeting, or all of them while paused) keep running: the version the channel was fully on
+before this release. Operations that adjust a rollout (widen, pause, resume, kill switch)
+keep it; `create_release` and `rollback_release` start a new rollout from the live state.
+
+A release only ever names a package whose stored archive exists and still verifies.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pitahaya.client_runtime import Release
+from pitahaya.client_runtime.package import parse_version
+from pitahaya.client_runtime.releases import Targeting
 from pitahaya.registry.blobs import BlobStore
+from pitahaya.registry.errors import InvalidArgumentError, NotFoundError, UnverifiablePackageError
 from pitahaya.registry.models import ReleaseRow
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.packages import get_package
 from pitahaya.registry.tuf_repo import TufRepository
+
+
+@dataclass(frozen=True)
+class ReleaseStore:
+    """Where a release is written: the session, the blob store and the TUF repository."""
+
+    session: Session
+    blobs: BlobStore
+    tuf: TufRepository
 
 
 def create_release(
@@ -34,6 +52,8 @@ def create_release(
     rollout_percent: float,
     kill_switch: bool,
     actor: str,
+    targeting: Targeting | None = None,
+    paused: bool = False,
 ) -> ReleaseRow:
     """Point a channel at a published package and publish the signed release document.
 
@@ -41,60 +61,112 @@ def create_release(
         scene: Scene name.
         version: Published package version devices inside the rollout take.
         channel: Channel name (``stable``, ``canary``, ...).
-        rollout_percent: Share of the channel's devices (0-100) that take ``version``.
+        rollout_percent: Share of the channel's targeted devices (0-100) that take ``version``.
         kill_switch: Send every device on the channel to the built-in default policy.
         actor: Who releases (recorded in the document and the audit log).
+        targeting: Platforms and app-version range the rollout may reach (None: everyone).
+        paused: Publish the release halted (devices keep ``previous_version``).
 
     Returns:
         The committed release row; its ``id`` is the document's ``release_id``.
 
     Raises:
         NotFoundError: ``version`` of ``scene`` is not published.
+        UnverifiablePackageError: the package's stored archive is missing or corrupt.
     """
+    store = ReleaseStore(session, blobs, tuf)
     with tuf.publish_lock:
-        get_package(session=session, scene=scene, version=version)
         latest = latest_release(session=session, scene=scene, channel=channel)
-        row = ReleaseRow(
+        return _publish(
+            store,
+            operation="create",
+            actor=actor,
             scene=scene,
             channel=channel,
-            package_version=version,
+            version=version,
             rollout_percent=rollout_percent,
             previous_version=_fully_rolled_out_version(latest),
             kill_switch=kill_switch,
-            created_by=actor,
+            targeting=targeting or Targeting(),
+            paused=paused,
         )
-        session.add(row)
-        session.flush()  # assigns row.id, which the document embeds as release_id
-        document = Release(
+
+
+def widen_release(
+    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, rollout_percent: float, actor: str
+) -> ReleaseRow:
+    """Raise the live release's rollout percent (same version, same targeting).
+
+    Raises:
+        NotFoundError: the channel has no release.
+        InvalidArgumentError: ``rollout_percent`` is not above the current one (create a release to narrow).
+    """
+    with tuf.publish_lock:
+        live = _live(session=session, scene=scene, channel=channel)
+        if rollout_percent <= live.rollout_percent:
+            raise InvalidArgumentError(
+                f"widen needs a rollout above the current {live.rollout_percent:g}%, got {rollout_percent:g}%"
+            )
+        return _republish(ReleaseStore(session, blobs, tuf), live, "widen", actor, rollout_percent=rollout_percent)
+
+
+def set_paused(
+    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, paused: bool, actor: str
+) -> ReleaseRow:
+    """Pause (every device keeps ``previous_version``) or resume the live release.
+
+    Raises:
+        NotFoundError: the channel has no release.
+    """
+    with tuf.publish_lock:
+        live = _live(session=session, scene=scene, channel=channel)
+        operation = "pause" if paused else "resume"
+        return _republish(ReleaseStore(session, blobs, tuf), live, operation, actor, paused=paused)
+
+
+def set_kill_switch(
+    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, enabled: bool, actor: str
+) -> ReleaseRow:
+    """Send every device on the channel to the default policy (``enabled``), or undo that.
+
+    Raises:
+        NotFoundError: the channel has no release.
+    """
+    with tuf.publish_lock:
+        live = _live(session=session, scene=scene, channel=channel)
+        operation = "kill" if enabled else "unkill"
+        return _republish(ReleaseStore(session, blobs, tuf), live, operation, actor, kill_switch=enabled)
+
+
+def rollback_release(
+    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, version: str, actor: str
+) -> ReleaseRow:
+    """Move every device on the channel to an older published package: a new release at 100 %.
+
+    Raises:
+        NotFoundError: the channel has no release, or ``version`` is not published.
+        InvalidArgumentError: ``version`` is not older than the live release's version.
+        UnverifiablePackageError: the package's stored archive is missing or corrupt.
+    """
+    with tuf.publish_lock:
+        live = _live(session=session, scene=scene, channel=channel)
+        if parse_version(version) >= parse_version(live.package_version):
+            raise InvalidArgumentError(
+                f"rollback needs a version older than the live {live.package_version}, got {version}"
+            )
+        return _publish(
+            ReleaseStore(session, blobs, tuf),
+            operation="rollback",
+            actor=actor,
             scene=scene,
             channel=channel,
-            release_id=row.id,
-            package_version=version,
-            rollout_percent=rollout_percent,
-            previous_version=row.previous_version,
-            kill_switch=kill_switch,
-            created_at=row.created_at.isoformat(),
-            created_by=actor,
-        ).to_json()
-        row.sha256 = blobs.put(document)
-        log_action(
-            session=session,
-            actor=actor,
-            action="create_release",
-            detail={
-                "release_id": row.id,
-                "scene": scene,
-                "channel": channel,
-                "package_version": version,
-                "rollout_percent": rollout_percent,
-                "previous_version": row.previous_version,
-                "kill_switch": kill_switch,
-                "sha256": row.sha256,
-            },
+            version=version,
+            rollout_percent=100.0,
+            previous_version=None,
+            kill_switch=False,
+            targeting=Targeting(),
+            paused=False,
         )
-        tuf.add_targets({row.target_path: document})
-        session.commit()
-    return row
 
 
 def list_releases(*, session: Session, scene: str, channel: str | None = None) -> list[ReleaseRow]:
@@ -116,7 +188,126 @@ def latest_release(*, session: Session, scene: str, channel: str) -> ReleaseRow 
     return session.scalars(query).first()
 
 
+def targeting_of(row: ReleaseRow) -> Targeting:
+    platforms = tuple(row.platforms) if row.platforms is not None else None
+    return Targeting(platforms=platforms, app_version_min=row.app_version_min, app_version_max=row.app_version_max)
+
+
+def _live(*, session: Session, scene: str, channel: str) -> ReleaseRow:
+    live = latest_release(session=session, scene=scene, channel=channel)
+    if live is None:
+        raise NotFoundError(f"scene {scene} has no release on channel {channel}")
+    return live
+
+
+def _republish(store: ReleaseStore, live: ReleaseRow, operation: str, actor: str, **changes: object) -> ReleaseRow:
+    """A new release equal to ``live`` except for ``changes`` (rollout_percent, paused, kill_switch)."""
+    fields: dict[str, object] = {
+        "rollout_percent": live.rollout_percent,
+        "kill_switch": live.kill_switch,
+        "paused": live.paused,
+        **changes,
+    }
+    return _publish(
+        store,
+        operation=operation,
+        actor=actor,
+        scene=live.scene,
+        channel=live.channel,
+        version=live.package_version,
+        previous_version=live.previous_version,
+        targeting=targeting_of(live),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _publish(
+    store: ReleaseStore,
+    *,
+    operation: str,
+    actor: str,
+    scene: str,
+    channel: str,
+    version: str,
+    rollout_percent: float,
+    previous_version: str | None,
+    kill_switch: bool,
+    targeting: Targeting,
+    paused: bool,
+) -> ReleaseRow:
+    """Insert the row, sign the document, audit and commit (the caller holds the publish lock)."""
+    session = store.session
+    for named in {version, previous_version} - {None}:
+        package = get_package(session=session, scene=scene, version=named)  # type: ignore[arg-type]
+        if not store.blobs.verify(package.sha256):
+            raise UnverifiablePackageError(
+                f"package {scene} {named} is published but its stored archive is missing or corrupt; "
+                "release another version"
+            )
+    row = ReleaseRow(
+        scene=scene,
+        channel=channel,
+        package_version=version,
+        rollout_percent=rollout_percent,
+        previous_version=previous_version,
+        kill_switch=kill_switch,
+        paused=paused,
+        platforms=list(targeting.platforms) if targeting.platforms is not None else None,
+        app_version_min=targeting.app_version_min,
+        app_version_max=targeting.app_version_max,
+        operation=operation,
+        created_by=actor,
+    )
+    session.add(row)
+    session.flush()  # assigns row.id, which the document embeds as release_id
+    document = Release(
+        scene=scene,
+        channel=channel,
+        release_id=row.id,
+        package_version=version,
+        rollout_percent=rollout_percent,
+        previous_version=previous_version,
+        kill_switch=kill_switch,
+        created_at=row.created_at.isoformat(),
+        created_by=actor,
+        targeting=targeting,
+        paused=paused,
+    ).to_json()
+    row.sha256 = store.blobs.put(document)
+    log_action(
+        session=session,
+        actor=actor,
+        action=f"{operation}_release",
+        detail={
+            "release_id": row.id,
+            "scene": scene,
+            "channel": channel,
+            "package_version": version,
+            "rollout_percent": rollout_percent,
+            "previous_version": previous_version,
+            "kill_switch": kill_switch,
+            "paused": paused,
+            "targeting": {
+                "platforms": row.platforms,
+                "app_version_min": row.app_version_min,
+                "app_version_max": row.app_version_max,
+            },
+            "sha256": row.sha256,
+        },
+    )
+    store.tuf.add_targets({row.target_path: document})
+    session.commit()
+    return row
+
+
 def _fully_rolled_out_version(latest: ReleaseRow | None) -> str | None:
+    """The version every device of the channel ran under ``latest`` (None: not everyone ran one version)."""
     if latest is None:
         return None
-    return latest.package_version if latest.rollout_percent >= 100.0 else latest.previous_version
+    reached_everyone = (
+        latest.rollout_percent >= 100.0
+        and not latest.paused
+        and not latest.kill_switch
+        and targeting_of(latest).is_everyone
+    )
+    return latest.package_version if reached_everyone else latest.previous_version

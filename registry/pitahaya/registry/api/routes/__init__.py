@@ -1,1 +1,1 @@
-"""One router per resource: packages, releases, TUF files, health."""
+"""One router per resource: packages, releases, tokens, telemetry, audit, TUF files, health."""

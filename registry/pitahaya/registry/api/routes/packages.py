@@ -24,14 +24,16 @@ _ARCHIVE_BODY = {
     status_code=status.HTTP_201_CREATED,
     response_model=PackagePublic,
     openapi_extra=_ARCHIVE_BODY,
-    responses={401: {}, 409: {}, 413: {}, 422: {}},
+    responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}},
 )
 def push_package(
     actor: PublisherDep, archive: ArchiveBodyDep, context: ContextDep, session: SessionDep
 ) -> PackagePublic:
     """Publish a package archive: validate it, store it, and sign it as a TUF target."""
     # `actor` comes first so a request without a valid token is refused before its body is read.
-    row = service.push_package(session=session, blobs=context.blobs, tuf=context.tuf, archive=archive, actor=actor)
+    row = service.push_package(
+        session=session, blobs=context.blobs, tuf=context.tuf, archive=archive, actor=actor.name
+    )
     return PackagePublic.model_validate(row)
 
 

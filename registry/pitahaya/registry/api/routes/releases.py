@@ -1,26 +1,36 @@
-"""``/api/v1/scenes/{scene}/releases``: move a channel to a package version."""
+"""Releases: create one on a channel, then widen, pause, resume, roll back or kill it.
+
+``POST /api/v1/scenes/{scene}/releases`` starts a rollout; the operations under
+``/api/v1/scenes/{scene}/channels/{channel}/`` each publish a new signed release derived
+from the live one. All need an ``operator`` token and land in the audit log.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
-from pitahaya.registry.api.deps import ContextDep, PublisherDep, SceneDep, SessionDep
-from pitahaya.registry.schemas import CHANNEL_PATTERN, ReleaseCreate, ReleasePublic
+from pitahaya.registry.api.deps import ContextDep, OperatorDep, SceneDep, SessionDep
+from pitahaya.registry.schemas import (
+    CHANNEL_PATTERN,
+    KillSwitch,
+    ReleaseCreate,
+    ReleasePublic,
+    ReleaseRollback,
+    ReleaseWiden,
+)
 from pitahaya.registry.services import releases as service
 
-router = APIRouter(prefix="/api/v1/scenes/{scene}/releases", tags=["releases"])
+router = APIRouter(prefix="/api/v1/scenes/{scene}", tags=["releases"])
+
+ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
+_WRITE_RESPONSES: dict[int | str, dict[str, object]] = {401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 429: {}}
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReleasePublic,
-    responses={401: {}, 404: {}, 422: {}},
-)
+@router.post("/releases", status_code=status.HTTP_201_CREATED, response_model=ReleasePublic, responses=_WRITE_RESPONSES)
 def create_release(
-    scene: SceneDep, body: ReleaseCreate, context: ContextDep, session: SessionDep, actor: PublisherDep
+    scene: SceneDep, body: ReleaseCreate, context: ContextDep, session: SessionDep, actor: OperatorDep
 ) -> ReleasePublic:
     """Release a published package on a channel and publish the signed release document."""
     row = service.create_release(
@@ -32,15 +42,120 @@ def create_release(
         channel=body.channel,
         rollout_percent=body.rollout_percent,
         kill_switch=body.kill_switch,
-        actor=actor,
+        actor=actor.name,
+        targeting=body.targeting.to_targeting() if body.targeting is not None else None,
+        paused=body.paused,
     )
     return ReleasePublic.model_validate(row)
 
 
-@router.get("", response_model=list[ReleasePublic])
+@router.get("/releases", response_model=list[ReleasePublic])
 def list_releases(
     scene: SceneDep, session: SessionDep, channel: Annotated[str | None, Query(pattern=CHANNEL_PATTERN)] = None
 ) -> list[ReleasePublic]:
     """List a scene's releases, newest first, optionally on one channel."""
     rows = service.list_releases(session=session, scene=scene, channel=channel)
     return [ReleasePublic.model_validate(row) for row in rows]
+
+
+@router.post(
+    "/channels/{channel}/widen",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReleasePublic,
+    responses=_WRITE_RESPONSES,
+)
+def widen_release(
+    scene: SceneDep, channel: ChannelPath, body: ReleaseWiden, context: ContextDep, session: SessionDep, actor: OperatorDep
+) -> ReleasePublic:
+    """Raise the live release's rollout percentage."""
+    row = service.widen_release(
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        scene=scene,
+        channel=channel,
+        rollout_percent=body.rollout_percent,
+        actor=actor.name,
+    )
+    return ReleasePublic.model_validate(row)
+
+
+@router.post(
+    "/channels/{channel}/pause",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReleasePublic,
+    responses=_WRITE_RESPONSES,
+)
+def pause_release(
+    scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
+) -> ReleasePublic:
+    """Halt the rollout: every device returns to the previous version on its next refresh."""
+    row = service.set_paused(
+        session=session, blobs=context.blobs, tuf=context.tuf, scene=scene, channel=channel, paused=True, actor=actor.name
+    )
+    return ReleasePublic.model_validate(row)
+
+
+@router.post(
+    "/channels/{channel}/resume",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReleasePublic,
+    responses=_WRITE_RESPONSES,
+)
+def resume_release(
+    scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
+) -> ReleasePublic:
+    """Resume a paused rollout at its percentage."""
+    row = service.set_paused(
+        session=session, blobs=context.blobs, tuf=context.tuf, scene=scene, channel=channel, paused=False, actor=actor.name
+    )
+    return ReleasePublic.model_validate(row)
+
+
+@router.post(
+    "/channels/{channel}/rollback",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReleasePublic,
+    responses=_WRITE_RESPONSES,
+)
+def rollback_release(
+    scene: SceneDep,
+    channel: ChannelPath,
+    body: ReleaseRollback,
+    context: ContextDep,
+    session: SessionDep,
+    actor: OperatorDep,
+) -> ReleasePublic:
+    """Move every device on the channel to an older package (a new release at 100 %)."""
+    row = service.rollback_release(
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        scene=scene,
+        channel=channel,
+        version=body.version,
+        actor=actor.name,
+    )
+    return ReleasePublic.model_validate(row)
+
+
+@router.post(
+    "/channels/{channel}/kill-switch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReleasePublic,
+    responses=_WRITE_RESPONSES,
+)
+def set_kill_switch(
+    scene: SceneDep, channel: ChannelPath, body: KillSwitch, context: ContextDep, session: SessionDep, actor: OperatorDep
+) -> ReleasePublic:
+    """Send every device on the channel to the default policy (``enabled: true``), or undo it."""
+    row = service.set_kill_switch(
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        scene=scene,
+        channel=channel,
+        enabled=body.enabled,
+        actor=actor.name,
+    )
+    return ReleasePublic.model_validate(row)
