@@ -1,4 +1,6 @@
-from pitahaya.client_runtime import Candidate, fixed_plan, model_plan
+import pytest
+
+from pitahaya.client_runtime import Candidate, PolicyKnobs, PreloadPlanner, fixed_plan, model_plan
 
 # 2 Mbps videos: 250,000 bytes per second.
 CANDS = [Candidate("a", 40.0, 10_000_000), Candidate("b", 40.0, 10_000_000), Candidate("c", 2.0, 500_000)]
@@ -20,3 +22,63 @@ def test_model_plan_sizes_by_predicted_watch_within_floor_and_cap() -> None:
 def test_model_plan_keeps_only_count_videos_and_ignores_negative_predictions() -> None:
     plan = model_plan(CANDS, [-5.0, 1.0, 1.0], {**POLICY, "count": 2})
     assert [i.bytes for i in plan.items] == [250_000, 250_000]
+
+
+PACED = {**POLICY, "min_count": 1, "max_count": 5, "horizon_s": 10.0}
+FIVE = [Candidate(f"v{i}", 40.0, 10_000_000) for i in range(5)]
+
+
+def test_count_follows_the_users_pace_within_min_and_max() -> None:
+    knobs = PolicyKnobs.from_policy({**PACED, "smoothing": 1})
+    planner = PreloadPlanner()
+    # A fast swiper (2 s per video) reaches all five within the 10 s horizon; capped at max_count.
+    assert len(planner.plan(FIVE, [2.0] * 5, knobs).items) == 5
+    # A careful watcher (30 s) needs only the next one.
+    assert len(planner.plan(FIVE, [30.0] * 5, knobs).items) == 1
+    # In between: 4 + 4 + 4 >= 10 after three videos.
+    assert len(planner.plan(FIVE, [4.0] * 5, knobs).items) == 3
+
+
+def test_count_and_bytes_are_smoothed_over_the_last_two_decisions() -> None:
+    knobs = PolicyKnobs.from_policy(PACED)  # smoothing = 2: this decision and the previous one
+    planner = PreloadPlanner()
+    first = planner.plan(FIVE, [2.0] * 5, knobs)
+    assert len(first.items) == 5 and first.items[0].bytes == 500_000  # nothing to smooth with yet
+    # The pace jumps to 30 s: raw count 1, smoothed ceil((1 + 5) / 2) = 3; the video planned
+    # before at 2 s (500 KB raw) now wants 30 s (capped later): mean of raw bytes then the cap.
+    second = planner.plan(FIVE, [30.0, 2.0, 2.0, 2.0, 2.0], knobs)
+    assert len(second.items) == 3
+    assert second.items[0].bytes == 800_000  # (7.5 MB + 0.5 MB) / 2 -> capped at max_bytes
+    assert second.items[1].bytes == 500_000  # 2 s both times
+    # Only the last two decisions count: a third decision at 30 s forgets the first one.
+    third = planner.plan(FIVE, [30.0] * 5, knobs)
+    assert len(third.items) == 2  # ceil((1 + 3) / 2)
+    planner.reset()
+    assert len(planner.plan(FIVE, [30.0] * 5, knobs).items) == 1
+
+
+def test_floors_and_caps_apply_after_smoothing() -> None:
+    knobs = PolicyKnobs.from_policy(PACED)
+    planner = PreloadPlanner()
+    planner.plan(FIVE, [0.0] * 5, knobs)
+    plan = planner.plan(FIVE, [0.0] * 5, knobs)
+    assert all(item.bytes == 250_000 for item in plan.items)  # the 1 s startup floor holds
+
+
+def test_buffer_ahead_of_the_playing_video_is_its_remaining_watch_within_floor_and_cap() -> None:
+    knobs = PolicyKnobs.from_policy({**POLICY, "buffer_floor_s": 4.0, "buffer_max_s": 30.0})
+    planner = PreloadPlanner()
+    playing = Candidate("p", 120.0, 30_000_000)
+    plan = planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=12.0)
+    assert plan.buffer_ahead_s == 12.0  # safety 1.0 in POLICY
+    assert planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=-3.0).buffer_ahead_s == 4.0
+    assert planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=99.0).buffer_ahead_s == 30.0
+    assert planner.plan(CANDS, [1.0] * 3, knobs).buffer_ahead_s is None  # the player's default
+    assert fixed_plan(CANDS).buffer_ahead_s is None
+
+
+def test_invalid_policies_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_count"):
+        PolicyKnobs.from_policy({"min_count": 4, "max_count": 2})
+    with pytest.raises(ValueError, match="floors exceed"):
+        PolicyKnobs.from_policy({"min_bytes": 900_000, "max_bytes": 800_000})

@@ -1,8 +1,4 @@
-"""Runtime state machine and fallback chain, driven through the updater seam.
-
-`LocalUpdater` replaces only the network: it serves archives from memory as if TUF had
-verified them (the real HTTP + TUF path is covered end to end in the root tests/).
-"""
+"""Runtime state machine and fallback chain, driven through the updater seam (`LocalUpdater`)."""
 
 from __future__ import annotations
 
@@ -11,73 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pitahaya.client_runtime import (
-    Candidate,
-    Hooks,
-    InferenceEvent,
-    PackageUpdater,
-    Release,
-    Runtime,
-    Scene,
-    UpdateCheck,
-    UpdateDownloadError,
-    UpdateEvent,
-)
+from pitahaya.client_runtime import Candidate, Hooks, InferenceEvent, PolicyKnobs, Scene
 
 from package_factory import SCENE_DIR, make_archive, sample_views
-
-CANDIDATES = [Candidate("c1", 12.0, 1_500_000), Candidate("c2", 60.0, 9_000_000), Candidate("c3", 30.0, 3_000_000)]
-
-
-class LocalUpdater(PackageUpdater):
-    """Serves whatever `publish` was given last; `offline` makes every check fail."""
-
-    def __init__(self, cache_dir: Path) -> None:
-        super().__init__("http://unused", "watch_time", "device-1", cache_dir)
-        self.archive: bytes | None = None
-        self.version: str | None = None
-        self.kill_switch = False
-        self.offline = False
-
-    def publish(self, archive: bytes, version: str) -> None:
-        self.archive, self.version = archive, version
-
-    def check(self) -> UpdateCheck:
-        if self.offline:
-            raise UpdateDownloadError("registry unreachable")
-        release = Release("watch_time", "stable", 1, self.version or "0.0.1", kill_switch=self.kill_switch)
-        if self.kill_switch or self.archive is None:
-            return UpdateCheck(release=release, version=None)
-        sha = hashlib.sha256(self.archive).hexdigest()
-        path = self.cached_archive(sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.archive)
-        return UpdateCheck(release=release, version=self.version, archive_path=path, sha256=sha)
+from runtime_support import CANDIDATES, LocalUpdater, Recorder, make_runtime
 
 
-class Recorder(Hooks):
-    def __init__(self) -> None:
-        self.inferences: list[InferenceEvent] = []
-        self.fallbacks: list[str] = []
-        self.updates: list[UpdateEvent] = []
-        self.outcomes: list[tuple[int, float, float]] = []
-
-    def on_inference(self, event: InferenceEvent) -> None:
-        self.inferences.append(event)
-
-    def on_fallback(self, reason: str, error: BaseException | None) -> None:
-        self.fallbacks.append(reason)
-
-    def on_update(self, event: UpdateEvent) -> None:
-        self.updates.append(event)
-
-    def on_outcome(self, prediction_id: int, predicted_s: float, actual_s: float) -> None:
-        self.outcomes.append((prediction_id, predicted_s, actual_s))
-
-
-def make_runtime(tmp_path: Path, updater: LocalUpdater | None = None, hooks: Hooks | None = None) -> Runtime:
-    updater = updater or LocalUpdater(tmp_path)
-    return Runtime("http://unused", "watch_time", "device-1", cache_dir=tmp_path, updater=updater, hooks=hooks)
+def make_policy() -> dict:
+    return dict(Scene.load(SCENE_DIR).policy)
 
 
 def test_installed_package_answers_and_reports(tmp_path: Path) -> None:
@@ -170,10 +107,15 @@ def test_repeated_inference_failures_fall_back_to_last_known_good(tmp_path: Path
     updater.publish(make_archive(version="1.0.1", feature_source=source), "1.0.1")
     assert rt.refresh().outcome == "installed"
     poison = [Candidate("long", 5000.0, 9_000_000)]
-    reasons = [rt.predict(poison).reason for _ in range(5)]
-    assert reasons == ["inference_error"] * 5
-    assert rt.active_version == "1.0.0"
+    decisions = [rt.predict(poison) for _ in range(5)]
+    # Each failing call is answered by the last-known-good package in the same call ...
+    assert [(d.reason, d.package_version, d.used_model) for d in decisions] == [("inference_error", "1.0.0", True)] * 5
+    assert hooks.fallbacks == ["inference_error"] * 5
+    # ... and after breaker_failures in a row it takes over for good; 1.0.1 is remembered as bad.
+    assert rt.active_version == "1.0.0" and rt.last_known_good_version is None
+    assert (hooks.updates[-1].outcome, hooks.updates[-1].version) == ("demoted", "1.0.0")
     assert rt.predict(poison).reason == "ok"
+    assert rt.refresh().outcome == "rejected"  # 1.0.1 is never retried
 
 
 def test_a_raising_hook_never_breaks_predict(tmp_path: Path) -> None:
@@ -198,3 +140,27 @@ def test_predict_handles_any_number_of_candidates(tmp_path: Path, count: int) ->
     decision = rt.predict(cands)
     assert len(decision.plan.items) == min(count, 3)
     assert decision.watch_s is not None and len(decision.watch_s) == count
+
+
+def test_buffer_ahead_of_the_playing_video_uses_its_earlier_prediction(tmp_path: Path) -> None:
+    updater = LocalUpdater(tmp_path)
+    updater.publish(make_archive(), "1.0.0")
+    rt = make_runtime(tmp_path, updater)
+    rt.refresh()
+    first = rt.predict(CANDIDATES, now=1_700_001_000.0)
+    assert first.watch_s is not None and first.plan.buffer_ahead_s is None  # nothing playing yet
+    nxt = [Candidate("c4", 20.0, 2_000_000)]
+    decision = rt.predict(nxt, now=1_700_001_005.0, playing=CANDIDATES[0], played_s=1.0)
+    knobs = PolicyKnobs.from_policy(make_policy())
+    want = min(knobs.buffer_max_s, max(knobs.buffer_floor_s, (first.watch_s[0] - 1.0) * knobs.safety))
+    assert decision.plan.buffer_ahead_s == pytest.approx(want)
+    unknown = rt.predict(nxt, playing=Candidate("never-predicted", 10.0, 1_000_000))
+    assert unknown.plan.buffer_ahead_s is None
+
+
+def test_predict_survives_garbage_input(tmp_path: Path) -> None:
+    hooks = Recorder()
+    rt = make_runtime(tmp_path, hooks=hooks)
+    decision = rt.predict(None)  # type: ignore[arg-type]
+    assert decision.reason == "internal_error" and decision.plan.items == ()
+    assert [where for where, _ in hooks.errors] == ["predict"]

@@ -20,7 +20,6 @@ the package it verified earlier.
 
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
 from dataclasses import dataclass
@@ -40,8 +39,6 @@ from pitahaya.client_runtime.package import target_path
 from pitahaya.client_runtime.releases import Release, release_target_path
 
 _PARTIAL_PREFIX = ".download-"
-#: Whether the release document supports targeting (platform / app version); older ones don't.
-_TARGETED = {"platform", "app_version"} <= set(inspect.signature(Release.version_for).parameters)
 
 
 @dataclass(frozen=True)
@@ -112,9 +109,7 @@ class PackageUpdater:
 
     def version_for(self, release: Release) -> str | None:
         """The version ``release`` assigns to this device (rollout bucket and targeting)."""
-        if _TARGETED:
-            return release.version_for(self.device_id, platform=self.platform, app_version=self.app_version)
-        return release.version_for(self.device_id)
+        return release.version_for(self.device_id, platform=self.platform, app_version=self.app_version)
 
     def cached_archive(self, sha256: str) -> Path:
         """Where the archive with this sha256 is (or would be) cached."""
