@@ -1,18 +1,59 @@
-"""Commands that talk to or run a registry: push, release, serve."""
+"""Commands that talk to or run a registry.
+
+Publishing: ``push``. Rollouts (operator token): ``release``, ``widen``, ``pause``,
+``resume``, ``rollback``, ``kill-switch``. Tokens (admin token): ``tokens create|list|revoke``.
+Running it: ``serve``, and ``registry gc`` for orphan blobs.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-
-import os
 
 from pitahaya.cli._common import console, default_data_dir, emit_json, fail
 from pitahaya.cli._options import DataDir, JsonFlag, RegistryUrl, Token
 
+if TYPE_CHECKING:
+    from pitahaya.registry import RegistryClient
+
 app = typer.Typer()
+tokens_app = typer.Typer(help="Create, list and revoke API tokens (needs an admin token).", no_args_is_help=True)
+registry_app = typer.Typer(help="Maintain a registry's storage.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(registry_app, name="registry")
+
+Channel = Annotated[str, typer.Option(help="Release channel.")]
+Scene = Annotated[str, typer.Argument(help="Scene name.")]
+
+
+def _call(registry: str, token: str | None, operation: Callable[[RegistryClient], Any]) -> Any:
+    """Run one client call, turning registry errors into a one-line CLI error."""
+    from pitahaya.registry import RegistryClient, RegistryClientError
+
+    try:
+        with RegistryClient(registry, token=token) as client:
+            return operation(client)
+    except RegistryClientError as e:
+        raise fail(str(e)) from None
+
+
+def _show_release(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(result)
+        return
+    state = [f"{result['rollout_percent']:g}%"]
+    if result.get("paused"):
+        state.append("paused")
+    if result.get("kill_switch"):
+        state.append("KILL SWITCH ON")
+    console.print(
+        f"{result.get('operation', 'create')}: {result['scene']} {result['package_version']} on "
+        f"{result['channel']} ({', '.join(state)}; others run {result['previous_version'] or 'the default policy'})"
+    )
 
 
 @app.command()
@@ -22,13 +63,8 @@ def push(
     token: Token = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Upload a package to a registry."""
-    from pitahaya.registry import RegistryClient, RegistryClientError
-
-    try:
-        result = RegistryClient(registry, token=token).push(archive.read_bytes())
-    except RegistryClientError as e:
-        raise fail(str(e)) from None
+    """Upload a package to a registry (publisher token)."""
+    result = _call(registry, token, lambda client: client.push(archive.read_bytes()))
     if as_json:
         emit_json(result)
     else:
@@ -37,28 +73,175 @@ def push(
 
 @app.command()
 def release(
-    scene: Annotated[str, typer.Argument(help="Scene name.")],
+    scene: Scene,
     version: Annotated[str, typer.Argument(help="Package version to release.")],
-    channel: Annotated[str, typer.Option(help="Release channel.")] = "stable",
+    channel: Channel = "stable",
     percent: Annotated[float, typer.Option(help="Rollout percentage (0-100).")] = 100.0,
     kill_switch: Annotated[bool, typer.Option(help="Send every device to the default policy.")] = False,
+    platform: Annotated[
+        list[str] | None, typer.Option(help="Only devices on this platform (repeat for several).")
+    ] = None,
+    app_version_min: Annotated[str | None, typer.Option(help="Lowest host-app version (inclusive).")] = None,
+    app_version_max: Annotated[str | None, typer.Option(help="Highest host-app version (inclusive).")] = None,
+    paused: Annotated[bool, typer.Option(help="Publish the release halted.")] = False,
     registry: RegistryUrl = "http://127.0.0.1:8000",
     token: Token = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Release a pushed package version on a channel (a new signed release document)."""
-    from pitahaya.registry import RegistryClient, RegistryClientError
+    """Release a pushed package version on a channel (a new signed release document; operator token)."""
+    result = _call(
+        registry,
+        token,
+        lambda client: client.create_release(
+            scene,
+            version,
+            channel=channel,
+            rollout_percent=percent,
+            kill_switch=kill_switch,
+            platforms=platform or None,
+            app_version_min=app_version_min,
+            app_version_max=app_version_max,
+            paused=paused,
+        ),
+    )
+    _show_release(result, as_json)
 
-    try:
-        result = RegistryClient(registry, token=token).create_release(
-            scene, version, channel=channel, rollout_percent=percent, kill_switch=kill_switch
-        )
-    except RegistryClientError as e:
-        raise fail(str(e)) from None
+
+@app.command()
+def widen(
+    scene: Scene,
+    percent: Annotated[float, typer.Argument(help="New rollout percentage, above the current one.")],
+    channel: Channel = "stable",
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Raise the live release's rollout percentage."""
+    _show_release(_call(registry, token, lambda client: client.widen_release(scene, percent, channel=channel)), as_json)
+
+
+@app.command()
+def pause(
+    scene: Scene,
+    channel: Channel = "stable",
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Halt the live rollout: devices return to the previous version on their next refresh."""
+    _show_release(_call(registry, token, lambda client: client.pause_release(scene, channel=channel)), as_json)
+
+
+@app.command()
+def resume(
+    scene: Scene,
+    channel: Channel = "stable",
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Resume a paused rollout at its percentage."""
+    _show_release(_call(registry, token, lambda client: client.resume_release(scene, channel=channel)), as_json)
+
+
+@app.command()
+def rollback(
+    scene: Scene,
+    version: Annotated[str, typer.Argument(help="The older published version every device returns to.")],
+    channel: Channel = "stable",
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Roll a channel back to an older package (a new release at 100 %)."""
+    _show_release(
+        _call(registry, token, lambda client: client.rollback_release(scene, version, channel=channel)), as_json
+    )
+
+
+@app.command("kill-switch")
+def kill_switch(
+    scene: Scene,
+    on: Annotated[bool, typer.Option("--on/--off", help="Turn the kill switch on (default policy) or off.")],
+    channel: Channel = "stable",
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send every device on a channel to the built-in default policy, or undo that."""
+    _show_release(_call(registry, token, lambda client: client.set_kill_switch(scene, on, channel=channel)), as_json)
+
+
+@tokens_app.command("create")
+def create_token(
+    name: Annotated[str, typer.Argument(help="Unique token name, e.g. ci-publisher (shown in the audit log).")],
+    role: Annotated[str, typer.Option(help="publisher (push), operator (releases), client (telemetry) or admin.")],
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mint a token; its secret is printed once and cannot be shown again."""
+    result = _call(registry, token, lambda client: client.create_token(name, role))
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"created token {result['name']} with role {result['role']}; store the secret now, it is shown once:")
+    typer.echo(result["secret"])
+
+
+@tokens_app.command("list")
+def list_tokens(
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tokens: names, roles, who created them, revocation (never secrets)."""
+    result = _call(registry, token, lambda client: client.list_tokens())
+    if as_json:
+        emit_json({"tokens": result})
+        return
+    for item in result:
+        state = f"revoked {item['revoked_at']}" if item["revoked_at"] else "active"
+        typer.echo(f"{item['name']}\t{item['role']}\t{state}\tcreated {item['created_at']} by {item['created_by']}")
+
+
+@tokens_app.command("revoke")
+def revoke_token(
+    name: Annotated[str, typer.Argument(help="Token name.")],
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke a token: the registry refuses it (401) from the next request on."""
+    result = _call(registry, token, lambda client: client.revoke_token(name))
     if as_json:
         emit_json(result)
     else:
-        console.print(f"released {scene} {version} on {channel} at {percent:g}%")
+        console.print(f"revoked token {result['name']}")
+
+
+@registry_app.command("gc")
+def gc(
+    min_age_seconds: Annotated[
+        float | None, typer.Option(help="Keep orphans younger than this (pushes in flight). Default from settings.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only list what would be deleted.")] = False,
+    data_dir: DataDir = default_data_dir(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete orphan blobs (left by a push that crashed before committing); same settings as serve."""
+    from pitahaya.registry import ConfigurationError, RegistryError, collect_garbage, load_settings
+
+    os.environ.setdefault("PITAHAYA_DATA_DIR", str(data_dir))
+    try:
+        result = collect_garbage(load_settings(), min_age_seconds=min_age_seconds, dry_run=dry_run)
+    except (ConfigurationError, RegistryError) as e:
+        raise fail(str(e)) from None
+    if as_json:
+        emit_json({"deleted": result.deleted, "kept_young": result.kept_young, "dry_run": dry_run})
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        console.print(f"{verb} {len(result.deleted)} orphan blobs; kept {len(result.kept_young)} younger ones")
 
 
 @app.command()
@@ -68,7 +251,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     data_dir: DataDir = default_data_dir(),
 ) -> None:
-    """Run the registry (settings from PITAHAYA_* env vars, e.g. PITAHAYA_REGISTRY_TOKEN)."""
+    """Run the registry (settings from PITAHAYA_* env vars or PITAHAYA_CONFIG_FILE, e.g. PITAHAYA_REGISTRY_TOKEN)."""
     from pitahaya.registry import ConfigurationError, load_settings
     from pitahaya.registry import serve as run_server
 

@@ -2,33 +2,46 @@
 
 Publishers push package archives and create releases over the HTTP API (or with
 `RegistryClient`); devices fetch static, signed TUF metadata and targets from ``/tuf/``.
-Run it with ``serve(Settings())`` or ``create_app(settings)`` under any ASGI server.
+Operators move rollouts (widen, pause, resume, rollback, kill switch); devices post
+telemetry, aggregated per minute and forwarded to MLflow and ``/metrics``. Run it with
+``serve(load_settings())`` or ``create_app(settings)`` under any ASGI server.
 """
 
 from pitahaya.registry.app import create_app
 from pitahaya.registry.client import RegistryClient
 from pitahaya.registry.errors import (
     AlreadyExistsError,
+    AuthenticationError,
     ConfigurationError,
     InvalidArgumentError,
     InvalidPackageError,
     NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
     RegistryClientError,
     RegistryError,
     RegistryRejected,
     RegistryUnavailable,
     RequestError,
+    StorageUnavailableError,
+    UnverifiablePackageError,
     UploadTooLargeError,
 )
+from pitahaya.registry.maintenance import collect_garbage
 from pitahaya.registry.server import serve
+from pitahaya.registry.services.blob_gc import GcResult
 from pitahaya.registry.settings import Settings, load_settings
 
 __all__ = [
     "AlreadyExistsError",
+    "AuthenticationError",
     "ConfigurationError",
+    "GcResult",
     "InvalidArgumentError",
     "InvalidPackageError",
     "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "RegistryClient",
     "RegistryClientError",
     "RegistryError",
@@ -36,7 +49,10 @@ __all__ = [
     "RegistryUnavailable",
     "RequestError",
     "Settings",
+    "StorageUnavailableError",
+    "UnverifiablePackageError",
     "UploadTooLargeError",
+    "collect_garbage",
     "create_app",
     "load_settings",
     "serve",

@@ -3,6 +3,9 @@
     >>> client = RegistryClient("http://127.0.0.1:8000", token=os.environ["PITAHAYA_REGISTRY_TOKEN"])
     >>> client.push(archive_bytes)["sha256"]
     >>> client.create_release("watch_time", "1.0.0", rollout_percent=10)
+    >>> client.widen_release("watch_time", 50)          # operator token
+    >>> client.pause_release("watch_time")               # devices keep the previous version
+    >>> client.rollback_release("watch_time", "0.9.0")   # a new release at 100 %
 
 Errors say what to do next: `RegistryUnavailable` (no answer or 5xx: retry later) and
 `RegistryRejected` (4xx: the request is wrong; ``status_code`` and the server's ``message``
@@ -28,7 +31,8 @@ class RegistryClient:
 
     Args:
         base_url: The registry's root URL, e.g. ``http://127.0.0.1:8000``.
-        token: The registry token; needed for `push` and `create_release` only.
+        token: An API token (or the bootstrap ``PITAHAYA_REGISTRY_TOKEN``); writes need one
+            whose role allows them (publisher: push, operator: releases, admin: tokens).
         transport: An httpx transport to use instead of the network.
         timeout: Request timeouts.
     """
@@ -66,18 +70,74 @@ class RegistryClient:
         channel: str = "stable",
         rollout_percent: float = 100.0,
         kill_switch: bool = False,
+        *,
+        platforms: list[str] | None = None,
+        app_version_min: str | None = None,
+        app_version_max: str | None = None,
+        paused: bool = False,
     ) -> dict[str, Any]:
         """Release a published package version on a channel.
+
+        Args:
+            platforms, app_version_min, app_version_max: Targeting; devices outside it keep
+                the previous version. None means no restriction.
+            paused: Publish the release halted.
 
         Returns:
             The release, including ``release_id`` and ``previous_version``.
 
         Raises:
-            RegistryRejected: invalid token (401), unknown package version (404), invalid values (422).
+            RegistryRejected: invalid token (401), wrong role (403), unknown package version
+                (404), unverifiable package (409), invalid values (422).
             RegistryUnavailable: the registry could not be reached or failed.
         """
-        body = {"version": version, "channel": channel, "rollout_percent": rollout_percent, "kill_switch": kill_switch}
+        body: dict[str, Any] = {
+            "version": version,
+            "channel": channel,
+            "rollout_percent": rollout_percent,
+            "kill_switch": kill_switch,
+            "paused": paused,
+        }
+        targeting = {"platforms": platforms, "app_version_min": app_version_min, "app_version_max": app_version_max}
+        if any(value is not None for value in targeting.values()):
+            body["targeting"] = targeting
         return dict(self._request("POST", f"/api/v1/scenes/{scene}/releases", json=body).json())
+
+    def widen_release(self, scene: str, rollout_percent: float, channel: str = "stable") -> dict[str, Any]:
+        """Raise the live release's rollout percentage (a new release)."""
+        return self._channel_operation(scene, channel, "widen", {"rollout_percent": rollout_percent})
+
+    def pause_release(self, scene: str, channel: str = "stable") -> dict[str, Any]:
+        """Halt the live rollout: every device returns to the previous version."""
+        return self._channel_operation(scene, channel, "pause", None)
+
+    def resume_release(self, scene: str, channel: str = "stable") -> dict[str, Any]:
+        """Resume a paused rollout."""
+        return self._channel_operation(scene, channel, "resume", None)
+
+    def rollback_release(self, scene: str, version: str, channel: str = "stable") -> dict[str, Any]:
+        """Move every device on the channel to an older published version (a new release at 100 %)."""
+        return self._channel_operation(scene, channel, "rollback", {"version": version})
+
+    def set_kill_switch(self, scene: str, enabled: bool, channel: str = "stable") -> dict[str, Any]:
+        """Send every device on the channel to the default policy, or undo that."""
+        return self._channel_operation(scene, channel, "kill-switch", {"enabled": enabled})
+
+    def create_token(self, name: str, role: str) -> dict[str, Any]:
+        """Mint an API token (admin); the result's ``secret`` is shown only this once."""
+        return dict(self._request("POST", "/api/v1/tokens", json={"name": name, "role": role}).json())
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """API tokens without their secrets (admin)."""
+        return list(self._request("GET", "/api/v1/tokens").json())
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        """Revoke an API token by name (admin)."""
+        return dict(self._request("DELETE", f"/api/v1/tokens/{name}").json())
+
+    def list_audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest audit-log entries first (operator)."""
+        return list(self._request("GET", "/api/v1/audit", params={"limit": limit}).json())
 
     def list_packages(self, scene: str | None = None) -> list[dict[str, Any]]:
         """Published packages, optionally of one scene."""
@@ -92,6 +152,12 @@ class RegistryClient:
     def root_metadata(self) -> bytes:
         """The newest signed TUF root, to bootstrap a device's trust (verify it out of band)."""
         return self._request("GET", "/tuf/metadata/root.json").content
+
+    def _channel_operation(
+        self, scene: str, channel: str, operation: str, body: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        url = f"/api/v1/scenes/{scene}/channels/{channel}/{operation}"
+        return dict(self._request("POST", url, json=body).json())
 
     def close(self) -> None:
         self._http.close()

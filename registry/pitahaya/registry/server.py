@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from pitahaya.registry.app import create_app
+from pitahaya.registry.observability import configure_logging
 from pitahaya.registry.settings import ENV_PREFIX, Settings, load_settings
 
 FACTORY = "pitahaya.registry.server:app_from_environment"
@@ -26,7 +27,9 @@ def app_from_environment() -> FastAPI:
     Raises:
         ConfigurationError: a required ``PITAHAYA_*`` variable is missing or invalid.
     """
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(json_lines=settings.log_json)
+    return create_app(settings)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
@@ -40,11 +43,13 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    configure_logging(json_lines=settings.log_json)
+    options = {"host": host, "port": port, "proxy_headers": True, "log_config": None, "access_log": False}
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=True)
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
     os.environ.update(settings_environment(settings))
-    uvicorn.run(FACTORY, factory=True, host=host, port=port, workers=workers, proxy_headers=True)
+    uvicorn.run(FACTORY, factory=True, workers=workers, **options)  # type: ignore[arg-type]
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

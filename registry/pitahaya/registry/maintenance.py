@@ -1,0 +1,40 @@
+"""Offline maintenance a registry operator runs from the command line (``pitahaya registry gc``).
+
+These open the registry's storage from `Settings` directly (no running server needed) and
+take the publish lock where they touch what publishes write, so they are safe next to a
+running registry on the same data dir.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pitahaya.registry.blobs import open_blob_store
+from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
+from pitahaya.registry.services.blob_gc import GcResult, collect_orphan_blobs
+from pitahaya.registry.settings import Settings
+from pitahaya.registry.tuf_repo import TufRepository
+
+
+def collect_garbage(settings: Settings, *, min_age_seconds: float | None = None, dry_run: bool = False) -> GcResult:
+    """Delete orphan blobs (stored bytes no package or release refers to).
+
+    Args:
+        settings: The registry's settings (database, blob store, TUF folder for the lock).
+        min_age_seconds: Keep orphans younger than this (default ``blob_gc_min_age_seconds``),
+            since a push in flight has written its blob but not yet committed its row.
+        dry_run: Only report what would be deleted.
+
+    Raises:
+        StorageUnavailableError: the blob store failed.
+        sqlalchemy.exc.SQLAlchemyError: the database cannot be reached.
+    """
+    engine = create_engine_for(settings.resolved_database_url)
+    try:
+        upgrade_to_head(engine)
+        blobs = open_blob_store(settings)
+        age = settings.blob_gc_min_age_seconds if min_age_seconds is None else min_age_seconds
+        with TufRepository(settings.resolved_tuf_dir).publish_lock, session_factory(engine)() as session:
+            return collect_orphan_blobs(session=session, blobs=blobs, min_age=timedelta(seconds=age), dry_run=dry_run)
+    finally:
+        engine.dispose()
