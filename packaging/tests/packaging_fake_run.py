@@ -1,9 +1,13 @@
-"""Fixtures: a tiny training run in a throw-away MLflow store, shaped like the training job's runs.
+"""A tiny training run in a throw-away MLflow store, shaped like the training job's runs.
 
 The packager's tests must not depend on ``pitahaya.training`` (packaging only imports the
 client runtime), so this module plays the training job's part of the contract: generate
 views, replay them through the scene's extractor, train a small LightGBM, and log the model,
 the scene files, test metrics and the ``parity/`` artifacts the packager checks against.
+The model is a LightGBM booster or, with ``flavor="sklearn"``, a scikit-learn
+``HistGradientBoostingRegressor`` logged with ``mlflow.sklearn`` and tagged
+``pitahaya.model_flavor=sklearn`` as the training job's ``--model sklearn`` does. Imported by
+name (``packaging_fake_run``) from this folder's conftest and from the root CLI tests.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import lightgbm as lgb
 import mlflow
+import mlflow.sklearn
 import numpy as np
-import pytest
+from sklearn.ensemble import HistGradientBoostingRegressor
 
 from pitahaya.client_runtime import VIEW_FIELDS, Scene, View
 
@@ -28,6 +35,7 @@ N_USERS = 24
 VIEWS_PER_USER = 60
 N_TREES = 30
 TEST_USER_SHARE = 0.25
+SKOPS_TREE_TYPE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 
 
 def generate_views(seed: int = 7, n_users: int = N_USERS, views_per_user: int = VIEWS_PER_USER) -> list[View]:
@@ -66,7 +74,17 @@ def _views_csv_gz(views: Sequence[View]) -> bytes:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(VIEW_FIELDS)
-    writer.writerows((v.user_id, v.video_id, repr(v.start_ts), repr(v.duration_s), repr(v.watch_s), v.size_bytes) for v in views)
+    writer.writerows(
+        (
+            v.user_id,
+            v.video_id,
+            repr(v.start_ts),
+            repr(v.duration_s),
+            repr(v.watch_s),
+            v.size_bytes,
+        )
+        for v in views
+    )
     return gzip.compress(text.getvalue().encode(), mtime=0)
 
 
@@ -75,10 +93,40 @@ class FakeRun:
     run_id: str
     experiment_id: str
     tracking_uri: str
-    booster: lgb.Booster
+    model: Any
+
+    @property
+    def booster(self) -> lgb.Booster:
+        assert isinstance(self.model, lgb.Booster), "not a LightGBM run"
+        return self.model
 
 
-def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7) -> FakeRun:
+def _fit(flavor: str, features: np.ndarray, target: np.ndarray, names: list[str], seed: int) -> Any:
+    if flavor == "sklearn":
+        model = HistGradientBoostingRegressor(
+            loss="absolute_error",
+            max_iter=N_TREES,
+            max_leaf_nodes=15,
+            min_samples_leaf=10,
+            early_stopping=False,
+            random_state=seed,
+        )
+        return model.fit(features, target)
+    return lgb.train(
+        {
+            "objective": "regression_l1",
+            "num_leaves": 15,
+            "min_data_in_leaf": 10,
+            "verbose": -1,
+            "num_threads": 1,
+            "seed": seed,
+        },
+        lgb.Dataset(features, target, feature_name=names),
+        num_boost_round=N_TREES,
+    )
+
+
+def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str = "lightgbm") -> FakeRun:
     """Train on the scene's features and log a run the way the training job does."""
     views = generate_views(seed)
     features = replay_features(scene, views)
@@ -86,21 +134,35 @@ def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7) -> FakeRun:
     users = sorted({v.user_id for v in views})
     test_users = set(users[: max(1, int(len(users) * TEST_USER_SHARE))])
     is_test = np.array([v.user_id in test_users for v in views])
-    booster = lgb.train(
-        {"objective": "regression_l1", "num_leaves": 15, "min_data_in_leaf": 10, "verbose": -1, "num_threads": 1, "seed": seed},
-        lgb.Dataset(features[~is_test], target[~is_test], feature_name=list(scene.extractor_class().feature_names)),
-        num_boost_round=N_TREES,
+    model = _fit(
+        flavor,
+        features[~is_test],
+        target[~is_test],
+        list(scene.extractor_class().feature_names),
+        seed,
     )
     parity_views = [v for v in views if v.user_id in test_users]
     parity_rows = is_test.nonzero()[0]
-    predictions = booster.predict(features[parity_rows]).astype(np.float32)
+    predictions = model.predict(features[parity_rows]).astype(np.float32)
     mae = float(np.mean(np.abs(predictions - target[parity_rows])))
 
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.set_experiment(scene.name)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.lightgbm.log_model(booster, name="model")
-        mlflow.log_metrics({"test_mae": mae, "test_xauc": 0.7, "baseline_user_mean_mae": mae * 1.2, "baseline_user_mean_xauc": 0.6})
+        if flavor == "sklearn":
+            # MLflow 3 saves with skops, which must be told the tree type is safe to load.
+            mlflow.sklearn.log_model(model, name="model", skops_trusted_types=[SKOPS_TREE_TYPE])
+            mlflow.set_tag("pitahaya.model_flavor", "sklearn")
+        else:
+            mlflow.lightgbm.log_model(model, name="model")
+        mlflow.log_metrics(
+            {
+                "test_mae": mae,
+                "test_xauc": 0.7,
+                "baseline_user_mean_mae": mae * 1.2,
+                "baseline_user_mean_xauc": 0.6,
+            }
+        )
         folder = Path(tmp)
         (folder / "views.csv.gz").write_bytes(_views_csv_gz(parity_views))
         np.save(folder / "features.npy", features[parity_rows])
@@ -110,24 +172,4 @@ def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7) -> FakeRun:
             mlflow.log_artifact(str(folder / name), artifact_path="parity")
         for name in ("features.py", "scene.toml"):
             mlflow.log_artifact(str(scene.path / name), artifact_path="scene")
-    return FakeRun(run.info.run_id, experiment.experiment_id, tracking_uri, booster)
-
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def scene() -> Scene:
-    return Scene.load(REPO / "scenes" / "watch_time")
-
-
-@pytest.fixture(scope="session")
-def fake_run(scene: Scene, tmp_path_factory: pytest.TempPathFactory) -> FakeRun:
-    store = tmp_path_factory.mktemp("mlflow")
-    return log_fake_run(scene, f"sqlite:///{store}/mlflow.db")
-
-
-@pytest.fixture(scope="session")
-def sample_features(scene: Scene) -> np.ndarray:
-    """Feature rows of views the fake run's model never saw."""
-    return replay_features(scene, generate_views(seed=3, n_users=8))
+    return FakeRun(run.info.run_id, experiment.experiment_id, tracking_uri, model)

@@ -109,3 +109,13 @@ def test_package_over_the_size_budget_is_refused(fake_run, scene, tmp_path):
             run_id=fake_run.run_id, scene=tight, version="1.0.2", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
         )
     assert not list(tmp_path.iterdir())
+
+
+def test_package_over_the_latency_budget_is_refused(fake_run, scene, tmp_path):
+    # A budget no real decision can meet: the gate must refuse, naming the measured p99.
+    tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_p99_decision_us": 0.001})
+    with pytest.raises(BudgetError, match=r"p99 decision latency is \d+ us, over the scene budget of 0.001 us"):
+        build_package(
+            run_id=fake_run.run_id, scene=tight, version="1.0.3", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+        )
+    assert not list(tmp_path.iterdir())

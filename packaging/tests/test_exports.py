@@ -7,11 +7,14 @@ def test_public_api_is_pinned():
         "BuildResult",
         "ConversionError",
         "ConvertedModel",
+        "LintError",
+        "LintViolation",
         "PackagingError",
         "ParityError",
         "ParityMismatch",
         "ParityReport",
         "build_package",
         "convert_lightgbm",
+        "convert_sklearn",
+        "lint_feature_code",
     ]
-

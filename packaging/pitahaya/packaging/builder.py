@@ -2,8 +2,12 @@
 
 Workflow of `build_package`:
 
-1. **download**: the run's metrics, its LightGBM model and its ``parity/`` artifacts.
-2. **convert**: LightGBM -> deterministic ONNX (`convert_lightgbm`).
+0. **lint**: the scene's ``features.py`` against the feature-code rules (`check_feature_code`),
+   before anything is downloaded or built.
+1. **download**: resolve ``--run`` or ``--model-uri`` (``models:/NAME/VERSION``,
+   ``models:/NAME@alias``) to a run and a model; fetch the run's metrics, the model (LightGBM
+   or scikit-learn, by its MLflow flavor) and the run's ``parity/`` artifacts.
+2. **convert**: model -> deterministic, compact ONNX (`convert_lightgbm` / `convert_sklearn`).
 3. **selftest**: golden cases from the parity views (`build_selftest`).
 4. **archive**: manifest + ``model.onnx`` + the scene's CURRENT ``features.py`` +
    ``selftest.json`` -> reproducible ``.tar.xz`` (`build_archive`).
@@ -11,7 +15,8 @@ Workflow of `build_package`:
    (`check_parity`); then the size and latency budgets of ``scene.toml``.
 6. **write**: ``<out_dir>/<scene>-<version>.tar.xz``, atomically.
 7. **register**: log the archive and ``parity_report.json`` to the run under ``package/``
-   and register a model version named after the scene, tagged with the package digest.
+   and register a model version named after the scene, tagged with the package digest (when
+   the build started from a version of that registered model, that version is tagged instead).
 
 Shipping the scene's current feature code rather than the copy logged with the run is
 deliberate: it is what the parity gate checks, so feature code edited after training is
@@ -21,17 +26,19 @@ caught here instead of on devices. Nothing is written or registered unless every
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import mlflow
 import mlflow.lightgbm
+import mlflow.sklearn
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -53,8 +60,14 @@ from pitahaya.client_runtime import (
 )
 
 from pitahaya.packaging._views import read_views_csv
-from pitahaya.packaging.convert import convert_lightgbm
-from pitahaya.packaging.errors import BudgetError, ConversionError, PackagingError, ParityError
+from pitahaya.packaging.convert import ConvertedModel, convert_lightgbm, convert_sklearn
+from pitahaya.packaging.errors import (
+    BudgetError,
+    ConversionError,
+    PackagingError,
+    ParityError,
+)
+from pitahaya.packaging.lint import check_feature_code
 from pitahaya.packaging.parity import ParityReport, check_parity
 from pitahaya.packaging.selftest import build_selftest
 
@@ -66,6 +79,9 @@ METRIC_PREFIXES = ("test_", "baseline_")
 #: Where the package and its parity report are logged on the training run.
 PACKAGE_ARTIFACT_DIR = "package"
 PARITY_REPORT_FILE = "parity_report.json"
+
+#: Registry model URIs the packager accepts: ``models:/NAME/VERSION`` and ``models:/NAME@alias``.
+_REGISTRY_URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[^/@]+))$")
 
 #: Progress callback: ``(stage, fraction of that stage done)``.
 Progress = Callable[[str, float], None]
@@ -105,7 +121,22 @@ def _tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets
 
 
-def _model_uri(client: MlflowClient, run: Run) -> str:
+@dataclass(frozen=True)
+class _ModelSource:
+    """Where the model to package comes from.
+
+    Attributes:
+        run: The training run (metrics, ``parity/`` artifacts, where the package is logged).
+        load_uri: URI the model loads from.
+        registered: ``(name, version)`` when the build started from a registered model version.
+    """
+
+    run: Run
+    load_uri: str
+    registered: tuple[str, str] | None = None
+
+
+def _run_model_uri(client: MlflowClient, run: Run) -> str:
     """URI of the run's model: its MLflow 3 LoggedModel (``models:/<id>``) when there is one.
 
     MLflow 3 keeps models as LoggedModels outside the run's artifacts; ``runs:/`` URIs still
@@ -119,16 +150,54 @@ def _model_uri(client: MlflowClient, run: Run) -> str:
     return logged[0].model_uri if logged else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
 
 
-def _load_booster(model_uri: str) -> lgb.Booster:
-    """The model as a Booster, whether it was logged as a Booster or an LGBMRegressor."""
+def _resolve_source(client: MlflowClient, run_id: str | None, model_uri: str | None) -> _ModelSource:
+    """The run and model named by exactly one of ``run_id`` and ``model_uri``."""
+    if (run_id is None) == (model_uri is None):
+        raise ValueError("pass exactly one of run_id and model_uri")
+    if run_id is not None:
+        run = client.get_run(run_id)
+        return _ModelSource(run, _run_model_uri(client, run))
+    match = _REGISTRY_URI_RE.match(model_uri or "")
+    if match is None:
+        raise PackagingError(f"model URI {model_uri!r} is not of the form models:/NAME/VERSION or models:/NAME@alias")
+    name, number, alias = match["name"], match["version"], match["alias"]
+    registered = client.get_model_version(name, number) if number else client.get_model_version_by_alias(name, alias)
+    if not registered.run_id:
+        raise PackagingError(f"{model_uri} has no source run: the packager needs the training run's parity artifacts")
+    return _ModelSource(
+        client.get_run(registered.run_id),
+        registered.source,
+        (name, str(registered.version)),
+    )
+
+
+def _load_model(model_uri: str) -> Any:
+    """The model behind ``model_uri``: a LightGBM Booster or a scikit-learn estimator, by flavor."""
+    flavors = mlflow.models.get_model_info(model_uri).flavors
     try:
-        model = mlflow.lightgbm.load_model(model_uri)
+        if "lightgbm" in flavors:
+            model = mlflow.lightgbm.load_model(model_uri)
+        elif "sklearn" in flavors:
+            model = mlflow.sklearn.load_model(model_uri)
+        else:
+            raise ConversionError(
+                f"{model_uri} has flavors {sorted(flavors)}; the packager converts lightgbm and sklearn models"
+            )
     except lgb.basic.LightGBMError as e:
         raise ConversionError(f"{model_uri} does not load as a LightGBM model: {e}") from e
-    booster = getattr(model, "booster_", model)
-    if not isinstance(booster, lgb.Booster):
-        raise ConversionError(f"{model_uri} is a {type(model).__name__}, not a LightGBM model")
-    return booster
+    return getattr(model, "booster_", model)  # an LGBMRegressor logged either way -> its Booster
+
+
+def _convert(model: Any) -> ConvertedModel:
+    if isinstance(model, lgb.Booster):
+        return convert_lightgbm(model)
+    return convert_sklearn(model)
+
+
+def _n_features(model: Any) -> int | None:
+    if isinstance(model, lgb.Booster):
+        return model.num_feature()
+    return getattr(model, "n_features_in_", None)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -149,12 +218,15 @@ def _check_budgets(scene: Scene, size_bytes: int, report: ParityReport) -> None:
         raise BudgetError(f"package is {size_bytes} bytes, over the scene budget of {max_bytes}")
     max_p99 = scene.budgets.get("max_p99_decision_us")
     if max_p99 is not None and report.latency_p99_us > max_p99:
-        raise BudgetError(f"p99 decision latency is {report.latency_p99_us:.0f} us, over the scene budget of {max_p99} us")
+        raise BudgetError(
+            f"p99 decision latency is {report.latency_p99_us:.0f} us, over the scene budget of {max_p99} us"
+        )
 
 
 def build_package(
     *,
-    run_id: str,
+    run_id: str | None = None,
+    model_uri: str | None = None,
     scene: Scene,
     version: str,
     tracking_uri: str,
@@ -165,7 +237,9 @@ def build_package(
     """Package the model of a training run with the scene's feature code, gate it, publish it.
 
     Args:
-        run_id: MLflow run of the training job.
+        run_id: MLflow run of the training job (give this or ``model_uri``).
+        model_uri: A registered model version, ``models:/NAME/VERSION`` or
+            ``models:/NAME@alias``; its source run supplies the parity artifacts.
         scene: The scene; its current ``features.py``, policy and budgets are used.
         version: Package version, ``MAJOR.MINOR.PATCH``.
         tracking_uri: MLflow tracking (and registry) URI.
@@ -177,35 +251,47 @@ def build_package(
         Where the package went, its digest, manifest, parity report and model version.
 
     Raises:
-        ValueError: ``version`` is not ``MAJOR.MINOR.PATCH``.
+        ValueError: ``version`` is not ``MAJOR.MINOR.PATCH``, or not exactly one of
+            ``run_id`` and ``model_uri`` is given.
+        LintError: the scene's feature code uses something feature code may not (checked first).
         ConversionError: the model cannot be loaded or converted, or does not take the
             scene's features.
         ParityError: the package, loaded as a device loads it, disagrees with the run.
         BudgetError: the package is over the scene's size or latency budget.
         PackagingError: MLflow or the run's artifacts failed otherwise.
     """
+    check_feature_code(scene.feature_source, str(scene.path / FEATURES_FILE))
     report_progress: Progress = progress or (lambda stage, fraction: None)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    origin = model_uri or f"run {run_id}"
     try:
-        with _tracking_uri(tracking_uri), tempfile.TemporaryDirectory(prefix="pitahaya-package-") as tmp:
+        with (
+            _tracking_uri(tracking_uri),
+            tempfile.TemporaryDirectory(prefix="pitahaya-package-") as tmp,
+        ):
             report_progress("download", 0.0)
-            run = client.get_run(run_id)
+            source = _resolve_source(client, run_id, model_uri)
+            run = source.run
+            run_id = run.info.run_id
             parity_dir = Path(client.download_artifacts(run_id, PARITY_DIR, tmp))
             views = read_views_csv(parity_dir / "views.csv.gz")
             expected_features = np.load(parity_dir / "features.npy")
             expected_predictions = np.load(parity_dir / "predictions.npy")
-            model_uri = _model_uri(client, run)
-            booster = _load_booster(model_uri)
+            model = _load_model(source.load_uri)
             report_progress("download", 1.0)
 
-            manifest, payload = _assemble(scene, version, booster, views, run, report_progress)
+            manifest, payload = _assemble(scene, version, model, views, run, report_progress)
             archive = build_archive(manifest, payload)
             package = read_package(archive)
 
             report_progress("parity", 0.0)
             loaded = LoadedPackage.load(package)
             report = check_parity(
-                loaded, views, expected_features, expected_predictions, progress=lambda f: report_progress("parity", f)
+                loaded,
+                views,
+                expected_features,
+                expected_predictions,
+                progress=lambda f: report_progress("parity", f),
             )
             report_progress("parity", 1.0)
             if not report.passed:
@@ -224,21 +310,15 @@ def build_package(
             model_version = None
             if register:
                 report_progress("register", 0.0)
-                registered = mlflow.register_model(
-                    model_uri,
+                model_version = _register(
+                    client,
+                    source,
                     scene.name,
-                    tags={
-                        "package.version": version,
-                        "package.sha256": package.sha256,
-                        "package.size_bytes": str(package.size_bytes),
-                        "parity.max_rel_diff": f"{report.max_rel_diff:.3g}",
-                        "parity.rows": str(report.n_rows),
-                    },
+                    _package_tags(version, package.sha256, package.size_bytes, report),
                 )
-                model_version = str(registered.version)
                 report_progress("register", 1.0)
     except MlflowException as e:
-        raise PackagingError(f"MLflow failed while packaging run {run_id}: {e}") from e
+        raise PackagingError(f"MLflow failed while packaging {origin}: {e}") from e
     except ClientRuntimeError as e:
         raise PackagingError(f"the package fails on the client runtime: {e}") from e
     except OSError as e:
@@ -246,18 +326,45 @@ def build_package(
     return BuildResult(path, package.sha256, package.size_bytes, manifest, report, model_version)
 
 
+def _package_tags(version: str, sha256: str, size_bytes: int, report: ParityReport) -> dict[str, str]:
+    return {
+        "package.version": version,
+        "package.sha256": sha256,
+        "package.size_bytes": str(size_bytes),
+        "parity.max_rel_diff": f"{report.max_rel_diff:.3g}",
+        "parity.rows": str(report.n_rows),
+        "parity.latency_p99_us": f"{report.latency_p99_us:.0f}",
+    }
+
+
+def _register(client: MlflowClient, source: _ModelSource, scene_name: str, tags: dict[str, str]) -> str:
+    """Tag the scene's model version for this package (registering one when needed); its number."""
+    if source.registered is not None and source.registered[0] == scene_name:
+        name, number = source.registered
+        for key, value in tags.items():
+            client.set_model_version_tag(name, number, key, value)
+        return number
+    return str(mlflow.register_model(source.load_uri, scene_name, tags=tags).version)
+
+
 def _assemble(
-    scene: Scene, version: str, booster: lgb.Booster, views: Sequence[View], run: Run, progress: Progress
+    scene: Scene,
+    version: str,
+    model: Any,
+    views: Sequence[View],
+    run: Run,
+    progress: Progress,
 ) -> tuple[Manifest, dict[str, bytes]]:
     """Convert the model, cut the self-test, and describe both in a validated manifest."""
     feature_names = tuple(scene.extractor_class().feature_names)
-    if booster.num_feature() != len(feature_names):
+    n_model = _n_features(model)
+    if n_model != len(feature_names):
         raise ConversionError(
-            f"the model takes {booster.num_feature()} features but the scene's features.py declares "
+            f"the model takes {n_model} features but the scene's features.py declares "
             f"{len(feature_names)}: the feature code changed shape since training, retrain"
         )
     progress("convert", 0.0)
-    converted = convert_lightgbm(booster)
+    converted = _convert(model)
     progress("convert", 1.0)
     progress("selftest", 0.0)
     selftest = build_selftest(views, scene.feature_source, converted.model_bytes)

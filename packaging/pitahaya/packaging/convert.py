@@ -90,14 +90,18 @@ def snap_thresholds_to_float32(booster: lgb.Booster) -> lgb.Booster:
             threshold_at = i
         elif line.startswith("decision_type=") and threshold_at is not None:
             values = np.array(lines[threshold_at].removeprefix("threshold=").split(), dtype=np.float64)
-            categorical = (np.array(line.removeprefix("decision_type=").split(), dtype=np.int64) & _CATEGORICAL_BIT) != 0
+            categorical = (
+                np.array(line.removeprefix("decision_type=").split(), dtype=np.int64) & _CATEGORICAL_BIT
+            ) != 0
             snapped = np.where(categorical, values, _round_down_to_float32(values))
             lines[threshold_at] = "threshold=" + " ".join(repr(float(v)) for v in snapped)
             threshold_at = None
     return lgb.Booster(model_str="\n".join(line for line in lines if not line.startswith("tree_sizes=")))
 
 
-def snap_sklearn_thresholds_to_float32(model: HistGradientBoostingRegressor) -> HistGradientBoostingRegressor:
+def snap_sklearn_thresholds_to_float32(
+    model: HistGradientBoostingRegressor,
+) -> HistGradientBoostingRegressor:
     """A copy of a fitted ``HistGradientBoostingRegressor`` whose numerical thresholds lie on
     the float32 grid; predictions on float32 input are unchanged (see the module docstring)."""
     snapped = copy.deepcopy(model)

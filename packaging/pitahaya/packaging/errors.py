@@ -3,6 +3,7 @@
 ::
 
     PackagingError            no package was produced; nothing was written or registered
+    ├── LintError             the feature code uses something devices must not run: fix the code
     ├── ConversionError       the trained model cannot be turned into the ONNX model we ship
     ├── ParityError           the package, run as a device runs it, disagrees with training: block it
     └── BudgetError           the package works but is too big or too slow for the scene's budgets
@@ -16,11 +17,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pitahaya.packaging.lint import LintViolation
     from pitahaya.packaging.parity import ParityReport
 
 
 class PackagingError(Exception):
     """Root of every error the packager raises on bad inputs or failed I/O."""
+
+
+class LintError(PackagingError):
+    """The scene's feature code imports or calls something feature code may not; nothing was built.
+
+    Attributes:
+        violations: Every refused construct; ``str(error)`` lists them as ``file:line:col: why``.
+    """
+
+    def __init__(self, violations: Sequence[LintViolation]) -> None:
+        lines = "\n".join(f"  {v}" for v in violations)
+        super().__init__(f"feature code refused ({len(violations)} violations):\n{lines}")
+        self.violations = tuple(violations)
 
 
 class ConversionError(PackagingError):

@@ -30,7 +30,14 @@ TREE_ENSEMBLE_OPSET = 5
 DEFAULT_OPSET = 21
 
 #: ``nodes_modes`` byte per ``TreeEnsembleRegressor`` mode string.
-_MODES = {b"BRANCH_LEQ": 0, b"BRANCH_LT": 1, b"BRANCH_GTE": 2, b"BRANCH_GT": 3, b"BRANCH_EQ": 4, b"BRANCH_NEQ": 5}
+_MODES = {
+    b"BRANCH_LEQ": 0,
+    b"BRANCH_LT": 1,
+    b"BRANCH_GTE": 2,
+    b"BRANCH_GT": 3,
+    b"BRANCH_EQ": 4,
+    b"BRANCH_NEQ": 5,
+}
 _LEAF = b"LEAF"
 _AGGREGATE_SUM = 1
 
@@ -85,7 +92,11 @@ def _trees(attrs: dict[str, object]) -> dict[int, _Tree]:
         tree.missing_true[nid] = int(missing[i])  # type: ignore[index]
     weights = attrs.get("target_weights") or attrs.get("target_weights_as_tensor")
     for tid, nid, target, weight in zip(
-        attrs["target_treeids"], attrs["target_nodeids"], attrs["target_ids"], weights, strict=True  # type: ignore[call-overload]
+        attrs["target_treeids"],
+        attrs["target_nodeids"],
+        attrs["target_ids"],
+        weights,
+        strict=True,  # type: ignore[call-overload]
     ):
         if target != 0:
             raise ConversionError("only single-target tree regressors can be rewritten to TreeEnsemble")
@@ -169,7 +180,10 @@ def _tree_ensemble_nodes(node: onnx.NodeProto, output_type: int) -> tuple[list[o
     if not any(base):
         return [ensemble], []
     bias = numpy_helper.from_array(np.array([base], dtype=dtype), node.output[0] + "_base")
-    return [ensemble, helper.make_node("Add", [tree_output, bias.name], [node.output[0]], name=node.name + "_base")], [bias]
+    return [
+        ensemble,
+        helper.make_node("Add", [tree_output, bias.name], [node.output[0]], name=node.name + "_base"),
+    ], [bias]
 
 
 def to_tree_ensemble(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -182,7 +196,9 @@ def to_tree_ensemble(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    value_types = {v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output) + list(graph.value_info)}
+    value_types = {
+        v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output) + list(graph.value_info)
+    }
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         if node.op_type == "TreeEnsembleRegressor" and node.domain == ML_DOMAIN:
