@@ -45,6 +45,7 @@ from pitahaya.client_runtime.policy import (
 from pitahaya.client_runtime.releases import Release, release_target_path, rollout_bucket
 from pitahaya.client_runtime.runtime import Decision, Runtime, RuntimeConfig
 from pitahaya.client_runtime.scene import Scene
+from pitahaya.client_runtime.telemetry import TelemetryReporter
 from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "SELFTEST_FILE",
     "Scene",
     "SelfTestError",
+    "TelemetryReporter",
     "TensorSpec",
     "UpdateCheck",
     "UpdateDownloadError",

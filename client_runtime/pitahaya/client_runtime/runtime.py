@@ -451,7 +451,7 @@ class Runtime:
                 try:
                     slot.extractor.update(view)
                 except Exception as e:
-                    self._on_slot_failure(slot, e)
+                    self._on_slot_failure(slot, e, "record")
         if self._observed["on_view"]:
             call_hook(self._hooks, "on_view", view)
 
@@ -506,12 +506,12 @@ class Runtime:
                 except Exception as e:
                     error, reason = e, REASON_INFERENCE_ERROR
                     failed, slot = slot, self._last_good  # next in the chain, taken before any demotion
-                    self._on_slot_failure(failed, e)
+                    self._on_slot_failure(failed, e, "inference")
                     if slot is not None:
                         try:
                             watch = self._infer(slot, candidates, now)
                         except Exception as e2:
-                            self._on_slot_failure(slot, e2)
+                            self._on_slot_failure(slot, e2, "inference")
                             slot = None
             if watch is None:
                 self._planner.reset()
@@ -570,9 +570,9 @@ class Runtime:
         if predicted is not None:
             call_hook(self._hooks, "on_outcome", prediction_id, predicted, float(actual_watch_s))
 
-    def _on_slot_failure(self, slot: _Slot, error: BaseException) -> None:
+    def _on_slot_failure(self, slot: _Slot, error: BaseException, where: str) -> None:
         """Count a failure of ``slot``; past the threshold take it out of service (lock held)."""
-        call_hook(self._hooks, "on_error", f"package {slot.version}", error)
+        call_hook(self._hooks, "on_error", where, error)
         slot.failures += 1
         if slot is self._active and self._half_open:  # the trial failed: open again
             self._half_open = False

@@ -1,0 +1,157 @@
+"""The telemetry reporter against a real HTTP server on 127.0.0.1 that records what it is sent.
+
+The registry's own endpoint is tested on the registry side; here a stdlib server stands in
+for it so the reporter's batching, retry and drop rules can be driven (status codes on demand).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitahaya.client_runtime import Candidate, TelemetryReporter
+
+from package_factory import make_archive, sample_views
+from runtime_support import CANDIDATES, LocalUpdater, make_runtime
+
+
+class Collector:
+    """A recording telemetry endpoint; ``statuses`` are answered in order, then 202."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.auth: list[str | None] = []
+        self.statuses: list[int] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                collector.auth.append(self.headers.get("Authorization"))
+                status = collector.statuses.pop(0) if collector.statuses else 202
+                if self.path == "/api/v1/telemetry" and status == 202:
+                    collector.posts.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    c = Collector()
+    thread = threading.Thread(target=c.server.serve_forever, daemon=True)
+    thread.start()
+    yield c
+    c.server.shutdown()
+    c.server.server_close()
+
+
+class WallClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:  # 2023-11-14T22:13:20Z
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _reporter(collector: Collector, clock: WallClock, **kwargs: Any) -> TelemetryReporter:
+    return TelemetryReporter(collector.url, "tok-1", scene="watch_time", device_id="device-1", wall_clock=clock, **kwargs)
+
+
+def test_windows_per_minute_and_version_reach_the_registry(tmp_path: Path, collector: Collector) -> None:
+    clock = WallClock()
+    reporter = _reporter(collector, clock)
+    updater = LocalUpdater(tmp_path)
+    rt = make_runtime(tmp_path, updater, reporter)
+    rt.predict(CANDIDATES)  # no package yet: default policy
+    updater.publish(make_archive(), "1.0.0")
+    rt.refresh()
+    for view in sample_views(n=4):
+        rt.record(view)
+    first = rt.predict(CANDIDATES)
+    second = rt.predict(CANDIDATES[:1])
+    assert first.watch_s is not None and second.watch_s is not None
+    rt.observe(first.prediction_id, first.watch_s[0] + 2.0)
+    clock.now += 60.0  # the next minute
+    third = rt.predict(CANDIDATES)
+    assert third.watch_s is not None
+    rt.observe(third.prediction_id, third.watch_s[0] - 0.5)
+    assert reporter.flush()
+
+    (post,) = collector.posts
+    assert collector.auth == ["Bearer tok-1"]
+    assert (post["device_id"], post["scene"], post["dropped_events"]) == ("device-1", "watch_time", 0)
+    windows = {(w["minute"], w["package_version"]): w for w in post["windows"]}
+    assert set(windows) == {
+        ("2023-11-14T22:13:00Z", None),
+        ("2023-11-14T22:13:00Z", "1.0.0"),
+        ("2023-11-14T22:14:00Z", "1.0.0"),
+    }
+    default = windows["2023-11-14T22:13:00Z", None]
+    assert (default["inferences"], default["successes"], default["fallbacks"]) == (1, 0, {"no_package": 1})
+    model = windows["2023-11-14T22:13:00Z", "1.0.0"]
+    assert (model["inferences"], model["successes"], model["fallbacks"], model["views"]) == (2, 2, {}, 4)
+    assert (model["outcomes"], model["abs_error_sum_s"]) == (1, pytest.approx(2.0, abs=1e-9))
+    assert sum(model["latency_us_counts"]) == 2 and len(model["latency_us_counts"]) == 10
+    later = windows["2023-11-14T22:14:00Z", "1.0.0"]
+    assert (later["inferences"], later["outcomes"], later["abs_error_sum_s"]) == (1, 1, pytest.approx(0.5, abs=1e-9))
+    assert reporter.flush() and len(collector.posts) == 1  # nothing pending: nothing sent
+
+
+def test_backpressure_drops_and_counts_without_blocking_predict(tmp_path: Path, collector: Collector) -> None:
+    reporter = _reporter(collector, WallClock(), max_queue=5)
+    rt = make_runtime(tmp_path, hooks=reporter)
+    decisions = [rt.predict([Candidate("v", 10.0, 1_000_000)]) for _ in range(20)]
+    assert all(d.reason == "no_package" for d in decisions)
+    assert reporter.dropped_events == 15
+    assert reporter.flush()
+    (post,) = collector.posts
+    assert post["dropped_events"] == 15
+    assert sum(w["inferences"] for w in post["windows"]) == 5
+    assert reporter.dropped_events == 0  # reported, so reset
+
+
+def test_failed_batches_are_kept_and_retried_rejected_ones_dropped(tmp_path: Path, collector: Collector) -> None:
+    reporter = _reporter(collector, WallClock())
+    rt = make_runtime(tmp_path, hooks=reporter)
+    rt.predict(CANDIDATES)
+    collector.statuses = [503]
+    assert not reporter.flush()  # server error: kept
+    rt.predict(CANDIDATES)
+    assert reporter.flush()
+    assert [w["inferences"] for w in collector.posts[0]["windows"]] == [2]  # both, in one window
+    rt.predict(CANDIDATES)
+    collector.statuses = [401]
+    assert not reporter.flush()  # would never be accepted: dropped and counted
+    assert reporter.dropped_events == 1
+    assert reporter.flush()
+    assert collector.posts[-1]["dropped_events"] == 1 and collector.posts[-1]["windows"] == []
+
+
+def test_unreachable_registry_never_reaches_the_host(tmp_path: Path) -> None:
+    reporter = TelemetryReporter("http://127.0.0.1:9", "t", scene="watch_time", device_id="d", timeout_s=2.0)
+    rt = make_runtime(tmp_path, hooks=reporter)
+    assert rt.predict(CANDIDATES).reason == "no_package"
+    assert not reporter.flush() and reporter.failed_batches == 1
+
+
+def test_background_thread_sends_and_close_flushes(tmp_path: Path, collector: Collector) -> None:
+    reporter = _reporter(collector, WallClock(), flush_interval_s=3600.0)
+    rt = make_runtime(tmp_path, hooks=reporter)
+    with reporter:
+        rt.predict(CANDIDATES)
+        rt.predict(CANDIDATES)
+    # close() stopped the thread and sent the last batch
+    assert [w["inferences"] for post in collector.posts for w in post["windows"]] == [2]
