@@ -35,8 +35,8 @@ def test_extra_csv_columns_are_ignored(tmp_path):
 @pytest.mark.parametrize(
     ("row", "reason"),
     [
-        ("u1,v2,101.0,20.0,oops,5000", "could not convert"),
-        ("u1,v2,101.0,20.0,-1.0,5000", "watch_s"),
+        ("u1,v2,101.0,20.0,oops,5000", "invalid_number"),
+        ("u1,v2,101.0,20.0,-1.0,5000", "negative_watch"),
         ("u1,v2,101.0,20.0", "expected 6 fields"),
     ],
 )
@@ -66,7 +66,7 @@ def test_malformed_jsonl_lines(tmp_path):
         read_events(path)
     assert info.value.line == 3
     path.write_bytes(gzip.compress(f'{good}\n{{"user_id":"u"}}\n'.encode()))
-    with pytest.raises(EventLogError, match="missing field") as info:
+    with pytest.raises(EventLogError, match="missing_field") as info:
         read_events(path)
     assert info.value.line == 2
 

@@ -5,15 +5,22 @@ import pitahaya.training
 
 def test_all_is_pinned_and_sorted():
     assert pitahaya.training.__all__ == [
+        "BAD_ROW_REASONS",
         "Dataset",
         "EventLogError",
+        "FeatureMismatchError",
         "GeneratorConfig",
+        "LoadReport",
         "TimeSplit",
         "TrainConfig",
         "TrainResult",
         "TrainingError",
+        "ViewTable",
         "build_matrix",
+        "build_matrix_batch",
+        "generate_table",
         "generate_views",
+        "load_events",
         "mae",
         "read_events",
         "split_by_time",

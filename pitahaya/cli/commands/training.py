@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pitahaya.cli._common import DEFAULT_SCENE, artifact_root, console, default_data_dir, emit_json, fail, stage_progress, tracking_uri
+from pitahaya.cli._common import (
+    DEFAULT_SCENE,
+    artifact_root,
+    console,
+    default_data_dir,
+    emit_json,
+    fail,
+    stage_progress,
+    tracking_uri,
+)
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
 
 app = typer.Typer()
@@ -34,36 +44,81 @@ def generate(
 
 @app.command()
 def train(
-    events: Annotated[Path | None, typer.Option(help="Event log (CSV/JSONL); omitted: generate one.")] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(help="Event logs: a file, a glob ('logs/*.parquet') or s3://bucket/key; omitted: generate one."),
+    ] = None,
+    adapter: Annotated[str, typer.Option(help="Column mapping of the logs: standard or kuairand.")] = "standard",
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on the first bad row instead of quarantining it.")
+    ] = False,
+    quarantine: Annotated[
+        Path | None,
+        typer.Option(help="Where to write rejected rows (JSONL); default <data-dir>/quarantine/<time>.jsonl."),
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model family: lightgbm or sklearn.")] = "lightgbm",
+    features: Annotated[str, typer.Option(help="Feature path: auto, batch (vectorized) or stream.")] = "auto",
+    engine: Annotated[str, typer.Option(help="local, or dask (lightgbm.dask on a Dask cluster).")] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(envvar="PITAHAYA_DASK_SCHEDULER", help="Dask scheduler address; omitted: a LocalCluster."),
+    ] = None,
     views: Annotated[int, typer.Option(help="Views to generate when --events is omitted.")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     scene: ScenePath = DEFAULT_SCENE,
     data_dir: DataDir = default_data_dir(),
     as_json: JsonFlag = False,
 ) -> None:
-    """Train a watch-time model on an event log and track it in MLflow."""
+    """Train a watch-time model on event logs and track it in MLflow.
+
+    S3 credentials come from the standard AWS variables; PITAHAYA_S3_ENDPOINT_URL points at an
+    S3-compatible server. Bad rows are counted by reason and quarantined, never silently dropped.
+    """
     from pitahaya.client_runtime import Scene
     from pitahaya.training import GeneratorConfig, TrainConfig, TrainingError
     from pitahaya.training import train as run_training
 
-    config = TrainConfig(
-        scene=scene,
-        events=events,
-        generator=None if events else GeneratorConfig(n_views=views, seed=seed),
-        tracking_uri=tracking_uri(data_dir),
-        artifact_location=artifact_root(data_dir),
-        seed=seed,
-    )
+    if events and quarantine is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        quarantine = data_dir / "quarantine" / f"{stamp}.jsonl"
     try:
+        config = TrainConfig(
+            scene=scene,
+            events=events,
+            adapter=adapter,
+            strict=strict,
+            quarantine_path=quarantine if events else None,
+            generator=None if events else GeneratorConfig(n_views=views, seed=seed),
+            tracking_uri=tracking_uri(data_dir),
+            artifact_location=artifact_root(data_dir),
+            model=model,
+            features=features,
+            engine=engine,
+            scheduler=scheduler,
+            seed=seed,
+        )
         Scene.load(scene)
         with stage_progress(not as_json) as progress:
             result = run_training(config, progress=progress)
     except (TrainingError, FileNotFoundError, ValueError) as e:
         raise fail(str(e)) from None
-    summary = {"run_id": result.run_id, "experiment_id": result.experiment_id, "metrics": result.metrics}
+    summary = {
+        "run_id": result.run_id,
+        "experiment_id": result.experiment_id,
+        "model_uri": result.model_uri,
+        "model_flavor": result.model_flavor,
+        "features_path": result.features_path,
+        "metrics": result.metrics,
+        "bad_rows": result.bad_rows,
+        "quarantine_path": result.quarantine_path,
+    }
     if as_json:
         emit_json(summary)
-    else:
-        console.print(f"run [bold]{result.run_id}[/]")
-        for name, value in sorted(result.metrics.items()):
-            console.print(f"  {name:<32} {value:.4f}")
+        return
+    console.print(f"run [bold]{result.run_id}[/] ({result.model_flavor}, features: {result.features_path})")
+    if result.bad_rows:
+        console.print(f"[yellow]rejected {sum(result.bad_rows.values()):,} rows[/] -> {result.quarantine_path}")
+        for reason, count in result.bad_rows.items():
+            console.print(f"  {reason:<32} {count:,}")
+    for name, value in sorted(result.metrics.items()):
+        console.print(f"  {name:<32} {value:.4f}")

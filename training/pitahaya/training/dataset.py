@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from pitahaya.client_runtime import FeatureExtractor, View
+from pitahaya.training.table import ViewTable
 
 #: How often `build_matrix` reports progress, in rows.
 _PROGRESS_EVERY = 10_000
@@ -33,6 +35,9 @@ class Dataset:
         start_ts: Start time of each row's view.
         index: Position of each row's view in the list given to `build_matrix`.
         feature_names: Column names of ``X``.
+        video_ids: The video of each row.
+        duration_s: Length of each row's video (segments, preload accounting).
+        size_bytes: File size of each row's video.
     """
 
     X: np.ndarray
@@ -41,6 +46,9 @@ class Dataset:
     start_ts: np.ndarray
     index: np.ndarray
     feature_names: tuple[str, ...]
+    video_ids: np.ndarray
+    duration_s: np.ndarray
+    size_bytes: np.ndarray
 
     def __len__(self) -> int:
         return len(self.y)
@@ -65,17 +73,37 @@ class TimeSplit:
     test_from: float
 
 
-def _stream_order(views: Sequence[View]) -> np.ndarray:
-    """Indices that sort ``views`` by (user_id, start_ts), keeping file order among ties."""
-    users = np.array([v.user_id for v in views], dtype=str)
-    starts = np.array([v.start_ts for v in views], dtype=np.float64)
-    return np.lexsort((starts, users))
+def stream_order(table: ViewTable) -> np.ndarray:
+    """Indices that sort ``table`` by (user_id, start_ts), keeping file order among ties."""
+    codes, _ = pd.factorize(table.user_id, sort=True)
+    return np.lexsort((table.start_ts, codes))
+
+
+def make_dataset(table: ViewTable, order: np.ndarray, X: np.ndarray, feature_names: Sequence[str]) -> Dataset:
+    """The dataset of ``table``'s rows taken in ``order`` (see `stream_order`), with features ``X``."""
+    rows = table.take(order)
+    return Dataset(
+        X=X,
+        y=rows.watch_s,
+        user_ids=rows.user_id,
+        start_ts=rows.start_ts,
+        index=order,
+        feature_names=tuple(feature_names),
+        video_ids=rows.video_id,
+        duration_s=rows.duration_s,
+        size_bytes=rows.size_bytes,
+    )
 
 
 def build_matrix(
-    views: Sequence[View], extractor_cls: type[FeatureExtractor], progress: Callable[[float], None] | None = None
+    views: Sequence[View] | ViewTable,
+    extractor_cls: type[FeatureExtractor],
+    progress: Callable[[float], None] | None = None,
 ) -> Dataset:
     """Replay each user's views through a fresh extractor and collect one row per view.
+
+    This is the reference path: slow (one Python call per view) but it runs the scene's own
+    code. `build_matrix_batch` computes the same matrix with array operations.
 
     Args:
         views: Views in any order; they are grouped by user and sorted by start time.
@@ -85,29 +113,29 @@ def build_matrix(
     Returns:
         The dataset, rows in (user_id, start_ts) order.
     """
-    order = _stream_order(views)
-    n_features = len(extractor_cls.feature_names)
-    X = np.empty((len(order), n_features), dtype=np.float32)
+    table = views if isinstance(views, ViewTable) else ViewTable.from_views(views)
+    order = stream_order(table)
+    X = stream_features(table.views(order), extractor_cls, progress)
+    return make_dataset(table, order, X, extractor_cls.feature_names)
+
+
+def stream_features(
+    views: Sequence[View], extractor_cls: type[FeatureExtractor], progress: Callable[[float], None] | None = None
+) -> np.ndarray:
+    """Feature rows of ``views`` (grouped by user, each user's in time order) from the scene's extractor."""
+    X = np.empty((len(views), len(extractor_cls.feature_names)), dtype=np.float32)
     extractor: FeatureExtractor | None = None
     user = None
-    for row, i in enumerate(order.tolist()):
-        view = views[i]
+    for row, view in enumerate(views):
         if view.user_id != user:
             user, extractor = view.user_id, extractor_cls()
         extractor.transform([view.as_candidate()], view.start_ts, X[row : row + 1])
         extractor.update(view)
         if progress is not None and row % _PROGRESS_EVERY == 0:
-            progress(row / len(order))
+            progress(row / len(views))
     if progress is not None:
         progress(1.0)
-    return Dataset(
-        X=X,
-        y=np.array([views[i].watch_s for i in order], dtype=np.float64),
-        user_ids=np.array([views[i].user_id for i in order], dtype=str),
-        start_ts=np.array([views[i].start_ts for i in order], dtype=np.float64),
-        index=order,
-        feature_names=tuple(extractor_cls.feature_names),
-    )
+    return X
 
 
 def split_by_time(dataset: Dataset, valid_frac: float = 0.1, test_frac: float = 0.2) -> TimeSplit:

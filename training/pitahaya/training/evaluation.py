@@ -1,0 +1,114 @@
+"""Evaluation beyond one MAE: segments, the preload effect, and the plots of a run.
+
+- *Segments*: MAE on short vs long videos (``duration_s <= SHORT_VIDEO_S``) and new vs old
+  users (fewer than ``NEW_USER_VIEWS`` earlier views in the log) — a model can win overall
+  while losing where it matters (cold users).
+- *Preload effect*: each test view is an upcoming candidate once. The fixed policy
+  (`fixed_plan`, 3 x 800 KB by default) and the model policy (`model_plan` with the
+  scene's ``[policy]`` knobs, fed the model's prediction) each preload some bytes of it;
+  bytes beyond what the user then watched are *wasted*, and a preload smaller than what was
+  watched (up to the policy cap, where the player's own buffering takes over) is *short*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: plots are rendered to files only
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from pitahaya.client_runtime import Candidate, fixed_plan, model_plan
+from pitahaya.training.dataset import Dataset
+from pitahaya.training.metrics import mae
+
+#: Videos up to this long count as short.
+SHORT_VIDEO_S = 20.0
+#: Users with fewer earlier views than this count as new.
+NEW_USER_VIEWS = 20
+_MB = 1e6
+
+
+def views_before(user_ids: np.ndarray) -> np.ndarray:
+    """For rows grouped by user in time order, how many rows of the same user come before each."""
+    n = len(user_ids)
+    first = np.ones(n, dtype=bool)
+    if n:
+        first[1:] = user_ids[1:] != user_ids[:-1]
+    group = np.cumsum(first) - 1
+    return np.arange(n) - np.flatnonzero(first)[group]
+
+
+def segment_mae(dataset: Dataset, test: np.ndarray, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """``<prefix>_mae_<segment>`` for every prediction set (test rows) and segment."""
+    duration = dataset.duration_s[test]
+    history = views_before(dataset.user_ids)[test]
+    segments = {
+        "short_video": duration <= SHORT_VIDEO_S,
+        "long_video": duration > SHORT_VIDEO_S,
+        "new_user": history < NEW_USER_VIEWS,
+        "old_user": history >= NEW_USER_VIEWS,
+    }
+    y = dataset.y[test]
+    metrics = {}
+    for prefix, p in predictions.items():
+        for name, mask in segments.items():
+            metrics[f"{prefix}_mae_{name}"] = mae(y[mask], p[mask])
+    metrics.update({f"test_rows_{name}": float(mask.sum()) for name, mask in segments.items()})
+    return metrics
+
+
+def preload_effect(
+    dataset: Dataset, test: np.ndarray, predicted_s: np.ndarray, policy: Mapping[str, Any]
+) -> dict[str, float]:
+    """Bytes preloaded, wasted and short-preload share of both policies over the test views."""
+    duration, size, watch = dataset.duration_s[test], dataset.size_bytes[test], dataset.y[test]
+    fixed = np.empty(len(watch))
+    model = np.empty(len(watch))
+    for i, (video, d, s, p) in enumerate(
+        zip(dataset.video_ids[test].tolist(), duration.tolist(), size.tolist(), predicted_s.tolist(), strict=True)
+    ):
+        candidate = [Candidate(str(video), d, int(s))]
+        fixed[i] = fixed_plan(candidate, policy).total_bytes
+        model[i] = model_plan(candidate, [p], policy).total_bytes
+    consumed = np.minimum(watch, duration) * (size / duration)
+    cap = float(policy.get("max_bytes", policy.get("fixed_bytes", 800_000)))
+    needed = np.minimum(consumed, cap)
+    metrics = {}
+    for name, planned in (("fixed", fixed), ("model", model)):
+        metrics[f"preload_mb_{name}"] = float(planned.sum() / _MB)
+        metrics[f"preload_wasted_mb_{name}"] = float(np.maximum(planned - consumed, 0.0).sum() / _MB)
+        metrics[f"preload_short_share_{name}"] = float(np.mean(planned < needed)) if len(planned) else float("nan")
+    if metrics["preload_mb_fixed"] > 0:
+        metrics["preload_saving_pct"] = 100.0 * (1.0 - metrics["preload_mb_model"] / metrics["preload_mb_fixed"])
+    return metrics
+
+
+def importance_figure(importance: pd.DataFrame) -> Figure:
+    """Horizontal bars of feature importance, most important on top."""
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(importance) + 1.2))
+    ordered = importance.iloc[::-1]
+    ax.barh(ordered["feature"], ordered["gain"])
+    ax.set_xlabel("importance (gain)")
+    ax.set_title("feature importance")
+    fig.tight_layout()
+    return fig
+
+
+def predicted_vs_actual_figure(y: np.ndarray, p: np.ndarray, *, max_points: int = 20_000) -> Figure:
+    """Hexbin of predicted against actual seconds watched on the test rows (log counts)."""
+    sample = np.random.default_rng(0).permutation(len(y))[:max_points]
+    top = float(np.quantile(y, 0.99)) if len(y) else 1.0
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.hexbin(y[sample], p[sample], gridsize=60, bins="log", extent=(0, top, 0, top), mincnt=1)
+    ax.plot([0, top], [0, top], color="black", linewidth=0.8)
+    ax.set_xlabel("actual watch (s)")
+    ax.set_ylabel("predicted watch (s)")
+    ax.set_title(f"test rows: predicted vs actual (n={len(y):,})")
+    fig.tight_layout()
+    return fig

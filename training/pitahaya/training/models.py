@@ -1,0 +1,176 @@
+"""Model families the job can fit, behind one small interface: `FittedModel`.
+
+- ``lightgbm``: `lightgbm.train` with early stopping on the time-ordered valid rows; the
+  booster is trimmed to its best iteration so every copy of it predicts the same. Logged
+  with ``mlflow.lightgbm`` (the packager converts it with onnxmltools).
+- ``sklearn``: `HistGradientBoostingRegressor`, early-stopped on the same valid rows
+  (``X_val``/``y_val``, not a random hold-out). Logged with ``mlflow.sklearn`` (the
+  packager converts it with skl2onnx).
+
+Hyper-parameters come from the scene's ``[training]`` table in LightGBM's vocabulary and are
+translated for scikit-learn (`SKLEARN_PARAMS`), so one scene config drives both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import sklearn
+from mlflow.models import infer_signature
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.inspection import permutation_importance
+
+#: Name of the logged model within the run.
+MODEL_NAME = "model"
+#: Model families by ``TrainConfig.model``.
+MODEL_FAMILIES = ("lightgbm", "sklearn")
+#: LightGBM parameter -> HistGradientBoostingRegressor parameter.
+SKLEARN_PARAMS = {
+    "learning_rate": "learning_rate",
+    "num_leaves": "max_leaf_nodes",
+    "min_child_samples": "min_samples_leaf",
+    "max_depth": "max_depth",
+    "lambda_l2": "l2_regularization",
+}
+#: LightGBM objective -> scikit-learn loss.
+SKLEARN_LOSS = {"regression_l1": "absolute_error", "l1": "absolute_error", "regression": "squared_error"}
+
+
+@dataclass
+class FittedModel:
+    """A fitted model with what the run logs about it.
+
+    Attributes:
+        flavor: ``lightgbm`` or ``sklearn`` (the run tag ``pitahaya.model_flavor``).
+        model: The `lgb.Booster` or fitted estimator.
+        best_iteration: Boosting rounds kept.
+        valid_curve: Validation MAE after each round.
+        params: The parameters it was fitted with (logged as run params).
+    """
+
+    flavor: str
+    model: Any
+    best_iteration: int
+    valid_curve: list[float]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(X), dtype=np.float64)
+
+    def importance(self, feature_names: tuple[str, ...], X_valid: np.ndarray, y_valid: np.ndarray) -> pd.DataFrame:
+        """Per-feature importance, most useful first (gain for LightGBM, permutation MAE otherwise)."""
+        if self.flavor == "lightgbm":
+            table = pd.DataFrame(
+                {
+                    "feature": list(feature_names),
+                    "gain": self.model.feature_importance("gain"),
+                    "split": self.model.feature_importance("split"),
+                }
+            )
+            return table.sort_values("gain", ascending=False, ignore_index=True)
+        sample = np.random.default_rng(0).permutation(len(y_valid))[:5_000]
+        result = permutation_importance(
+            self.model, X_valid[sample], y_valid[sample], scoring="neg_mean_absolute_error", n_repeats=3, random_state=0
+        )
+        table = pd.DataFrame({"feature": list(feature_names), "gain": result.importances_mean})
+        return table.sort_values("gain", ascending=False, ignore_index=True)
+
+    def log(self, example: pd.DataFrame) -> str:
+        """Log under `MODEL_NAME` with a signature and input example; returns the model URI."""
+        signature = infer_signature(example, self.predict(example.to_numpy()))
+        pins = [f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
+        # Requirements are pinned, not inferred: inference imports the model in a subprocess (~10 s).
+        if self.flavor == "lightgbm":
+            info = mlflow.lightgbm.log_model(
+                self.model,
+                name=MODEL_NAME,
+                signature=signature,
+                input_example=example,
+                pip_requirements=[f"lightgbm=={lgb.__version__}", *pins],
+            )
+        else:
+            info = mlflow.sklearn.log_model(
+                self.model,
+                name=MODEL_NAME,
+                signature=signature,
+                input_example=example,
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}", *pins],
+            )
+        return info.model_uri
+
+
+def fit_lightgbm(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    *,
+    feature_names: tuple[str, ...],
+    params: Mapping[str, Any],
+    rounds: int,
+    patience: int,
+    progress: Callable[[float], None],
+) -> FittedModel:
+    """Fit LightGBM with early stopping; the booster is cut to its best iteration."""
+    train_set = lgb.Dataset(X_train, y_train, feature_name=list(feature_names), free_raw_data=False)
+    valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
+    history: dict[str, Any] = {}
+
+    def report(env: lgb.callback.CallbackEnv) -> None:
+        progress((env.iteration + 1) / rounds)
+
+    booster = lgb.train(
+        dict(params),
+        train_set,
+        num_boost_round=rounds,
+        valid_sets=[valid_set],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(history), report],
+    )
+    progress(1.0)
+    best = booster.best_iteration or booster.current_iteration()
+    curve = [float(v) for v in history["valid"]["l1"]]
+    return trimmed_lightgbm(booster, best, curve)
+
+
+def trimmed_lightgbm(booster: lgb.Booster, best: int, curve: list[float]) -> FittedModel:
+    """A LightGBM model keeping the first ``best`` rounds of ``booster``."""
+    return FittedModel("lightgbm", lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best, curve)
+
+
+def sklearn_params(params: Mapping[str, Any], rounds: int, patience: int, seed: int) -> dict[str, Any]:
+    """HistGradientBoostingRegressor parameters equivalent to LightGBM ``params``."""
+    translated = {SKLEARN_PARAMS[k]: v for k, v in params.items() if k in SKLEARN_PARAMS}
+    translated.update(
+        loss=SKLEARN_LOSS.get(str(params.get("objective", "regression_l1")), "absolute_error"),
+        max_iter=rounds,
+        early_stopping=True,
+        n_iter_no_change=patience,
+        scoring="neg_mean_absolute_error",
+        random_state=seed,
+    )
+    return translated
+
+
+def fit_sklearn(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    *,
+    params: Mapping[str, Any],
+    progress: Callable[[float], None],
+) -> FittedModel:
+    """Fit HistGradientBoostingRegressor, early-stopped on the given (time-ordered) valid rows."""
+    progress(0.0)
+    model = HistGradientBoostingRegressor(**params)
+    model.fit(X_train, y_train, X_val=X_valid, y_val=y_valid)
+    progress(1.0)
+    curve = [float(-s) for s in model.validation_score_[1:]]  # scores are negated MAE; [0] is before round 1
+    return FittedModel("sklearn", model, int(model.n_iter_), curve)
