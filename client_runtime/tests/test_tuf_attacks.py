@@ -1,0 +1,196 @@
+"""Failure and attack scenarios through the real `PackageUpdater` and python-tuf's ngclient.
+
+Each test checks two things: the update is refused with the right reason code (seen by the
+hooks), and `predict` keeps answering (with the cached package, or the default policy).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pitahaya.client_runtime import Hooks, PackageUpdater, Runtime, UpdateDownloadError, UpdateEvent
+
+from package_factory import linear_model, make_archive
+from runtime_support import CANDIDATES, LocalUpdater, Recorder
+from signed_repo import MemoryFetcher, SignedRepo, serve_http
+
+N_FEATURES = 17
+
+
+def _repo(version: str = "1.0.0", release_id: int = 1) -> SignedRepo:
+    repo = SignedRepo()
+    repo.add_package(version, make_archive(version=version))
+    repo.add_release(version, release_id=release_id)
+    repo.publish()
+    return repo
+
+
+def _device(
+    cache: Path, repo: SignedRepo, *, trusted_root: bytes | None = None, hooks: Hooks | None = None
+) -> Runtime:
+    root = trusted_root if trusted_root is not None else repo.root_bytes
+    updater = PackageUpdater(
+        "http://registry.test", "watch_time", "device-1", cache, trusted_root=root, fetcher=MemoryFetcher(repo)
+    )
+    return Runtime("http://registry.test", "watch_time", "device-1", cache_dir=cache, updater=updater, hooks=hooks)
+
+
+def test_a_signed_package_installs_through_tuf(tmp_path: Path) -> None:
+    hooks = Recorder()
+    rt = _device(tmp_path, _repo(), hooks=hooks)
+    assert rt.refresh().outcome == "installed"
+    decision = rt.predict(CANDIDATES)
+    assert (decision.reason, decision.package_version) == ("ok", "1.0.0")
+
+
+def test_metadata_signed_by_an_untrusted_key_is_refused(tmp_path: Path) -> None:
+    trusted, impostor = _repo(), _repo()  # same content, different keys
+    hooks = Recorder()
+    rt = _device(tmp_path, impostor, trusted_root=trusted.root_bytes, hooks=hooks)
+    event = rt.refresh()
+    assert (event.outcome, event.reason) == ("failed", "verification_failed")
+    assert "signed by 0/1 keys" in event.detail
+    decision = rt.predict(CANDIDATES)
+    assert (decision.reason, decision.package_version, decision.watch_s) == ("verification_failed", None, None)
+    assert hooks.fallbacks == ["verification_failed"]
+    assert not (tmp_path / "packages").exists() or not any((tmp_path / "packages").iterdir())
+
+
+def test_older_metadata_served_as_newer_is_refused(tmp_path: Path) -> None:
+    repo = _repo()
+    repo.add_package("1.1.0", make_archive(version="1.1.0"))
+    repo.add_release("1.1.0", release_id=2)
+    repo.publish()
+    hooks = Recorder()
+    rt = _device(tmp_path, repo, hooks=hooks)
+    assert rt.refresh().outcome == "installed" and rt.active_version == "1.1.0"
+    repo.replay(0)  # a mirror serves the first publication: older timestamp/snapshot/targets
+    event = rt.refresh()
+    assert (event.outcome, event.reason) == ("failed", "verification_failed")
+    assert "version" in event.detail.lower()
+    assert hooks.updates[-1].reason == "verification_failed"
+    decision = rt.predict(CANDIDATES)
+    assert (decision.reason, decision.package_version) == ("ok", "1.1.0")
+
+
+def test_an_older_release_document_newly_signed_is_refused(tmp_path: Path) -> None:
+    repo = _repo(release_id=5)
+    hooks = Recorder()
+    rt = _device(tmp_path, repo, hooks=hooks)
+    assert rt.refresh().outcome == "installed"
+    repo.add_package("0.9.0", make_archive(version="0.9.0"))
+    repo.add_release("0.9.0", release_id=4)  # validly signed, but an older release
+    repo.publish()
+    event = rt.refresh()
+    assert (event.outcome, event.reason) == ("rejected", "release_rollback")
+    assert rt.predict(CANDIDATES).package_version == "1.0.0"
+
+
+def test_expired_timestamp_stops_updates_but_not_inference(tmp_path: Path) -> None:
+    repo = _repo()
+    hooks = Recorder()
+    rt = _device(tmp_path, repo, hooks=hooks)
+    assert rt.refresh().outcome == "installed"
+    # The registry stops re-signing: what it serves now carries a timestamp that has expired.
+    repo.add_package("1.1.0", make_archive(version="1.1.0"))
+    repo.add_release("1.1.0", release_id=2)
+    repo.publish(timestamp_expires=datetime.now(UTC) - timedelta(minutes=1))
+    event = rt.refresh()
+    assert (event.outcome, event.reason) == ("failed", "metadata_expired")
+    assert "expired" in event.detail
+    decision = rt.predict(CANDIDATES)
+    assert (decision.reason, decision.package_version) == ("ok", "1.0.0")
+    # A restart on the frozen registry still answers from the verified cache.
+    restarted = _device(tmp_path, repo)
+    assert restarted.refresh().reason == "metadata_expired"
+    assert restarted.predict(CANDIDATES).package_version == "1.0.0"
+
+
+@pytest.mark.parametrize(
+    ("archive", "reason"),
+    [
+        (make_archive(version="1.1.0", feature_source="raise RuntimeError('boom')\n"), "feature_code"),
+        (make_archive(version="1.1.0", model=linear_model(N_FEATURES + 1, width=N_FEATURES + 1)), "model_load"),
+    ],
+    ids=["features_py_raises", "onnx_wrong_input_shape"],
+)
+def test_a_signed_but_broken_package_is_rejected_and_the_previous_one_answers(
+    tmp_path: Path, archive: bytes, reason: str
+) -> None:
+    repo = _repo()
+    hooks = Recorder()
+    rt = _device(tmp_path, repo, hooks=hooks)
+    assert rt.refresh().outcome == "installed"
+    repo.add_package("1.1.0", archive)
+    repo.add_release("1.1.0", release_id=2)
+    repo.publish()
+    event = rt.refresh()
+    assert (event.outcome, event.reason) == ("rejected", reason)
+    assert rt.predict(CANDIDATES).package_version == "1.0.0"
+    # On a fresh device (nothing cached) the default policy answers with the package's reason.
+    fresh_hooks = Recorder()
+    fresh = _device(tmp_path / "fresh", repo, hooks=fresh_hooks)
+    assert fresh.refresh().reason == reason
+    decision = fresh.predict(CANDIDATES)
+    assert (decision.reason, decision.watch_s) == (reason, None)
+    assert fresh_hooks.fallbacks == [reason] and fresh_hooks.inferences[-1].reason == reason
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pitahaya.client_runtime import PackageUpdater
+    url, cache, root = sys.argv[1:4]
+    PackageUpdater(url, "watch_time", "device-1", cache, trusted_root=Path(root).read_bytes()).check()
+    """
+)
+
+
+def test_sigkill_during_download_leaves_a_consistent_cache(tmp_path: Path) -> None:
+    repo = _repo()
+    cache = tmp_path / "device"
+    with serve_http(repo) as server:
+        url = server["url"]
+        first = Runtime(url, "watch_time", "device-1", cache_dir=cache, trusted_root=repo.root_bytes)
+        assert first.refresh().outcome == "installed"
+        # 2.0.0 is a large target on a slow link; a process starts downloading it and is killed.
+        repo.add_package("2.0.0", os.urandom(12 << 20))
+        repo.add_release("2.0.0", release_id=2)
+        repo.publish()
+        root_file = tmp_path / "root.json"
+        root_file.write_bytes(repo.root_bytes)
+        child = subprocess.Popen([sys.executable, "-c", CHILD, url, str(cache), str(root_file)])
+        try:
+            deadline = time.monotonic() + 60
+            while server["sent"] < (2 << 20) and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert child.poll() is None, "the download finished or failed before it could be interrupted"
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+    packages = cache / "packages"
+    complete = [p for p in packages.iterdir() if not p.name.startswith(".")]
+    assert len(complete) == 1  # only 1.0.0: nothing of 2.0.0 looks complete
+    assert [p for p in packages.iterdir() if p.name.startswith(".download-")]  # the killed download's temp file
+    # Next start (registry gone): leftovers removed, state loads, the verified package answers.
+    offline = LocalUpdater(cache)
+    offline.offline = True
+    hooks = Recorder()
+    restarted = Runtime(url, "watch_time", "device-1", cache_dir=cache, updater=offline, hooks=hooks)
+    assert sorted(p.name for p in packages.iterdir()) == [complete[0].name]
+    assert restarted.active_version == "1.0.0" and not hooks.errors
+    event = restarted.refresh()
+    assert (event.outcome, event.reason) == ("failed", UpdateDownloadError.reason)
+    assert restarted.predict(CANDIDATES).package_version == "1.0.0"
+    assert isinstance(hooks.updates[-1], UpdateEvent)
