@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from pitahaya.cli.commands import demo, packaging, registry, training
+from pitahaya.cli.commands import demo, keys, packaging, registry, training
 
 app = typer.Typer(
     name="pitahaya",
@@ -21,6 +21,7 @@ app = typer.Typer(
 for module in (training, packaging, registry, demo):
     app.registered_commands += module.app.registered_commands
     app.registered_groups += module.app.registered_groups
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:
