@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -74,3 +75,17 @@ def test_run_and_model_uri_are_exclusive(data_dir: Path) -> None:
     for extra in ([], ["--run", "x", "--model-uri", "models:/watch_time/1"]):
         result = runner.invoke(app, ["package", *extra, "--data-dir", str(data_dir)])
         assert result.exit_code == 1 and "exactly one of --run" in text(result)
+
+
+def test_a_passing_build_reports_its_tuf_target_and_opsets(run: FakeRun, data_dir: Path, tmp_path: Path) -> None:
+    args = ["package", "--run", run.run_id, "--version", "1.2.3", "--out", str(tmp_path), "--data-dir", str(data_dir)]
+    result = runner.invoke(app, [*args, "--no-register", "--json"])
+    assert result.exit_code == 0, result.output
+    built = json.loads(result.stdout)
+    archive = Path(built["path"]).read_bytes()
+    assert built["tuf_target"] == {
+        "path": "packages/watch_time/watch_time-1.2.3.tar.xz",
+        "length": len(archive),
+        "hashes": {"sha256": hashlib.sha256(archive).hexdigest()},
+    }
+    assert built["opsets"] == {"": 21, "ai.onnx.ml": 5} and built["parity"]["passed"] is True

@@ -31,7 +31,7 @@ def package(
     as_json: JsonFlag = False,
 ) -> None:
     """Convert a run's model to ONNX, bind it with the feature code, and gate it on lint, parity and budgets."""
-    from pitahaya.client_runtime import Scene
+    from pitahaya.client_runtime import Scene, target_path
     from pitahaya.packaging import LintError, PackagingError, ParityError, build_package
 
     if (run is None) == (model_uri is None):
@@ -67,6 +67,12 @@ def package(
         "version": version,
         "model_version": result.model_version,
         "opsets": result.manifest.opsets,
+        # The TUF target entry the registry signs for this archive (keys stay in the registry).
+        "tuf_target": {
+            "path": target_path(result.manifest.scene, version),
+            "length": result.size_bytes,
+            "hashes": {"sha256": result.sha256},
+        },
         "parity": result.parity.to_dict(),
     }
     if as_json:
