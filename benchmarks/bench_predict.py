@@ -4,7 +4,8 @@ A 200-tree, 63-leaf LightGBM model is trained on generated views run through the
 watch_time feature code, converted to ONNX by the packager, archived and loaded exactly as a
 device does. All timings are on one thread, in the same process and run:
 
-- ``Runtime.predict`` for 1 and 8 candidates (features + inference + planning + hooks),
+- ``Runtime.predict`` for 1 and 8 candidates (features + inference + planning + hooks), and
+  for 1 candidate with the built-in `TelemetryReporter` as its hooks,
 - ``LoadedPackage.infer`` (the runtime's inference step alone),
 - ONNX Runtime ``session.run`` alone on a preallocated input, and through the runtime's
   preallocated IOBinding (`BoundInference.run`, the floor of the hot path),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,7 @@ from pitahaya.client_runtime import (
     Release,
     Runtime,
     Scene,
+    TelemetryReporter,
     UpdateCheck,
     build_archive,
     file_entry,
@@ -213,6 +216,18 @@ def main() -> None:
         figures: dict[str, object] = {}
         figures["predict_1"] = percentiles(lambda: rt.predict(one, now), args.calls)
         figures["predict_8"] = percentiles(lambda: rt.predict(eight, now), args.calls)
+        # The same with the built-in telemetry reporter as hooks (queue only; nothing is sent).
+        reporter = TelemetryReporter("http://unused", "t", scene="watch_time", device_id="bench", max_queue=10**6)
+        rt_reported = Runtime(
+            "http://unused",
+            "watch_time",
+            "bench-device",
+            cache_dir=Path(tmp) / "reported",
+            updater=ArchiveUpdater(Path(tmp) / "reported", archive, "1.0.0"),
+            hooks=reporter,
+        )
+        assert rt_reported.refresh().outcome == "installed"
+        figures["predict_1_with_reporter"] = percentiles(lambda: rt_reported.predict(one, now), args.calls)
 
     loaded = LoadedPackage.load(read_package(archive))
     x1 = np.ascontiguousarray(X[:1])
@@ -238,6 +253,7 @@ def main() -> None:
             figures["predict_1"][0] / figures["onnxruntime_1"][0],  # type: ignore[index]
             3,
         ),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "rss_mib": {"imports": round(rss_before, 1), "package_loaded": round(rss_loaded, 1), "peak": round(rss_peak, 1)},
     }
     if args.json:
@@ -249,6 +265,7 @@ def main() -> None:
         print(f"{name:<24}{p50:>10.1f}{p99:>10.1f}")
     print(f"predict(1) / LightGBM Booster.predict(1 row), p50: {result['ratio_predict_1_to_lightgbm_1_p50']}")
     print(f"predict(1) / onnxruntime alone (1 row), p50:        {result['ratio_predict_1_to_onnxruntime_1_p50']}")
+    print(f"1-minute load average during the run: {result['load_average_1m']} (2 cores; p99 suffers above ~2)")
     print(f"RSS: {rss_before:.1f} MiB after imports, {rss_loaded:.1f} MiB with the package loaded, peak {rss_peak:.1f}")
 
 
