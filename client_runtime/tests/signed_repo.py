@@ -59,8 +59,8 @@ class SignedRepo:
         self.targets.signed.targets[path] = TargetFile.from_data(path, data)
         self.files[path] = data
 
-    def add_release(self, version: str, *, release_id: int, channel: str = "stable") -> None:
-        release = Release("watch_time", channel, release_id, version)
+    def add_release(self, version: str, *, release_id: int, channel: str = "stable", **fields: Any) -> None:
+        release = Release("watch_time", channel, release_id, version, **fields)
         self.add_target(release_target_path("watch_time", channel), release.to_json())
 
     def add_package(self, version: str, archive: bytes) -> None:

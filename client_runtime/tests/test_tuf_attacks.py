@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pitahaya.client_runtime import Hooks, PackageUpdater, Runtime, UpdateDownloadError, UpdateEvent
+from pitahaya.client_runtime.releases import Targeting
 
 from package_factory import linear_model, make_archive
 from runtime_support import CANDIDATES, LocalUpdater, Recorder
@@ -35,11 +36,24 @@ def _repo(version: str = "1.0.0", release_id: int = 1) -> SignedRepo:
 
 
 def _device(
-    cache: Path, repo: SignedRepo, *, trusted_root: bytes | None = None, hooks: Hooks | None = None
+    cache: Path,
+    repo: SignedRepo,
+    *,
+    trusted_root: bytes | None = None,
+    hooks: Hooks | None = None,
+    platform: str | None = None,
+    app_version: str | None = None,
 ) -> Runtime:
     root = trusted_root if trusted_root is not None else repo.root_bytes
     updater = PackageUpdater(
-        "http://registry.test", "watch_time", "device-1", cache, trusted_root=root, fetcher=MemoryFetcher(repo)
+        "http://registry.test",
+        "watch_time",
+        "device-1",
+        cache,
+        trusted_root=root,
+        fetcher=MemoryFetcher(repo),
+        platform=platform,
+        app_version=app_version,
     )
     return Runtime("http://registry.test", "watch_time", "device-1", cache_dir=cache, updater=updater, hooks=hooks)
 
@@ -50,6 +64,24 @@ def test_a_signed_package_installs_through_tuf(tmp_path: Path) -> None:
     assert rt.refresh().outcome == "installed"
     decision = rt.predict(CANDIDATES)
     assert (decision.reason, decision.package_version) == ("ok", "1.0.0")
+
+
+def test_devices_follow_the_signed_targeting_of_their_platform_and_app_version(tmp_path: Path) -> None:
+    repo = _repo()
+    repo.add_package("1.1.0", make_archive(version="1.1.0"))
+    targeting = Targeting(platforms=("android",), app_version_min="5.0.0")
+    repo.add_release("1.1.0", release_id=2, previous_version="1.0.0", targeting=targeting)
+    repo.publish()
+    devices = {
+        ("android", "5.2.0"): "1.1.0",
+        ("android", "4.9.9"): "1.0.0",
+        ("ios", "5.2.0"): "1.0.0",
+        (None, None): "1.0.0",  # a device that does not say is outside a targeted rollout
+    }
+    for n, ((platform, app_version), want) in enumerate(devices.items()):
+        rt = _device(tmp_path / str(n), repo, platform=platform, app_version=app_version)
+        assert rt.refresh().outcome == "installed"
+        assert rt.predict(CANDIDATES).package_version == want, (platform, app_version)
 
 
 def test_metadata_signed_by_an_untrusted_key_is_refused(tmp_path: Path) -> None:

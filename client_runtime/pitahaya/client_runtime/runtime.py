@@ -310,8 +310,10 @@ class Runtime:
     def _replayed_extractor(self, loaded: LoadedPackage) -> FeatureExtractor:
         """A fresh extractor fed the recent views (raises FeatureCodeError if the code raises)."""
         extractor = loaded.new_extractor()
+        with self._lock:  # a consistent copy: record() may append from another thread
+            history = tuple(self._history)
         try:
-            for view in tuple(self._history):
+            for view in history:
                 extractor.update(view)
         except Exception as e:
             raise FeatureCodeError(f"features.py raised on recorded views: {type(e).__name__}: {e}") from e
