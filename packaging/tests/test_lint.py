@@ -72,7 +72,7 @@ def test_escape_attempts_are_refused(source, why):
 
 def test_allowed_constructs_pass():
     source = (
-        "import numpy as np\nfrom collections import deque\nfrom collections.abc import Sequence\n"
+        "from __future__ import annotations\nimport numpy as np\nfrom collections import deque\nfrom collections.abc import Sequence\n"
         "from dataclasses import dataclass\nfrom typing import Any\n"
         "class Extractor(FeatureExtractor):\n    def __init__(self):\n        super().__init__()\n"
         "        self.q = deque(maxlen=3)\n        self.n = getattr(self, 'n', 0)\n"

@@ -28,8 +28,9 @@ import pitahaya.client_runtime
 
 from pitahaya.packaging.errors import LintError
 
-#: Top-level modules feature code may import (with their submodules).
-ALLOWED_MODULES = frozenset({"collections", "dataclasses", "math", "numpy", "typing"})
+#: Top-level modules feature code may import (with their submodules); ``__future__`` only
+#: switches compiler features such as postponed annotations.
+ALLOWED_MODULES = frozenset({"__future__", "collections", "dataclasses", "math", "numpy", "typing"})
 #: The one pitahaya module feature code may import, and only its public names.
 RUNTIME_MODULE = "pitahaya.client_runtime"
 RUNTIME_API = frozenset(pitahaya.client_runtime.__all__)
@@ -173,7 +174,7 @@ class _Checker(ast.NodeVisitor):
 
 
 def _allowed_text() -> str:
-    return f"allowed: {', '.join(sorted(ALLOWED_MODULES))}, {RUNTIME_MODULE}"
+    return f"allowed: {', '.join(sorted(ALLOWED_MODULES - {'__future__'}))}, {RUNTIME_MODULE}"
 
 
 def lint_feature_code(source: str, path: str = "features.py") -> list[LintViolation]:
