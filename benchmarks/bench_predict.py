@@ -254,7 +254,11 @@ def main() -> None:
             3,
         ),
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "rss_mib": {"imports": round(rss_before, 1), "package_loaded": round(rss_loaded, 1), "peak": round(rss_peak, 1)},
+        "rss_mib": {
+            "imports": round(rss_before, 1),
+            "package_loaded": round(rss_loaded, 1),
+            "peak": round(rss_peak, 1),
+        },
     }
     if args.json:
         print(json.dumps(result, indent=2))

@@ -3,6 +3,7 @@ telemetry into the registry's own endpoint, and a registry whose keys the device
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import threading
@@ -63,7 +64,7 @@ def test_started_runtime_installs_in_background_and_reports_to_the_registry(
     with runtime:
         assert reporter.installed.wait(60), "the update thread did not install the release"
         decisions = 0
-        for previous, view in zip(stream, stream[1:], strict=False):
+        for previous, view in itertools.pairwise(stream):
             runtime.record(previous)
             decision = runtime.predict([view.as_candidate()], now=view.start_ts)
             assert (decision.reason, decision.package_version) == ("ok", "1.0.0")
@@ -102,7 +103,12 @@ def test_a_registry_signed_with_other_keys_is_refused(
         assert _publish(impostor, pipeline) != trusted_root  # same package, its own keys
         hooks = Recorder()
         runtime = Runtime(
-            impostor_url, "watch_time", "device-7", cache_dir=tmp_path / "device", trusted_root=trusted_root, hooks=hooks
+            impostor_url,
+            "watch_time",
+            "device-7",
+            cache_dir=tmp_path / "device",
+            trusted_root=trusted_root,
+            hooks=hooks,
         )
         event = runtime.refresh()
     assert (event.outcome, event.reason) == ("failed", "verification_failed")

@@ -97,3 +97,10 @@ def make_archive(
     )
     return build_archive(manifest, payload)
 
+
+def failing_on_long_candidates(version: str) -> bytes:
+    """A package that passes its self-test but raises on candidates longer than 1000 s."""
+    guard = "            if duration > 1000:\n                raise ValueError('too long')\n"
+    line = "            duration = cand.duration_s\n"
+    source = Scene.load(SCENE_DIR).feature_source.replace(line, line + guard)
+    return make_archive(version=version, feature_source=source)

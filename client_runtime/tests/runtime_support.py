@@ -48,7 +48,9 @@ class LocalUpdater(PackageUpdater):
             raise UpdateDownloadError("registry unreachable")
         if self.error is not None:
             raise self.error
-        release = Release("watch_time", "stable", self.release_id, self.version or "0.0.1", kill_switch=self.kill_switch)
+        release = Release(
+            "watch_time", "stable", self.release_id, self.version or "0.0.1", kill_switch=self.kill_switch
+        )
         if self.kill_switch or self.archive is None:
             return UpdateCheck(release=release, version=None)
         sha = hashlib.sha256(self.archive).hexdigest()
@@ -86,7 +88,9 @@ def make_runtime(
     tmp_path: Path, updater: LocalUpdater | None = None, hooks: Hooks | None = None, **kwargs: Any
 ) -> Runtime:
     updater = updater or LocalUpdater(tmp_path)
-    return Runtime("http://unused", "watch_time", "device-1", cache_dir=tmp_path, updater=updater, hooks=hooks, **kwargs)
+    return Runtime(
+        "http://unused", "watch_time", "device-1", cache_dir=tmp_path, updater=updater, hooks=hooks, **kwargs
+    )
 
 
 class FakeClock:
@@ -97,5 +101,3 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-

@@ -77,7 +77,11 @@ class SignedRepo:
         self.timestamp.signed.snapshot_meta = MetaFile(self.snapshot.signed.version)
         if timestamp_expires is not None:
             self.timestamp.signed.expires = timestamp_expires.replace(microsecond=0)
-        for md, role in ((self.targets, Targets.type), (self.snapshot, Snapshot.type), (self.timestamp, Timestamp.type)):
+        for md, role in (
+            (self.targets, Targets.type),
+            (self.snapshot, Snapshot.type),
+            (self.timestamp, Timestamp.type),
+        ):
             md.signatures.clear()
             md.sign(self.signers[role])
         served = {

@@ -56,6 +56,6 @@ PUBLIC = [
 
 def test_public_api_is_pinned_and_sorted() -> None:
     assert client_runtime.__all__ == PUBLIC
-    assert PUBLIC == sorted(PUBLIC)
+    assert sorted(PUBLIC) == PUBLIC
     for name in PUBLIC:
         assert getattr(client_runtime, name) is not None

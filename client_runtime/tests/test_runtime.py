@@ -9,7 +9,7 @@ import pytest
 
 from pitahaya.client_runtime import Candidate, Hooks, InferenceEvent, PolicyKnobs, Scene
 
-from package_factory import SCENE_DIR, make_archive, sample_views
+from package_factory import SCENE_DIR, failing_on_long_candidates, make_archive, sample_views
 from runtime_support import CANDIDATES, LocalUpdater, Recorder, make_runtime
 
 
@@ -100,11 +100,7 @@ def test_repeated_inference_failures_fall_back_to_last_known_good(tmp_path: Path
     rt = make_runtime(tmp_path, updater, hooks)
     rt.refresh()
     # 1.0.1 passes its self-test but raises on very long candidates.
-    source = Scene.load(SCENE_DIR).feature_source.replace(
-        "            duration = cand.duration_s\n",
-        "            duration = cand.duration_s\n            if duration > 1000:\n                raise ValueError('too long')\n",
-    )
-    updater.publish(make_archive(version="1.0.1", feature_source=source), "1.0.1")
+    updater.publish(failing_on_long_candidates("1.0.1"), "1.0.1")
     assert rt.refresh().outcome == "installed"
     poison = [Candidate("long", 5000.0, 9_000_000)]
     decisions = [rt.predict(poison) for _ in range(5)]

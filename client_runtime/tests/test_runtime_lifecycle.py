@@ -8,9 +8,9 @@ import random
 import threading
 from pathlib import Path
 
-from pitahaya.client_runtime import Candidate, MetadataExpiredError, RuntimeConfig, Scene
+from pitahaya.client_runtime import Candidate, MetadataExpiredError, RuntimeConfig
 
-from package_factory import SCENE_DIR, make_archive, sample_views
+from package_factory import failing_on_long_candidates, make_archive, sample_views
 from runtime_support import CANDIDATES, FakeClock, LocalUpdater, Recorder, make_runtime
 
 NO_JITTER = RuntimeConfig(refresh_interval_s=600.0, refresh_jitter=0.0, backoff_base_s=10.0, backoff_max_s=50.0)
@@ -106,18 +106,9 @@ def test_expired_metadata_stops_installs_but_never_inference(tmp_path: Path) -> 
     assert (decision.reason, decision.package_version) == ("ok", "1.0.0")
 
 
-def _failing_after_selftest(version: str) -> bytes:
-    """A package that passes its self-test but raises on candidates longer than 1000 s."""
-    source = Scene.load(SCENE_DIR).feature_source.replace(
-        "            duration = cand.duration_s\n",
-        "            duration = cand.duration_s\n            if duration > 1000:\n                raise ValueError('too long')\n",
-    )
-    return make_archive(version=version, feature_source=source)
-
-
 def test_breaker_opens_then_half_opens_and_closes_or_reopens(tmp_path: Path) -> None:
     updater, hooks, clock = LocalUpdater(tmp_path), Recorder(), FakeClock()
-    updater.publish(_failing_after_selftest("1.0.0"), "1.0.0")
+    updater.publish(failing_on_long_candidates("1.0.0"), "1.0.0")
     config = RuntimeConfig(breaker_failures=3, breaker_reset_s=60.0)
     rt = make_runtime(tmp_path, updater, hooks, config=config, clock=clock)
     assert rt.refresh().outcome == "installed"  # no last-known-good: the breaker is the only guard
@@ -178,7 +169,11 @@ def test_concurrent_predict_record_observe_and_refresh(tmp_path: Path) -> None:
             rt.refresh()
 
     threads = [threading.Thread(target=predictor, args=(s,)) for s in range(6)]
-    threads += [threading.Thread(target=recorder), threading.Thread(target=recorder), threading.Thread(target=refresher)]
+    threads += [
+        threading.Thread(target=recorder),
+        threading.Thread(target=recorder),
+        threading.Thread(target=refresher),
+    ]
     for t in threads:
         t.start()
     for t in threads:

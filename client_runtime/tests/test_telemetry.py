@@ -67,7 +67,9 @@ class WallClock:
 
 
 def _reporter(collector: Collector, clock: WallClock, **kwargs: Any) -> TelemetryReporter:
-    return TelemetryReporter(collector.url, "tok-1", scene="watch_time", device_id="device-1", wall_clock=clock, **kwargs)
+    return TelemetryReporter(
+        collector.url, "tok-1", scene="watch_time", device_id="device-1", wall_clock=clock, **kwargs
+    )
 
 
 def test_windows_per_minute_and_version_reach_the_registry(tmp_path: Path, collector: Collector) -> None:

@@ -109,7 +109,9 @@ class LoadedPackage:
             SelfTestError: the golden self-test vectors are not reproduced.
         """
         manifest = package.manifest
-        extractor_class = load_feature_code(package.feature_source, name=f"{manifest.scene}_{manifest.version}_features")
+        extractor_class = load_feature_code(
+            package.feature_source, name=f"{manifest.scene}_{manifest.version}_features"
+        )
         if tuple(extractor_class.feature_names) != manifest.feature_names:
             raise FeatureCodeError("features.py feature_names differ from manifest.json feature_names")
         try:
@@ -178,7 +180,9 @@ class LoadedPackage:
             if got_x.shape != want_x.shape or not np.allclose(got_x, want_x, rtol=FEATURE_RTOL, atol=0.0):
                 raise SelfTestError(f"selftest case {number}: features differ from the golden vector")
             got_y = self.infer(got_x)
-            if got_y.shape != want_y.shape or not np.allclose(got_y, want_y, rtol=PREDICTION_RTOL, atol=PREDICTION_ATOL):
+            if got_y.shape != want_y.shape or not np.allclose(
+                got_y, want_y, rtol=PREDICTION_RTOL, atol=PREDICTION_ATOL
+            ):
                 raise SelfTestError(
                     f"selftest case {number}: predictions {got_y.tolist()} differ from golden {want_y.tolist()}"
                 )

@@ -294,7 +294,9 @@ class Runtime:
             if not entry:
                 continue
             try:
-                slots[key] = self._load_slot(self._updater.cached_archive(entry["sha256"]), expected_sha256=entry["sha256"])
+                slots[key] = self._load_slot(
+                    self._updater.cached_archive(entry["sha256"]), expected_sha256=entry["sha256"]
+                )
             except (ClientRuntimeError, OSError, KeyError, TypeError) as e:
                 call_hook(self._hooks, "on_error", f"restore_{key}", e)
         self._active = slots.get("active") or slots.pop("last_known_good", None)
@@ -534,7 +536,9 @@ class Runtime:
         if reason != REASON_OK and self._observed["on_fallback"]:
             call_hook(self._hooks, "on_fallback", reason, error)
         if self._observed["on_inference"]:
-            event = InferenceEvent(prediction_id, self.scene, version, len(candidates), latency, reason == REASON_OK, reason)
+            event = InferenceEvent(
+                prediction_id, self.scene, version, len(candidates), latency, reason == REASON_OK, reason
+            )
             call_hook(self._hooks, "on_inference", event)
         return decision
 
