@@ -132,19 +132,37 @@ def test_expired_timestamp_stops_updates_but_not_inference(tmp_path: Path) -> No
     hooks = Recorder()
     rt = _device(tmp_path, repo, hooks=hooks)
     assert rt.refresh().outcome == "installed"
-    # The registry stops re-signing: what it serves now carries a timestamp that has expired.
+    # A new release is signed, but the timestamp served with it has already expired.
     repo.add_package("1.1.0", make_archive(version="1.1.0"))
     repo.add_release("1.1.0", release_id=2)
     repo.publish(timestamp_expires=datetime.now(UTC) - timedelta(minutes=1))
     event = rt.refresh()
     assert (event.outcome, event.reason) == ("failed", "metadata_expired")
     assert "expired" in event.detail
+    assert hooks.updates[-1].reason == "metadata_expired"
     decision = rt.predict(CANDIDATES)
     assert (decision.reason, decision.package_version) == ("ok", "1.0.0")
     # A restart on the frozen registry still answers from the verified cache.
     restarted = _device(tmp_path, repo)
     assert restarted.refresh().reason == "metadata_expired"
     assert restarted.predict(CANDIDATES).package_version == "1.0.0"
+
+
+def test_a_registry_that_stops_re_signing_freezes_updates_not_inference(tmp_path: Path) -> None:
+    repo = SignedRepo()
+    repo.add_package("1.0.0", make_archive())
+    repo.add_release("1.0.0", release_id=1)
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    repo.publish(timestamp_expires=expires)
+    hooks = Recorder()
+    rt = _device(tmp_path, repo, hooks=hooks)
+    assert rt.refresh().outcome == "installed"
+    while datetime.now(UTC) <= expires + timedelta(seconds=1):  # real time passes; nothing is re-signed
+        time.sleep(0.1)
+    event = rt.refresh()  # the same, now expired, timestamp is all the registry has
+    assert (event.outcome, event.reason) == ("failed", "metadata_expired")
+    decision = rt.predict(CANDIDATES)
+    assert (decision.reason, decision.package_version) == ("ok", "1.0.0")
 
 
 @pytest.mark.parametrize(
