@@ -160,3 +160,13 @@ def test_predict_survives_garbage_input(tmp_path: Path) -> None:
     decision = rt.predict(None)  # type: ignore[arg-type]
     assert decision.reason == "internal_error" and decision.plan.items == ()
     assert [where for where, _ in hooks.errors] == ["predict"]
+
+
+def test_invalid_candidates_are_not_held_against_the_package(tmp_path: Path) -> None:
+    updater, hooks = LocalUpdater(tmp_path), Recorder()
+    updater.publish(make_archive(), "1.0.0")
+    rt = make_runtime(tmp_path, updater, hooks)
+    rt.refresh()
+    broken = [Candidate("zero", 0.0, 1_000_000)]  # features.py divides by the duration
+    assert [rt.predict(broken).reason for _ in range(10)] == ["invalid_input"] * 10
+    assert rt.active_version == "1.0.0" and rt.predict(CANDIDATES).reason == "ok"  # no breaker tripped

@@ -27,6 +27,8 @@ REASON_INFERENCE_ERROR = "inference_error"
 REASON_CIRCUIT_OPEN = "circuit_open"
 #: The registry served a release document older than one this device already obeyed.
 REASON_RELEASE_ROLLBACK = "release_rollback"
+#: The caller passed candidates no package can decide on (zero duration, negative size, ...).
+REASON_INVALID_INPUT = "invalid_input"
 #: An internal error was contained (a bug in the runtime or a dependency).
 REASON_INTERNAL_ERROR = "internal_error"
 

@@ -52,6 +52,7 @@ from pitahaya.client_runtime.hooks import (
     REASON_CIRCUIT_OPEN,
     REASON_INFERENCE_ERROR,
     REASON_INTERNAL_ERROR,
+    REASON_INVALID_INPUT,
     REASON_KILL_SWITCH,
     REASON_NO_PACKAGE,
     REASON_OK,
@@ -74,6 +75,17 @@ _WARM_BATCHES = (1, 2, 3, 4, 8)
 _MAX_BOUND_BATCH = 64
 #: Recent predictions kept per video id, to size the buffer-ahead of the video playing.
 _RECENT_PREDICTIONS = 64
+
+
+def _valid_candidates(candidates: Sequence[Candidate]) -> bool:
+    """Whether every candidate has a positive finite duration and size (checked only after a failure)."""
+    try:
+        return all(
+            0.0 < c.duration_s < math.inf and 0 < c.size_bytes < math.inf and isinstance(c.video_id, str)
+            for c in candidates
+        )
+    except (AttributeError, TypeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -509,8 +521,11 @@ class Runtime:
                     slot.failures = 0
                 except Exception as e:
                     error, reason = e, REASON_INFERENCE_ERROR
-                    failed, slot = slot, self._last_good  # next in the chain, taken before any demotion
-                    self._on_slot_failure(failed, e, "inference")
+                    if not _valid_candidates(candidates):  # the caller's fault: not held against the package
+                        slot, reason = None, REASON_INVALID_INPUT
+                    else:
+                        failed, slot = slot, self._last_good  # next in the chain, taken before any demotion
+                        self._on_slot_failure(failed, e, "inference")
                     if slot is not None:
                         try:
                             watch = self._infer(slot, candidates, now)
