@@ -75,3 +75,24 @@ def test_archive_over_the_upload_limit_is_413(client: TestClient, auth: dict[str
 def test_unknown_package_is_404_and_bad_scene_is_422(client: TestClient) -> None:
     assert client.get("/api/v1/scenes/watch_time/packages/9.9.9").status_code == 404
     assert client.get("/api/v1/scenes/Bad-Scene/packages/1.0.0").status_code == 422
+
+
+def test_metadata_and_targets_answer_conditional_and_range_requests(
+    client: TestClient, auth: dict[str, str], make_archive: Callable[..., bytes]
+) -> None:
+    archive = make_archive()
+    pushed = client.post("/api/v1/packages", content=archive, headers=auth).json()
+    url = f"/tuf/targets/packages/watch_time/{pushed['sha256']}.watch_time-1.0.0.tar.xz"
+
+    timestamp = client.get("/tuf/metadata/timestamp.json")
+    assert timestamp.headers["Cache-Control"] == "no-cache"
+    revalidated = client.get("/tuf/metadata/timestamp.json", headers={"If-None-Match": timestamp.headers["ETag"]})
+    assert revalidated.status_code == 304 and revalidated.content == b""
+    assert client.get(url, headers={"If-None-Match": f'"{pushed["sha256"]}"'}).status_code == 304
+
+    part = client.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == archive[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(archive)}"
+    assert client.get(url, headers={"Range": "bytes=-5"}).content == archive[-5:]
+    assert client.get(url, headers={"Range": f"bytes={len(archive)}-"}).status_code == 416
+    assert client.get(url, headers={"Range": "bytes=0-1,5-6"}).content == archive  # multi-range: whole file

@@ -138,3 +138,18 @@ def test_a_release_never_names_a_package_whose_archive_fails_verification(
     assert response.status_code == 409
     assert "missing or corrupt" in response.json()["detail"]
     assert client.get(f"{SCENE}/releases").json() == []  # nothing was published
+
+
+@pytest.mark.usefixtures("published")
+def test_a_ten_percent_release_reaches_a_binomially_plausible_share_of_10000_devices(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    _ok(client.post(f"{SCENE}/releases", json={"version": "1.0.0"}, headers=auth))
+    doc = _document(client, _ok(client.post(f"{SCENE}/releases", json={"version": "1.1.0", "rollout_percent": 10}, headers=auth)))
+
+    n, p = 10_000, 0.10
+    chosen = sum(doc.version_for(f"device-{i}") == "1.1.0" for i in range(n))
+
+    half_width = 2.5758 * (n * p * (1 - p)) ** 0.5  # two-sided 99 % normal approximation of the binomial
+    assert n * p - half_width <= chosen <= n * p + half_width
+    assert sum(doc.version_for(f"device-{i}") == "1.0.0" for i in range(n)) == n - chosen

@@ -8,6 +8,7 @@ import time either way.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import uvicorn
@@ -28,7 +29,7 @@ def app_from_environment() -> FastAPI:
         ConfigurationError: a required ``PITAHAYA_*`` variable is missing or invalid.
     """
     settings = load_settings()
-    configure_logging(json_lines=settings.log_json)
+    configure_logging(json_lines=settings.log_json, level=logging.getLevelName(settings.log_level))
     return create_app(settings)
 
 
@@ -43,7 +44,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    configure_logging(json_lines=settings.log_json)
+    configure_logging(json_lines=settings.log_json, level=logging.getLevelName(settings.log_level))
     options = {"host": host, "port": port, "proxy_headers": True, "log_config": None, "access_log": False}
     if workers == 1:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]

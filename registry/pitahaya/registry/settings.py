@@ -69,6 +69,7 @@ class Settings(BaseSettings):
         blob_gc_min_age_seconds: Orphan blobs younger than this are kept by garbage collection,
             because a push in flight writes its blob before committing its row.
         log_json: One JSON object per log line (with the request id) instead of plain text.
+        log_level: ``INFO`` logs every request (the access log); ``WARNING`` only problems.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     telemetry_forward_interval_seconds: float = Field(default=30.0, gt=0)
     blob_gc_min_age_seconds: float = Field(default=3600.0, ge=0)
     log_json: bool = True
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
     @classmethod
     def settings_customise_sources(

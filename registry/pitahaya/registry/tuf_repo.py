@@ -24,6 +24,7 @@ the root key offline (python-tuf signers make that a swap of `Signer` implementa
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
@@ -106,6 +107,7 @@ class TufRepository:
         self.metadata_dir = tuf_dir / "metadata"
         self._clock = clock
         self.publish_lock = FileLock(tuf_dir / ".lock")
+        self._file_cache: dict[str, tuple[tuple[int, int, int], bytes, str]] = {}
 
     # -- reading (lock-free: every file is replaced atomically) -----------------------------
 
@@ -115,14 +117,35 @@ class TufRepository:
         Raises:
             NotFoundError: not a metadata name, or no such version.
         """
+        return self.metadata_file(name)[0]
+
+    def metadata_file(self, name: str) -> tuple[bytes, str]:
+        """The bytes of a served metadata file and their sha256 (the HTTP ETag).
+
+        Polling devices ask for ``timestamp.json`` constantly, so the answer is cached per
+        file and revalidated with one ``stat`` (files are replaced atomically, never edited,
+        so a new version always has a new inode or mtime).
+
+        Raises:
+            NotFoundError: not a metadata name, or no such version.
+        """
         if not METADATA_NAME_RE.match(name):
             raise NotFoundError(f"no TUF metadata named {name!r}")
         if name == "root.json":
             name = f"{self._latest_root_version()}.root.json"
+        path = self.metadata_dir / name
         try:
-            return (self.metadata_dir / name).read_bytes()
+            stat = path.stat()
+            key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            cached = self._file_cache.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1], cached[2]
+            data = path.read_bytes()
         except FileNotFoundError as e:
             raise NotFoundError(f"no TUF metadata named {name!r}") from e
+        digest = hashlib.sha256(data).hexdigest()
+        self._file_cache[name] = (key, data, digest)
+        return data, digest
 
     def targets(self) -> dict[str, TargetFile]:
         """The targets of the current signed ``targets`` metadata, by target path."""

@@ -1,0 +1,184 @@
+"""Registry throughput under a bounded loopback load, against a bare FastAPI hello-world.
+
+Starts, in this order and one at a time, on 127.0.0.1 with 2 uvicorn workers each
+(``uvicorn[standard]``: uvloop + httptools):
+
+1. a bare FastAPI app answering ``GET /`` with ``{"hello": "world"}`` (the baseline);
+2. the registry (SQLite + local blobs, access log off), with one small package pushed and
+   released.
+
+and drives each with ``wrk`` (Debian package ``wrk``) for a fixed duration at a fixed number
+of connections: the registry's conditional ``GET /tuf/metadata/timestamp.json`` with a
+matching ``If-None-Match`` (304, what every polling device sends), and ``GET`` of the package
+archive by its consistent-snapshot name (200). It prints requests/s and latency percentiles
+of each and their ratio to the baseline. Every run stops by itself (``wrk -d``); nothing
+asserts timings.
+
+    .venv/bin/python benchmarks/bench_registry.py [--duration 10] [--connections 64] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from pitahaya.client_runtime import Manifest, TensorSpec, build_archive
+from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE, file_entry
+from pitahaya.registry import RegistryClient
+
+
+def hello_app() -> FastAPI:
+    """The baseline: the smallest useful FastAPI app (uvicorn factory)."""
+    app = FastAPI()
+
+    @app.get("/")
+    def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    return app
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    statuses_ok: bool
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _uvicorn(factory: str, env: dict[str, str], app_dir: Path, log: Path) -> Iterator[str]:
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "2", "--no-access-log", "--log-level", "warning", "--app-dir", str(app_dir),
+        "--loop", "uvloop", "--http", "httptools",
+    ]  # fmt: skip
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{factory} exited:\n{log.read_text()[-2000:]}")
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{factory} did not start:\n{log.read_text()[-2000:]}") from None
+                time.sleep(0.2)
+        time.sleep(1.0)  # both workers up
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wrk(url: str, *, duration_s: int, connections: int, threads: int, header: str | None = None) -> WrkResult:
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "--timeout", "5s"]
+    if header:
+        command += ["-H", header]
+    output = subprocess.run(command + [url], capture_output=True, text=True, timeout=duration_s + 60, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    return WrkResult(
+        requests_per_s=rps,
+        p50_ms=_latency_ms(output, "50%"),
+        p99_ms=_latency_ms(output, "99%"),
+        statuses_ok="Non-2xx or 3xx responses" not in output,
+    )
+
+
+def _latency_ms(output: str, percentile: str) -> float:
+    value, unit = re.search(rf"^\s+{re.escape(percentile)}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _archive() -> bytes:
+    payload = {
+        MODEL_FILE: os.urandom(100_000),  # about the size of the demo's model
+        FEATURES_FILE: b"class Extractor:\n    pass\n",
+        SELFTEST_FILE: json.dumps({"cases": []}).encode(),
+    }
+    manifest = Manifest(
+        scene="watch_time", version="1.0.0", feature_names=("a",),
+        input=TensorSpec("input", "float32", (None, 1)), output=TensorSpec("output", "float32", (None, 1)),
+        files={name: file_entry(data) for name, data in payload.items()},
+    )  # fmt: skip
+    return build_archive(manifest, payload)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    load = {"duration_s": args.duration, "connections": args.connections, "threads": args.threads}
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
+        work = Path(tmp)
+        with _uvicorn("bench_registry:hello_app", {}, here, work / "hello.log") as url:
+            baseline = _wrk(url + "/", **load)
+        token = secrets.token_urlsafe(24)
+        env = {
+            "PITAHAYA_DATA_DIR": str(work / "data"),
+            "PITAHAYA_REGISTRY_TOKEN": token,
+            "PITAHAYA_LOG_LEVEL": "WARNING",
+        }
+        with _uvicorn("pitahaya.registry.server:app_from_environment", env, here, work / "registry.log") as url:
+            client = RegistryClient(url, token=token)
+            pushed = client.push(_archive())
+            client.create_release("watch_time", "1.0.0")
+            etag = httpx.get(f"{url}/tuf/metadata/timestamp.json").headers["ETag"]
+            assert httpx.get(f"{url}/tuf/metadata/timestamp.json", headers={"If-None-Match": etag}).status_code == 304
+            not_modified = _wrk(f"{url}/tuf/metadata/timestamp.json", header=f"If-None-Match: {etag}", **load)
+            package_url = f"{url}/tuf/targets/packages/watch_time/{pushed['sha256']}.watch_time-1.0.0.tar.xz"
+            package = _wrk(package_url, **load)
+    print(f"load: wrk {args.threads} threads, {args.connections} connections, {args.duration} s per endpoint; "
+          f"servers: uvicorn 2 workers (uvloop, httptools); {os.cpu_count()} CPUs shared with wrk")  # fmt: skip
+    print(f"{'endpoint':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs hello':>9}")
+    rows = [
+        ("FastAPI hello-world (baseline)", baseline),
+        ("timestamp.json, If-None-Match -> 304", not_modified),
+        (f"package archive {pushed['size_bytes'] / 1024:.0f} KiB -> 200", package),
+    ]
+    for name, result in rows:
+        flag = "" if result.statuses_ok else "  (some non-2xx/3xx!)"
+        print(
+            f"{name:<44} {result.requests_per_s:>9,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
+            f"{result.requests_per_s / baseline.requests_per_s:>8.2f}x{flag}"
+        )
+
+
+if __name__ == "__main__":
+    main()
