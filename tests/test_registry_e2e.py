@@ -219,6 +219,7 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
             text=True,
             timeout=540,
             env={**os.environ, "NO_COLOR": "1"},
+            cwd=tmp_path,  # schemathesis writes .schemathesis/ into its working directory
         )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     selected = re.search(r"Selected: (\d+)/(\d+)", result.stdout)
