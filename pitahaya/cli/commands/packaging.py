@@ -1,4 +1,4 @@
-"""Commands of the packager: build gated algorithm packages; manage the signing keys (`keys`)."""
+"""Commands of the packager: build gated algorithm packages (signing keys: `pitahaya.cli.commands.keys`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from rich.markup import escape
 
 from pitahaya.cli._common import DEFAULT_SCENE, console, default_data_dir, emit_json, fail, stage_progress, tracking_uri
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
-from pitahaya.cli.commands import keys
 
 app = typer.Typer()
-app.add_typer(keys.app, name="keys")
 
 
 @app.command()
