@@ -54,7 +54,8 @@ class Adapter:
 
 
 def _numbers(column: pd.Series) -> np.ndarray:
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    # A writable copy: callers fill in values (ISO times) in place.
+    return np.array(pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def _ids(column: pd.Series) -> np.ndarray:

@@ -115,8 +115,10 @@ def fit_lightgbm_dask(
     train = features[features["start_ts"] < valid_from]
     valid = features[(features["start_ts"] >= valid_from) & (features["start_ts"] < test_from)]
     progress(0.0)
-    model = DaskLGBMRegressor(client=client, n_estimators=rounds, **dict(params))
-    model.fit(train[list(names)], train["y"], eval_set=[(valid[list(names)], valid["y"])], eval_metric="l1")
+    # Each worker trains with its own thread count (one per Dask thread); num_threads is not ours to set.
+    worker_params = {k: v for k, v in params.items() if k != "num_threads"}
+    model = DaskLGBMRegressor(client=client, n_estimators=rounds, **worker_params)
+    model.fit(train[list(names)], train["y"], eval_X=(valid[list(names)],), eval_y=(valid["y"],), eval_metric="l1")
     progress(1.0)
     curve = [float(v) for v in model.evals_result_["valid_0"]["l1"]]
     return trimmed_lightgbm(model.booster_, early_stopping_point(curve, patience), curve)

@@ -81,7 +81,9 @@ def s3_client_from_env() -> Any:
     import boto3
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", endpoint_url=os.environ.get(S3_ENDPOINT_ENV) or None, region_name=region)
+    # A fresh session: boto3's default one caches credentials from its first use.
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=os.environ.get(S3_ENDPOINT_ENV) or None, region_name=region)
 
 
 def resolve_sources(spec: str | Path, *, s3_client: Any = None) -> list[EventSource]:

@@ -440,10 +440,9 @@ def _lightgbm_params(scene: Scene, config: TrainConfig) -> tuple[dict[str, Any],
     """LightGBM parameters (scene defaults, then overrides, then the job's fixed knobs) and rounds."""
     params = {**scene.training, **config.params}
     rounds = int(params.pop(_ROUNDS_KEY, 200))
-    threads = 1 if config.engine == "dask" else config.num_threads
     params.update(
         metric="l1",
-        num_threads=threads,
+        num_threads=config.num_threads,
         seed=config.seed,
         deterministic=True,
         force_row_wise=True,  # `deterministic` also needs one fixed histogram layout
