@@ -127,8 +127,7 @@ def test_sigkill_during_a_push_leaves_nothing_visible_and_the_push_can_be_redone
         with socket.create_connection(("127.0.0.1", port)) as upload:
             upload.sendall(
                 b"POST /api/v1/packages HTTP/1.1\r\nHost: registry\r\nTransfer-Encoding: chunked\r\n"
-                b"Content-Type: application/octet-stream\r\n"
-                + f"Authorization: Bearer {token}\r\n\r\n".encode()
+                b"Content-Type: application/octet-stream\r\n" + f"Authorization: Bearer {token}\r\n\r\n".encode()
             )
             half = archive[: len(archive) // 2]
             for start in range(0, len(half), 4096):  # a slow client: the server is mid-body
@@ -176,7 +175,9 @@ def test_pause_resume_rollback_and_kill_switch_reach_a_runtime_on_its_next_refre
         assert refused.value.status_code == 403
 
         operator.create_release("watch_time", "1.0.0")
-        device = Runtime(url, "watch_time", "device-42", cache_dir=tmp_path / "device", trusted_root=admin.root_metadata())
+        device = Runtime(
+            url, "watch_time", "device-42", cache_dir=tmp_path / "device", trusted_root=admin.root_metadata()
+        )
         steps = [
             (lambda: None, "1.0.0"),
             (lambda: operator.create_release("watch_time", "1.1.0"), "1.1.0"),
@@ -211,9 +212,19 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
     with registry_server(env, tmp_path / "registry.log") as (url, _process):
         result = subprocess.run(
             [
-                schemathesis, "run", f"{url}/openapi.json", "--checks", "not_a_server_error",
-                "--max-examples", "25", "--seed", "1", "--request-timeout", "20",
-                "-H", f"Authorization: Bearer {env['PITAHAYA_REGISTRY_TOKEN']}",
+                schemathesis,
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "25",
+                "--seed",
+                "1",
+                "--request-timeout",
+                "20",
+                "-H",
+                f"Authorization: Bearer {env['PITAHAYA_REGISTRY_TOKEN']}",
             ],  # fmt: skip
             capture_output=True,
             text=True,

@@ -94,9 +94,7 @@ def test_a_token_over_its_limit_gets_429_with_retry_after(settings: Settings, tm
     assert "rate limit" in refused.json()["detail"]
 
 
-def test_an_address_over_its_limit_gets_429_but_tuf_files_are_not_limited(
-    settings: Settings, tmp_path: Path
-) -> None:
+def test_an_address_over_its_limit_gets_429_but_tuf_files_are_not_limited(settings: Settings, tmp_path: Path) -> None:
     with _limited_client(settings, tmp_path, rate_limit_per_ip="2/minute") as client:
         statuses = [client.get("/api/v1/packages").status_code for _ in range(3)]
         tuf = [client.get("/tuf/metadata/timestamp.json").status_code for _ in range(5)]

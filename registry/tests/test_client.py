@@ -10,9 +10,7 @@ import pytest
 from pitahaya.registry import RegistryClient, RegistryRejected, RegistryUnavailable
 
 
-def test_push_release_and_list_over_http(
-    live_url: str, token: str, make_archive: Callable[..., bytes]
-) -> None:
+def test_push_release_and_list_over_http(live_url: str, token: str, make_archive: Callable[..., bytes]) -> None:
     with RegistryClient(live_url, token=token) as client:
         package = client.push(make_archive())
         release = client.create_release("watch_time", "1.0.0", channel="canary", rollout_percent=5)

@@ -51,9 +51,7 @@ def test_json_log_lines_carry_the_request_id_and_extra_fields() -> None:
 
 def test_settings_come_from_a_toml_file_and_env_overrides_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "registry.toml"
-    config.write_text(
-        'registry_token = "from-the-file-0123456789"\ns3_bucket = "packages"\nmax_upload_bytes = 1000\n'
-    )
+    config.write_text('registry_token = "from-the-file-0123456789"\ns3_bucket = "packages"\nmax_upload_bytes = 1000\n')
     monkeypatch.setenv("PITAHAYA_CONFIG_FILE", str(config))
     monkeypatch.delenv("PITAHAYA_REGISTRY_TOKEN", raising=False)
     monkeypatch.setenv("PITAHAYA_MAX_UPLOAD_BYTES", "2000")

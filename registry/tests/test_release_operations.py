@@ -51,7 +51,11 @@ def test_operations_publish_new_signed_documents_and_are_audited(client: TestCli
     killed = _ok(client.post(f"{SCENE}/channels/stable/kill-switch", json={"enabled": True}, headers=auth))
     rolled_back = _ok(client.post(f"{SCENE}/channels/stable/rollback", json={"version": "1.0.0"}, headers=auth))
 
-    assert (widened["rollout_percent"], widened["package_version"], widened["previous_version"]) == (50, "1.1.0", "1.0.0")
+    assert (widened["rollout_percent"], widened["package_version"], widened["previous_version"]) == (
+        50,
+        "1.1.0",
+        "1.0.0",
+    )
     assert widened["targeting"]["platforms"] == ["android"]
     assert _document(client, paused).paused is True
     assert _document(client, resumed).paused is False
@@ -145,7 +149,9 @@ def test_a_ten_percent_release_reaches_a_binomially_plausible_share_of_10000_dev
     client: TestClient, auth: dict[str, str]
 ) -> None:
     _ok(client.post(f"{SCENE}/releases", json={"version": "1.0.0"}, headers=auth))
-    doc = _document(client, _ok(client.post(f"{SCENE}/releases", json={"version": "1.1.0", "rollout_percent": 10}, headers=auth)))
+    doc = _document(
+        client, _ok(client.post(f"{SCENE}/releases", json={"version": "1.1.0", "rollout_percent": 10}, headers=auth))
+    )
 
     n, p = 10_000, 0.10
     chosen = sum(doc.version_for(f"device-{i}") == "1.1.0" for i in range(n))

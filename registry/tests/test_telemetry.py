@@ -89,7 +89,9 @@ def test_telemetry_needs_a_client_token(client: TestClient, auth: dict[str, str]
     publisher = client.post("/api/v1/tokens", json={"name": "ci", "role": "publisher"}, headers=auth).json()["secret"]
 
     assert client.post("/api/v1/telemetry", json=_report("a", _window())).status_code == 401
-    refused = client.post("/api/v1/telemetry", json=_report("a", _window()), headers={"Authorization": f"Bearer {publisher}"})
+    refused = client.post(
+        "/api/v1/telemetry", json=_report("a", _window()), headers={"Authorization": f"Bearer {publisher}"}
+    )
     assert refused.status_code == 403
 
 
@@ -100,8 +102,12 @@ def test_metrics_expose_fleet_totals_and_request_metrics(client: TestClient, dev
     text = client.get("/metrics").text
 
     assert 'pitahaya_device_inferences_total{package_version="1.0.0",scene="watch_time"} 10.0' in text
-    assert 'pitahaya_device_fallbacks_total{package_version="1.0.0",reason="model_error",scene="watch_time"} 1.0' in text
-    assert 'pitahaya_device_inference_latency_us_bucket{le="200",package_version="1.0.0",scene="watch_time"} 8.0' in text
+    assert (
+        'pitahaya_device_fallbacks_total{package_version="1.0.0",reason="model_error",scene="watch_time"} 1.0' in text
+    )
+    assert (
+        'pitahaya_device_inference_latency_us_bucket{le="200",package_version="1.0.0",scene="watch_time"} 8.0' in text
+    )
     assert 'route="/tuf/metadata/{name}",status="200"' in text
     assert 'pitahaya_registry_requests_total{method="POST",route="/api/v1/telemetry",status="202"} 1.0' in text
 
@@ -120,7 +126,10 @@ def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version(
         device = {"Authorization": f"Bearer {secret}"}
         later = _window(minute="2026-03-01T12:35:00Z", inferences=4, successes=4, fallbacks={})
         for name in ("a", "b"):
-            assert client.post("/api/v1/telemetry", json=_report(name, _window(), later), headers=device).status_code == 202
+            assert (
+                client.post("/api/v1/telemetry", json=_report(name, _window(), later), headers=device).status_code
+                == 202
+            )
         assert app.state.registry.forwarder.flush(app.state.registry.sessions) == 2
 
     mlflow = MlflowClient(tracking_uri=uri)

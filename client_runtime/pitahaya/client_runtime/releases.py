@@ -93,7 +93,9 @@ class Targeting:
         if raw is None:
             return cls()
         platforms = raw.get("platforms")
-        if platforms is not None and (not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms)):
+        if platforms is not None and (
+            not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms)
+        ):
             raise ValueError(f"targeting.platforms must be a list of strings or null, got {platforms!r}")
         return cls(
             platforms=None if platforms is None else tuple(platforms),
@@ -143,9 +145,7 @@ class Release:
     paused: bool = False
     format_version: int = RELEASE_FORMAT_VERSION
 
-    def version_for(
-        self, device_id: str, *, platform: str | None = None, app_version: str | None = None
-    ) -> str | None:
+    def version_for(self, device_id: str, *, platform: str | None = None, app_version: str | None = None) -> str | None:
         """The package version this device should run, or None for the default policy.
 
         Args:

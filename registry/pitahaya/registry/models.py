@@ -132,9 +132,7 @@ class TelemetryDevice(Base):
     """A device seen in a minute for a scene and version: ``COUNT(*)`` of these rows is the UV."""
 
     __tablename__ = "telemetry_devices"
-    __table_args__ = (
-        UniqueConstraint("scene", "package_version", "minute", "device_id", name="uq_telemetry_devices"),
-    )
+    __table_args__ = (UniqueConstraint("scene", "package_version", "minute", "device_id", name="uq_telemetry_devices"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scene: Mapped[str] = mapped_column(String(64))

@@ -182,7 +182,12 @@ class ObservabilityMiddleware:
                 method,
                 scope["path"],
                 status,
-                extra={"method": method, "path": scope["path"], "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
             )
             request_id_var.reset(token)
 

@@ -53,7 +53,9 @@ class TargetingBody(BaseModel):
 
     def to_targeting(self) -> Targeting:
         platforms = tuple(self.platforms) if self.platforms is not None else None
-        return Targeting(platforms=platforms, app_version_min=self.app_version_min, app_version_max=self.app_version_max)
+        return Targeting(
+            platforms=platforms, app_version_min=self.app_version_min, app_version_max=self.app_version_max
+        )
 
 
 class ReleaseCreate(BaseModel):

@@ -93,7 +93,14 @@ def create_release(
 
 
 def widen_release(
-    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, rollout_percent: float, actor: str
+    *,
+    session: Session,
+    blobs: BlobStore,
+    tuf: TufRepository,
+    scene: str,
+    channel: str,
+    rollout_percent: float,
+    actor: str,
 ) -> ReleaseRow:
     """Raise the live release's rollout percent (same version, same targeting).
 

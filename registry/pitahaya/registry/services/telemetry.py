@@ -111,11 +111,16 @@ def minute_summary(*, session: Session, key: MinuteKey) -> MinuteSummary:
     )
     for metric, label, value in rows:
         summary.counters.setdefault(metric, {})[label] = value
-    summary.unique_devices = session.scalar(
-        select(func.count()).where(
-            TelemetryDevice.scene == scene, TelemetryDevice.package_version == version, TelemetryDevice.minute == minute
+    summary.unique_devices = (
+        session.scalar(
+            select(func.count()).where(
+                TelemetryDevice.scene == scene,
+                TelemetryDevice.package_version == version,
+                TelemetryDevice.minute == minute,
+            )
         )
-    ) or 0
+        or 0
+    )
     return summary
 
 

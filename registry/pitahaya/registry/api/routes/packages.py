@@ -31,9 +31,7 @@ def push_package(
 ) -> PackagePublic:
     """Publish a package archive: validate it, store it, and sign it as a TUF target."""
     # `actor` comes first so a request without a valid token is refused before its body is read.
-    row = service.push_package(
-        session=session, blobs=context.blobs, tuf=context.tuf, archive=archive, actor=actor.name
-    )
+    row = service.push_package(session=session, blobs=context.blobs, tuf=context.tuf, archive=archive, actor=actor.name)
     return PackagePublic.model_validate(row)
 
 

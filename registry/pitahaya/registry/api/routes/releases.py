@@ -65,7 +65,12 @@ def list_releases(
     responses=_WRITE_RESPONSES,
 )
 def widen_release(
-    scene: SceneDep, channel: ChannelPath, body: ReleaseWiden, context: ContextDep, session: SessionDep, actor: OperatorDep
+    scene: SceneDep,
+    channel: ChannelPath,
+    body: ReleaseWiden,
+    context: ContextDep,
+    session: SessionDep,
+    actor: OperatorDep,
 ) -> ReleasePublic:
     """Raise the live release's rollout percentage."""
     row = service.widen_release(
@@ -91,7 +96,13 @@ def pause_release(
 ) -> ReleasePublic:
     """Halt the rollout: every device returns to the previous version on its next refresh."""
     row = service.set_paused(
-        session=session, blobs=context.blobs, tuf=context.tuf, scene=scene, channel=channel, paused=True, actor=actor.name
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        scene=scene,
+        channel=channel,
+        paused=True,
+        actor=actor.name,
     )
     return ReleasePublic.model_validate(row)
 
@@ -107,7 +118,13 @@ def resume_release(
 ) -> ReleasePublic:
     """Resume a paused rollout at its percentage."""
     row = service.set_paused(
-        session=session, blobs=context.blobs, tuf=context.tuf, scene=scene, channel=channel, paused=False, actor=actor.name
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        scene=scene,
+        channel=channel,
+        paused=False,
+        actor=actor.name,
     )
     return ReleasePublic.model_validate(row)
 
@@ -146,7 +163,12 @@ def rollback_release(
     responses=_WRITE_RESPONSES,
 )
 def set_kill_switch(
-    scene: SceneDep, channel: ChannelPath, body: KillSwitch, context: ContextDep, session: SessionDep, actor: OperatorDep
+    scene: SceneDep,
+    channel: ChannelPath,
+    body: KillSwitch,
+    context: ContextDep,
+    session: SessionDep,
+    actor: OperatorDep,
 ) -> ReleasePublic:
     """Send every device on the channel to the default policy (``enabled: true``), or undo it."""
     row = service.set_kill_switch(
