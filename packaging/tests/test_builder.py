@@ -119,3 +119,12 @@ def test_package_over_the_latency_budget_is_refused(fake_run, scene, tmp_path):
             run_id=fake_run.run_id, scene=tight, version="1.0.3", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
         )
     assert not list(tmp_path.iterdir())
+
+
+def test_a_budget_refusal_carries_the_parity_figures(fake_run, scene, tmp_path):
+    tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_package_bytes": 1_000})
+    with pytest.raises(BudgetError) as caught:
+        build_package(
+            run_id=fake_run.run_id, scene=tight, version="1.0.4", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+        )
+    assert caught.value.report is not None and caught.value.report.passed

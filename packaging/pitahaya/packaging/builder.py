@@ -215,11 +215,11 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def _check_budgets(scene: Scene, size_bytes: int, report: ParityReport) -> None:
     max_bytes = scene.budgets.get("max_package_bytes")
     if max_bytes is not None and size_bytes > max_bytes:
-        raise BudgetError(f"package is {size_bytes} bytes, over the scene budget of {max_bytes}")
+        raise BudgetError(f"package is {size_bytes} bytes, over the scene budget of {max_bytes}", report)
     max_p99 = scene.budgets.get("max_p99_decision_us")
     if max_p99 is not None and report.latency_p99_us > max_p99:
         raise BudgetError(
-            f"p99 decision latency is {report.latency_p99_us:.0f} us, over the scene budget of {max_p99} us"
+            f"p99 decision latency is {report.latency_p99_us:.0f} us, over the scene budget of {max_p99} us", report
         )
 
 

@@ -57,4 +57,12 @@ class ParityError(PackagingError):
 
 
 class BudgetError(PackagingError):
-    """The package exceeds the scene's size or decision-latency budget."""
+    """The package exceeds the scene's size or decision-latency budget.
+
+    Attributes:
+        report: The parity report of the refused package (it passed parity), for its figures.
+    """
+
+    def __init__(self, message: str, report: ParityReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report

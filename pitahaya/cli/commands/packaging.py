@@ -30,7 +30,7 @@ def package(
 ) -> None:
     """Convert a run's model to ONNX, bind it with the feature code, and gate it on lint, parity and budgets."""
     from pitahaya.client_runtime import Scene, target_path
-    from pitahaya.packaging import LintError, PackagingError, ParityError, build_package
+    from pitahaya.packaging import BudgetError, LintError, PackagingError, ParityError, build_package
 
     if (run is None) == (model_uri is None):
         raise fail("pass exactly one of --run RUN_ID and --model-uri models:/NAME/VERSION")
@@ -51,6 +51,12 @@ def package(
             emit_json({"error": "parity", "parity": e.report.to_dict()})
         _print_plain(e.report.summary())
         raise fail("the parity gate refused the package (report above)") from None
+    except BudgetError as e:
+        if as_json:
+            emit_json({"error": "budget", "message": str(e), "parity": e.report.to_dict() if e.report else None})
+        if e.report is not None:
+            _print_plain(e.report.summary())
+        raise fail(escape(str(e))) from None
     except LintError as e:
         if as_json:
             emit_json({"error": "lint", "violations": [str(v) for v in e.violations]})
