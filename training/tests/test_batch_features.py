@@ -1,0 +1,105 @@
+"""The vectorized feature path equals the scene's streaming extractor; training refuses when it does not."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pitahaya.client_runtime import Scene, View, load_feature_code
+from pitahaya.training import (
+    FeatureMismatchError,
+    GeneratorConfig,
+    TrainConfig,
+    ViewTable,
+    build_matrix,
+    build_matrix_batch,
+    generate_views,
+    train,
+)
+from pitahaya.training.batch_features import supports
+
+SCENE_DIR = Path(__file__).parents[2] / "scenes" / "watch_time"
+EXTRACTOR = Scene.load(SCENE_DIR).extractor_class()
+VIEWS = generate_views(GeneratorConfig(n_views=6_000, n_users=40, n_videos=500, seed=21))
+
+
+def _edge_cases() -> list[View]:
+    """Single-view users, ties in time, zero watch, quick swipes, session breaks, replays past the cap."""
+    return [
+        View("solo", "a", 100.0, 10.0, 0.0, 1_000),
+        View("tie", "a", 50.0, 10.0, 2.0, 1_000),
+        View("tie", "b", 50.0, 10.0, 9.0, 2_000),
+        View("tie", "c", 50.0, 5.0, 80.0, 3_000),
+        View("gaps", "a", 0.0, 30.0, 1.0, 5_000),
+        View("gaps", "b", 1.5, 30.0, 30.0, 5_000),
+        View("gaps", "c", 5_000.0, 12.0, 2.9, 5_000),
+        View("gaps", "d", 5_020.0, 12.0, 3.0, 5_000),
+        View("gaps", "e", 200_000.0, 12.0, 0.5, 5_000),
+    ]
+
+
+def assert_same_features(table: ViewTable) -> None:
+    streamed = build_matrix(table, EXTRACTOR)
+    batch = build_matrix_batch(table, EXTRACTOR)
+    np.testing.assert_array_equal(batch.index, streamed.index)
+    np.testing.assert_array_equal(batch.y, streamed.y)
+    for j, name in enumerate(EXTRACTOR.feature_names):  # every feature, every row, float32 tolerance
+        np.testing.assert_allclose(batch.X[:, j], streamed.X[:, j], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_batch_equals_streaming_on_a_shuffled_generated_log():
+    shuffled = VIEWS.copy()
+    random.Random(3).shuffle(shuffled)
+    assert_same_features(ViewTable.from_views(shuffled))
+
+
+def test_batch_equals_streaming_on_edge_cases():
+    views = _edge_cases()
+    assert_same_features(ViewTable.from_views(views[::-1]))
+
+
+def test_batch_of_an_empty_table_is_empty():
+    data = build_matrix_batch(ViewTable.from_views([]), EXTRACTOR)
+    assert data.X.shape == (0, len(EXTRACTOR.feature_names))
+
+
+def _scene_copy(tmp_path: Path, edit: tuple[str, str]) -> Path:
+    folder = tmp_path / "scene"
+    shutil.copytree(SCENE_DIR, folder)
+    source = (folder / "features.py").read_text()
+    assert edit[0] in source
+    (folder / "features.py").write_text(source.replace(*edit))
+    return folder
+
+
+def test_scene_constants_flow_into_the_batch_path(tmp_path):
+    folder = _scene_copy(tmp_path, ("QUICK_SWIPE_S = 3.0", "QUICK_SWIPE_S = 6.0"))
+    retuned = Scene.load(folder).extractor_class()
+    table = ViewTable.from_views(VIEWS[:1_500])
+    np.testing.assert_allclose(build_matrix_batch(table, retuned).X, build_matrix(table, retuned).X, rtol=1e-6)
+    assert not np.allclose(build_matrix_batch(table, retuned).X, build_matrix_batch(table, EXTRACTOR).X)
+
+
+def test_training_refuses_when_the_scene_formula_changed(tmp_path):
+    folder = _scene_copy(tmp_path, ("hour = (now % 86400.0) / 3600.0", "hour = (now % 86400.0) / 60.0"))
+    config = TrainConfig(
+        scene=folder,
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        generator=GeneratorConfig(n_views=3_000, n_users=20, n_videos=300, seed=2),
+        features="batch",
+        parity_min_test_rows=200,
+    )
+    with pytest.raises(FeatureMismatchError, match="hour_of_day") as info:
+        train(config)
+    assert info.value.feature == "hour_of_day"
+
+
+def test_unknown_features_have_no_batch_path(tmp_path):
+    folder = _scene_copy(tmp_path, ('"hour_of_day",', '"hour_of_day_renamed",'))
+    renamed = load_feature_code((folder / "features.py").read_text())
+    assert supports(EXTRACTOR) and not supports(renamed)
+    with pytest.raises(ValueError, match="no batch path"):
+        build_matrix_batch(ViewTable.from_views(VIEWS[:10]), renamed)
