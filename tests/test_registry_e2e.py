@@ -253,3 +253,36 @@ def test_registry_gc_removes_a_blob_left_without_a_row(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"deleted": [orphan], "kept_young": [], "dry_run": False}
     assert not blobs.exists(orphan)
+
+
+def test_cli_tokens_and_rollout_operations_against_a_live_registry(pipeline: Pipeline, tmp_path: Path) -> None:
+    from pitahaya.cli.app import app
+
+    runner = CliRunner()
+    admin = secrets.token_urlsafe(24)
+    env = {"PITAHAYA_DATA_DIR": str(tmp_path / "data"), "PITAHAYA_REGISTRY_TOKEN": admin}
+    with registry_server(env, tmp_path / "registry.log") as (url, _process):
+
+        def cli(*args: str, token: str = admin) -> str:
+            result = runner.invoke(app, [*args, "--registry", url, "--token", token])
+            assert result.exit_code == 0, result.output
+            return result.stdout
+
+        secret = cli("tokens", "create", "ci", "--role", "publisher").strip().splitlines()[-1]
+        operator = json.loads(cli("tokens", "create", "oncall", "--role", "operator", "--json"))["secret"]
+        assert secret.startswith("pth_") and secret not in cli("tokens", "list")
+        cli("push", str(pipeline.built.path), token=secret)
+        refused = runner.invoke(app, ["release", "watch_time", "1.0.0", "--registry", url, "--token", secret])
+        assert refused.exit_code == 1 and "403" in refused.output
+
+        released = json.loads(
+            cli("release", "watch_time", "1.0.0", "--percent", "10", "--platform", "android", "--json", token=operator)
+        )
+        assert released["targeting"]["platforms"] == ["android"] and released["created_by"] == "oncall"
+        assert json.loads(cli("widen", "watch_time", "50", "--json", token=operator))["rollout_percent"] == 50
+        assert json.loads(cli("pause", "watch_time", "--json", token=operator))["paused"] is True
+        assert json.loads(cli("kill-switch", "watch_time", "--on", "--json", token=operator))["kill_switch"] is True
+
+        cli("tokens", "revoke", "ci")
+        revoked = runner.invoke(app, ["push", str(pipeline.built.path), "--registry", url, "--token", secret])
+        assert revoked.exit_code == 1 and "401" in revoked.output
