@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -116,7 +116,13 @@ ClientDep = Annotated[Principal, Depends(require(Role.CLIENT))]
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
-def valid_scene(scene: str) -> str:
+#: Scene names as the package format defines them, published in the OpenAPI document.
+SCENE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+def valid_scene(
+    scene: Annotated[str, Path(pattern=SCENE_PATTERN, description="Scene name, a lowercase identifier.")],
+) -> str:
     """The ``{scene}`` path parameter, checked like the package format checks it.
 
     Raises:
