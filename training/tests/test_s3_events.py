@@ -40,7 +40,7 @@ def test_bad_rows_from_s3_are_quarantined_with_their_uri(s3_server, bucket, tmp_
     s3_server.client().put_object(Bucket=bucket, Key="bad.csv", Body=body.encode())
     table, report = load_events(f"s3://{bucket}/bad.csv", quarantine_path=tmp_path / "q.jsonl")
     assert len(table) == 1 and report.bad_rows == {"negative_duration": 1}
-    assert f's3://{bucket}/bad.csv' in (tmp_path / "q.jsonl").read_text()
+    assert f"s3://{bucket}/bad.csv" in (tmp_path / "q.jsonl").read_text()
     with pytest.raises(EventLogError, match=rf"s3://{bucket}/bad.csv:3: negative_duration"):
         load_events(f"s3://{bucket}/bad.csv", strict=True)
 
