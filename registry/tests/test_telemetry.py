@@ -145,3 +145,15 @@ def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version(
     assert {m.value for m in uv} == {2.0}
     mae = mlflow.get_metric_history(runs[0].info.run_id, "mae_s")
     assert [m.value for m in mae if m.timestamp == int(MINUTE_DT.timestamp() * 1000)] == [1.5]
+
+
+def test_device_ids_are_not_stored_in_clear(app: Any, client: TestClient, device_auth: dict[str, str]) -> None:
+    from sqlalchemy import select
+
+    from pitahaya.registry.models import TelemetryDevice
+
+    client.post("/api/v1/telemetry", json=_report("alice-phone", _window()), headers=device_auth)
+
+    with app.state.registry.sessions() as session:
+        stored = list(session.scalars(select(TelemetryDevice.device_id)))
+    assert len(stored) == 1 and "alice" not in stored[0]

@@ -215,8 +215,11 @@ class S3BlobStore(BlobStore):
                     raise
                 try:
                     self._client.create_bucket(Bucket=self.bucket)
-                except self._client.exceptions.BucketAlreadyOwnedByYou:
-                    pass
+                except (
+                    self._client.exceptions.BucketAlreadyOwnedByYou,
+                    self._client.exceptions.BucketAlreadyExists,
+                ):
+                    pass  # another worker created it first
 
     def _exists(self, sha256: str) -> bool:
         with _s3_errors(f"stat blob {sha256}"):

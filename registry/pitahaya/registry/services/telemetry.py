@@ -5,7 +5,8 @@ Workflow: ``POST /api/v1/telemetry`` validates a `TelemetryReport` and calls
 version, minute, metric, key) and upserts them (``INSERT ... ON CONFLICT DO UPDATE value =
 value + excluded``), so any number of workers aggregate without coordinating. Distinct
 devices per (scene, version, minute) are rows of ``telemetry_devices`` (insert-or-ignore); their
-count is the UV. `minute_summary` and `counter_totals` read the aggregates for MLflow and
+count is the UV. Devices are stored by the sha256 of their id, never the id itself: the
+registry needs to count them, not to know them. `minute_summary` and `counter_totals` read the aggregates for MLflow and
 Prometheus.
 
 Metrics (``key`` in parentheses): ``reports``, ``inferences``, ``successes``, ``views``,
@@ -15,6 +16,7 @@ Metrics (``key`` in parentheses): ``reports``, ``inferences``, ``successes``, ``
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,9 +81,10 @@ def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey
                 set_={"value": TelemetryCounter.value + statement.excluded.value},
             )
         )
+    device_key = hashlib.sha256(report.device_id.encode()).hexdigest()
     for scene, version, minute in sorted(devices):
         statement = insert(TelemetryDevice).values(
-            scene=scene, package_version=version, minute=minute, device_id=report.device_id
+            scene=scene, package_version=version, minute=minute, device_id=device_key
         )
         session.execute(statement.on_conflict_do_nothing())
     session.commit()
