@@ -1,7 +1,7 @@
 """Registry throughput under a bounded loopback load, against a bare FastAPI hello-world.
 
-Starts, in this order and one at a time, on 127.0.0.1 with 2 uvicorn workers each
-(``uvicorn[standard]``: uvloop + httptools):
+Starts, side by side on 127.0.0.1 with 2 uvicorn workers each (``uvicorn[standard]``:
+uvloop + httptools):
 
 1. a bare FastAPI app answering ``GET /`` with ``{"hello": "world"}`` (the baseline);
 2. the registry (SQLite + local blobs, access log off), with one small package pushed and
@@ -11,10 +11,11 @@ and drives each with ``wrk`` (Debian package ``wrk``) for a fixed duration at a 
 of connections: the registry's conditional ``GET /tuf/metadata/timestamp.json`` with a
 matching ``If-None-Match`` (304, what every polling device sends), and ``GET`` of the package
 archive by its consistent-snapshot name (200). It prints requests/s and latency percentiles
-of each and their ratio to the baseline. Every run stops by itself (``wrk -d``); nothing
-asserts timings.
+of each and their ratio to the baseline, over interleaved rounds (baseline, 304, 200, baseline,
+...) so load from neighbours falls on both alike. Every run stops by itself (``wrk -d``);
+nothing asserts timings.
 
-    .venv/bin/python benchmarks/bench_registry.py [--duration 10] [--connections 64] [--threads 2]
+    .venv/bin/python benchmarks/bench_registry.py [--duration 10] [--connections 64] [--threads 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import re
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,43 +142,55 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over all endpoints")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     load = {"duration_s": args.duration, "connections": args.connections, "threads": args.threads}
     here = Path(__file__).resolve().parent
+    token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
         work = Path(tmp)
-        with _uvicorn("bench_registry:hello_app", {}, here, work / "hello.log") as url:
-            baseline = _wrk(url + "/", **load)
-        token = secrets.token_urlsafe(24)
         env = {
             "PITAHAYA_DATA_DIR": str(work / "data"),
             "PITAHAYA_REGISTRY_TOKEN": token,
             "PITAHAYA_LOG_LEVEL": "WARNING",
         }
-        with _uvicorn("pitahaya.registry.server:app_from_environment", env, here, work / "registry.log") as url:
+        with (
+            _uvicorn("bench_registry:hello_app", {}, here, work / "hello.log") as hello_url,
+            _uvicorn("pitahaya.registry.server:app_from_environment", env, here, work / "registry.log") as url,
+        ):
             client = RegistryClient(url, token=token)
             pushed = client.push(_archive())
             client.create_release("watch_time", "1.0.0")
             etag = httpx.get(f"{url}/tuf/metadata/timestamp.json").headers["ETag"]
             assert httpx.get(f"{url}/tuf/metadata/timestamp.json", headers={"If-None-Match": etag}).status_code == 304
-            not_modified = _wrk(f"{url}/tuf/metadata/timestamp.json", header=f"If-None-Match: {etag}", **load)
             package_url = f"{url}/tuf/targets/packages/watch_time/{pushed['sha256']}.watch_time-1.0.0.tar.xz"
-            package = _wrk(package_url, **load)
-    print(f"load: wrk {args.threads} threads, {args.connections} connections, {args.duration} s per endpoint; "
-          f"servers: uvicorn 2 workers (uvloop, httptools); {os.cpu_count()} CPUs shared with wrk")  # fmt: skip
+            endpoints = [
+                ("FastAPI hello-world (baseline)", hello_url + "/", None),
+                (
+                    "timestamp.json, If-None-Match -> 304",
+                    f"{url}/tuf/metadata/timestamp.json",
+                    f"If-None-Match: {etag}",
+                ),
+                (f"package archive {pushed['size_bytes'] / 1024:.0f} KiB -> 200", package_url, None),
+            ]
+            # Rounds interleave baseline and registry, so a noisy neighbour hits both alike.
+            rounds = [[_wrk(u, header=h, **load) for _, u, h in endpoints] for _ in range(args.rounds)]
+    print(
+        f"load: wrk {args.threads} threads, {args.connections} connections, {args.duration} s per endpoint, "
+        f"{args.rounds} interleaved rounds; servers: uvicorn 2 workers each (uvloop, httptools); "
+        f"{os.cpu_count()} CPUs shared with wrk; median round by req/s shown, ratio = median of per-round ratios"
+    )
     print(f"{'endpoint':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs hello':>9}")
-    rows = [
-        ("FastAPI hello-world (baseline)", baseline),
-        ("timestamp.json, If-None-Match -> 304", not_modified),
-        (f"package archive {pushed['size_bytes'] / 1024:.0f} KiB -> 200", package),
-    ]
-    for name, result in rows:
-        flag = "" if result.statuses_ok else "  (some non-2xx/3xx!)"
+    for index, (name, _, _) in enumerate(endpoints):
+        results = sorted((r[index] for r in rounds), key=lambda w: w.requests_per_s)
+        median = results[len(results) // 2]
+        ratio = statistics.median(r[index].requests_per_s / r[0].requests_per_s for r in rounds)
+        flag = "" if all(w.statuses_ok for w in results) else "  (some non-2xx/3xx!)"
         print(
-            f"{name:<44} {result.requests_per_s:>9,.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} "
-            f"{result.requests_per_s / baseline.requests_per_s:>8.2f}x{flag}"
+            f"{name:<44} {median.requests_per_s:>9,.0f} {median.p50_ms:>8.2f} {median.p99_ms:>8.2f} "
+            f"{ratio:>8.2f}x{flag}"
         )
 
 

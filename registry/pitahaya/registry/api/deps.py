@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Request
@@ -52,6 +52,9 @@ class RegistryContext:
     tuf: TufRepository
     limiter: RequestLimiter
     forwarder: TelemetryForwarder
+    #: (target path, sha256) pairs already resolved: a published target is immutable and never
+    #: unpublished, so the database is asked once per pair and process.
+    published_targets: set[tuple[str, str]] = field(default_factory=set)
 
 
 def get_context(request: Request) -> RegistryContext:

@@ -64,7 +64,9 @@ def get_tuf_target(
 ) -> Response:
     """Serve a target by its consistent-snapshot name ``<dir>/<sha256>.<basename>``."""
     target_path, sha256 = parse_consistent_target(name)
-    get_target_sha256(session=session, target_path=target_path, sha256=sha256)
+    if (target_path, sha256) not in context.published_targets:  # published targets never change
+        get_target_sha256(session=session, target_path=target_path, sha256=sha256)
+        context.published_targets.add((target_path, sha256))
     headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"', "Accept-Ranges": "bytes"}
     if _matches(if_none_match, headers["ETag"]):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
