@@ -1,0 +1,77 @@
+"""Preload replay simulator: do predicted watch times save bytes without costing starts or stalls?
+
+Replays held-out viewing sessions through a playback model (start-up threshold, buffer-ahead,
+in-order preload queue on spare bandwidth, stall accounting) over bandwidth traces, with three
+policies: the fixed 3 x 800 KB default, the model running in the real client runtime, and an
+oracle that knows every watch time. See `simulate` for the workflow.
+"""
+
+from pitahaya.training.simulation.errors import (
+    NetworkSourceError,
+    SessionSourceError,
+    SimulationError,
+)
+from pitahaya.training.simulation.networks import (
+    TRACE_CLASSES,
+    Trace,
+    generated_traces,
+    mmgc_traces,
+)
+from pitahaya.training.simulation.playback import (
+    PlaybackConfig,
+    PlaybackLog,
+    PlayDecision,
+    Policy,
+    play,
+)
+from pitahaya.training.simulation.policies import (
+    FixedPolicy,
+    ModelPolicy,
+    OraclePolicy,
+    local_runtime_factory,
+    pull_package,
+)
+from pitahaya.training.simulation.sessions import (
+    Session,
+    at_bitrate,
+    dashlet_sessions,
+    generated_sessions,
+    held_out_from,
+    kuairand_sessions,
+)
+from pitahaya.training.simulation.simulator import (
+    SimulationConfig,
+    SimulationResult,
+    log_simulation,
+    simulate,
+)
+
+__all__ = [
+    "TRACE_CLASSES",
+    "FixedPolicy",
+    "ModelPolicy",
+    "NetworkSourceError",
+    "OraclePolicy",
+    "PlayDecision",
+    "PlaybackConfig",
+    "PlaybackLog",
+    "Policy",
+    "Session",
+    "SessionSourceError",
+    "SimulationConfig",
+    "SimulationError",
+    "SimulationResult",
+    "Trace",
+    "at_bitrate",
+    "dashlet_sessions",
+    "generated_sessions",
+    "generated_traces",
+    "held_out_from",
+    "kuairand_sessions",
+    "local_runtime_factory",
+    "log_simulation",
+    "mmgc_traces",
+    "play",
+    "pull_package",
+    "simulate",
+]

@@ -1,0 +1,314 @@
+"""Who decides what to preload: the fixed industry default, the model on a real runtime, an oracle.
+
+Each policy answers `PlayDecision` when a video becomes current: bytes to preload for the next
+videos, and how far to buffer the playing one. The knobs that trade bytes for slow starts:
+
+- ``margin`` (aggressiveness): predicted watch times (model) or true ones (oracle) are
+  multiplied by it before they become bytes; below 1 saves more and risks more slow starts.
+- floors: a preload never drops below ``startup_s`` seconds of the video (every start stays
+  covered when the preload finished), and the playing video always keeps ``buffer_floor_s``
+  buffered ahead, however early the user is expected to leave.
+
+`ModelPolicy` runs the real `pitahaya.client_runtime.Runtime` for every user (one device per
+user): views are recorded as they finish, outcomes observed, and the runtime's own plan is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pitahaya.client_runtime import (
+    Candidate,
+    Decision,
+    PackageUpdater,
+    Release,
+    Runtime,
+    UpdateCheck,
+    read_package,
+)
+from pitahaya.training.simulation.playback import PlayDecision
+from pitahaya.training.simulation.sessions import Session
+
+#: Fixed policy of the industry (and the runtime's default): the next 3 videos, 800 KB each.
+FIXED_COUNT, FIXED_BYTES = 3, 800_000
+
+
+def _startup_bytes(c: Candidate, startup_s: float) -> int:
+    return min(c.size_bytes, math.ceil(startup_s * c.size_bytes / c.duration_s))
+
+
+class FixedPolicy:
+    """Preload ``count`` x ``bytes``; buffer the playing video the player's full buffer-ahead."""
+
+    def __init__(self, count: int = FIXED_COUNT, size_bytes: int = FIXED_BYTES) -> None:
+        self.name = "fixed"
+        self.count, self.size_bytes = count, size_bytes
+
+    def begin(self, lanes: Sequence[Sequence[Session]]) -> None:
+        pass
+
+    def decide(self, lane: int, session: int, index: int) -> PlayDecision:
+        return PlayDecision(preload_bytes=(self.size_bytes,) * self.count)
+
+    def end(self, lane: int, session: int) -> None:
+        pass
+
+
+class OraclePolicy:
+    """Knows every watch time: preloads what will be watched (within the fixed cap) and buffers no further.
+
+    Args:
+        margin: Aggressiveness knob (1.0 = exactly the true watch time).
+        count: Next videos to preload.
+        max_bytes: Cap per preload (the fixed size: past it the player's buffering takes over).
+        startup_s: Preload floor in seconds of video (the player's start-up threshold).
+    """
+
+    def __init__(
+        self,
+        margin: float = 1.0,
+        *,
+        count: int = FIXED_COUNT,
+        max_bytes: int = FIXED_BYTES,
+        startup_s: float = 1.0,
+    ) -> None:
+        self.name = "oracle" if margin == 1.0 else f"oracle x{margin:g}"
+        self.margin, self.count, self.max_bytes, self.startup_s = (
+            margin,
+            count,
+            max_bytes,
+            startup_s,
+        )
+        self._lanes: Sequence[Sequence[Session]] = ()
+
+    def begin(self, lanes: Sequence[Sequence[Session]]) -> None:
+        self._lanes = lanes
+
+    def decide(self, lane: int, session: int, index: int) -> PlayDecision:
+        views = self._lanes[lane][session].views
+        preload = []
+        for v in views[index + 1 : index + 1 + self.count]:
+            watched = (
+                min(v.watch_s, v.duration_s) * self.margin * v.size_bytes / v.duration_s
+            )
+            floor = _startup_bytes(v.as_candidate(), self.startup_s)
+            preload.append(
+                min(v.size_bytes, self.max_bytes, max(floor, math.ceil(watched)))
+            )
+        return PlayDecision(
+            tuple(preload), watch_limit_s=views[index].watch_s * self.margin
+        )
+
+    def end(self, lane: int, session: int) -> None:
+        pass
+
+
+@dataclass
+class RuntimeStats:
+    """What the model policy's runtimes did."""
+
+    decisions: int = 0
+    model_decisions: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    abs_error_sum_s: float = 0.0
+    latency_sum_s: float = 0.0
+
+
+class ModelPolicy:
+    """The model, through a real `Runtime` per device: the runtime's plan for the next videos, and the
+    playing video buffered only up to its predicted watch time (x ``margin``), with floors.
+
+    The runtime's decisions depend on the views a device has seen, never on playback, so each
+    session is predicted once (views recorded as they finish, outcomes observed) and the
+    decisions are shared by every network lane and every ``margin`` (`with_margin`).
+
+    Args:
+        runtime_for: Builds the (refreshed) runtime of a device id; see `local_runtime_factory`.
+        margin: Aggressiveness knob applied to the runtime's bytes and predicted watch time.
+        lookahead: Candidates after the playing video sent to ``predict``.
+        startup_s: Preload floor in seconds of video.
+        buffer_floor_s: Seconds the playing video always keeps buffered ahead.
+    """
+
+    def __init__(
+        self,
+        runtime_for: Callable[[str], Runtime],
+        margin: float = 1.0,
+        *,
+        lookahead: int = FIXED_COUNT,
+        startup_s: float = 1.0,
+        buffer_floor_s: float = 3.0,
+    ) -> None:
+        self.name = "model" if margin == 1.0 else f"model x{margin:g}"
+        self.runtime_for = runtime_for
+        self.margin, self.lookahead, self.startup_s, self.buffer_floor_s = (
+            margin,
+            lookahead,
+            startup_s,
+            buffer_floor_s,
+        )
+        self.stats = RuntimeStats()
+        self._decisions: dict[int, list[Decision]] = {}
+        self._lanes: Sequence[Sequence[Session]] = ()
+
+    def with_margin(self, margin: float) -> ModelPolicy:
+        """The same runtimes' decisions under another aggressiveness."""
+        other = ModelPolicy(
+            self.runtime_for,
+            margin,
+            lookahead=self.lookahead,
+            startup_s=self.startup_s,
+            buffer_floor_s=self.buffer_floor_s,
+        )
+        other.stats, other._decisions = self.stats, self._decisions
+        return other
+
+    def predict(self, sessions: Sequence[Session]) -> None:
+        """Run every not yet predicted session through its user's runtime, users' sessions in time order."""
+        by_user: dict[str, list[Session]] = {}
+        for sess in sessions:
+            if id(sess) not in self._decisions:
+                by_user.setdefault(sess.user_id, []).append(sess)
+        for user, user_sessions in by_user.items():
+            runtime = self.runtime_for(f"sim-{user}")
+            recorded_until = -math.inf
+            for sess in sorted(user_sessions, key=lambda s: s.views[0].start_ts):
+                for (
+                    view
+                ) in sess.history:  # views of the user the device has not seen yet
+                    if view.start_ts > recorded_until:
+                        runtime.record(view)
+                        recorded_until = view.start_ts
+                decisions = []
+                for i, playing in enumerate(sess.views):
+                    upcoming = [
+                        v.as_candidate()
+                        for v in sess.views[i + 1 : i + 1 + self.lookahead]
+                    ]
+                    decision = runtime.predict(
+                        [playing.as_candidate(), *upcoming], now=playing.start_ts
+                    )
+                    decisions.append(decision)
+                    self._count(decision, playing.watch_s)
+                    runtime.record(playing)
+                    runtime.observe(decision.prediction_id, playing.watch_s)
+                recorded_until = sess.views[-1].start_ts
+                self._decisions[id(sess)] = decisions
+
+    def _count(self, decision: Decision, actual_s: float) -> None:
+        self.stats.decisions += 1
+        self.stats.latency_sum_s += decision.latency_s
+        if decision.watch_s is None:
+            self.stats.fallback_reasons[decision.reason] = (
+                self.stats.fallback_reasons.get(decision.reason, 0) + 1
+            )
+        else:
+            self.stats.model_decisions += 1
+            self.stats.abs_error_sum_s += abs(decision.watch_s[0] - actual_s)
+
+    def begin(self, lanes: Sequence[Sequence[Session]]) -> None:
+        self._lanes = lanes
+        self.predict([s for lane in lanes for s in lane])
+
+    def decide(self, lane: int, session: int, index: int) -> PlayDecision:
+        sess = self._lanes[lane][session]
+        decision = self._decisions[id(sess)][index]
+        planned = {item.video_id: item.bytes for item in decision.plan.items}
+        preload = []
+        for v in sess.views[index + 1 : index + 1 + self.lookahead]:
+            if v.video_id not in planned:
+                break
+            floor = _startup_bytes(v.as_candidate(), self.startup_s)
+            preload.append(
+                min(v.size_bytes, max(floor, round(planned[v.video_id] * self.margin)))
+            )
+        if decision.watch_s is None:
+            return PlayDecision(tuple(preload))
+        # A planner that sizes the playing video's buffer itself says so; else cap at the prediction.
+        remaining = getattr(decision, "buffer_ahead_s", None)
+        expected = decision.watch_s[0] if remaining is None else float(remaining)
+        return PlayDecision(
+            tuple(preload),
+            watch_limit_s=expected * self.margin,
+            buffer_floor_s=self.buffer_floor_s,
+        )
+
+    def end(self, lane: int, session: int) -> None:
+        pass
+
+
+class _LocalArchiveUpdater(PackageUpdater):
+    """The runtime's update seam fed one local, already verified archive (no network)."""
+
+    def __init__(
+        self, archive: Path, scene: str, device_id: str, cache_dir: Path
+    ) -> None:
+        super().__init__("local:", scene, device_id, cache_dir)
+        self._archive = archive
+        data = archive.read_bytes()
+        self._version = read_package(data).manifest.version
+        self._sha256 = hashlib.sha256(data).hexdigest()
+
+    def cached_archive(self, sha256: str) -> Path:
+        return self._archive
+
+    def check(self) -> UpdateCheck:
+        release = Release(self.scene, "local", 0, self._version)
+        return UpdateCheck(
+            release=release,
+            version=self._version,
+            archive_path=self._archive,
+            sha256=self._sha256,
+        )
+
+
+def local_runtime_factory(
+    archive: str | Path, cache_root: str | Path, scene: str = "watch_time"
+) -> Callable[[str], Runtime]:
+    """Runtimes that install ``archive`` through the update seam (a package file, or one pulled from a registry).
+
+    The archive is still fully loaded by the runtime: manifest and file hashes, feature code,
+    ONNX model, self-test. Only the TUF transport is skipped, so use an archive that came
+    through `pull_package` or that you built yourself.
+    """
+    archive, cache_root = Path(archive), Path(cache_root)
+
+    def make(device_id: str) -> Runtime:
+        cache = cache_root / device_id
+        updater = _LocalArchiveUpdater(archive, scene, device_id, cache)
+        runtime = Runtime("local:", scene, device_id, cache_dir=cache, updater=updater)
+        runtime.refresh()
+        return runtime
+
+    return make
+
+
+def pull_package(
+    registry_url: str,
+    trusted_root: bytes,
+    cache_dir: str | Path,
+    *,
+    scene: str = "watch_time",
+    channel: str = "stable",
+) -> Path:
+    """Pull the released package from a registry through TUF, as a device does; returns the verified archive.
+
+    Raises:
+        pitahaya.client_runtime.UpdateError: the registry is unreachable or a file fails verification.
+        LookupError: the release names no package (kill switch or no release for this device).
+    """
+    check = PackageUpdater(
+        registry_url,
+        scene,
+        "pitahaya-simulator",
+        cache_dir,
+        trusted_root=trusted_root,
+        channel=channel,
+    ).check()
+    if check.archive_path is None:
+        raise LookupError(f"the {channel} release of {scene} names no package")
+    return check.archive_path

@@ -1,0 +1,373 @@
+"""One simulation: sessions x networks x policies -> figures per trace class and overall, in MLflow.
+
+Workflow::
+
+    sessions = at_bitrate(generated_sessions(), 1_000_000)          # or kuairand_/dashlet_sessions
+    networks = {c: generated_traces(c) for c in TRACE_CLASSES}      # or mmgc_traces(root, c)
+    model = ModelPolicy(local_runtime_factory(archive, cache))      # or pull_package(...) first
+    result = simulate(sessions, networks, model=model)
+    print(result.table())                                           # the seed's table
+    log_simulation(result, tracking_uri=...)                        # a run, plots as artifacts
+
+Every session plays once per trace class, on a trace and from a start offset drawn from ``seed``;
+fixed, oracle and model policies replay the very same lanes (in one lockstep run), so their
+differences are paired. The model's runtimes see each user's sessions in time order (see
+`ModelPolicy`), whatever lane plays them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pitahaya.training.simulation.networks import Trace
+from pitahaya.training.simulation.playback import (
+    PlaybackConfig,
+    PlaybackLog,
+    PlayDecision,
+    Policy,
+    play,
+)
+from pitahaya.training.simulation.policies import FixedPolicy, ModelPolicy, OraclePolicy
+from pitahaya.training.simulation.report import (
+    SessionFigures,
+    describe,
+    frontier_plot,
+    session_figures,
+    versus,
+)
+from pitahaya.training.simulation.sessions import Session
+
+#: Margins swept for the frontier plot (1.0 is the headline policy).
+DEFAULT_MARGINS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to replay and how.
+
+    Attributes:
+        playback: Player knobs (time step, start-up threshold, buffer-ahead).
+        margins: Aggressiveness values swept for the frontier (model and oracle).
+        seed: Seed of trace choice, start offsets and bootstrap.
+        sessions_source: Label of where the sessions came from (logged).
+        network_source: Label of where the traces came from (logged).
+        bitrate_bps: Video bitrate the sessions were set to, if one (logged).
+    """
+
+    playback: PlaybackConfig = field(default_factory=PlaybackConfig)
+    margins: tuple[float, ...] = DEFAULT_MARGINS
+    seed: int = 0
+    sessions_source: str = "generated"
+    network_source: str = "generated"
+    bitrate_bps: float | None = 1_000_000.0
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """Figures of one simulation.
+
+    Attributes:
+        config: What was run.
+        summary: JSON-ready: ``policies`` (per class and overall, every metric with its CI),
+            ``versus_fixed`` (the seed's table per policy and class), ``frontier``, ``runtime``
+            (decisions, fallbacks, online MAE) and ``speed``.
+        figures: Per policy, per-session figures (rows of all lanes of all classes).
+        session_class: Trace class of each session row.
+    """
+
+    config: SimulationConfig
+    summary: dict[str, Any]
+    figures: dict[str, SessionFigures]
+    session_class: np.ndarray
+
+    def table(self) -> str:
+        """The seed's table as text: change vs fixed 3 x 800 KB, overall then per class."""
+        lines = [
+            f"{'policy':<10} {'class':<8} {'preload bw':>18} {'total bw':>18} {'slow starts':>18} {'stall time':>18}"
+        ]
+        for policy, by_class in self.summary["versus_fixed"].items():
+            for cls, row in by_class.items():
+                cells = []
+                for label in (
+                    "preload bandwidth",
+                    "total bandwidth",
+                    "slow starts",
+                    "stall time",
+                ):
+                    r = row[label]
+                    cells.append(
+                        "n/a"
+                        if r["change"] is None
+                        else f"{100 * r['change']:+.1f}% [{100 * r['ci_low']:+.0f},{100 * r['ci_high']:+.0f}]"
+                    )
+                lines.append(
+                    f"{policy:<10} {cls:<8} " + " ".join(f"{c:>18}" for c in cells)
+                )
+        return "\n".join(lines)
+
+
+_PER_VIDEO = tuple(f.name for f in fields(PlaybackLog) if f.name != "sim_time_s")
+
+
+class _Combined:
+    """Several policies over consecutive blocks of ``block`` lanes, so they share one lockstep run."""
+
+    name = "combined"
+
+    def __init__(self, policies: Sequence[Policy], block: int) -> None:
+        self.policies, self.block = list(policies), block
+
+    def begin(self, lanes: Sequence[Sequence[Session]]) -> None:
+        for k, policy in enumerate(self.policies):
+            policy.begin(lanes[k * self.block : (k + 1) * self.block])
+
+    def decide(self, lane: int, session: int, index: int) -> PlayDecision:
+        return self.policies[lane // self.block].decide(
+            lane % self.block, session, index
+        )
+
+    def end(self, lane: int, session: int) -> None:
+        self.policies[lane // self.block].end(lane % self.block, session)
+
+
+def simulate(
+    sessions: Sequence[Session],
+    networks: Mapping[str, Sequence[Trace]],
+    *,
+    model: ModelPolicy | None = None,
+    config: SimulationConfig = SimulationConfig(),
+) -> SimulationResult:
+    """Replay ``sessions`` over every trace class with the fixed, oracle and (if given) model policies.
+
+    Args:
+        sessions: Held-out sessions (sizes as they should be played; see `at_bitrate`).
+        networks: Trace class -> its traces.
+        model: The model policy (its runtimes are run once; margins reuse the decisions).
+        config: Knobs.
+
+    Raises:
+        ValueError: no sessions or no traces.
+    """
+    if not sessions or not networks or any(not t for t in networks.values()):
+        raise ValueError("need at least one session and one trace per class")
+    rng = np.random.default_rng(config.seed)
+    ordered = sorted(sessions, key=lambda s: (s.user_id, s.views[0].start_ts))
+    base_traces: list[Trace] = []
+    offsets: list[float] = []
+    session_class_list: list[str] = []
+    for cls, class_traces in networks.items():
+        for n in range(len(ordered)):
+            trace = class_traces[
+                (n + int(rng.integers(len(class_traces)))) % len(class_traces)
+            ]
+            base_traces.append(trace)
+            offsets.append(
+                float(rng.uniform(0, len(trace.bandwidth_bps) * trace.step_s))
+            )
+            session_class_list.append(cls)
+    session_class = np.array(session_class_list)
+    n_sessions = len(session_class)
+    base_lanes = [[s] for _ in networks for s in ordered]
+
+    policies: dict[str, tuple[str, float, Policy]] = {
+        "fixed": ("fixed", 1.0, FixedPolicy())
+    }
+    for margin in config.margins:
+        oracle = OraclePolicy(margin, startup_s=config.playback.startup_s)
+        policies[oracle.name] = ("oracle", margin, oracle)
+        if model is not None:
+            policy = model.with_margin(margin)
+            policies[policy.name] = ("model", margin, policy)
+    if model is not None:
+        started = time.perf_counter()
+        model.predict(ordered)
+        predict_s = time.perf_counter() - started
+
+    # Every policy replays the same lanes; all of them advance in one lockstep run.
+    names = list(policies)
+    combined = _Combined([policies[n][2] for n in names], len(base_lanes))
+    started = time.perf_counter()
+    log = play(
+        base_lanes * len(names),
+        base_traces * len(names),
+        combined,
+        config.playback,
+        offsets * len(names),
+    )
+    play_s = time.perf_counter() - started
+    figures = {}
+    for k, name in enumerate(names):
+        rows = (log.session >= k * n_sessions) & (log.session < (k + 1) * n_sessions)
+        part = PlaybackLog(
+            **{f: getattr(log, f)[rows] for f in _PER_VIDEO}, sim_time_s=log.sim_time_s
+        )
+        part = replace(part, session=part.session - k * n_sessions)
+        figures[name] = session_figures(part, n_sessions)
+    played_views = len(log)
+
+    classes = list(networks)
+    groups = {"overall": np.ones(n_sessions, dtype=bool)} | {
+        c: session_class == c for c in classes
+    }
+    headline = [n for n, (kind, margin, _) in policies.items() if margin == 1.0]
+    summary: dict[str, Any] = {
+        "config": _config_dict(config),
+        "sessions": len(sessions),
+        "lanes": len(base_lanes),
+        "views": int(sum(len(s.views) for s in sessions)),
+        "classes": classes,
+        "policies": {
+            n: {
+                g: describe(figures[n].subset(m), config.seed)
+                for g, m in groups.items()
+            }
+            for n in headline
+        },
+        "versus_fixed": {
+            n: {
+                g: versus(figures[n].subset(m), figures["fixed"].subset(m), config.seed)
+                for g, m in groups.items()
+            }
+            for n in headline
+            if n != "fixed"
+        },
+        "frontier": [
+            {
+                "policy": kind,
+                "margin": margin,
+                "total_bytes_saved": -versus(figures[n], figures["fixed"], config.seed)[
+                    "total bandwidth"
+                ]["change"],
+                "slow_starts_change": versus(figures[n], figures["fixed"], config.seed)[
+                    "slow starts"
+                ]["change"],
+                "stall_time_change": versus(figures[n], figures["fixed"], config.seed)[
+                    "stall time"
+                ]["change"],
+            }
+            for n, (kind, margin, _) in policies.items()
+            if kind != "fixed"
+        ],
+        "speed": {
+            "simulated_views": played_views,
+            "seconds": play_s,
+            "views_per_second": played_views / play_s,
+        },
+    }
+    if model is not None:
+        s = model.stats
+        summary["runtime"] = {
+            "decisions": s.decisions,
+            "model_decisions": s.model_decisions,
+            "fallback_reasons": dict(s.fallback_reasons),
+            "online_mae_s": s.abs_error_sum_s / s.model_decisions
+            if s.model_decisions
+            else None,
+            "mean_latency_us": 1e6 * s.latency_sum_s / s.decisions
+            if s.decisions
+            else None,
+            "predict_seconds": predict_s,
+        }
+    return SimulationResult(config, summary, figures, session_class)
+
+
+def _config_dict(config: SimulationConfig) -> dict[str, Any]:
+    out = asdict(config)
+    out["margins"] = list(config.margins)
+    return out
+
+
+def _flat(
+    prefix: str, tree: Mapping[str, Any], out: dict[str, float]
+) -> dict[str, float]:
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            _flat(name, value, out)
+        elif (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value == value
+        ):
+            out[name.replace(" ", "_")] = float(value)
+    return out
+
+
+def log_simulation(
+    result: SimulationResult,
+    *,
+    tracking_uri: str,
+    experiment: str = "pitahaya-simulations",
+) -> str:
+    """Log one simulation as an MLflow run: config as params, figures as metrics, table, JSON and frontier plot as artifacts.
+
+    Returns:
+        The run id.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = (
+        found.experiment_id if found else client.create_experiment(experiment)
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=f"simulate {result.config.sessions_source} over {result.config.network_source}",
+    )
+    run_id = run.info.run_id
+    try:
+        params = _flat(
+            "",
+            {k: v for k, v in result.summary["config"].items() if k != "margins"},
+            {},
+        )
+        params |= {
+            "sessions_source": result.config.sessions_source,
+            "network_source": result.config.network_source,
+        }
+        for key, value in sorted(params.items()):
+            client.log_param(run_id, key, value)
+        metrics = _flat(
+            "",
+            {
+                "policies": result.summary["policies"],
+                "versus_fixed": result.summary["versus_fixed"],
+            },
+            {},
+        )
+        for key, value in sorted(metrics.items()):
+            client.log_metric(run_id, key, value)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            points: dict[str, list[tuple[float, float, float]]] = {}
+            for row in result.summary["frontier"]:
+                if (
+                    row["total_bytes_saved"] is not None
+                    and row["slow_starts_change"] is not None
+                ):
+                    points.setdefault(row["policy"], []).append(
+                        (
+                            row["margin"],
+                            row["total_bytes_saved"],
+                            row["slow_starts_change"],
+                        )
+                    )
+            frontier_plot(points, str(folder / "frontier.png"))
+            (folder / "table.txt").write_text(result.table() + "\n")
+            (folder / "summary.json").write_text(
+                json.dumps(result.summary, indent=2, sort_keys=True, default=str)
+            )
+            client.log_artifacts(run_id, str(folder))
+        client.set_terminated(run_id)
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    return run_id
