@@ -33,6 +33,7 @@ PUBLIC = [
     "SELFTEST_FILE",
     "Scene",
     "SelfTestError",
+    "Targeting",
     "TelemetryReporter",
     "TensorSpec",
     "UpdateCheck",

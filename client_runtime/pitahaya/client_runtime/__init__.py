@@ -42,7 +42,7 @@ from pitahaya.client_runtime.policy import (
     fixed_plan,
     model_plan,
 )
-from pitahaya.client_runtime.releases import Release, release_target_path, rollout_bucket
+from pitahaya.client_runtime.releases import Release, Targeting, release_target_path, rollout_bucket
 from pitahaya.client_runtime.runtime import Decision, Runtime, RuntimeConfig
 from pitahaya.client_runtime.scene import Scene
 from pitahaya.client_runtime.telemetry import TelemetryReporter
@@ -79,6 +79,7 @@ __all__ = [
     "SELFTEST_FILE",
     "Scene",
     "SelfTestError",
+    "Targeting",
     "TelemetryReporter",
     "TensorSpec",
     "UpdateCheck",
