@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.synced-$(UV_VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: demo test sync clean
+.PHONY: demo test lint sync clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -24,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf .pitahaya .pytest_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ def test_put_get_list_delete(store: BlobStore) -> None:
     assert store.put(b"hello") == digest and store.get(digest) == b"hello" and store.verify(digest)
     listed = dict(store.list())
     assert list(listed) == [digest]
-    assert abs(listed[digest] - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert abs(listed[digest] - datetime.now(UTC)) < timedelta(minutes=5)
     store.delete(digest)
     assert not store.exists(digest) and not store.verify(digest)
     with pytest.raises(NotFoundError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from pitahaya.registry import Settings, create_app
 from pitahaya.registry.services.telemetry import minute_summary
 
 MINUTE = "2026-03-01T12:34:00Z"
-MINUTE_DT = datetime(2026, 3, 1, 12, 34, tzinfo=timezone.utc)
+MINUTE_DT = datetime(2026, 3, 1, 12, 34, tzinfo=UTC)
 
 
 def _window(**fields: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +156,7 @@ class LocalBlobStore(BlobStore):
         for path in (self.root / "sha256").glob("??/*"):
             digest = path.parent.name + path.name
             if _SHA256_RE.match(digest):  # skips the temp files of writes in flight
-                yield digest, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+                yield digest, datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
     def _check(self) -> None:
         try:

@@ -6,7 +6,7 @@ never leaks by accident; ``*Create`` models validate what a caller may send.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -196,7 +196,7 @@ class AuditEntryPublic(BaseModel):
 def _utc_minute(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("minute needs a timezone (use UTC, e.g. 2026-01-01T12:34:00Z)")
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     if value.second or value.microsecond:
         raise ValueError("minute must be the start of a minute (seconds = 0)")
     return value

@@ -349,7 +349,9 @@ def _featurize(
     report: Progress,
 ) -> tuple[Dataset, str, Any]:
     """The feature matrix, the path that built it, and (Dask) the features left on the workers."""
-    on_progress = lambda f: report("features", 0.95 * f)
+    def on_progress(fraction: float) -> None:
+        report("features", 0.95 * fraction)
+
     if config.features == "batch" and not supports(extractor_cls):
         raise ValueError(f"scene {scene.name!r} has no batch feature path; use features 'stream' or 'auto'")
     if client is not None:

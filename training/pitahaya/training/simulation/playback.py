@@ -188,7 +188,7 @@ def play(
     number = 0
     for r, lane in enumerate(lanes):
         j = 0
-        for s_local, sess in enumerate(lane):
+        for sess in lane:
             k = len(sess.views)
             duration[r, j : j + k] = [v.duration_s for v in sess.views]
             size[r, j : j + k] = [v.size_bytes for v in sess.views]
