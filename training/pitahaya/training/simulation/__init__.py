@@ -47,7 +47,6 @@ from pitahaya.training.simulation.simulator import (
 )
 
 __all__ = [
-    "TRACE_CLASSES",
     "FixedPolicy",
     "ModelPolicy",
     "NetworkSourceError",
@@ -61,6 +60,7 @@ __all__ = [
     "SimulationConfig",
     "SimulationError",
     "SimulationResult",
+    "TRACE_CLASSES",
     "Trace",
     "at_bitrate",
     "dashlet_sessions",

@@ -109,6 +109,9 @@ def held_out_from(views: Sequence[View], test_frac: float = 0.2) -> float:
         start_ts=np.array([v.start_ts for v in views]),
         index=np.arange(n),
         feature_names=(),
+        video_ids=np.array([v.video_id for v in views], dtype=str),
+        duration_s=np.array([v.duration_s for v in views]),
+        size_bytes=np.array([v.size_bytes for v in views]),
     )
     return split_by_time(dataset, test_frac=test_frac).test_from
 
