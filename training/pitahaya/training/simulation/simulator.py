@@ -305,8 +305,16 @@ def log_simulation(
     *,
     tracking_uri: str,
     experiment: str = "pitahaya-simulations",
+    artifact_location: str | None = None,
 ) -> str:
     """Log one simulation as an MLflow run: config as params, figures as metrics, table, JSON and frontier plot as artifacts.
+
+    Args:
+        result: The simulation.
+        tracking_uri: MLflow tracking URI.
+        experiment: Experiment of the run (created if missing).
+        artifact_location: Artifact root of the experiment if it has to be created (as the
+            training job's), so plots land next to the store rather than in the working directory.
 
     Returns:
         The run id.
@@ -316,7 +324,9 @@ def log_simulation(
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = (
-        found.experiment_id if found else client.create_experiment(experiment)
+        found.experiment_id
+        if found
+        else client.create_experiment(experiment, artifact_location=artifact_location)
     )
     run = client.create_run(
         experiment_id,
