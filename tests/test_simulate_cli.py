@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 
 import mlflow
+import pytest
 from typer.testing import CliRunner
 
 from pitahaya.cli.commands.simulate import app
 from pitahaya.training.simulation import TRACE_CLASSES
 
-from e2e_support import Pipeline
+from e2e_support import LiveRegistry, Pipeline
 
 runner = CliRunner()
 
@@ -58,9 +59,31 @@ def test_model_oracle_and_fixed_replay_generated_sessions(pipeline: Pipeline, tm
     assert "versus_fixed.oracle.overall.total_bandwidth.change" in run.data.metrics
 
 
+@pytest.mark.e2e
+def test_the_model_can_come_from_a_running_registry(
+    pipeline: Pipeline, live_registry: LiveRegistry, tmp_path: Path
+) -> None:
+    client = live_registry.client()
+    client.push(pipeline.built.path.read_bytes())
+    client.create_release("watch_time", "1.0.0")
+    root = tmp_path / "root.json"
+    root.write_bytes(client.root_metadata())
+    args = ["--registry", live_registry.url, "--max-sessions", "2", "--data-dir", str(tmp_path), "--json"]
+    result = runner.invoke(app, [*args, "--trusted-root", str(root)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["runtime"]["model_decisions"] == summary["runtime"]["decisions"] > 0
+    assert set(summary["versus_fixed"]) == {"oracle", "model"}
+
+    other = tmp_path / "other-root.json"
+    other.write_bytes(b"{}")
+    refused = runner.invoke(app, [*args, "--trusted-root", str(other)])
+    assert refused.exit_code == 1 and "error:" in refused.output, refused.output
+
+
 def test_bad_input_is_a_one_line_error(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["--package", str(tmp_path / "nope.tar.xz"), "--data-dir", str(tmp_path)])
-    assert missing.exit_code == 1 and "no package archive" in missing.output
+    assert missing.exit_code == 1 and "error: no package archive" in missing.output
     no_root = runner.invoke(app, ["--registry", "http://127.0.0.1:9", "--data-dir", str(tmp_path)])
     assert no_root.exit_code == 1 and "--trusted-root" in no_root.output
     no_data = runner.invoke(app, ["--network", "mmgc", "--datasets", str(tmp_path), "--data-dir", str(tmp_path)])
