@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from pitahaya.cli.app import app
 
 runner = CliRunner()
-COMMANDS = ["generate", "train", "package", "push", "release", "serve", "demo"]
-RESULT_COMMANDS = ["generate", "train", "package", "push", "release", "demo"]
+COMMANDS = ["generate", "train", "package", "push", "release", "serve", "simulate", "demo"]
+RESULT_COMMANDS = ["generate", "train", "package", "push", "release", "simulate", "demo"]
 
 
 def test_top_level_help_lists_every_command() -> None:
