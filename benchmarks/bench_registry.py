@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from pitahaya.cli._server import child_server, free_port
 from pitahaya.client_runtime import Manifest, TensorSpec, build_archive
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE, file_entry
 from pitahaya.registry import RegistryClient
@@ -64,44 +64,18 @@ class WrkResult:
     statuses_ok: bool
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
-def _uvicorn(factory: str, env: dict[str, str], app_dir: Path, log: Path) -> Iterator[str]:
-    port = _free_port()
+def _uvicorn(factory: str, env: dict[str, str], app_dir: Path, log: Path, ready_path: str) -> Iterator[str]:
+    port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1", "--port", str(port),
         "--workers", "2", "--no-access-log", "--log-level", "warning", "--app-dir", str(app_dir),
         "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
-    with open(log, "ab") as out:
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{factory} exited:\n{log.read_text()[-2000:]}")
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{factory} did not start:\n{log.read_text()[-2000:]}") from None
-                time.sleep(0.2)
+    with child_server(command, ready_url=url + ready_path, log_path=log, env=env):
         time.sleep(1.0)  # both workers up
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _wrk(url: str, *, duration_s: int, connections: int, threads: int, header: str | None = None) -> WrkResult:
@@ -157,8 +131,8 @@ def main() -> None:
             "PITAHAYA_LOG_LEVEL": "WARNING",
         }
         with (
-            _uvicorn("bench_registry:hello_app", {}, here, work / "hello.log") as hello_url,
-            _uvicorn("pitahaya.registry.server:app_from_environment", env, here, work / "registry.log") as url,
+            _uvicorn("bench_registry:hello_app", {}, here, work / "hello.log", "/") as hello_url,
+            _uvicorn("pitahaya.registry.server:app_from_environment", env, here, work / "registry.log", "/healthz") as url,
         ):
             client = RegistryClient(url, token=token)
             pushed = client.push(_archive())

@@ -31,6 +31,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from pitahaya.cli._server import child_server, free_port
 from pitahaya.client_runtime import Candidate, Runtime, build_archive, read_package
 from pitahaya.registry import RegistryClient, RegistryRejected
 
@@ -40,12 +41,6 @@ from servers import S3Endpoint
 pytestmark = pytest.mark.e2e
 
 FACTORY = "pitahaya.registry.server:app_from_environment"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(params=["sqlite-local", "postgres-s3"])
@@ -78,33 +73,11 @@ def registry_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dic
 @contextmanager
 def registry_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``uvicorn --factory`` on the registry, as a child process; yields (url, process)."""
-    port = _free_port()
-    command = [sys.executable, "-m", "uvicorn", "--factory", FACTORY, "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "ab") as out:
-        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"registry exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"registry not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    command = [sys.executable, "-m", "uvicorn", "--factory", FACTORY, "--host", "127.0.0.1", "--port", str(port)]
+    with child_server(command, ready_url=f"{url}/readyz", log_path=log, env=env) as process:
         yield url, process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _signed_target_paths(url: str) -> set[str]:
