@@ -19,7 +19,7 @@ from pitahaya.training import (
     generate_views,
     train,
 )
-from pitahaya.training.batch_features import supports
+from pitahaya.training.batch_features import _user_starts, supports
 
 SCENE_DIR = Path(__file__).parents[2] / "scenes" / "watch_time"
 EXTRACTOR = Scene.load(SCENE_DIR).extractor_class()
@@ -59,6 +59,19 @@ def test_batch_equals_streaming_on_a_shuffled_generated_log():
 def test_batch_equals_streaming_on_edge_cases():
     views = _edge_cases()
     assert_same_features(ViewTable.from_views(views[::-1]))
+
+
+def test_batch_equals_streaming_on_logs_already_in_user_time_order():
+    """The sort is skipped only for a log truly in (user, time) order; near misses are sorted first."""
+    in_order = sorted(VIEWS[:2_000] + _edge_cases(), key=lambda v: (v.user_id, v.start_ts))  # stable: ties keep order
+    assert _user_starts(ViewTable.from_views(in_order)) is not None
+    assert_same_features(ViewTable.from_views(in_order))
+    users_descending = sorted(in_order, key=lambda v: v.user_id, reverse=True)  # each user still contiguous
+    time_backwards = [*in_order[:5], in_order[6], in_order[5], *in_order[7:]]
+    split_user = [in_order[-1], *in_order[:-1]]  # the last user's last view comes first
+    for near_miss in (users_descending, time_backwards, split_user):
+        assert _user_starts(ViewTable.from_views(near_miss)) is None
+        assert_same_features(ViewTable.from_views(near_miss))
 
 
 def test_batch_of_an_empty_table_is_empty():

@@ -8,12 +8,17 @@ is why `verify_batch_features` replays sampled users through the streaming extra
 the training job refuses to train (`FeatureMismatchError`) when the two disagree beyond
 float32 tolerance.
 
-How: rows are sorted by (user, start time). Features of row ``j`` depend on the user's views
-before ``j``: shifts and per-user cumulative sums give the last view, the gap, the quick-swipe
-window and the session position. The moving averages are recurrences; they run as one loop
-over *positions* (the k-th view of every user at once), with users ordered by view count so
-the users still active at position k are a prefix of the state arrays. Each step performs the
-same float64 operations as the streaming code, in the same order.
+How: rows are put in (user, start time) order (no sort at all when the log already is in that
+order, as generated logs and logs written per user are). Features of row ``j`` depend on the
+user's views before ``j``. The moving averages and the running ratio sum are recurrences; they
+run as one loop over view *positions* (the k-th view of every user at once), with users
+ordered by view count so the users still active at position k are a prefix of the state.
+Each step performs the same float64 operations as the streaming code, in the same order, so
+the two paths agree bit for bit. All other features (last view, gap, session position and
+elapsed time, quick-swipe window) are shifts and cumulative sums within a user, computed
+block by block over whole users. Both passes write straight into the float32 matrix and keep
+their float64 temporaries small (per user, per block): at 10M rows, full-length temporaries
+cost more in page faults and memory traffic than the arithmetic does.
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ _CONSTANTS = (
     "PRIOR_RATIO",
     "PRIOR_WATCH_S",
 )
+#: Columns `_recurrences` writes; the column pass writes the others.
+_RECURRENT = ("hist_mean_ratio", "ewm_ratio_fast", "ewm_ratio_slow", "ratio_trend", "ewm_watch_s", "expected_watch_s")
+#: Rows per block of the column pass (whole users; 256 KB per float64 temporary, cache-sized).
+_BLOCK_ROWS = 1 << 15
 #: Relative and absolute tolerance of the streaming check (a few float32 ulps).
 RTOL, ATOL = 1e-5, 1e-5
 
@@ -93,36 +102,71 @@ def build_matrix_batch(
     constants = scene_constants(extractor_cls)
     if constants is None:
         raise ValueError(f"no batch path for features {extractor_cls.feature_names}; use build_matrix")
-    order = stream_order(table)
-    sorted_table = table.take(order)
-    X = batch_features(sorted_table, constants, progress)
+    first = _user_starts(table)
+    if first is not None:
+        order, sorted_table = np.arange(len(table)), table  # a stable sort would not move a row
+    else:
+        order = stream_order(table)
+        sorted_table = table.take(order)
+        first = _user_starts(sorted_table)
+        assert first is not None, "stream_order sorts by user, then start time"
+    X = batch_features(sorted_table, first, constants, progress)
     return make_dataset(table, order, X, extractor_cls.feature_names)
 
 
+def _user_starts(table: ViewTable) -> np.ndarray | None:
+    """Mask of each user's first row if ``table`` is in `stream_order` already, else None.
+
+    That is: each user's rows are contiguous, users in ascending order, each user's start
+    times non-decreasing (NaN times count as out of order). Cheaper than sorting: generated
+    logs and logs written per user are in this order, and then the sort is skipped.
+    """
+    users = table.user_id
+    first = np.ones(len(users), dtype=bool)
+    np.not_equal(users[1:], users[:-1], out=first[1:])
+    runs = users[first]
+    if not (runs[1:] > runs[:-1]).all():
+        return None
+    return first if (np.diff(table.start_ts)[~first[1:]] >= 0).all() else None
+
+
 def batch_features(
-    table: ViewTable, c: Mapping[str, float], progress: Callable[[float], None] | None = None
+    table: ViewTable,
+    first: np.ndarray,
+    c: Mapping[str, float],
+    progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
-    """Feature rows of a table already in (user, start time) order; see the module docstring."""
+    """Feature rows of a table in (user, start time) order; ``first`` marks each user's first row."""
     n = len(table)
-    gap_max, quick_s, cap, recent_n = c["SESSION_GAP_S"], c["QUICK_SWIPE_S"], c["RATIO_CAP"], int(c["RECENT_N"])
-    now, d, w = table.start_ts, table.duration_s, table.watch_s
-    size = table.size_bytes.astype(np.float64)
-    idx = np.arange(n)
-
-    # Per-user layout: first row of each user, group number, views before each row.
-    user = table.user_id
-    first = np.ones(n, dtype=bool)
-    if n:
-        first[1:] = user[1:] != user[:-1]
-    group = np.cumsum(first) - 1
+    X = np.empty((n, len(WATCH_TIME_FEATURES)), dtype=np.float32)
+    if not n:
+        return X
     first_row = np.flatnonzero(first)
-    before = idx - first_row[group]
+    _recurrences(X, table.watch_s, table.duration_s, first_row, np.diff(first_row, append=n), c, progress)
+    # Blocks of whole users, about _BLOCK_ROWS rows each (a longer user makes a longer block).
+    bounds = np.unique(first_row[np.searchsorted(first_row, np.arange(0, n, _BLOCK_ROWS), side="right") - 1])
+    bounds = np.append(bounds, n)
+    for b, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
+        for name, column in _block_columns(table, first[lo:hi], slice(lo, hi), c).items():
+            X[lo:hi, WATCH_TIME_FEATURES.index(name)] = column
+        if progress is not None and b % 64 == 0:
+            progress(0.5 + 0.5 * lo / n)
+    if progress is not None:
+        progress(1.0)
+    return X
 
-    ratio = np.minimum(w / d, cap)
-    sequential = _recurrences(ratio, w, before, group, len(first_row), c, progress)
+
+def _block_columns(table: ViewTable, first: np.ndarray, rows: slice, c: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """The features (float64) of ``rows`` (whole users) that `_recurrences` does not write."""
+    gap_max, quick_s, cap, recent_n = c["SESSION_GAP_S"], c["QUICK_SWIPE_S"], c["RATIO_CAP"], int(c["RECENT_N"])
+    now, d, w = table.start_ts[rows], table.duration_s[rows], table.watch_s[rows]
+    size = table.size_bytes[rows].astype(np.float64)
+    m = len(now)
+    idx = np.arange(m)
+    before = idx - np.maximum.accumulate(np.where(first, idx, 0))  # views of the user before each row
 
     def previous(values: np.ndarray, prior: float) -> np.ndarray:
-        shifted = np.empty(n)
+        shifted = np.empty(m)
         shifted[1:] = values[:-1]
         shifted[first] = prior
         return shifted
@@ -134,7 +178,7 @@ def batch_features(
     # Sessions: a row starts one if it is a user's first or comes > gap_max after the last view.
     new_session = first | (since_last > gap_max)
     session_first = np.maximum.accumulate(np.where(new_session, idx, 0))
-    prev_session_first = np.empty(n, dtype=np.int64)
+    prev_session_first = np.empty(m, dtype=np.int64)
     prev_session_first[1:] = session_first[:-1]
     prev_session_first[first] = 0
     in_session = ~first & (since_last <= gap_max)
@@ -142,78 +186,85 @@ def batch_features(
     elapsed = np.where(in_session, np.maximum(now - now[prev_session_first], 0.0), 0.0)
 
     # Quick swipes among the last `recent_n` views (exact: sums of 0/1 values).
-    quick = np.zeros(n + 1, dtype=np.int64)
+    quick = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(w < quick_s, out=quick[1:])
     window = np.minimum(before, recent_n)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):
         quick_share = np.where(window > 0, (quick[idx] - quick[idx - window]) / window, 0.0)
 
-    ewm_fast, ewm_slow, ewm_watch, mean_ratio = sequential
-    columns = (
-        d,
-        np.log1p(size),
-        size * 0.008 / d,
-        np.log1p(before.astype(np.float64)),
-        mean_ratio,
-        ewm_fast,
-        ewm_slow,
-        ewm_fast - ewm_slow,
-        ewm_watch,
-        previous(ratio, c["PRIOR_RATIO"]),
-        previous(w, c["PRIOR_WATCH_S"]),
-        quick_share,
-        gap,
-        position,
-        elapsed,
-        np.mod(now, 86400.0) / 3600.0,
-        ewm_fast * d,
-    )
-    X = np.empty((n, len(columns)), dtype=np.float32)
-    for j, column in enumerate(columns):
-        X[:, j] = column
-    if progress is not None:
-        progress(1.0)
-    return X
+    return {
+        "cand_duration_s": d,
+        "cand_log_size": np.log1p(size),
+        "cand_bitrate_kbps": size * 0.008 / d,
+        "hist_log_views": np.log1p(before.astype(np.float64)),
+        "last_ratio": previous(np.minimum(w / d, cap), c["PRIOR_RATIO"]),
+        "last_watch_s": previous(w, c["PRIOR_WATCH_S"]),
+        "quick_share_recent": quick_share,
+        "gap_s": gap,
+        "session_position": position,
+        "session_elapsed_s": elapsed,
+        "hour_of_day": np.mod(now, 86400.0) / 3600.0,
+    }
 
 
 def _recurrences(
-    ratio: np.ndarray,
+    X: np.ndarray,
     watch: np.ndarray,
-    before: np.ndarray,
-    group: np.ndarray,
-    n_users: int,
+    duration: np.ndarray,
+    first_row: np.ndarray,
+    counts: np.ndarray,
     c: Mapping[str, float],
     progress: Callable[[float], None] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Moving averages and running mean ratio *before* each row, one step per view position."""
-    n = len(ratio)
-    counts = np.bincount(group, minlength=n_users)
-    rank = np.empty(n_users, dtype=np.int64)
-    rank[np.argsort(-counts, kind="stable")] = np.arange(n_users)
-    by_position = np.lexsort((rank[group], before))  # position-major, busiest user first
-    starts = np.searchsorted(before[by_position], np.arange(int(counts.max(initial=0)) + 1))
-    inputs = np.stack([ratio[by_position], ratio[by_position], watch[by_position]])  # fast, slow, watch
-    alpha = np.array([[c["FAST_ALPHA"]], [c["SLOW_ALPHA"]], [c["FAST_ALPHA"]]])
-    state = np.array([[c["PRIOR_RATIO"]], [c["PRIOR_RATIO"]], [c["PRIOR_WATCH_S"]]]) * np.ones((3, n_users))
-    sum_ratio = np.zeros(n_users)
-    out = np.empty((4, n))
-    steps = len(starts) - 1
+) -> None:
+    """Write the columns of ``X`` that come from the moving averages and the running ratio sum.
+
+    One step per view position p: the users with more than p views are a prefix of the
+    users sorted by view count, and ``at`` holds the row of their p-th view. Each step writes
+    the features of those rows from the state (the views before them), then folds them in.
+    The state lives in small per-user arrays and each row is written once, straight into
+    ``X``: full-length float64 temporaries would cost more in page faults than the loop.
+    """
+    n_users = len(first_row)
+    fast_a, slow_a, cap = c["FAST_ALPHA"], c["SLOW_ALPHA"], c["RATIO_CAP"]
+    col = {name: X[:, WATCH_TIME_FEATURES.index(name)] for name in _RECURRENT}
+    state = np.empty((8, n_users))  # per user: the extractor's state, this view's inputs, scratch
+    at = first_row[np.argsort(-counts, kind="stable")]
+    active = n_users - np.cumsum(np.bincount(counts))  # active[p]: users with more than p views
+    steps = int(counts.max())
     for p in range(steps):
-        lo, hi = starts[p], starts[p + 1]
-        k = hi - lo
-        out[:3, lo:hi] = state[:, :k]
-        out[3, lo:hi] = sum_ratio[:k] / p if p else c["PRIOR_RATIO"]
-        x = inputs[:, lo:hi]
+        k = int(active[p])
+        rows = at[:k]
+        f, s, wa, rs, r, w, d, t = state[:, :k]  # fast, slow, watch average, ratio sum; ratio, watch, duration
+        np.take(watch, rows, out=w)
+        np.take(duration, rows, out=d)
+        np.divide(w, d, out=r)
+        np.minimum(r, cap, out=r)
         if p == 0:
-            state[:, :k] = x
+            col["hist_mean_ratio"][rows] = c["PRIOR_RATIO"]
+            col["ewm_ratio_fast"][rows] = c["PRIOR_RATIO"]
+            col["ewm_ratio_slow"][rows] = c["PRIOR_RATIO"]
+            col["ratio_trend"][rows] = c["PRIOR_RATIO"] - c["PRIOR_RATIO"]
+            col["ewm_watch_s"][rows] = c["PRIOR_WATCH_S"]
+            col["expected_watch_s"][rows] = c["PRIOR_RATIO"] * d
+            f[:] = r
+            s[:] = r
+            wa[:] = w
+            rs[:] = r
         else:
-            state[:, :k] += alpha * (x - state[:, :k])
-        sum_ratio[:k] += x[0]
+            col["hist_mean_ratio"][rows] = np.divide(rs, p, out=t)
+            col["ewm_ratio_fast"][rows] = f
+            col["ewm_ratio_slow"][rows] = s
+            col["ratio_trend"][rows] = np.subtract(f, s, out=t)
+            col["ewm_watch_s"][rows] = wa
+            col["expected_watch_s"][rows] = np.multiply(f, d, out=t)
+            for average, alpha, x in ((f, fast_a, r), (s, slow_a, r), (wa, fast_a, w)):
+                np.subtract(x, average, out=t)
+                t *= alpha
+                average += t
+            rs += r
+        rows += 1
         if progress is not None and p % 256 == 0:
-            progress(0.9 * p / steps)
-    result = np.empty((4, n))
-    result[:, by_position] = out
-    return result[0], result[1], result[2], result[3]
+            progress(0.5 * p / steps)
 
 
 def verify_batch_features(
