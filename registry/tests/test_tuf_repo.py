@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pitahaya.registry.errors import NotFoundError
+from pitahaya.registry.errors import NotFoundError, SigningKeyError
 from pitahaya.registry.tuf_repo import ROLES, TufRepository, parse_consistent_target
 
 
@@ -85,8 +85,63 @@ def test_refresh_resigns_roles_past_half_their_lifetime(
     assert expires - clock.now >= timedelta(hours=12)
 
 
+def _versions(repo: TufRepository) -> dict[str, int]:
+    timestamp = _signed(repo, "timestamp.json")
+    snapshot_version = timestamp["meta"]["snapshot.json"]["version"]  # type: ignore[index]
+    snapshot = _signed(repo, f"{snapshot_version}.snapshot.json")
+    root = _signed(repo, "root.json")
+    return {
+        "root": int(root["version"]),  # type: ignore[call-overload]
+        "targets": int(snapshot["meta"]["targets.json"]["version"]),  # type: ignore[index]
+        "snapshot": int(snapshot_version),
+        "timestamp": int(timestamp["version"]),  # type: ignore[call-overload]
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_rotate_key_publishes_one_root_version_and_resigns_the_chain_below(
+    repo: TufRepository, clock: FakeClock, role: str
+) -> None:
+    before_keys = {info.role: info.keyid for info in repo.key_info()}
+    before = _versions(repo)
+    clock.now += timedelta(hours=1)
+
+    info = repo.rotate_key(role)
+
+    assert info.role == role and info.keyid != before_keys[role] and info.mode == "0600" and info.trusted
+    after = _versions(repo)
+    assert after["root"] == before["root"] + 1  # N+1, never N+2
+    chain = ["targets", "snapshot", "timestamp"]
+    resigned = chain[chain.index(role) :] if role in chain else []
+    assert {r for r in chain if after[r] != before[r]} == set(resigned)
+    assert all(after[r] == before[r] + 1 for r in resigned)
+    root = _signed(repo, "root.json")
+    assert root["roles"][role]["keyids"] == [info.keyid]  # type: ignore[index]
+    assert {i.role: i.keyid for i in repo.key_info() if i.role != role} == {
+        r: k for r, k in before_keys.items() if r != role
+    }
+    repo.check_keys()  # every role's key loads and is trusted by the new root
+
+
+def test_rotate_key_refuses_an_unsafe_key_and_changes_nothing(repo: TufRepository) -> None:
+    (repo.keys_dir / "snapshot.pem").chmod(0o640)
+    with pytest.raises(SigningKeyError, match="must be 0600"):
+        repo.rotate_key("targets")
+    assert repo.metadata_bytes("root.json") == repo.metadata_bytes("1.root.json")
+    with pytest.raises(ValueError, match="unknown role"):
+        repo.rotate_key("publisher-watch_time")
+
+
 def test_unknown_metadata_names_are_not_found(repo: TufRepository) -> None:
-    for name in ("2.root.json", "../keys/root.pem", "root.pem", "0.root.json", "foo.json"):
+    for name in (
+        "2.root.json",
+        "../keys/root.pem",
+        "root.pem",
+        "0.root.json",
+        "foo.json",
+        "1.publisher-watch_time.json",  # a valid name, but no such role yet
+        "1.publisher-../keys.json",
+    ):
         with pytest.raises(NotFoundError):
             repo.metadata_bytes(name)
 

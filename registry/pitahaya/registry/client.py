@@ -2,6 +2,7 @@
 
     >>> client = RegistryClient("http://127.0.0.1:8000", token=os.environ["PITAHAYA_REGISTRY_TOKEN"])
     >>> client.push(archive_bytes)["sha256"]
+    >>> client.push(archive_bytes, signers=[load_private_key(Path("publisher.pem"))])  # delegated scene
     >>> client.create_release("watch_time", "1.0.0", rollout_percent=10)
     >>> client.widen_release("watch_time", 50)          # operator token
     >>> client.pause_release("watch_time")               # devices keep the previous version
@@ -15,12 +16,25 @@ to talk to an in-process app in tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime, UTC
 from types import TracebackType
 from typing import Any
 
 import httpx
+from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
 
-from pitahaya.registry.errors import RegistryRejected, RegistryUnavailable
+from pitahaya.client_runtime import PackageFormatError, read_package
+from pitahaya.client_runtime.package import target_path
+from pitahaya.registry.errors import (
+    InvalidPackageError,
+    PublisherSignatureError,
+    RegistryRejected,
+    RegistryUnavailable,
+)
+from pitahaya.registry.tuf_repo import DELEGATED_EXPIRY, PublisherSignatures, next_delegated_metadata
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 """Seconds; pushes upload up to tens of MB, so the read/write timeout is generous."""
@@ -47,21 +61,72 @@ class RegistryClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, transport=transport, timeout=timeout)
 
-    def push(self, archive: bytes) -> dict[str, Any]:
+    def push(self, archive: bytes, signers: Sequence[Signer] = ()) -> dict[str, Any]:
         """Publish a package archive.
+
+        Args:
+            signers: Publisher keys of the archive's scene, when the scene is delegated: they
+                sign the scene role's next version (the current one plus this archive), after
+                checking that the current version verifies under the delegation.
 
         Returns:
             The published package: scene, version, sha256, size_bytes, target_path, created_at.
 
         Raises:
-            RegistryRejected: invalid token (401), version already published (409), archive
-                too large (413) or invalid (422).
+            RegistryRejected: invalid token (401), unsigned push to a delegated scene or bad
+                signatures (403), version already published or another push signed first
+                (409), archive too large (413) or invalid (422).
+            PublisherSignatureError: the registry's delegation does not trust these keys, or its
+                current role version does not verify (nothing was sent).
+            InvalidPackageError: ``signers`` given and the archive is malformed (nothing was sent).
             RegistryUnavailable: the registry could not be reached or failed.
         """
-        response = self._request(
-            "POST", "/api/v1/packages", content=archive, headers={"Content-Type": "application/octet-stream"}
-        )
+        headers = {"Content-Type": "application/octet-stream"}
+        if signers:
+            headers[PublisherSignatures.HEADER] = self._sign_push(archive, signers).to_header()
+        response = self._request("POST", "/api/v1/packages", content=archive, headers=headers)
         return dict(response.json())
+
+    def get_delegation(self, scene: str) -> dict[str, Any]:
+        """The scene's publisher delegation: role, threshold, paths, public keys, current metadata.
+
+        Raises:
+            RegistryRejected: the scene is not delegated (404).
+        """
+        return dict(self._request("GET", f"/api/v1/scenes/{scene}/delegation").json())
+
+    def _sign_push(self, archive: bytes, signers: Sequence[Signer]) -> PublisherSignatures:
+        try:
+            package = read_package(archive)
+        except PackageFormatError as e:
+            raise InvalidPackageError(f"not a valid package archive, nothing signed: {e}") from e
+        scene = package.manifest.scene
+        found = self.get_delegation(scene)
+        name = found["role"]
+        keys = {keyid: Key.from_dict(keyid, dict(key)) for keyid, key in found["keys"].items()}
+        role = DelegatedRole(name, list(keys), found["threshold"], True, found["paths"])
+        delegator = Targets(delegations=Delegations(keys=keys, roles={name: role}))
+        for signer in signers:
+            if signer.public_key.keyid not in keys:
+                raise PublisherSignatureError(
+                    f"the registry does not delegate scene {scene} to key {signer.public_key.keyid}"
+                )
+        current = Metadata[Targets].from_dict(dict(found["metadata"])) if found["metadata"] else None
+        if current is not None:
+            try:
+                delegator.verify_delegate(name, current.signed_bytes, current.signatures)
+            except UnsignedMetadataError as e:
+                raise PublisherSignatureError(
+                    f"the registry's current {name} metadata does not verify under the delegation; "
+                    f"refusing to sign on top of it: {e}"
+                ) from e
+        target = TargetFile(
+            length=package.size_bytes,
+            hashes={"sha256": package.sha256},
+            path=target_path(scene, package.manifest.version),
+        )
+        expires = datetime.now(UTC) + DELEGATED_EXPIRY
+        return PublisherSignatures.sign(next_delegated_metadata(current, target, expires), signers)
 
     def create_release(
         self,

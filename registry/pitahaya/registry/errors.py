@@ -5,6 +5,7 @@
     RegistryError
     ├── ConfigurationError        settings are missing or invalid: fix the environment, restart
     ├── StorageUnavailableError   the database or blob store failed: retry later (503)
+    ├── SigningKeyError           a TUF key file is missing, unsafe or untrusted: fix the file (CLI/admin)
     ├── RequestError              the request can never succeed as sent: fix it, don't retry
     │   ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
     │   ├── InvalidPackageError   the archive failed validation (422)
@@ -14,6 +15,8 @@
     │   ├── NotFoundError         the package, release or token does not exist (404)
     │   ├── AuthenticationError   no token or an unknown/revoked one (401)
     │   ├── PermissionDeniedError the token's role may not do this (403)
+    │   │   └── PublisherSignatureError  a delegated scene's push lacks valid publisher signatures (403)
+    │   ├── StaleDelegationError  the signed delegated version is not current + 1: re-fetch, re-sign (409)
     │   └── RateLimitedError      too many requests; wait ``retry_after_seconds`` (429)
     └── RegistryClientError       raised by `RegistryClient` only
         ├── RegistryUnavailable   network failure or 5xx: retry later with backoff
@@ -38,6 +41,11 @@ class ConfigurationError(RegistryError):
 
 class StorageUnavailableError(RegistryError):
     """The blob store (or another backend) failed or is unreachable; retry later."""
+
+
+class SigningKeyError(RegistryError):
+    """A TUF signing key file is missing, readable by others, not a key, or not trusted by
+    the current root; nothing was changed. Restore or ``chmod 600`` the file."""
 
 
 class RequestError(RegistryError):
@@ -74,6 +82,16 @@ class AuthenticationError(RequestError):
 
 class PermissionDeniedError(RequestError):
     """The token is valid but its role does not allow this operation."""
+
+
+class PublisherSignatureError(PermissionDeniedError):
+    """A push to a scene delegated to publisher keys is unsigned, or its signatures do not meet
+    the delegation's threshold: sign it with the scene's publisher key(s)."""
+
+
+class StaleDelegationError(RequestError):
+    """The push signs a delegated metadata version that is not the current one + 1 (another
+    push landed first): fetch the delegation again, re-sign and retry."""
 
 
 class RateLimitedError(RequestError):

@@ -7,7 +7,7 @@ never leaks by accident; ``*Create`` models validate what a caller may send.
 from __future__ import annotations
 
 from datetime import datetime, UTC
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -35,6 +35,22 @@ class PackagePublic(BaseModel):
     size_bytes: int
     target_path: str
     created_at: datetime
+
+
+class DelegationPublic(BaseModel):
+    """A scene's publisher delegation: what a publisher needs to sign its next push.
+
+    ``metadata`` is the current signed version of the role (TUF JSON), or null before the
+    scene's first push. The publisher checks it against ``keys`` and ``threshold`` before
+    signing the next version on top of it.
+    """
+
+    scene: str
+    role: str
+    threshold: int
+    paths: list[str]
+    keys: dict[str, dict[str, Any]] = Field(description="Public keys by TUF key id (securesystemslib form).")
+    metadata: dict[str, Any] | None = Field(description="Current signed role metadata, null before its first push.")
 
 
 class TargetingBody(BaseModel):

@@ -5,6 +5,10 @@ validate the archive with the same `read_package` a device uses → refuse a dup
 (scene, version) → store the blob (complete and verified) → insert the row and audit entry
 → sign the archive as TUF target ``packages/<scene>/<scene>-<version>.tar.xz`` → commit.
 A failure before the commit rolls the row back; at worst an unreferenced blob remains.
+
+A scene delegated to publisher keys (`TufRepository.delegate`) takes only signed pushes: the
+publisher's signatures over the scene role's next version are verified before anything is
+stored, and that version (not the online ``targets`` key) then signs the archive.
 """
 
 from __future__ import annotations
@@ -16,18 +20,34 @@ from sqlalchemy.orm import Session
 from pitahaya.client_runtime import PackageFormatError, read_package
 from pitahaya.client_runtime.package import target_path
 from pitahaya.registry.blobs import BlobStore
-from pitahaya.registry.errors import AlreadyExistsError, InvalidPackageError, NotFoundError
+from tuf.api.metadata import TargetFile
+
+from pitahaya.registry.errors import (
+    AlreadyExistsError,
+    InvalidPackageError,
+    NotFoundError,
+    PublisherSignatureError,
+)
 from pitahaya.registry.models import PackageRow
 from pitahaya.registry.services.audit import log_action
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.tuf_repo import PublisherSignatures, TufRepository, publisher_role
 
 
-def push_package(*, session: Session, blobs: BlobStore, tuf: TufRepository, archive: bytes, actor: str) -> PackageRow:
+def push_package(
+    *,
+    session: Session,
+    blobs: BlobStore,
+    tuf: TufRepository,
+    archive: bytes,
+    actor: str,
+    signatures: PublisherSignatures | None = None,
+) -> PackageRow:
     """Validate, store and sign a package archive.
 
     Args:
         archive: The ``.tar.xz`` bytes as built by the packager.
         actor: Who pushes (recorded in the row and the audit log).
+        signatures: The publisher's signatures, required for (and only for) a delegated scene.
 
     Returns:
         The committed package row.
@@ -35,6 +55,10 @@ def push_package(*, session: Session, blobs: BlobStore, tuf: TufRepository, arch
     Raises:
         InvalidPackageError: the archive is malformed or a file does not match its manifest.
         AlreadyExistsError: this scene/version is already published (nothing was changed).
+        PublisherSignatureError: the scene is delegated and the push is unsigned or its
+            signatures do not verify (nothing was changed).
+        StaleDelegationError: the signatures are for an outdated role version (nothing was changed).
+        InvalidArgumentError: signatures for a scene that is not delegated (nothing was changed).
     """
     try:
         package = read_package(archive)
@@ -44,13 +68,23 @@ def push_package(*, session: Session, blobs: BlobStore, tuf: TufRepository, arch
     with tuf.publish_lock:
         if _find_package(session=session, scene=scene, version=version) is not None:
             raise _already_published(scene, version)
+        path = target_path(scene, version)
+        delegated = None
+        if signatures is not None:
+            target = TargetFile(length=package.size_bytes, hashes={"sha256": package.sha256}, path=path)
+            delegated = tuf.verify_delegated(scene, target, signatures)
+        elif tuf.delegation(scene) is not None:
+            raise PublisherSignatureError(
+                f"scene {scene} is delegated to {publisher_role(scene)}: sign the push with the publisher key "
+                "(pitahaya push --signing-key KEY.pem)"
+            )
         sha256 = blobs.put(archive)
         row = PackageRow(
             scene=scene,
             version=version,
             sha256=sha256,
             size_bytes=package.size_bytes,
-            target_path=target_path(scene, version),
+            target_path=path,
             manifest=package.manifest.to_dict(),
             created_by=actor,
         )
@@ -66,7 +100,10 @@ def push_package(*, session: Session, blobs: BlobStore, tuf: TufRepository, arch
             action="push_package",
             detail={"scene": scene, "version": version, "sha256": sha256, "size_bytes": row.size_bytes},
         )
-        tuf.add_targets({row.target_path: (row.size_bytes, sha256)})
+        if delegated is not None:
+            tuf.publish_delegated(scene, delegated)
+        else:
+            tuf.add_targets({row.target_path: (row.size_bytes, sha256)})
         session.commit()
     return row
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, status
 
 from pitahaya.registry.api.deps import ArchiveBodyDep, ContextDep, PublisherDep, SceneDep, SessionDep
-from pitahaya.registry.schemas import PackagePublic
+from pitahaya.registry.errors import NotFoundError
+from pitahaya.registry.schemas import DelegationPublic, PackagePublic
 from pitahaya.registry.services import packages as service
+from pitahaya.registry.tuf_repo import PublisherSignatures, publisher_role
+
+SignaturesHeader = Annotated[
+    str | None,
+    Header(
+        alias=PublisherSignatures.HEADER,
+        description="For a scene delegated to publisher keys: base64url JSON {version, expires, signatures} "
+        "over the scene role's next version (see `pitahaya push --signing-key`).",
+    ),
+]
 
 router = APIRouter(prefix="/api/v1", tags=["packages"])
 
@@ -27,12 +40,45 @@ _ARCHIVE_BODY = {
     responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}},
 )
 def push_package(
-    actor: PublisherDep, archive: ArchiveBodyDep, context: ContextDep, session: SessionDep
+    actor: PublisherDep,
+    archive: ArchiveBodyDep,
+    context: ContextDep,
+    session: SessionDep,
+    signatures: SignaturesHeader = None,
 ) -> PackagePublic:
-    """Publish a package archive: validate it, store it, and sign it as a TUF target."""
+    """Publish a package archive: validate it, store it, and sign it as a TUF target.
+
+    A scene delegated to publisher keys needs the publisher's signatures (403 without them,
+    409 when they sign an outdated role version); other scenes are signed by the registry.
+    """
     # `actor` comes first so a request without a valid token is refused before its body is read.
-    row = service.push_package(session=session, blobs=context.blobs, tuf=context.tuf, archive=archive, actor=actor.name)
+    row = service.push_package(
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        archive=archive,
+        actor=actor.name,
+        signatures=PublisherSignatures.from_header(signatures) if signatures is not None else None,
+    )
     return PackagePublic.model_validate(row)
+
+
+@router.get("/scenes/{scene}/delegation", response_model=DelegationPublic, responses={404: {}})
+def get_delegation(scene: SceneDep, context: ContextDep) -> DelegationPublic:
+    """The scene's publisher delegation and the current signed version of its role (404: not delegated)."""
+    found = context.tuf.delegation(scene)
+    if found is None:
+        raise NotFoundError(f"scene {scene} is not delegated: the registry's online key signs its packages")
+    role, keys = found
+    current = context.tuf.delegated_metadata(scene)
+    return DelegationPublic(
+        scene=scene,
+        role=publisher_role(scene),
+        threshold=role.threshold,
+        paths=list(role.paths or []),
+        keys={keyid: key.to_dict() for keyid, key in keys.items()},
+        metadata=current.to_dict() if current is not None else None,
+    )
 
 
 @router.get("/packages", response_model=list[PackagePublic])
