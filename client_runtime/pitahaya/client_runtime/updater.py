@@ -13,6 +13,12 @@ Cache layout under ``cache_dir``::
     packages/.download-*  a download in progress; removed when an updater starts, so a
                           process killed mid-download leaves nothing that looks complete
 
+A scene whose packages the registry delegates to publisher keys (role ``publisher-<scene>``)
+resolves through that role: ngclient verifies it against the publisher keys the top-level
+``targets`` names. A package entry the registry's online ``targets`` key signed itself under
+a delegated path is refused (`UpdateVerificationError`), because ngclient would otherwise
+prefer it to the delegated role's.
+
 Expired metadata (a registry that stopped re-signing, or a freeze attack) raises
 `MetadataExpiredError`: no new package is installed, while the runtime keeps answering with
 the package it verified earlier.
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuf.api.exceptions import DownloadError, ExpiredMetadataError, RepositoryError
+from tuf.api.metadata import Metadata, Targets
 from tuf.ngclient import FetcherInterface, Updater
 
 from pitahaya.client_runtime.errors import (
@@ -132,6 +139,16 @@ class PackageUpdater:
         except RepositoryError as e:
             raise UpdateVerificationError(f"trusted root metadata is invalid: {e}") from e
 
+    def _refuse_online_entry_under_delegation(self, path: str) -> None:
+        """Raise if the top-level ``targets`` (verified and cached by ngclient's refresh) lists
+        ``path`` itself while delegating it: only the delegated publisher keys may sign it."""
+        top = Metadata[Targets].from_file(str(self.metadata_dir / f"{Targets.type}.json")).signed
+        roles = top.delegations.roles if top.delegations is not None else None
+        if path in top.targets and roles and any(role.is_delegated_path(path) for role in roles.values()):
+            raise UpdateVerificationError(
+                f"{path} is delegated to publisher keys but signed by the registry's online targets key"
+            )
+
     def check(self) -> UpdateCheck:
         """Refresh signed metadata and make sure this device's package is cached and verified.
 
@@ -163,6 +180,7 @@ class PackageUpdater:
             package_info = updater.get_targetinfo(target_path(self.scene, version))
             if package_info is None:
                 raise ReleaseError(f"release names {self.scene} {version}, which the registry does not sign")
+            self._refuse_online_entry_under_delegation(package_info.path)
             sha256 = package_info.hashes.get("sha256")
             if sha256 is None:
                 raise UpdateVerificationError(f"target {package_info.path} has no sha256")
