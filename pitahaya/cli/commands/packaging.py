@@ -71,7 +71,8 @@ def package(
         "version": version,
         "model_version": result.model_version,
         "opsets": result.manifest.opsets,
-        # The TUF target entry the registry signs for this archive (keys stay in the registry).
+        # The TUF target entry for this archive: signed by the registry, or for a delegated scene by the
+        # publisher key at `pitahaya push --signing-key`.
         "tuf_target": {
             "path": target_path(result.manifest.scene, version),
             "length": result.size_bytes,

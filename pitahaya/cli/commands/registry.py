@@ -1,6 +1,6 @@
 """Commands that talk to or run a registry.
 
-Publishing: ``push``. Rollouts (operator token): ``release``, ``widen``, ``pause``,
+Publishing: ``push`` (``--signing-key`` for a scene delegated to publisher keys). Rollouts (operator token): ``release``, ``widen``, ``pause``,
 ``resume``, ``rollback``, ``kill-switch``. Tokens (admin token): ``tokens create|list|revoke``.
 Running it: ``serve``, and ``registry gc`` for orphan blobs.
 """
@@ -59,12 +59,37 @@ def _show_release(result: dict[str, Any], as_json: bool) -> None:
 @app.command()
 def push(
     archive: Annotated[Path, typer.Argument(help="Package archive (.tar.xz) to upload.", exists=True, dir_okay=False)],
+    signing_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--signing-key",
+            envvar="PITAHAYA_PUBLISHER_KEY",
+            help="Publisher private key (0600 PEM) of a delegated scene; repeat to meet a threshold. "
+            "Env: PITAHAYA_PUBLISHER_KEY.",
+        ),
+    ] = None,
     registry: RegistryUrl = "http://127.0.0.1:8000",
     token: Token = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Upload a package to a registry (publisher token)."""
-    result = _call(registry, token, lambda client: client.push(archive.read_bytes()))
+    """Upload a package to a registry (publisher token); a delegated scene's push is signed with --signing-key."""
+    from pitahaya.registry.errors import RegistryClientError, RegistryError
+    from pitahaya.registry.key_files import load_private_key
+
+    try:
+        signers = [load_private_key(path) for path in signing_key or []]
+    except RegistryError as e:
+        raise fail(str(e)) from None
+
+    def upload(client: RegistryClient) -> Any:
+        try:
+            return client.push(archive.read_bytes(), signers=signers)
+        except RegistryClientError:
+            raise
+        except RegistryError as e:  # refused locally before anything was sent
+            raise fail(str(e)) from None
+
+    result = _call(registry, token, upload)
     if as_json:
         emit_json(result)
     else:
