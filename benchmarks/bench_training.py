@@ -7,9 +7,14 @@ For each size, a log of generated views is featurized by:
   ``--stream-views`` views when the log is larger (the streaming cost is linear in views),
 - the *batch* path (`build_matrix_batch`: NumPy over whole columns) on the full log,
 
-the batch path timed twice (the warm figure counts; the cold one is printed too), and the batch matrix is checked equal to the streamed one on the shared prefix. Then
-LightGBM is fitted as `train` fits it (scene parameters, early stopping on the time-ordered
-valid rows, 2 threads) unless ``--no-train``. Times are wall-clock on this machine.
+the batch path timed twice (the warm figure counts; the cold one is printed too), once more
+on the same log shuffled (generated logs come in (user, time) order, which lets the batch path
+skip its sort; a shuffled log pays for it), and once untimed under ``tracemalloc`` for the peak
+memory it allocates (NumPy reports its buffers there: the float32 matrix, the dataset's
+columns, temporaries). The batch matrix is checked bit-identical to the streamed one on the
+shared prefix. Then LightGBM is fitted as `train` fits it (scene parameters, early stopping on
+the time-ordered valid rows, 2 threads) unless ``--no-train``. Times are wall-clock on this
+machine.
 
 Run: ``.venv/bin/python benchmarks/bench_training.py --views 1000000 10000000 [--json]``
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +41,22 @@ def _timed(fn):
     return result, time.perf_counter() - started
 
 
+def _timed_on_shuffled(table, extractor) -> float:
+    """Seconds of the batch path on ``table``'s rows in a random order."""
+    shuffled = table.take(np.random.default_rng(2).permutation(len(table)))
+    return _timed(lambda: build_matrix_batch(shuffled, extractor))[1]
+
+
+def _peak_allocated(fn) -> int:
+    """Peak bytes allocated (Python objects and NumPy buffers) while ``fn`` runs."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def bench(n_views: int, stream_views: int, do_train: bool) -> dict[str, float]:
     scene = Scene.load(SCENE)
     extractor = scene.extractor_class()
@@ -44,8 +66,10 @@ def bench(n_views: int, stream_views: int, do_train: bool) -> dict[str, float]:
     streamed, stream_s = _timed(lambda: build_matrix(prefix, extractor))
     batch, cold_s = _timed(lambda: build_matrix_batch(table, extractor))
     batch_s = min(cold_s, _timed(lambda: build_matrix_batch(table, extractor))[1])  # first call pays page faults
+    shuffled_s = _timed_on_shuffled(table, extractor)
+    batch_peak_bytes = _peak_allocated(lambda: build_matrix_batch(table, extractor))
     batch_prefix = build_matrix_batch(prefix, extractor)
-    assert np.allclose(batch_prefix.X, streamed.X, rtol=1e-6, atol=1e-6), "batch path differs from streaming"
+    assert np.array_equal(batch_prefix.X, streamed.X), "batch path differs from streaming"
     figures = {
         "views": float(n_views),
         "generate_s": gen_s,
@@ -54,6 +78,8 @@ def bench(n_views: int, stream_views: int, do_train: bool) -> dict[str, float]:
         "batch_views_per_s": n_views / batch_s,
         "batch_s": batch_s,
         "batch_cold_s": cold_s,
+        "batch_shuffled_views_per_s": n_views / shuffled_s,
+        "batch_peak_mb": batch_peak_bytes / 2**20,
     }
     figures["batch_over_stream"] = figures["batch_views_per_s"] / figures["stream_views_per_s"]
     if do_train:
@@ -93,7 +119,8 @@ def main() -> None:
         print(
             f"{int(r['views']):>11,} views: stream {r['stream_views_per_s']:>11,.0f} views/s "
             f"(on {int(r['stream_views']):,}), batch {r['batch_views_per_s']:>11,.0f} views/s "
-            f"({r['batch_s']:.2f} s warm, {r['batch_cold_s']:.2f} s cold), ratio {r['batch_over_stream']:.1f}x"
+            f"({r['batch_s']:.2f} s warm, {r['batch_cold_s']:.2f} s cold, peak {r['batch_peak_mb']:,.0f} MB; "
+            f"shuffled log {r['batch_shuffled_views_per_s']:,.0f} views/s), ratio {r['batch_over_stream']:.1f}x"
             + (f", LightGBM fit {r['train_s']:.1f} s ({int(r['best_iteration'])} rounds)" if "train_s" in r else "")
         )
 

@@ -19,7 +19,8 @@ from pitahaya.training import (
     generate_views,
     train,
 )
-from pitahaya.training.batch_features import _user_starts, supports
+from pitahaya.training.batch_features import _in_stream_order, _user_starts, supports
+from pitahaya.training.dataset import stream_order
 
 SCENE_DIR = Path(__file__).parents[2] / "scenes" / "watch_time"
 EXTRACTOR = Scene.load(SCENE_DIR).extractor_class()
@@ -72,6 +73,26 @@ def test_batch_equals_streaming_on_logs_already_in_user_time_order():
     for near_miss in (users_descending, time_backwards, split_user):
         assert _user_starts(ViewTable.from_views(near_miss)) is None
         assert_same_features(ViewTable.from_views(near_miss))
+
+
+@pytest.mark.parametrize("n_users", [300, 400_000])  # 16-bit user codes, and more users than that
+def test_batch_sort_is_stream_order(n_users):
+    rng = np.random.default_rng(n_users)
+    n = 150_000
+    table = ViewTable(
+        user_id=np.array([f"u{u}" for u in rng.integers(0, n_users, n)], dtype=object),
+        video_id=np.full(n, "v", dtype=object),
+        start_ts=rng.integers(0, 500, n).astype(np.float64),  # many ties in time
+        duration_s=np.full(n, 10.0),
+        watch_s=np.full(n, 5.0),
+        size_bytes=np.full(n, 1_000, dtype=np.int64),
+    )
+    assert (len(set(table.user_id)) > 1 << 16) == (n_users > 1 << 16)
+    order, views = _in_stream_order(table)
+    np.testing.assert_array_equal(order, stream_order(table))
+    users = table.user_id[order]
+    np.testing.assert_array_equal(views.first, np.r_[True, users[1:] != users[:-1]])
+    np.testing.assert_array_equal(views.start_ts, table.start_ts[order])
 
 
 def test_batch_of_an_empty_table_is_empty():

@@ -24,11 +24,12 @@ cost more in page faults and memory traffic than the arithmetic does.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 from pitahaya.client_runtime import FeatureExtractor
-from pitahaya.training.dataset import Dataset, make_dataset, stream_features, stream_order
+from pitahaya.training.dataset import Dataset, make_dataset, stream_features
 from pitahaya.training.errors import FeatureMismatchError
 from pitahaya.training.table import ViewTable
 
@@ -102,52 +103,78 @@ def build_matrix_batch(
     constants = scene_constants(extractor_cls)
     if constants is None:
         raise ValueError(f"no batch path for features {extractor_cls.feature_names}; use build_matrix")
+    order, views = _in_stream_order(table)
+    X = batch_features(views, constants, progress)
+    return make_dataset(table, order, X, extractor_cls.feature_names)
+
+
+class SortedViews(NamedTuple):
+    """The numeric columns of views in `stream_order`, and a mask of each user's first row."""
+
+    start_ts: np.ndarray
+    duration_s: np.ndarray
+    watch_s: np.ndarray
+    size_bytes: np.ndarray
+    first: np.ndarray
+
+
+def _in_stream_order(table: ViewTable) -> tuple[np.ndarray, SortedViews]:
+    """The permutation `stream_order` gives, and the numeric columns in that order.
+
+    No sort when the table already is in that order (generated logs, logs written per user).
+    Otherwise a stable sort by start time, then a stable sort by user: the same permutation
+    as `stream_order`'s lexsort (user, then time, then position in the table), but the user
+    sort is a radix sort (16-bit codes) and the time sort is fast on time-ordered logs.
+    """
     first = _user_starts(table)
     if first is not None:
-        order, sorted_table = np.arange(len(table)), table  # a stable sort would not move a row
-    else:
-        order = stream_order(table)
-        sorted_table = table.take(order)
-        first = _user_starts(sorted_table)
-        assert first is not None, "stream_order sorts by user, then start time"
-    X = batch_features(sorted_table, first, constants, progress)
-    return make_dataset(table, order, X, extractor_cls.feature_names)
+        return np.arange(len(table)), SortedViews(
+            table.start_ts, table.duration_s, table.watch_s, table.size_bytes, first
+        )
+    codes, users = pd.factorize(table.user_id, sort=True)
+    by_time = np.argsort(table.start_ts, kind="stable")
+    user_by_time = codes.astype(np.uint16 if len(users) <= 1 << 16 else np.intp)[by_time]
+    by_user = np.argsort(user_by_time, kind="stable")
+    order = by_time[by_user]
+    sorted_users = user_by_time[by_user]
+    first = np.ones(len(table), dtype=bool)
+    np.not_equal(sorted_users[1:], sorted_users[:-1], out=first[1:])
+    columns = (table.start_ts, table.duration_s, table.watch_s, table.size_bytes)
+    return order, SortedViews(*(column[order] for column in columns), first)
 
 
 def _user_starts(table: ViewTable) -> np.ndarray | None:
     """Mask of each user's first row if ``table`` is in `stream_order` already, else None.
 
     That is: each user's rows are contiguous, users in ascending order, each user's start
-    times non-decreasing (NaN times count as out of order). Cheaper than sorting: generated
-    logs and logs written per user are in this order, and then the sort is skipped.
+    times non-decreasing (NaN times count as out of order).
     """
     users = table.user_id
     first = np.ones(len(users), dtype=bool)
     np.not_equal(users[1:], users[:-1], out=first[1:])
     runs = users[first]
-    if not (runs[1:] > runs[:-1]).all():
-        return None
+    for lo in range(0, len(runs) - 1, _BLOCK_ROWS):  # blockwise: a shuffled log fails in the first block
+        block = runs[lo : lo + _BLOCK_ROWS + 1]
+        if not (block[1:] > block[:-1]).all():
+            return None
     return first if (np.diff(table.start_ts)[~first[1:]] >= 0).all() else None
 
 
 def batch_features(
-    table: ViewTable,
-    first: np.ndarray,
-    c: Mapping[str, float],
-    progress: Callable[[float], None] | None = None,
+    views: SortedViews, c: Mapping[str, float], progress: Callable[[float], None] | None = None
 ) -> np.ndarray:
-    """Feature rows of a table in (user, start time) order; ``first`` marks each user's first row."""
-    n = len(table)
+    """Feature rows of views in `stream_order`; see the module docstring."""
+    n = len(views.start_ts)
     X = np.empty((n, len(WATCH_TIME_FEATURES)), dtype=np.float32)
     if not n:
         return X
-    first_row = np.flatnonzero(first)
-    _recurrences(X, table.watch_s, table.duration_s, first_row, np.diff(first_row, append=n), c, progress)
+    first_row = np.flatnonzero(views.first)
+    _recurrences(X, views.watch_s, views.duration_s, first_row, np.diff(first_row, append=n), c, progress)
     # Blocks of whole users, about _BLOCK_ROWS rows each (a longer user makes a longer block).
     bounds = np.unique(first_row[np.searchsorted(first_row, np.arange(0, n, _BLOCK_ROWS), side="right") - 1])
     bounds = np.append(bounds, n)
     for b, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
-        for name, column in _block_columns(table, first[lo:hi], slice(lo, hi), c).items():
+        for name, column in _block_columns(views, slice(lo, hi), c).items():
             X[lo:hi, WATCH_TIME_FEATURES.index(name)] = column
         if progress is not None and b % 64 == 0:
             progress(0.5 + 0.5 * lo / n)
@@ -156,11 +183,11 @@ def batch_features(
     return X
 
 
-def _block_columns(table: ViewTable, first: np.ndarray, rows: slice, c: Mapping[str, float]) -> dict[str, np.ndarray]:
+def _block_columns(views: SortedViews, rows: slice, c: Mapping[str, float]) -> dict[str, np.ndarray]:
     """The features (float64) of ``rows`` (whole users) that `_recurrences` does not write."""
     gap_max, quick_s, cap, recent_n = c["SESSION_GAP_S"], c["QUICK_SWIPE_S"], c["RATIO_CAP"], int(c["RECENT_N"])
-    now, d, w = table.start_ts[rows], table.duration_s[rows], table.watch_s[rows]
-    size = table.size_bytes[rows].astype(np.float64)
+    now, d, w, first = views.start_ts[rows], views.duration_s[rows], views.watch_s[rows], views.first[rows]
+    size = views.size_bytes[rows].astype(np.float64)
     m = len(now)
     idx = np.arange(m)
     before = idx - np.maximum.accumulate(np.where(first, idx, 0))  # views of the user before each row
