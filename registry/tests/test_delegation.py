@@ -190,7 +190,14 @@ def test_re_delegating_replaces_the_keys_and_devices_refuse_the_old_signatures(
     device.refresh()
     with pytest.raises(UnsignedMetadataError):  # version 1 was signed by the key no longer trusted
         device.get_targetinfo(target_path(SCENE, "1.0.0"))
-    # The successor will not sign on top of targets it cannot verify (see the module docstring).
-    with RegistryClient(live_url, token=token) as registry, pytest.raises(PublisherSignatureError, match="refusing"):
-        registry.push(make_archive(version="1.1.0"), signers=[successor])
+    # The successor does not sign on top of targets it cannot verify, unless told to, once.
+    with RegistryClient(live_url, token=token) as registry:
+        with pytest.raises(PublisherSignatureError, match="--trust-current-targets"):
+            registry.push(make_archive(version="1.1.0"), signers=[successor])
+        registry.push(make_archive(version="1.1.0"), signers=[successor], trust_current=True)
+        registry.push(make_archive(version="1.2.0"), signers=[successor])  # verifies again from now on
     assert delegation["role"] == publisher_role(SCENE) == "publisher-watch_time"
+    device = _device(live_url, trusted_root, tmp_path / "device")
+    device.refresh()
+    for version in ("1.0.0", "1.1.0", "1.2.0"):
+        assert device.get_targetinfo(target_path(SCENE, version)) is not None

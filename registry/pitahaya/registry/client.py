@@ -61,13 +61,16 @@ class RegistryClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=base_url, headers=headers, transport=transport, timeout=timeout)
 
-    def push(self, archive: bytes, signers: Sequence[Signer] = ()) -> dict[str, Any]:
+    def push(self, archive: bytes, signers: Sequence[Signer] = (), *, trust_current: bool = False) -> dict[str, Any]:
         """Publish a package archive.
 
         Args:
             signers: Publisher keys of the archive's scene, when the scene is delegated: they
                 sign the scene role's next version (the current one plus this archive), after
                 checking that the current version verifies under the delegation.
+            trust_current: Sign on top of the current version even though it does not verify
+                under the delegation: needed once after the admin re-delegated the scene to
+                new keys (the old keys signed it). Check its targets out of band first.
 
         Returns:
             The published package: scene, version, sha256, size_bytes, target_path, created_at.
@@ -83,7 +86,7 @@ class RegistryClient:
         """
         headers = {"Content-Type": "application/octet-stream"}
         if signers:
-            headers[PublisherSignatures.HEADER] = self._sign_push(archive, signers).to_header()
+            headers[PublisherSignatures.HEADER] = self._sign_push(archive, signers, trust_current).to_header()
         response = self._request("POST", "/api/v1/packages", content=archive, headers=headers)
         return dict(response.json())
 
@@ -95,7 +98,7 @@ class RegistryClient:
         """
         return dict(self._request("GET", f"/api/v1/scenes/{scene}/delegation").json())
 
-    def _sign_push(self, archive: bytes, signers: Sequence[Signer]) -> PublisherSignatures:
+    def _sign_push(self, archive: bytes, signers: Sequence[Signer], trust_current: bool) -> PublisherSignatures:
         try:
             package = read_package(archive)
         except PackageFormatError as e:
@@ -112,13 +115,14 @@ class RegistryClient:
                     f"the registry does not delegate scene {scene} to key {signer.public_key.keyid}"
                 )
         current = Metadata[Targets].from_dict(dict(found["metadata"])) if found["metadata"] else None
-        if current is not None:
+        if current is not None and not trust_current:
             try:
                 delegator.verify_delegate(name, current.signed_bytes, current.signatures)
             except UnsignedMetadataError as e:
                 raise PublisherSignatureError(
                     f"the registry's current {name} metadata does not verify under the delegation; "
-                    f"refusing to sign on top of it: {e}"
+                    f"refusing to sign on top of it (after a re-delegation to new keys, check its targets and "
+                    f"push with --trust-current-targets): {e}"
                 ) from e
         target = TargetFile(
             length=package.size_bytes,
