@@ -68,6 +68,13 @@ def push(
             "Env: PITAHAYA_PUBLISHER_KEY.",
         ),
     ] = None,
+    trust_current_targets: Annotated[
+        bool,
+        typer.Option(
+            help="Sign on top of the scene's current targets although the delegation's keys did not sign them "
+            "(once, after the scene was re-delegated to new keys; check them first)."
+        ),
+    ] = False,
     registry: RegistryUrl = "http://127.0.0.1:8000",
     token: Token = None,
     as_json: JsonFlag = False,
@@ -83,7 +90,7 @@ def push(
 
     def upload(client: RegistryClient) -> Any:
         try:
-            return client.push(archive.read_bytes(), signers=signers)
+            return client.push(archive.read_bytes(), signers=signers, trust_current=trust_current_targets)
         except RegistryClientError:
             raise
         except RegistryError as e:  # refused locally before anything was sent
