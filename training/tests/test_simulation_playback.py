@@ -36,16 +36,19 @@ def _constant(bps: float) -> Trace:
 
 def test_two_videos_at_constant_bandwidth_match_the_hand_computation() -> None:
     # 4 Mbps link = 250,000 B per 0.5 s step; 1 Mbps video = 125,000 B/s; 1 s start-up; 10 s buffer.
-    # A (watch 4 s) waits one step, then buffers 250 KB/step until 10 s ahead of the playhead; the
-    # spare bytes go to B's 800 KB preload (562,500 B by the swipe), so B starts at once.
+    # A (watch 4 s) has its 125,000 start-up bytes 0.25 s into the first step, waits that long and
+    # plays the rest of the step; it buffers 250 KB/step until 10 s ahead of the playhead (from
+    # the 7th step on), the spare bytes go to B's 800 KB preload: 156,250 + 187,500 + 187,500 =
+    # 531,250 B by the swipe at the end of the 9th step, so B starts at once. A's last target:
+    # 10 s past its playhead at 3.75 s = 1,718,750 B.
     session = Session("u", (_view(0, 20.0, 4.0), _view(1, 20.0, 3.0)))
     log = play(
         [[session]], [_constant(4 * MBPS)], FixedPolicy(), PlaybackConfig(dt_s=0.5)
     )
-    assert log.downloaded_bytes.tolist() == [1_687_500, 1_562_500]
-    assert log.preloaded_bytes.tolist() == [0, 562_500]
+    assert log.downloaded_bytes.tolist() == [1_718_750, 1_562_500]
+    assert log.preloaded_bytes.tolist() == [0, 531_250]
     assert log.needed_bytes.tolist() == [500_000, 375_000]
-    assert log.wait_s.tolist() == [0.5, 0.0]
+    assert log.wait_s.tolist() == [0.25, 0.0]
     assert log.stall_s.tolist() == [0.0, 0.0] and log.stalls.tolist() == [0, 0]
     assert log.sim_time_s.tolist() == [7.5]
 
@@ -81,7 +84,7 @@ def test_an_early_swipe_known_in_advance_saves_the_buffer_the_user_never_watches
         375_000,
     ]  # exactly what was watched
     assert oracle.downloaded_bytes.sum() < fixed.downloaded_bytes.sum()
-    assert oracle.stall_s.sum() == 0.0 and oracle.wait_s.tolist() == [0.5, 0.0]
+    assert oracle.stall_s.sum() == 0.0 and oracle.wait_s.tolist() == [0.25, 0.0]
 
 
 def test_bad_input_is_refused() -> None:
@@ -103,15 +106,21 @@ def small_world() -> tuple[list[Session], dict[str, list[Trace]]]:
     return sessions, networks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="waits are quantised to whole steps: the oracle's start-up wait moves 1.7% (49.6 s vs 50.5 s) "
-    "between dt 0.05 and 0.025; needs intra-step start/resume times (deficit / bandwidth)",
-)
+@pytest.fixture(scope="module")
+def convergence_world() -> tuple[list[Session], dict[str, list[Trace]]]:
+    """Big enough that one video more or less among the slow starts (~100 here) stays under 1%."""
+    views = generate_views(GeneratorConfig(n_views=4_000, n_users=60, seed=3))
+    sessions = at_bitrate(generated_sessions(views, max_users=30, seed=1), MBPS)
+    networks = {
+        c: generated_traces(c, 3, seed=2, samples=1200) for c in ("medium", "low")
+    }
+    return sessions, networks
+
+
 def test_halving_the_time_step_moves_no_headline_figure_by_more_than_one_percent(
-    small_world,
+    convergence_world,
 ) -> None:  # type: ignore[no-untyped-def]
-    sessions, networks = small_world
+    sessions, networks = convergence_world
     totals = []
     for dt in (0.05, 0.025):
         result = simulate(

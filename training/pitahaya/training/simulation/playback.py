@@ -272,7 +272,9 @@ def play(
         state[starting | resuming] = _PLAYING
         # 2. download: playing video first, then the preload window in order
         sample = ((t + offsets) / trace_step).astype(np.int64) % trace_len
-        budget = np.where(active, bw[rows, sample] * dt, 0.0)
+        speed = np.where(active, bw[rows, sample], 0.0)
+        budget = speed * dt
+        d_before = d_c
         buffer_s = np.maximum(floor, np.minimum(config.buffer_ahead_s, limit - pos))
         want = rate_c * (np.minimum(pos, dur_c) + buffer_s)
         want = np.where(state == _WAITING, np.maximum(want, threshold[rows, c]), want)
@@ -293,18 +295,35 @@ def play(
         downloaded[rows[:, None], cols] += np.clip(
             budget[:, None] - before, 0.0, deficit
         )
-        # 3. play
+        # 1b. a video whose start (or resume) bytes arrived during this step plays from that moment:
+        # the playing video is downloaded first, at the full speed, so the moment is deficit / speed.
         d_c = downloaded[rows, c]
+        ready_at = np.where(state == _WAITING, threshold[rows, c], resume_at)
+        late = (
+            active
+            & (state != _PLAYING)
+            & (
+                (d_c >= np.minimum(ready_at, size_c) - _BYTE_TOLERANCE)
+                | ((state == _STALLED) & (d_c >= size_c - _BYTE_TOLERANCE))
+            )
+        )
+        ready_at = np.minimum(ready_at, size_c)
+        offset = np.where(late, np.clip((ready_at - d_before) / np.maximum(speed, 1e-12), 0.0, dt), 0.0)
+        wait[rows, c] += np.where(late & (state == _WAITING), offset, 0.0)
+        stall[rows, c] += np.where(late & (state == _STALLED), offset, 0.0)
+        state[late] = _PLAYING
+        # 3. play for what is left of the step
         playing = active & (state == _PLAYING)
+        span = dt - offset
         avail = np.where(d_c >= size_c - _BYTE_TOLERANCE, np.inf, d_c / rate_c - pos)
         remaining = watch[rows, c] - pos
-        played = np.where(playing, np.clip(np.minimum(remaining, avail), 0.0, dt), 0.0)
-        starved = playing & (avail < np.minimum(dt, remaining) - _TIME_TOLERANCE)
+        played = np.where(playing, np.clip(np.minimum(remaining, avail), 0.0, span), 0.0)
+        starved = playing & (avail < np.minimum(span, remaining) - _TIME_TOLERANCE)
         pos += played
         state[starved] = _STALLED
         stalls[rows[starved], c[starved]] += 1
-        stall[rows, c] += np.where(starved, dt - played, 0.0)
-        stall[rows, c] += np.where(active & (state == _STALLED) & ~starved, dt, 0.0)
+        stall[rows, c] += np.where(starved, span - played, 0.0)
+        stall[rows, c] += np.where(active & (state == _STALLED) & ~starved & ~late, dt, 0.0)
         wait[rows, c] += np.where(active & (state == _WAITING), dt, 0.0)
         step += 1
         sim_time[active] = step * dt
