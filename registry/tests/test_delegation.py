@@ -20,7 +20,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
 from pitahaya.client_runtime.package import target_path
-from pitahaya.registry import RegistryClient, RegistryRejected
+from pitahaya.registry import RegistryClient, RegistryRejected, RegistryUnavailable
 from pitahaya.registry.errors import InvalidArgumentError, PublisherSignatureError
 from pitahaya.registry.tuf_repo import (
     PublisherSignatures,
@@ -201,3 +201,25 @@ def test_re_delegating_replaces_the_keys_and_devices_refuse_the_old_signatures(
     device.refresh()
     for version in ("1.0.0", "1.1.0", "1.2.0"):
         assert device.get_targetinfo(target_path(SCENE, version)) is not None
+
+
+def test_a_delegated_push_that_fails_while_publishing_leaves_nothing_visible(
+    app: FastAPI, live_url: str, token: str, make_archive: Callable[..., bytes], publisher: CryptoSigner
+) -> None:
+    repo = _tuf(app)
+    repo.delegate(SCENE, [publisher.public_key])
+    before = repo.metadata_bytes("timestamp.json")
+    # A directory where the role's version 1 goes: the blob and the row are written, then
+    # writing the signed metadata fails, as a full disk or a crash at that point would.
+    blocker = repo.metadata_dir / "1.publisher-watch_time.json"
+    blocker.mkdir()
+    archive = make_archive()
+    with RegistryClient(live_url, token=token) as registry, pytest.raises(RegistryUnavailable):
+        registry.push(archive, signers=[publisher])
+    with RegistryClient(live_url, token=token) as registry:  # uvicorn closes the connection after a 500
+        assert registry.list_packages() == []
+        assert repo.metadata_bytes("timestamp.json") == before and repo.delegated_metadata(SCENE) is None
+        blocker.rmdir()
+        assert registry.push(archive, signers=[publisher])["version"] == "1.0.0"  # the same push, again
+    current = repo.delegated_metadata(SCENE)
+    assert current is not None and list(current.signed.targets) == [target_path(SCENE, "1.0.0")]
