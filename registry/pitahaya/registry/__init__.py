@@ -2,7 +2,9 @@
 
 Publishers push package archives and create releases over the HTTP API (or with
 `RegistryClient`); devices fetch static, signed TUF metadata and targets from ``/tuf/``.
-Operators move rollouts (widen, pause, resume, rollback, kill switch); devices post
+A scene may be delegated to publisher keys: then only pushes signed with them publish its
+packages (``RegistryClient.push(archive, signers=[...])``, `PublisherSignatureError`
+otherwise). Operators move rollouts (widen, pause, resume, rollback, kill switch); devices post
 telemetry, aggregated per minute and forwarded to MLflow and ``/metrics``. Run it with
 ``serve(load_settings())`` or ``create_app(settings)`` under any ASGI server.
 """
@@ -17,12 +19,15 @@ from pitahaya.registry.errors import (
     InvalidPackageError,
     NotFoundError,
     PermissionDeniedError,
+    PublisherSignatureError,
     RateLimitedError,
     RegistryClientError,
     RegistryError,
     RegistryRejected,
     RegistryUnavailable,
     RequestError,
+    SigningKeyError,
+    StaleDelegationError,
     StorageUnavailableError,
     UnverifiablePackageError,
     UploadTooLargeError,
@@ -41,6 +46,7 @@ __all__ = [
     "InvalidPackageError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PublisherSignatureError",
     "RateLimitedError",
     "RegistryClient",
     "RegistryClientError",
@@ -49,6 +55,8 @@ __all__ = [
     "RegistryUnavailable",
     "RequestError",
     "Settings",
+    "SigningKeyError",
+    "StaleDelegationError",
     "StorageUnavailableError",
     "UnverifiablePackageError",
     "UploadTooLargeError",
