@@ -154,7 +154,11 @@ def test_a_threshold_needs_that_many_publisher_keys(
         assert one_key.value.status_code == 403
         assert registry.push(make_archive(), signers=[publisher, second])["version"] == "1.0.0"
     current = _tuf(app).delegated_metadata(SCENE)
-    assert current is not None and set(current.signatures) == {publisher.public_key.keyid, second.public_key.keyid}
+    keyids = sorted([publisher.public_key.keyid, second.public_key.keyid])
+    assert current is not None and sorted(current.signatures) == keyids
+    with RegistryClient(live_url, token=token) as registry:
+        (entry,) = [e for e in registry.list_audit_entries() if e["action"] == "push_package"]
+    assert entry["detail"]["publisher_keyids"] == keyids
 
 
 def test_the_online_key_never_signs_under_a_delegated_scene(tmp_path: Path, publisher: CryptoSigner) -> None:

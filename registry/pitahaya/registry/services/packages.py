@@ -94,12 +94,10 @@ def push_package(
         except IntegrityError as e:  # another registry process won the race
             session.rollback()
             raise _already_published(scene, version) from e
-        log_action(
-            session=session,
-            actor=actor,
-            action="push_package",
-            detail={"scene": scene, "version": version, "sha256": sha256, "size_bytes": row.size_bytes},
-        )
+        detail = {"scene": scene, "version": version, "sha256": sha256, "size_bytes": row.size_bytes}
+        if delegated is not None:  # who vouched for it, besides the token
+            detail["publisher_keyids"] = sorted(delegated.signatures)
+        log_action(session=session, actor=actor, action="push_package", detail=detail)
         if delegated is not None:
             tuf.publish_delegated(scene, delegated)
         else:
