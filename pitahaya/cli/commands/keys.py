@@ -150,7 +150,13 @@ def delegate_command(
         role = _repository(tuf_dir, data_dir).delegate(scene, keys, threshold)
     except _key_errors() as e:
         raise _not_initialized(e) from None
-    result = {"scene": scene, "role": role.name, "keyids": role.keyids, "threshold": role.threshold, "paths": role.paths}
+    result = {
+        "scene": scene,
+        "role": role.name,
+        "keyids": role.keyids,
+        "threshold": role.threshold,
+        "paths": role.paths,
+    }
     if as_json:
         emit_json(result)
     else:
