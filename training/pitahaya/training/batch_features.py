@@ -65,7 +65,7 @@ _CONSTANTS = (
     "PRIOR_WATCH_S",
 )
 #: Columns `_recurrences` writes; the column pass writes the others.
-_RECURRENT = ("hist_mean_ratio", "ewm_ratio_fast", "ewm_ratio_slow", "ratio_trend", "ewm_watch_s", "expected_watch_s")
+_RECURRENT = ("ewm_ratio_fast", "ewm_ratio_slow", "ewm_watch_s", "hist_mean_ratio", "ratio_trend", "expected_watch_s")
 #: Rows per block of the column pass (whole users; 256 KB per float64 temporary, cache-sized).
 _BLOCK_ROWS = 1 << 15
 #: Relative and absolute tolerance of the streaming check (a few float32 ulps).
@@ -249,46 +249,44 @@ def _recurrences(
     users sorted by view count, and ``at`` holds the row of their p-th view. Each step writes
     the features of those rows from the state (the views before them), then folds them in.
     The state lives in small per-user arrays and each row is written once, straight into
-    ``X``: full-length float64 temporaries would cost more in page faults than the loop.
+    ``X``: full-length float64 temporaries would cost more in page faults than the loop. The
+    loop runs once per position (the longest user's view count), so each step is a handful of
+    NumPy calls on stacked rows.
     """
     n_users = len(first_row)
-    fast_a, slow_a, cap = c["FAST_ALPHA"], c["SLOW_ALPHA"], c["RATIO_CAP"]
-    col = {name: X[:, WATCH_TIME_FEATURES.index(name)] for name in _RECURRENT}
-    state = np.empty((8, n_users))  # per user: the extractor's state, this view's inputs, scratch
+    # Per user: rows 0-5 the features written (in `_RECURRENT` order, averages first), 6-8 what
+    # this view feeds the three averages, 9 its duration, 10 the ratio sum, 11-13 scratch.
+    state = np.empty((14, n_users))
+    columns = np.array([WATCH_TIME_FEATURES.index(name) for name in _RECURRENT])
+    alpha = np.array([[c["FAST_ALPHA"]], [c["SLOW_ALPHA"]], [c["FAST_ALPHA"]]])
+    state[0:3] = np.array([[c["PRIOR_RATIO"]], [c["PRIOR_RATIO"]], [c["PRIOR_WATCH_S"]]])
     at = first_row[np.argsort(-counts, kind="stable")]
     active = n_users - np.cumsum(np.bincount(counts))  # active[p]: users with more than p views
     steps = int(counts.max())
     for p in range(steps):
         k = int(active[p])
-        rows = at[:k]
-        f, s, wa, rs, r, w, d, t = state[:, :k]  # fast, slow, watch average, ratio sum; ratio, watch, duration
-        np.take(watch, rows, out=w)
+        rows, s = at[:k], state[:, :k]
+        averages, inputs, ratio, view_watch, d, ratio_sum, scratch = s[0:3], s[6:9], s[6], s[8], s[9], s[10], s[11:14]
+        np.take(watch, rows, out=view_watch)
         np.take(duration, rows, out=d)
-        np.divide(w, d, out=r)
-        np.minimum(r, cap, out=r)
+        np.divide(view_watch, d, out=ratio)
+        np.minimum(ratio, c["RATIO_CAP"], out=ratio)
+        s[7] = ratio
         if p == 0:
-            col["hist_mean_ratio"][rows] = c["PRIOR_RATIO"]
-            col["ewm_ratio_fast"][rows] = c["PRIOR_RATIO"]
-            col["ewm_ratio_slow"][rows] = c["PRIOR_RATIO"]
-            col["ratio_trend"][rows] = c["PRIOR_RATIO"] - c["PRIOR_RATIO"]
-            col["ewm_watch_s"][rows] = c["PRIOR_WATCH_S"]
-            col["expected_watch_s"][rows] = c["PRIOR_RATIO"] * d
-            f[:] = r
-            s[:] = r
-            wa[:] = w
-            rs[:] = r
+            s[3] = c["PRIOR_RATIO"]
         else:
-            col["hist_mean_ratio"][rows] = np.divide(rs, p, out=t)
-            col["ewm_ratio_fast"][rows] = f
-            col["ewm_ratio_slow"][rows] = s
-            col["ratio_trend"][rows] = np.subtract(f, s, out=t)
-            col["ewm_watch_s"][rows] = wa
-            col["expected_watch_s"][rows] = np.multiply(f, d, out=t)
-            for average, alpha, x in ((f, fast_a, r), (s, slow_a, r), (wa, fast_a, w)):
-                np.subtract(x, average, out=t)
-                t *= alpha
-                average += t
-            rs += r
+            np.divide(ratio_sum, p, out=s[3])
+        np.subtract(s[0], s[1], out=s[4])
+        np.multiply(s[0], d, out=s[5])
+        X[rows[:, None], columns] = s[0:6].T
+        if p == 0:
+            averages[:] = inputs
+            ratio_sum[:] = ratio
+        else:
+            np.subtract(inputs, averages, out=scratch)
+            scratch *= alpha
+            averages += scratch
+            ratio_sum += ratio
         rows += 1
         if progress is not None and p % 256 == 0:
             progress(0.5 * p / steps)
