@@ -65,15 +65,20 @@ def test_floors_and_caps_apply_after_smoothing() -> None:
     assert all(item.bytes == 250_000 for item in plan.items)  # the 1 s startup floor holds
 
 
-def test_buffer_ahead_of_the_playing_video_is_its_remaining_watch_within_floor_and_cap() -> None:
-    knobs = PolicyKnobs.from_policy({**POLICY, "buffer_floor_s": 4.0, "buffer_max_s": 30.0})
+def test_buffer_ahead_of_the_playing_video_is_its_remaining_watch_with_the_players_guards() -> None:
+    knobs = PolicyKnobs.from_policy(
+        {**POLICY, "buffer_safety": 1.5, "buffer_floor_s": 4.0, "buffer_max_s": 30.0, "buffer_min_throughput": 2.0}
+    )
     planner = PreloadPlanner()
-    playing = Candidate("p", 120.0, 30_000_000)
-    plan = planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=12.0)
-    assert plan.buffer_ahead_s == 12.0  # safety 1.0 in POLICY
-    assert planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=-3.0).buffer_ahead_s == 4.0
+    playing = Candidate("p", 120.0, 30_000_000)  # 2 Mbps
+    plan = planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=6.0)
+    assert plan.buffer_ahead_s == 9.0  # 6 s x buffer_safety
+    assert plan.buffer_floor_s == 4.0  # the player keeps this much whatever the cap
+    assert plan.min_throughput_bps == 4_000_000  # the cap holds only on a link twice the bitrate
     assert planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=99.0).buffer_ahead_s == 30.0
-    assert planner.plan(CANDS, [1.0] * 3, knobs).buffer_ahead_s is None  # the player's default
+    # Outlived (the user watched past the prediction) or never predicted: the player's default.
+    assert planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=-3.0).buffer_ahead_s is None
+    assert planner.plan(CANDS, [1.0] * 3, knobs).buffer_ahead_s is None
     assert fixed_plan(CANDS).buffer_ahead_s is None
 
 
@@ -82,3 +87,5 @@ def test_invalid_policies_are_refused() -> None:
         PolicyKnobs.from_policy({"min_count": 4, "max_count": 2})
     with pytest.raises(ValueError, match="floors exceed"):
         PolicyKnobs.from_policy({"min_bytes": 900_000, "max_bytes": 800_000})
+    with pytest.raises(ValueError, match="buffer_safety"):
+        PolicyKnobs.from_policy({"buffer_safety": 0})

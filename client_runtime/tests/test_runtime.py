@@ -148,8 +148,9 @@ def test_buffer_ahead_of_the_playing_video_uses_its_earlier_prediction(tmp_path:
     nxt = [Candidate("c4", 20.0, 2_000_000)]
     decision = rt.predict(nxt, now=1_700_001_005.0, playing=CANDIDATES[0], played_s=1.0)
     knobs = PolicyKnobs.from_policy(make_policy())
-    want = min(knobs.buffer_max_s, max(knobs.buffer_floor_s, (first.watch_s[0] - 1.0) * knobs.safety))
+    want = min(knobs.buffer_max_s, (first.watch_s[0] - 1.0) * knobs.buffer_safety)
     assert decision.plan.buffer_ahead_s == pytest.approx(want)
+    assert decision.plan.buffer_floor_s == knobs.buffer_floor_s
     unknown = rt.predict(nxt, playing=Candidate("never-predicted", 10.0, 1_000_000))
     assert unknown.plan.buffer_ahead_s is None
 

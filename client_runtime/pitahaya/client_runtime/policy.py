@@ -18,8 +18,17 @@ the previous one) before floors and caps apply, so a plan does not swing between
 
 Buffer-ahead: a player buffers far ahead of the playing video by default, and every byte past
 the moment the user swipes away is wasted. `PreloadPlan.buffer_ahead_s` caps it at the
-predicted remaining watch time (times ``safety``), never below ``buffer_floor_s`` and never
-above ``buffer_max_s``; None means "keep the player's default" (no prediction for that video).
+predicted remaining watch time (times ``buffer_safety``, at most ``buffer_max_s``), and the
+player applies the cap under three guards that keep a wrong prediction from stalling playback:
+
+- it always keeps ``buffer_floor_s`` buffered ahead of the playhead;
+- once the playhead passes the cap, the user has outlived the prediction: the player goes back
+  to its own buffering for the rest of that video (someone still watching is likely to stay);
+- the cap only holds while the player's measured throughput is at least
+  ``buffer_min_throughput`` times the video's bitrate (`PreloadPlan.min_throughput_bps`): on a
+  link barely faster than the video, the saved bytes are not worth the stall risk.
+
+None means "keep the player's default" (no prediction for that video, or already outlived).
 
 `PreloadPlanner` keeps the smoothing state (one per device); `model_plan` is the stateless
 form (no smoothing), kept for callers that plan one decision at a time.
@@ -46,8 +55,10 @@ DEFAULT_POLICY: dict[str, Any] = {
     "safety": 1.25,
     "horizon_s": 30.0,
     "smoothing": 2,
+    "buffer_safety": 1.0,
     "buffer_floor_s": 4.0,
     "buffer_max_s": 60.0,
+    "buffer_min_throughput": 2.0,
 }
 
 
@@ -65,12 +76,17 @@ class PreloadPlan:
 
     Attributes:
         items: Videos to keep preloaded and the bytes of each.
-        buffer_ahead_s: Seconds of the playing video to buffer ahead, or None for the
-            player's default (no prediction for the playing video, or the default policy).
+        buffer_ahead_s: Buffer the playing video at most this many seconds past the current
+            playhead (its predicted remaining watch time), or None for the player's default
+            (no prediction for the playing video, the default policy, or already outlived).
+        buffer_floor_s: Under the cap, still keep at least this much buffered ahead.
+        min_throughput_bps: Apply the cap only while the measured throughput is at least this.
     """
 
     items: tuple[PreloadItem, ...]
     buffer_ahead_s: float | None = None
+    buffer_floor_s: float = 0.0
+    min_throughput_bps: float = 0.0
 
     @property
     def total_bytes(self) -> int:
@@ -93,8 +109,10 @@ class PolicyKnobs:
     startup_s: float
     safety: float
     smoothing: int
+    buffer_safety: float
     buffer_floor_s: float
     buffer_max_s: float
+    buffer_min_throughput: float
 
     @classmethod
     def from_policy(cls, policy: Mapping[str, Any] | None) -> PolicyKnobs:
@@ -109,11 +127,17 @@ class PolicyKnobs:
             startup_s=float(knobs["startup_s"]),
             safety=float(knobs["safety"]),
             smoothing=int(knobs["smoothing"]),
+            buffer_safety=float(knobs["buffer_safety"]),
             buffer_floor_s=float(knobs["buffer_floor_s"]),
             buffer_max_s=float(knobs["buffer_max_s"]),
+            buffer_min_throughput=float(knobs["buffer_min_throughput"]),
         )
         if not 0 <= parsed.min_count <= parsed.max_count or parsed.smoothing < 1:
             raise ValueError(f"policy needs 0 <= min_count <= max_count and smoothing >= 1, got {dict(knobs)}")
+        if parsed.buffer_safety <= 0 or parsed.buffer_floor_s < 0 or parsed.buffer_min_throughput < 0:
+            raise ValueError(
+                f"policy needs buffer_safety > 0, buffer_floor_s >= 0 and buffer_min_throughput >= 0, got {dict(knobs)}"
+            )
         if parsed.min_bytes > parsed.max_bytes or parsed.buffer_floor_s > parsed.buffer_max_s:
             raise ValueError(f"policy floors exceed its caps: {dict(knobs)}")
         return parsed
@@ -186,11 +210,14 @@ class PreloadPlanner:
             recent.append((count, wanted))
             while len(recent) >= knobs.smoothing:
                 recent.popleft()
-        buffer_ahead = None
-        if playing is not None and playing_remaining_s is not None:
-            ahead = max(playing_remaining_s, 0.0) * safety
-            buffer_ahead = min(knobs.buffer_max_s, max(knobs.buffer_floor_s, ahead))
-        return PreloadPlan(tuple(items), buffer_ahead)
+        if playing is None or playing_remaining_s is None or playing_remaining_s <= 0.0:
+            return PreloadPlan(tuple(items))  # nothing predicted for it, or outlived: the player's default
+        return PreloadPlan(
+            tuple(items),
+            min(knobs.buffer_max_s, playing_remaining_s * knobs.buffer_safety),
+            knobs.buffer_floor_s,
+            knobs.buffer_min_throughput * 8.0 * playing.size_bytes / playing.duration_s,
+        )
 
 
 def model_plan(
