@@ -13,7 +13,10 @@ One step of ``dt_s`` seconds, for every lane:
    to its buffer-ahead target, then the preload targets of the next videos *in play order*,
    each filled before the next gets a byte. Buffer-ahead target: ``max(floor, min(buffer_ahead_s,
    watch_limit - position))`` seconds of content ahead of the playhead, so a policy that expects
-   the user to leave early stops buffering what will never be watched.
+   the user to leave early stops buffering what will never be watched; but the player's full
+   ``buffer_ahead_s`` once the playhead passes the limit (the user outlived the prediction) or
+   while its bandwidth meter (an exponential average of the link's speed over ``meter_s``)
+   reads less than the decision's ``min_throughput_bps``.
 3. **Play** up to ``dt_s`` seconds; running out of buffered content mid-step is a *stall* (the
    rest of the step is stall time). A waiting step counts as start-up wait, a stalled step as
    stall time. Replays past the end of a video need no more bytes.
@@ -51,12 +54,14 @@ class PlaybackConfig:
         startup_s: Seconds of a video that must be downloaded before it starts (or resumes).
         buffer_ahead_s: How far ahead of the playhead the player buffers the playing video.
         lookahead: Upcoming videos a decision may set preload targets for.
+        meter_s: Time constant of the player's bandwidth meter.
     """
 
     dt_s: float = 0.05
     startup_s: float = 1.0
     buffer_ahead_s: float = 10.0
     lookahead: int = 5
+    meter_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not (
@@ -64,9 +69,10 @@ class PlaybackConfig:
             and self.startup_s >= 0
             and self.buffer_ahead_s > 0
             and self.lookahead >= 1
+            and self.meter_s > 0
         ):
             raise ValueError(
-                "need dt_s > 0, startup_s >= 0, buffer_ahead_s > 0 and lookahead >= 1"
+                "need dt_s > 0, startup_s >= 0, buffer_ahead_s > 0, lookahead >= 1 and meter_s > 0"
             )
 
 
@@ -77,13 +83,16 @@ class PlayDecision:
     Attributes:
         preload_bytes: Bytes to have of each next video of the session, in play order.
         watch_limit_s: Seconds of the playing video worth buffering (its predicted watch time
-            times the margin); ``inf`` buffers the full ``buffer_ahead_s``.
+            times the margin); ``inf`` buffers the full ``buffer_ahead_s``, and so does a
+            playhead past it.
         buffer_floor_s: Seconds always kept buffered ahead of the playhead, whatever the limit.
+        min_throughput_bps: The limit holds only while the bandwidth meter reads at least this.
     """
 
     preload_bytes: tuple[int, ...] = ()
     watch_limit_s: float = math.inf
     buffer_floor_s: float = 0.0
+    min_throughput_bps: float = 0.0
 
 
 class Policy(Protocol):
@@ -209,6 +218,7 @@ def play(
     for r, t in enumerate(traces):
         bw[r] = np.resize(np.asarray(t.bandwidth_bps, dtype=np.float64) / 8.0, width)
     trace_step = np.array([t.step_s for t in traces])
+    rows = np.arange(n_lanes)
 
     downloaded = np.zeros(shape)
     target = np.zeros(shape)  # preload targets
@@ -221,9 +231,11 @@ def play(
     state = np.full(n_lanes, _WAITING)
     limit = np.full(n_lanes, math.inf)
     floor = np.zeros(n_lanes)
+    min_meter = np.zeros(n_lanes)  # bytes/s
+    meter = bw[rows, ((offsets / trace_step).astype(np.int64) % trace_len)] if n_lanes else np.zeros(0)
+    meter_keep = math.exp(-dt / config.meter_s)
     done = counts == 0
     sim_time = np.zeros(n_lanes)
-    rows = np.arange(n_lanes)
     window = np.arange(1, look + 1)
     session_counter = [0] * n_lanes
 
@@ -241,6 +253,7 @@ def play(
                 ahead, size[r, j + 1 : j + 1 + len(ahead)]
             )
         limit[r], floor[r] = decision.watch_limit_s, decision.buffer_floor_s
+        min_meter[r] = decision.min_throughput_bps / 8.0
 
     for r in range(n_lanes):
         decide(r)
@@ -275,7 +288,11 @@ def play(
         speed = np.where(active, bw[rows, sample], 0.0)
         budget = speed * dt
         d_before = d_c
-        buffer_s = np.maximum(floor, np.minimum(config.buffer_ahead_s, limit - pos))
+        meter = meter_keep * meter + (1.0 - meter_keep) * speed
+        capped = (pos < limit) & (meter >= min_meter)
+        buffer_s = np.where(
+            capped, np.maximum(floor, np.minimum(config.buffer_ahead_s, limit - pos)), config.buffer_ahead_s
+        )
         want = rate_c * (np.minimum(pos, dur_c) + buffer_s)
         want = np.where(state == _WAITING, np.maximum(want, threshold[rows, c]), want)
         resume_at = rate_c * (np.minimum(pos, dur_c) + config.startup_s)

@@ -6,8 +6,9 @@ videos, and how far to buffer the playing one. The knobs that trade bytes for sl
 - ``margin`` (aggressiveness): predicted watch times (model) or true ones (oracle) are
   multiplied by it before they become bytes; below 1 saves more and risks more slow starts.
 - floors: a preload never drops below ``startup_s`` seconds of the video (every start stays
-  covered when the preload finished), and the playing video always keeps ``buffer_floor_s``
-  buffered ahead, however early the user is expected to leave.
+  covered when the preload finished); the model's package sets the playing video's buffer
+  guards (a floor, back to the full buffer once the prediction is outlived, and a minimum
+  throughput for the cap to hold).
 
 `ModelPolicy` runs the real `pitahaya.client_runtime.Runtime` for every user (one device per
 user): views are recorded as they finish, outcomes observed, and the runtime's own plan is used.
@@ -119,8 +120,14 @@ class RuntimeStats:
 
 
 class ModelPolicy:
-    """The model, through a real `Runtime` per device: the runtime's plan for the next videos, and the
-    playing video buffered only up to its predicted watch time (x ``margin``), with floors.
+    """The model, through a real `Runtime` per device, used the way a host app uses it.
+
+    When a session starts the feed asks for its first videos; then, each time a video becomes
+    current, the host asks for the next ``lookahead`` videos with the playing one passed as
+    ``playing``: the runtime plans their preloads and caps the playing video's buffer at its
+    predicted remaining watch time (the prediction made when it was upcoming), with the
+    package's guards (`pitahaya.client_runtime.PreloadPlan`). The player here applies that
+    plan; ``margin`` scales the preload bytes and the buffer cap.
 
     The runtime's decisions depend on the views a device has seen, never on playback, so each
     session is predicted once (views recorded as they finish, outcomes observed) and the
@@ -128,10 +135,9 @@ class ModelPolicy:
 
     Args:
         runtime_for: Builds the (refreshed) runtime of a device id; see `local_runtime_factory`.
-        margin: Aggressiveness knob applied to the runtime's bytes and predicted watch time.
-        lookahead: Candidates after the playing video sent to ``predict``.
+        margin: Aggressiveness knob applied to the runtime's bytes and buffer cap.
+        lookahead: Upcoming videos sent to ``predict``.
         startup_s: Preload floor in seconds of video.
-        buffer_floor_s: Seconds the playing video always keeps buffered ahead.
     """
 
     def __init__(
@@ -141,29 +147,17 @@ class ModelPolicy:
         *,
         lookahead: int = FIXED_COUNT,
         startup_s: float = 1.0,
-        buffer_floor_s: float = 3.0,
     ) -> None:
         self.name = "model" if margin == 1.0 else f"model x{margin:g}"
         self.runtime_for = runtime_for
-        self.margin, self.lookahead, self.startup_s, self.buffer_floor_s = (
-            margin,
-            lookahead,
-            startup_s,
-            buffer_floor_s,
-        )
+        self.margin, self.lookahead, self.startup_s = margin, lookahead, startup_s
         self.stats = RuntimeStats()
         self._decisions: dict[int, list[Decision]] = {}
         self._lanes: Sequence[Sequence[Session]] = ()
 
     def with_margin(self, margin: float) -> ModelPolicy:
         """The same runtimes' decisions under another aggressiveness."""
-        other = ModelPolicy(
-            self.runtime_for,
-            margin,
-            lookahead=self.lookahead,
-            startup_s=self.startup_s,
-            buffer_floor_s=self.buffer_floor_s,
-        )
+        other = ModelPolicy(self.runtime_for, margin, lookahead=self.lookahead, startup_s=self.startup_s)
         other.stats, other._decisions = self.stats, self._decisions
         return other
 
@@ -177,35 +171,36 @@ class ModelPolicy:
             runtime = self.runtime_for(f"sim-{user}")
             recorded_until = -math.inf
             for sess in sorted(user_sessions, key=lambda s: s.views[0].start_ts):
-                for (
-                    view
-                ) in sess.history:  # views of the user the device has not seen yet
+                for view in sess.history:  # views of the user the device has not seen yet
                     if view.start_ts > recorded_until:
                         runtime.record(view)
                         recorded_until = view.start_ts
+                views = sess.views
+                # The feed loads: the first videos are predicted before anything plays.
+                earlier = runtime.predict(
+                    [v.as_candidate() for v in views[: 1 + self.lookahead]], now=views[0].start_ts
+                )
                 decisions = []
-                for i, playing in enumerate(sess.views):
-                    upcoming = [
-                        v.as_candidate()
-                        for v in sess.views[i + 1 : i + 1 + self.lookahead]
-                    ]
+                for i, playing in enumerate(views):
                     decision = runtime.predict(
-                        [playing.as_candidate(), *upcoming], now=playing.start_ts
+                        [v.as_candidate() for v in views[i + 1 : i + 1 + self.lookahead]],
+                        now=playing.start_ts,
+                        playing=playing.as_candidate(),
                     )
                     decisions.append(decision)
-                    self._count(decision, playing.watch_s)
+                    self._count(earlier, playing.watch_s)
                     runtime.record(playing)
-                    runtime.observe(decision.prediction_id, playing.watch_s)
-                recorded_until = sess.views[-1].start_ts
+                    runtime.observe(earlier.prediction_id, playing.watch_s)
+                    earlier = decision  # its first candidate is the next video to play
+                recorded_until = views[-1].start_ts
                 self._decisions[id(sess)] = decisions
 
     def _count(self, decision: Decision, actual_s: float) -> None:
+        """Account the decision that predicted the video now played (its first candidate)."""
         self.stats.decisions += 1
         self.stats.latency_sum_s += decision.latency_s
         if decision.watch_s is None:
-            self.stats.fallback_reasons[decision.reason] = (
-                self.stats.fallback_reasons.get(decision.reason, 0) + 1
-            )
+            self.stats.fallback_reasons[decision.reason] = self.stats.fallback_reasons.get(decision.reason, 0) + 1
         else:
             self.stats.model_decisions += 1
             self.stats.abs_error_sum_s += abs(decision.watch_s[0] - actual_s)
@@ -216,25 +211,21 @@ class ModelPolicy:
 
     def decide(self, lane: int, session: int, index: int) -> PlayDecision:
         sess = self._lanes[lane][session]
-        decision = self._decisions[id(sess)][index]
-        planned = {item.video_id: item.bytes for item in decision.plan.items}
+        plan = self._decisions[id(sess)][index].plan
+        planned = {item.video_id: item.bytes for item in plan.items}
         preload = []
         for v in sess.views[index + 1 : index + 1 + self.lookahead]:
             if v.video_id not in planned:
                 break
             floor = _startup_bytes(v.as_candidate(), self.startup_s)
-            preload.append(
-                min(v.size_bytes, max(floor, round(planned[v.video_id] * self.margin)))
-            )
-        if decision.watch_s is None:
+            preload.append(min(v.size_bytes, max(floor, round(planned[v.video_id] * self.margin))))
+        if plan.buffer_ahead_s is None:  # no prediction for the playing video: the player's default
             return PlayDecision(tuple(preload))
-        # A planner that sizes the playing video's buffer itself says so; else cap at the prediction.
-        remaining = getattr(decision, "buffer_ahead_s", None)
-        expected = decision.watch_s[0] if remaining is None else float(remaining)
         return PlayDecision(
             tuple(preload),
-            watch_limit_s=expected * self.margin,
-            buffer_floor_s=self.buffer_floor_s,
+            watch_limit_s=plan.buffer_ahead_s * self.margin,
+            buffer_floor_s=plan.buffer_floor_s,
+            min_throughput_bps=plan.min_throughput_bps,
         )
 
     def end(self, lane: int, session: int) -> None:
