@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pitahaya.cli._replay import held_out_users, streams_by_user
 from pitahaya.cli._server import registry_process
 from pitahaya.client_runtime import Hooks, Runtime, RuntimeConfig, TelemetryReporter, UpdateEvent
+from pitahaya.training.simulation import generated_sessions
 
 from e2e_support import LiveRegistry, Pipeline
 
@@ -58,9 +58,8 @@ def test_started_runtime_installs_in_background_and_reports_to_the_registry(
         platform="android",
         app_version="5.2.0",
     )
-    streams = streams_by_user(pipeline.views)
-    (user,) = held_out_users(streams, pipeline.trained.test_from, count=1, seed=1)
-    stream = streams[user]
+    sitting = generated_sessions(pipeline.views, test_from=pipeline.trained.test_from, max_users=1, seed=1)[0]
+    stream = [*sitting.history[-20:], *sitting.views]
     with runtime:
         assert reporter.installed.wait(60), "the update thread did not install the release"
         decisions = 0

@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 from tuf.ngclient import Urllib3Fetcher
 
 from pitahaya.client_runtime import Candidate, Hooks, PackageUpdater, Runtime, UpdateEvent
-from pitahaya.cli._replay import held_out_users, replay_device, streams_by_user
+from pitahaya.training.simulation import (
+    ModelPolicy,
+    SimulationConfig,
+    at_bitrate,
+    generated_sessions,
+    generated_traces,
+    simulate,
+)
 
 from e2e_support import LiveRegistry, Pipeline
 
@@ -43,22 +51,34 @@ def _device(registry: LiveRegistry, cache: Path, root: bytes, hooks: Hooks | Non
     return Runtime(registry.url, "watch_time", "device-7", cache_dir=cache, trusted_root=root, hooks=hooks)
 
 
-def test_devices_pull_verify_and_replay_held_out_sessions(
+def test_devices_pull_verify_and_play_held_out_sessions(
     live_registry: LiveRegistry, pipeline: Pipeline, tmp_path: Path
 ) -> None:
     root = _publish(live_registry, pipeline)
-    streams = streams_by_user(pipeline.views)
-    users = held_out_users(streams, pipeline.trained.test_from, count=3, seed=0)
-    assert len(users) == 3
-    for user in users:
-        runtime = Runtime(live_registry.url, "watch_time", f"device-{user}", cache_dir=tmp_path / user, trusted_root=root)
-        assert runtime.refresh().outcome == "installed"
+    sessions = generated_sessions(pipeline.views, test_from=pipeline.trained.test_from, max_users=3, seed=0)
+    outcomes: list[str] = []
+
+    def device(device_id: str) -> Runtime:
+        runtime = Runtime(live_registry.url, "watch_time", device_id, cache_dir=tmp_path / device_id, trusted_root=root)
+        outcomes.append(runtime.refresh().outcome)
         assert runtime.active_version == "1.0.0"
-        stats = replay_device(runtime, streams[user], pipeline.trained.test_from)
-        assert stats.decisions > 0
-        assert stats.model_decisions == stats.decisions, stats.fallback_reasons
-        assert stats.model_bytes < stats.fixed_bytes  # quick swipes need less than 800 KB
-        assert stats.model_covered == stats.views  # the 1 s floor covers every start
+        return runtime
+
+    result = simulate(
+        at_bitrate(sessions, 1_000_000),
+        {"medium": generated_traces("medium", 3, seed=1)},
+        model=ModelPolicy(device),
+        config=SimulationConfig(margins=(1.0,)),
+    )
+    users = {s.user_id for s in sessions}
+    assert len(users) >= 2 and outcomes == ["installed"] * len(users)  # one device per user, each pulled via TUF
+    runtime = result.summary["runtime"]
+    assert runtime["decisions"] > 0
+    assert runtime["model_decisions"] == runtime["decisions"], runtime["fallback_reasons"]
+    played = result.summary["policies"]["model"]["overall"]
+    assert played["views"]["total"] == sum(len(s.views) for s in sessions)
+    # The devices' plans cut what the fixed policy downloads past the point users swipe away.
+    assert result.summary["versus_fixed"]["model"]["overall"]["total bandwidth"]["change"] < 0
 
 
 class TamperingMirror(Urllib3Fetcher):
@@ -128,10 +148,19 @@ def test_demo_runs_end_to_end_at_a_small_size(tmp_path: Path) -> None:
     from pitahaya.cli._demo import DemoConfig, run_demo
 
     summary = run_demo(DemoConfig(views=20_000, devices=3, seed=3, data_dir=tmp_path / "data", as_json=True))
-    devices, preload, offline = summary["devices"], summary["preload"], summary["offline"]
-    assert devices["update_outcomes"] == {"installed": 3}
+    devices, simulation, offline = summary["devices"], summary["simulation"], summary["offline"]
+    assert set(devices["update_outcomes"]) == {"installed"} and 1 <= devices["count"] <= 3
     assert devices["decisions"] > 0 and devices["model_decisions"] == devices["decisions"]
     assert offline["test_mae"] < offline["baseline_user_mean_mae"]
     assert offline["test_xauc"] > offline["baseline_user_mean_xauc"]
-    assert 0.0 < preload["saving"] < 1.0
+    # The summary is the playback simulator's: every policy played every held-out view.
+    assert simulation["views"] > 0
+    assert {p: row["views"]["total"] for p, row in simulation["policies"].items()} == {
+        "fixed": simulation["views"] * 4,  # once per trace class
+        "oracle": simulation["views"] * 4,
+        "model": simulation["views"] * 4,
+    }
+    assert simulation["versus_fixed"]["oracle"]["total bandwidth"]["change"] < 0
+    run = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'data').resolve()}/mlflow.db").get_run(simulation["run_id"])
+    assert run.info.status == "FINISHED" and "versus_fixed.model.overall.total_bandwidth.change" in run.data.metrics
     assert summary["mlflow"]["ui_command"].endswith(f"sqlite:///{(tmp_path / 'data').resolve()}/mlflow.db")
