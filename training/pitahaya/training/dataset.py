@@ -80,8 +80,12 @@ def stream_order(table: ViewTable) -> np.ndarray:
 
 
 def make_dataset(table: ViewTable, order: np.ndarray, X: np.ndarray, feature_names: Sequence[str]) -> Dataset:
-    """The dataset of ``table``'s rows taken in ``order`` (see `stream_order`), with features ``X``."""
-    rows = table.take(order)
+    """The dataset of ``table``'s rows taken in ``order`` (see `stream_order`), with features ``X``.
+
+    A log already in stream order is not copied: the dataset shares the table's columns.
+    """
+    in_order = len(order) == len(table) and bool((order == np.arange(len(order))).all())
+    rows = table if in_order else table.take(order)
     return Dataset(
         X=X,
         y=rows.watch_s,
