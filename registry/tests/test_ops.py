@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -73,3 +74,20 @@ def test_a_missing_config_file_or_bad_rate_limit_is_a_configuration_error(
     monkeypatch.setenv("PITAHAYA_RATE_LIMIT_PER_IP", "lots")
     with pytest.raises(ConfigurationError, match="PITAHAYA_RATE_LIMIT_PER_IP"):
         load_settings()
+
+
+def test_metadata_fast_path_answers_like_the_route_with_request_ids_and_metrics(client: TestClient) -> None:
+    first = client.get("/tuf/metadata/timestamp.json", headers={"X-Request-ID": "poll-1"})
+    assert first.status_code == 200 and first.headers["Content-Type"] == "application/json"
+    assert first.headers["X-Request-ID"] == "poll-1" and int(first.headers["Content-Length"]) == len(first.content)
+    etag = first.headers["ETag"]
+    assert etag == f'"{hashlib.sha256(first.content).hexdigest()}"'
+    again = client.get("/tuf/metadata/timestamp.json", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+    assert again.headers["Cache-Control"] == "no-cache" and "X-Request-ID" in again.headers
+    assert client.get("/tuf/metadata/1.root.json").headers["Cache-Control"].endswith("immutable")
+    missing = client.get("/tuf/metadata/99.root.json")  # handed on: the app's own 404 body
+    assert missing.status_code == 404 and "99.root.json" in missing.json()["detail"]
+    assert client.post("/tuf/metadata/timestamp.json").status_code == 405
+    text = client.get("/metrics").text
+    assert 'route="/tuf/metadata/{name}",status="304"' in text and 'route="/tuf/metadata/{name}",status="200"' in text

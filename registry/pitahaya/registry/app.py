@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from pitahaya.registry.api.deps import RegistryContext
 from pitahaya.registry.api.errors import install_error_handlers
+from pitahaya.registry.api.fast_paths import TufMetadataFastPath
 from pitahaya.registry.api.routes import audit, health, packages, releases, telemetry, tokens, tuf
 from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
@@ -82,6 +83,9 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (packages.router, releases.router, tokens.router, telemetry.router, audit.router, tuf.router):
         app.include_router(router)
     app.include_router(health.router)
+    metadata_route = next(r for r in tuf.router.routes if getattr(r, "path", None) == "/tuf/metadata/{name}")
+    app.add_middleware(TufMetadataFastPath, tuf=context.tuf, route=metadata_route)
+    # Added last, so outermost: the fast path's answers get request ids, metrics and logs too.
     app.add_middleware(ObservabilityMiddleware, metrics=RequestMetrics(metrics_registry), limiter=context.limiter)
     return app
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Header, Response, status
 
 from pitahaya.registry.api.deps import ContextDep, SessionDep
 from pitahaya.registry.services.targets import get_target_sha256
-from pitahaya.registry.tuf_repo import parse_consistent_target
+from pitahaya.registry.tuf_repo import TufRepository, parse_consistent_target
 
 router = APIRouter(prefix="/tuf", tags=["tuf"])
 
@@ -41,13 +41,29 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 )
 async def get_tuf_metadata(name: str, context: ContextDep, if_none_match: IfNoneMatch = None) -> Response:
     """Serve a signed metadata file: ``N.root.json``, ``N.targets.json``, ``N.snapshot.json``,
-    ``timestamp.json``, or ``root.json`` (the newest root)."""
-    # async: a stat plus, rarely, a few-KB read is cheaper on the loop than a thread hop.
-    data, digest = context.tuf.metadata_file(name)
+    ``timestamp.json``, or ``root.json`` (the newest root).
+
+    Served requests normally take `pitahaya.registry.api.fast_paths.TufMetadataFastPath`,
+    which answers the same way without the framework's routing; this route documents the
+    endpoint and answers what the fast path hands on (errors).
+    """
+    code, headers, body = metadata_answer(context.tuf, name, if_none_match)
+    return Response(content=body, status_code=code, headers=headers)
+
+
+def metadata_answer(tuf: TufRepository, name: str, if_none_match: str | None) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body for ``GET /tuf/metadata/<name>``: 200 with the file, or 304.
+
+    Runs on the event loop: a stat plus, rarely, a few-KB read is cheaper than a thread hop.
+
+    Raises:
+        NotFoundError: no metadata file by that name.
+    """
+    data, digest = tuf.metadata_file(name)
     headers = {"Cache-Control": REVALIDATE if name in _MUTABLE_METADATA else IMMUTABLE, "ETag": f'"{digest}"'}
     if _matches(if_none_match, headers["ETag"]):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(content=data, media_type="application/json", headers=headers)
+        return status.HTTP_304_NOT_MODIFIED, headers, b""
+    return status.HTTP_200_OK, headers | {"Content-Type": "application/json"}, data
 
 
 @router.get(
