@@ -25,9 +25,7 @@ MBPS = 1_000_000
 
 
 def _view(i: int, duration_s: float, watch_s: float) -> View:
-    return View(
-        "u", f"v{i}", 1_000.0 + i, duration_s, watch_s, round(duration_s * MBPS / 8)
-    )  # 1.0 Mbps
+    return View("u", f"v{i}", 1_000.0 + i, duration_s, watch_s, round(duration_s * MBPS / 8))  # 1.0 Mbps
 
 
 def _constant(bps: float) -> Trace:
@@ -42,9 +40,7 @@ def test_two_videos_at_constant_bandwidth_match_the_hand_computation() -> None:
     # 531,250 B by the swipe at the end of the 9th step, so B starts at once. A's last target:
     # 10 s past its playhead at 3.75 s = 1,718,750 B.
     session = Session("u", (_view(0, 20.0, 4.0), _view(1, 20.0, 3.0)))
-    log = play(
-        [[session]], [_constant(4 * MBPS)], FixedPolicy(), PlaybackConfig(dt_s=0.5)
-    )
+    log = play([[session]], [_constant(4 * MBPS)], FixedPolicy(), PlaybackConfig(dt_s=0.5))
     assert log.downloaded_bytes.tolist() == [1_718_750, 1_562_500]
     assert log.preloaded_bytes.tolist() == [0, 531_250]
     assert log.needed_bytes.tolist() == [500_000, 375_000]
@@ -57,28 +53,18 @@ def test_a_link_slower_than_the_video_waits_then_stalls_as_computed_by_hand() ->
     # 0.5 Mbps = 31,250 B per step: 4 steps to the 125,000 B start-up, play until the buffer runs
     # dry at 2.25 s (281,250 B), stall until 1 s is buffered again (406,250 B), finish at 3 s.
     session = Session("u", (_view(0, 20.0, 3.0),))
-    log = play(
-        [[session]], [_constant(0.5 * MBPS)], FixedPolicy(), PlaybackConfig(dt_s=0.5)
-    )
+    log = play([[session]], [_constant(0.5 * MBPS)], FixedPolicy(), PlaybackConfig(dt_s=0.5))
     assert log.wait_s.tolist() == [2.0]
     assert log.stalls.tolist() == [1]
     assert log.stall_s.tolist() == [2.25]
     assert log.downloaded_bytes.tolist() == [468_750]
-    assert log.sim_time_s.tolist() == [
-        7.5
-    ]  # 4 waiting + 5 playing + 4 stalled + 2 playing steps
+    assert log.sim_time_s.tolist() == [7.5]  # 4 waiting + 5 playing + 4 stalled + 2 playing steps
 
 
-def test_an_early_swipe_known_in_advance_saves_the_buffer_the_user_never_watches() -> (
-    None
-):
+def test_an_early_swipe_known_in_advance_saves_the_buffer_the_user_never_watches() -> None:
     session = Session("u", (_view(0, 20.0, 4.0), _view(1, 20.0, 3.0)))
-    fixed = play(
-        [[session]], [_constant(4 * MBPS)], FixedPolicy(), PlaybackConfig(dt_s=0.5)
-    )
-    oracle = play(
-        [[session]], [_constant(4 * MBPS)], OraclePolicy(), PlaybackConfig(dt_s=0.5)
-    )
+    fixed = play([[session]], [_constant(4 * MBPS)], FixedPolicy(), PlaybackConfig(dt_s=0.5))
+    oracle = play([[session]], [_constant(4 * MBPS)], OraclePolicy(), PlaybackConfig(dt_s=0.5))
     assert oracle.downloaded_bytes.tolist() == [
         500_000,
         375_000,
@@ -96,25 +82,26 @@ def test_bad_input_is_refused() -> None:
         play([[Session("u", (_view(0, 5.0, 1.0),))]], [], FixedPolicy())
 
 
-@pytest.fixture(scope="module")
-def small_world() -> tuple[list[Session], dict[str, list[Trace]]]:
-    views = generate_views(GeneratorConfig(n_views=4_000, n_users=40, seed=3))
-    sessions = at_bitrate(generated_sessions(views, max_users=12, seed=1), MBPS)
-    networks = {
-        c: generated_traces(c, 3, seed=2, samples=1200) for c in ("medium", "low")
-    }
+World = tuple[list[Session], dict[str, list[Trace]]]
+
+
+def _world(n_users: int, max_users: int) -> World:
+    """Held-out generated sessions at 1 Mbps over 3 medium and 3 low traces."""
+    views = generate_views(GeneratorConfig(n_views=4_000, n_users=n_users, seed=3))
+    sessions = at_bitrate(generated_sessions(views, max_users=max_users, seed=1), MBPS)
+    networks = {c: generated_traces(c, 3, seed=2, samples=1200) for c in ("medium", "low")}
     return sessions, networks
 
 
 @pytest.fixture(scope="module")
-def convergence_world() -> tuple[list[Session], dict[str, list[Trace]]]:
+def small_world() -> World:
+    return _world(n_users=40, max_users=12)
+
+
+@pytest.fixture(scope="module")
+def convergence_world() -> World:
     """Big enough that one video more or less among the slow starts (~100 here) stays under 1%."""
-    views = generate_views(GeneratorConfig(n_views=4_000, n_users=60, seed=3))
-    sessions = at_bitrate(generated_sessions(views, max_users=30, seed=1), MBPS)
-    networks = {
-        c: generated_traces(c, 3, seed=2, samples=1200) for c in ("medium", "low")
-    }
-    return sessions, networks
+    return _world(n_users=60, max_users=30)
 
 
 def test_halving_the_time_step_moves_no_headline_figure_by_more_than_one_percent(
@@ -128,9 +115,7 @@ def test_halving_the_time_step_moves_no_headline_figure_by_more_than_one_percent
             networks,
             config=SimulationConfig(playback=PlaybackConfig(dt_s=dt), margins=(1.0,)),
         )
-        totals.append(
-            {p: result.summary["policies"][p]["overall"] for p in ("fixed", "oracle")}
-        )
+        totals.append({p: result.summary["policies"][p]["overall"] for p in ("fixed", "oracle")})
     for policy in ("fixed", "oracle"):
         for metric in (
             "preload_bytes",
@@ -150,10 +135,7 @@ def test_halving_the_time_step_moves_no_headline_figure_by_more_than_one_percent
                 fine,
             )
         # Waste is read as a share of all bytes (the oracle wastes ~1% of them: step overshoot dominates).
-        share = [
-            t[policy]["wasted_bytes"]["total"] / t[policy]["total_bytes"]["total"]
-            for t in totals
-        ]
+        share = [t[policy]["wasted_bytes"]["total"] / t[policy]["total_bytes"]["total"] for t in totals]
         assert abs(share[0] - share[1]) <= 0.01, (policy, share)
 
 
@@ -163,15 +145,9 @@ def test_the_oracle_saves_bytes_and_slow_starts_against_fixed(small_world) -> No
     row = result.summary["versus_fixed"]["oracle"]["overall"]
     # Preload bytes may grow: the bandwidth no longer spent buffering the playing video goes to preloads.
     assert row["total bandwidth"]["change"] < 0 and row["slow starts"]["change"] < 0
-    assert (
-        row["total bandwidth"]["ci_low"]
-        <= row["total bandwidth"]["change"]
-        <= row["total bandwidth"]["ci_high"]
-    )
+    assert row["total bandwidth"]["ci_low"] <= row["total bandwidth"]["change"] <= row["total bandwidth"]["ci_high"]
     assert set(result.summary["versus_fixed"]["oracle"]) == {"overall", "medium", "low"}
-    frontier = {
-        r["margin"]: r for r in result.summary["frontier"] if r["policy"] == "oracle"
-    }
+    frontier = {r["margin"]: r for r in result.summary["frontier"] if r["policy"] == "oracle"}
     assert set(frontier) == {0.75, 1.0}
     assert "oracle" in result.table()
 
@@ -179,7 +155,4 @@ def test_the_oracle_saves_bytes_and_slow_starts_against_fixed(small_world) -> No
 def test_generated_traces_have_their_class_mean() -> None:
     for cls in TRACE_CLASSES[:3]:
         means = [t.mean_mbps for t in generated_traces(cls, 3, samples=2000)]
-        assert all(
-            0.8 < m / {"high": 3.58, "medium": 1.61, "low": 1.20}[cls] < 1.2
-            for m in means
-        )
+        assert all(0.8 < m / {"high": 3.58, "medium": 1.61, "low": 1.20}[cls] < 1.2 for m in means)
