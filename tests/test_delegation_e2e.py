@@ -1,9 +1,10 @@
 """Delegation end to end: a publisher key made and used by the CLI, a registry process, real devices.
 
 The point of delegating a scene: a registry holding only its online keys cannot make devices
-install a package of that scene. Both ways such a registry could try are shown to fail on the
-device (``verification_failed``, default policy): adding the package with its online
-``targets`` key, and signing the scene's ``publisher-<scene>`` role itself.
+install a package of that scene. Every way such a registry could try is shown to fail on the
+device (``verification_failed``, default policy): adding the package to its online
+``registry`` role, signing the scene's ``publisher-<scene>`` role itself, and handing the
+scene to a key of its own in a top-level ``targets`` it signs with an online key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
+from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import TargetFile
 from typer.testing import CliRunner
 
@@ -20,7 +22,7 @@ from pitahaya.cli.app import app
 from pitahaya.client_runtime import Runtime
 from pitahaya.client_runtime.package import target_path
 from pitahaya.registry.key_files import load_private_key
-from pitahaya.registry.tuf_repo import TufRepository, next_delegated_metadata
+from pitahaya.registry.tuf_repo import TufRepository, next_delegated_metadata, publisher_role
 
 from e2e_support import LiveRegistry, Pipeline
 
@@ -68,32 +70,45 @@ def test_devices_install_only_what_the_scenes_publisher_signed(
         "installed", "ok"
     )  # fmt: skip
 
-    # A registry that holds its online keys but not the publisher's. The attacker works on the
-    # registry's own TUF folder; `_publish_from` is the registry's signing path minus the guard
-    # that `add_targets` puts in front of it.
+    # A registry that holds its online keys but not the publisher's (nor the offline targets
+    # key). The attacker works on the registry's own TUF folder; `_publish` is the registry's
+    # signing path minus the guard that `add_targets` puts in front of it. The online role's
+    # entry under the delegated path is never what ngclient resolves (the publisher's
+    # terminating delegation comes first), and the device refuses it all the same.
     repo = TufRepository(tuf_dir)
-    online_targets_key = load_private_key(tuf_dir / "keys" / "targets.pem")
+    online_key = load_private_key(tuf_dir / "keys" / "registry.pem")
     entry = TargetFile(pushed["size_bytes"], {"sha256": pushed["sha256"]}, target_path(SCENE, "1.0.0"))
     with repo.publish_lock:
-        top = repo._load_current("targets")
-        top.signed.targets[entry.path] = entry
-        repo._publish_from(top)
+        online = repo._load_current("registry")
+        online.signed.targets[entry.path] = entry
+        repo._publish({"registry": online})
     _assert_refused(live_registry, trusted_root, tmp_path / "b", pipeline)
     assert installed.refresh().reason == "verification_failed"
     assert installed.predict([pipeline.views[0].as_candidate()]).reason == "ok"  # keeps its verified package
 
     with repo.publish_lock:  # the attacker retreats: devices install again
-        top = repo._load_current("targets")
-        del top.signed.targets[entry.path]
-        repo._publish_from(top)
+        online = repo._load_current("registry")
+        del online.signed.targets[entry.path]
+        repo._publish({"registry": online})
     assert device(live_registry, trusted_root, tmp_path / "c").refresh().outcome == "installed"
 
     forged = next_delegated_metadata(
         repo.delegated_metadata(SCENE), entry, datetime.now(UTC) + timedelta(days=30)
     )  # the same targets, one version later, signed by the registry instead of the publisher
-    forged.sign(online_targets_key)
+    forged.sign(online_key)
     repo.publish_delegated(SCENE, forged)
     _assert_refused(live_registry, trusted_root, tmp_path / "d", pipeline)
+
+    # Nor can it hand the scene to a key of its own: that takes a new top-level targets, which
+    # only the offline targets key signs.
+    with repo.publish_lock:
+        top = repo._load_current("targets")
+        top.signed.add_key(CryptoSigner.generate_ed25519().public_key, publisher_role(SCENE))
+        top.signed.version += 1
+        top.signatures.clear()
+        top.sign(online_key)
+        repo._publish({"targets": top}, sign=False)
+    _assert_refused(live_registry, trusted_root, tmp_path / "e", pipeline)
 
 
 def _assert_refused(registry: LiveRegistry, trusted_root: bytes, home: Path, pipeline: Pipeline) -> None:

@@ -1,4 +1,4 @@
-"""`pitahaya keys init|list|rotate` on a real TUF repository, followed by a real TUF client.
+"""`pitahaya keys init|list|rotate|resign` on a real TUF repository, followed by a real TUF client.
 
 The device side is python-tuf's `Updater` reading the repository's metadata through a
 fetcher seam (`RepositoryFetcher`) instead of HTTP: the registry's HTTP serving is tested by
@@ -24,7 +24,8 @@ from pitahaya.registry.errors import NotFoundError
 from pitahaya.registry.tuf_repo import TufRepository
 
 runner = CliRunner()
-ROLES = ["root", "targets", "snapshot", "timestamp"]
+ROLES = ["root", "targets", "registry", "snapshot", "timestamp"]
+OFFLINE = {"root", "targets"}
 
 
 class RepositoryFetcher(FetcherInterface):
@@ -71,25 +72,42 @@ def device(tuf_dir: Path, trusted_root: bytes, home: Path) -> Updater:
 def test_init_creates_private_keys_and_list_shows_them(tmp_path: Path, tuf_dir: Path) -> None:
     listed = keys("init", "--data-dir", str(tmp_path))["keys"]
     assert [k["role"] for k in listed] == ROLES
-    assert all(k["mode"] == "0600" and k["scheme"] == "ed25519" and k["trusted"] for k in listed)
+    assert all(k["mode"] == "0600" and k["scheme"] == "ed25519" and k["trusted"] and k["present"] for k in listed)
     for k in listed:
-        assert stat.S_IMODE(os.stat(k["path"]).st_mode) == 0o600 and Path(k["path"]).parent == tuf_dir / "keys"
+        folder = tuf_dir / ("offline" if k["role"] in OFFLINE else "keys")
+        assert stat.S_IMODE(os.stat(k["path"]).st_mode) == 0o600 and Path(k["path"]).parent == folder
+        assert k["location"] == ("offline" if k["role"] in OFFLINE else "online") and not k["resign_due"]
     assert keys("list", "--tuf-dir", str(tuf_dir))["keys"] == listed
     assert keys("init", "--tuf-dir", str(tuf_dir))["keys"] == listed  # idempotent: keys are kept
 
+    # The offline folder moved off the host: listed from the metadata, the online keys still load.
+    os.rename(tuf_dir / "offline", tmp_path / "usb")
+    away = keys("list", "--tuf-dir", str(tuf_dir))["keys"]
+    assert [(k["role"], k["keyid"], k["present"]) for k in away] == [
+        (k["role"], k["keyid"], k["role"] not in OFFLINE) for k in listed
+    ]
+    assert keys("list", "--tuf-dir", str(tuf_dir), "--offline-keys", str(tmp_path / "usb"))["keys"] == [
+        {**k, "path": str(tmp_path / "usb" / Path(k["path"]).name)} if k["role"] in OFFLINE else k for k in listed
+    ]
+    result = runner.invoke(app, ["keys", "resign", "--margin", "2", "--tuf-dir", str(tuf_dir)])
+    assert result.exit_code == 1 and "no key file" in text(result) and "root.pem" in text(result)
+    resigned = keys("resign", "--margin", "2", "--tuf-dir", str(tuf_dir), "--offline-keys", str(tmp_path / "usb"))
+    assert resigned == {"resigned": ["root", "targets", "snapshot", "timestamp"]}
 
-@pytest.mark.parametrize("role", ["targets", "timestamp", "root"])
+
+@pytest.mark.parametrize("role", ["targets", "registry", "timestamp", "root"])
 def test_rotation_is_followed_by_a_device_holding_the_old_root(tmp_path: Path, tuf_dir: Path, role: str) -> None:
-    before = {k["role"]: k for k in keys("init", "--tuf-dir", str(tuf_dir))["keys"]}
+    offline = ["--offline-keys", str(tmp_path / "admin")]
+    before = {k["role"]: k for k in keys("init", "--tuf-dir", str(tuf_dir), *offline)["keys"]}
     repo = TufRepository(tuf_dir)
     repo.add_targets({"packages/watch_time/watch_time-1.0.0.tar.xz": b"package bytes"})
     trusted_root = repo.metadata_bytes("1.root.json")
     first = device(tuf_dir, trusted_root, tmp_path / "device")
     first.refresh()
 
-    rotated = keys("rotate", role, "--tuf-dir", str(tuf_dir))
+    rotated = keys("rotate", role, "--tuf-dir", str(tuf_dir), *offline)
     assert rotated["role"] == role and rotated["keyid"] != before[role]["keyid"] and rotated["mode"] == "0600"
-    after = {k["role"]: k for k in keys("list", "--tuf-dir", str(tuf_dir))["keys"]}
+    after = {k["role"]: k for k in keys("list", "--tuf-dir", str(tuf_dir), *offline)["keys"]}
     assert all(k["trusted"] for k in after.values())
     assert {r for r in ROLES if after[r]["keyid"] != before[r]["keyid"]} == {role}
 
@@ -101,12 +119,15 @@ def test_rotation_is_followed_by_a_device_holding_the_old_root(tmp_path: Path, t
         updater.refresh()
         assert updater.get_targetinfo("packages/watch_time/watch_time-1.0.0.tar.xz") is not None
     root = json.loads(repo.metadata_bytes("root.json"))["signed"]
-    assert root["roles"][role]["keyids"] == [rotated["keyid"]]
+    if role == "registry":  # the top-level targets names the online role's key; root is unchanged
+        assert root["version"] == 1
+    else:
+        assert root["roles"][role]["keyids"] == [rotated["keyid"]]
 
 
 def test_a_world_readable_key_is_refused_with_the_fix(tmp_path: Path, tuf_dir: Path) -> None:
     keys("init", "--tuf-dir", str(tuf_dir))
-    (tuf_dir / "keys" / "targets.pem").chmod(0o644)
+    (tuf_dir / "offline" / "root.pem").chmod(0o644)
     for command in (["list"], ["rotate", "snapshot"]):
         result = runner.invoke(app, ["keys", *command, "--tuf-dir", str(tuf_dir)])
         assert result.exit_code == 1 and "Traceback" not in result.output
@@ -123,3 +144,23 @@ def test_a_missing_key_or_repository_is_a_clear_error(tmp_path: Path, tuf_dir: P
     assert result.exit_code == 1 and "no key file" in text(result) and "timestamp.pem" in text(result)
     result = runner.invoke(app, ["keys", "rotate", "admin", "--tuf-dir", str(tuf_dir)])
     assert result.exit_code == 1 and "unknown role 'admin'" in text(result)
+
+
+def test_admin_commands_need_the_offline_keys_and_migrate_refuses_a_current_repository(
+    tmp_path: Path, tuf_dir: Path
+) -> None:
+    keys("init", "--tuf-dir", str(tuf_dir), "--offline-keys", str(tmp_path / "usb"))
+    public = keys("publisher-init", "--out", str(tmp_path / "publisher"))["public_key"]
+    before = TufRepository(tuf_dir).metadata_bytes("timestamp.json")
+    for command in (
+        ["rotate", "targets"],
+        ["rotate", "registry"],
+        ["resign", "--margin", "2"],
+        ["delegate", "--scene", "watch_time", "--publisher-key", public],
+    ):
+        result = runner.invoke(app, ["keys", *command, "--tuf-dir", str(tuf_dir)])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "no key file" in text(result) and str(tuf_dir / "offline") in text(result).replace(" ", "")
+    assert TufRepository(tuf_dir).metadata_bytes("timestamp.json") == before
+    result = runner.invoke(app, ["keys", "migrate", "--tuf-dir", str(tuf_dir)])
+    assert result.exit_code == 1 and "already delegates to the online role" in text(result)

@@ -81,12 +81,12 @@ def registry_server(env: dict[str, str], log: Path) -> Iterator[tuple[str, subpr
 
 
 def _signed_target_paths(url: str) -> set[str]:
-    """Target paths in the registry's current signed targets metadata (timestamp → snapshot → targets)."""
+    """Target paths the registry's online role currently signs (timestamp → snapshot → registry)."""
     timestamp = httpx.get(f"{url}/tuf/metadata/timestamp.json").json()
     snapshot_version = timestamp["signed"]["meta"]["snapshot.json"]["version"]
     snapshot = httpx.get(f"{url}/tuf/metadata/{snapshot_version}.snapshot.json").json()
-    targets_version = snapshot["signed"]["meta"]["targets.json"]["version"]
-    return set(httpx.get(f"{url}/tuf/metadata/{targets_version}.targets.json").json()["signed"]["targets"])
+    version = snapshot["signed"]["meta"]["registry.json"]["version"]
+    return set(httpx.get(f"{url}/tuf/metadata/{version}.registry.json").json()["signed"]["targets"])
 
 
 def test_sigkill_during_a_push_leaves_nothing_visible_and_the_push_can_be_redone(

@@ -45,8 +45,10 @@ def test_device_downloads_and_verifies_release_and_package(
         registry.create_release("watch_time", "1.0.0")
         registry.push(archive_v2)
         registry.create_release("watch_time", "1.1.0", rollout_percent=25)
-    # Re-sign every role, root included: the device must walk 1.root.json -> 2.root.json.
-    assert app.state.registry.tuf.refresh(margin=2.0) == ["root", "targets", "snapshot", "timestamp"]
+    # Re-sign every role: the online ones as the server does, then root and top-level targets as
+    # an admin does with the offline keys; the device must walk 1.root.json -> 2.root.json.
+    assert app.state.registry.tuf.refresh(margin=2.0) == ["registry", "snapshot", "timestamp"]
+    assert app.state.registry.tuf.resign_offline(margin=2.0) == ["root", "targets", "snapshot", "timestamp"]
 
     updater = _updater(live_url, trusted_root, tmp_path)
     updater.refresh()

@@ -1,8 +1,9 @@
-"""The TUF repository on its own: layout, version chain, expiry refresh, key handling."""
+"""The TUF repository on its own: layout, version chain, expiry refresh (online and offline), key handling."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pitahaya.registry.errors import NotFoundError, SigningKeyError
-from pitahaya.registry.tuf_repo import ROLES, TufRepository, parse_consistent_target
+from pitahaya.registry.tuf_repo import OFFLINE_ROLES, ONLINE_ROLE, ROLES, TufRepository, parse_consistent_target
 
 
 class FakeClock:
@@ -45,13 +46,23 @@ def test_initialize_writes_keys_and_version_1_once(repo: TufRepository) -> None:
     assert repo.metadata_bytes("root.json") == before == repo.metadata_bytes("1.root.json")
     assert _signed(repo, "1.root.json")["consistent_snapshot"] is True
     assert sorted(p.name for p in repo.metadata_dir.iterdir()) == [
+        "1.registry.json",
         "1.root.json",
         "1.snapshot.json",
         "1.targets.json",
         "timestamp.json",
     ]
-    for role in ROLES:
-        assert stat.S_IMODE((repo.keys_dir / f"{role}.pem").stat().st_mode) == 0o600
+    for folder, roles in (
+        (repo.keys_dir, ["registry", "snapshot", "timestamp"]),
+        (repo.offline_keys_dir, OFFLINE_ROLES),
+    ):
+        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{role}.pem" for role in roles)
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
+    top = _signed(repo, "1.targets.json")
+    assert top["targets"] == {}
+    assert [(r["name"], r["paths"], r["terminating"]) for r in top["delegations"]["roles"]] == [  # type: ignore[index]
+        ("registry", ["releases/*/*", "packages/*/*"], False)
+    ]
 
 
 def test_add_targets_bumps_targets_snapshot_and_timestamp(repo: TufRepository) -> None:
@@ -60,9 +71,10 @@ def test_add_targets_bumps_targets_snapshot_and_timestamp(repo: TufRepository) -
 
     assert _signed(repo, "timestamp.json")["version"] == 3
     assert _signed(repo, "timestamp.json")["meta"] == {"snapshot.json": {"version": 3}}
-    assert _signed(repo, "3.snapshot.json")["meta"] == {"targets.json": {"version": 3}}
+    assert _signed(repo, "3.snapshot.json")["meta"] == {"targets.json": {"version": 1}, "registry.json": {"version": 3}}
     assert sorted(repo.targets()) == ["packages/s/s-1.0.0.tar.xz", "releases/s/stable.json"]
-    assert repo.metadata_bytes("2.targets.json")  # older versions stay for clients mid-update
+    assert sorted(_signed(repo, "3.registry.json")["targets"]) == sorted(repo.targets())  # type: ignore[arg-type]
+    assert repo.metadata_bytes("2.registry.json")  # older versions stay for clients mid-update
 
 
 @pytest.mark.parametrize(
@@ -71,18 +83,42 @@ def test_add_targets_bumps_targets_snapshot_and_timestamp(repo: TufRepository) -
         (timedelta(hours=1), []),
         (timedelta(hours=13), ["timestamp"]),
         (timedelta(days=4), ["snapshot", "timestamp"]),
-        (timedelta(days=46), ["targets", "snapshot", "timestamp"]),
-        (timedelta(days=183), ["root", "targets", "snapshot", "timestamp"]),
+        (timedelta(days=46), ["registry", "snapshot", "timestamp"]),
+        (timedelta(days=183), ["registry", "snapshot", "timestamp"]),  # root and targets are offline
     ],
 )
-def test_refresh_resigns_roles_past_half_their_lifetime(
+def test_refresh_resigns_online_roles_past_half_their_lifetime_without_the_offline_keys(
     repo: TufRepository, clock: FakeClock, elapsed: timedelta, expected: list[str]
 ) -> None:
+    shutil.rmtree(repo.offline_keys_dir)  # the server never has them
     clock.now += elapsed
 
     assert repo.refresh() == expected
+    repo.check_keys()
     expires = datetime.fromisoformat(str(_signed(repo, "timestamp.json")["expires"]).replace("Z", "+00:00"))
     assert expires - clock.now >= timedelta(hours=12)
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expected"),
+    [
+        (timedelta(days=1), []),
+        (timedelta(days=183), ["root", "targets", "snapshot", "timestamp"]),
+    ],
+)
+def test_resign_offline_renews_root_and_top_level_targets(
+    repo: TufRepository, clock: FakeClock, elapsed: timedelta, expected: list[str]
+) -> None:
+    clock.now += elapsed
+    due = {info.role: info.resign_due for info in repo.key_info()}
+    assert due["root"] == due["targets"] == bool(expected)
+
+    assert repo.resign_offline() == expected
+    assert not any(info.resign_due for info in repo.key_info() if info.location == "offline")
+    shutil.rmtree(repo.offline_keys_dir)
+    with pytest.raises(SigningKeyError, match="no key file"):
+        repo.resign_offline(margin=2.0)
+    assert [(i.role, i.present) for i in repo.key_info() if not i.present] == [("root", False), ("targets", False)]
 
 
 def _versions(repo: TufRepository) -> dict[str, int]:
@@ -93,12 +129,13 @@ def _versions(repo: TufRepository) -> dict[str, int]:
     return {
         "root": int(root["version"]),  # type: ignore[call-overload]
         "targets": int(snapshot["meta"]["targets.json"]["version"]),  # type: ignore[index]
+        "registry": int(snapshot["meta"]["registry.json"]["version"]),  # type: ignore[index]
         "snapshot": int(snapshot_version),
         "timestamp": int(timestamp["version"]),  # type: ignore[call-overload]
     }
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", [*ROLES, ONLINE_ROLE])
 def test_rotate_key_publishes_one_root_version_and_resigns_the_chain_below(
     repo: TufRepository, clock: FakeClock, role: str
 ) -> None:
@@ -110,13 +147,20 @@ def test_rotate_key_publishes_one_root_version_and_resigns_the_chain_below(
 
     assert info.role == role and info.keyid != before_keys[role] and info.mode == "0600" and info.trusted
     after = _versions(repo)
-    assert after["root"] == before["root"] + 1  # N+1, never N+2
-    chain = ["targets", "snapshot", "timestamp"]
-    resigned = chain[chain.index(role) :] if role in chain else []
-    assert {r for r in chain if after[r] != before[r]} == set(resigned)
+    resigned = {
+        "root": {"root"},
+        "targets": {"root", "targets", "snapshot", "timestamp"},  # N+1, never N+2
+        "registry": {"targets", "registry", "snapshot", "timestamp"},  # the delegation changes, not root
+        "snapshot": {"root", "snapshot", "timestamp"},
+        "timestamp": {"root", "timestamp"},
+    }[role]
+    assert {r for r in after if after[r] != before[r]} == resigned
     assert all(after[r] == before[r] + 1 for r in resigned)
-    root = _signed(repo, "root.json")
-    assert root["roles"][role]["keyids"] == [info.keyid]  # type: ignore[index]
+    if role == ONLINE_ROLE:
+        top = _signed(repo, f"{after['targets']}.targets.json")
+        assert top["delegations"]["roles"][0]["keyids"] == [info.keyid]  # type: ignore[index]
+    else:
+        assert _signed(repo, "root.json")["roles"][role]["keyids"] == [info.keyid]  # type: ignore[index]
     assert {i.role: i.keyid for i in repo.key_info() if i.role != role} == {
         r: k for r, k in before_keys.items() if r != role
     }

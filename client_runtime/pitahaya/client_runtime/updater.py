@@ -15,9 +15,10 @@ Cache layout under ``cache_dir``::
 
 A scene whose packages the registry delegates to publisher keys (role ``publisher-<scene>``)
 resolves through that role: ngclient verifies it against the publisher keys the top-level
-``targets`` names. A package entry the registry's online ``targets`` key signed itself under
-a delegated path is refused (`UpdateVerificationError`), because ngclient would otherwise
-prefer it to the delegated role's.
+``targets`` names, and finds it first because that delegation is terminating and listed
+before the registry's online role. A package entry any other role signed under a delegated
+path (the top-level ``targets`` itself, or the online role) is refused
+(`UpdateVerificationError`): only the publisher's keys may sign there.
 
 Expired metadata (a registry that stopped re-signing, or a freeze attack) raises
 `MetadataExpiredError`: no new package is installed, while the runtime keeps answering with
@@ -139,14 +140,29 @@ class PackageUpdater:
         except RepositoryError as e:
             raise UpdateVerificationError(f"trusted root metadata is invalid: {e}") from e
 
-    def _refuse_online_entry_under_delegation(self, path: str) -> None:
-        """Raise if the top-level ``targets`` (verified and cached by ngclient's refresh) lists
-        ``path`` itself while delegating it: only the delegated publisher keys may sign it."""
+    def _refuse_entry_outside_its_delegation(self, path: str) -> None:
+        """Raise if a role other than the one ``path`` is delegated to lists it.
+
+        The first delegation of the top-level ``targets`` whose paths cover ``path`` owns it
+        (ngclient's search order). Any other role listing it (the top-level ``targets`` itself,
+        or the registry's online role under a scene delegated to publisher keys) means a
+        registry key signed what only the publisher keys may: refuse rather than trust the
+        search order alone. Reads the metadata ngclient verified and cached in this refresh.
+        """
         top = Metadata[Targets].from_file(str(self.metadata_dir / f"{Targets.type}.json")).signed
-        roles = top.delegations.roles if top.delegations is not None else None
-        if path in top.targets and roles and any(role.is_delegated_path(path) for role in roles.values()):
+        roles = list(top.delegations.roles.values()) if top.delegations and top.delegations.roles else []
+        owner = next((role for role in roles if role.is_delegated_path(path)), None)
+        if owner is None:
+            return  # no delegation covers it: the top-level targets signs it (a repository of the old layout)
+        intruders = [Targets.type] if path in top.targets else []
+        for role in roles:
+            cached = self.metadata_dir / f"{role.name}.json"
+            if role is not owner and role.is_delegated_path(path) and cached.exists():
+                if path in Metadata[Targets].from_file(str(cached)).signed.targets:
+                    intruders.append(role.name)
+        if intruders:
             raise UpdateVerificationError(
-                f"{path} is delegated to publisher keys but signed by the registry's online targets key"
+                f"{path} is delegated to {owner.name} but also signed by {', '.join(intruders)}: refusing it"
             )
 
     def check(self) -> UpdateCheck:
@@ -180,7 +196,7 @@ class PackageUpdater:
             package_info = updater.get_targetinfo(target_path(self.scene, version))
             if package_info is None:
                 raise ReleaseError(f"release names {self.scene} {version}, which the registry does not sign")
-            self._refuse_online_entry_under_delegation(package_info.path)
+            self._refuse_entry_outside_its_delegation(package_info.path)
             sha256 = package_info.hashes.get("sha256")
             if sha256 is None:
                 raise UpdateVerificationError(f"target {package_info.path} has no sha256")

@@ -1,17 +1,26 @@
 """``pitahaya keys``: the registry's TUF signing keys, and publisher keys for delegated scenes.
 
-Registry keys (``init``, ``list``, ``rotate``) live where the registry's `TufRepository`
-keeps them (``<tuf_dir>/keys/<role>.pem``, ed25519, mode 0600); these commands print key
-ids, never key material. Rotation is `TufRepository.rotate_key`: one new root version that
-devices holding the old root follow.
+Registry keys (``init``, ``list``, ``rotate``, ``resign``, ``migrate``) are ed25519 files of
+mode 0600 in two places (`TufRepository`): online keys (``registry``, ``snapshot``,
+``timestamp``) in ``<tuf_dir>/keys/``, which the running server signs with, and offline keys
+(``root``, top-level ``targets``) in ``--offline-keys`` (default ``<tuf_dir>/offline/``),
+which the server never loads: after ``init``, move that folder off the host and bring it back
+(or point ``--offline-keys`` at it) only for the commands that need it: ``delegate``,
+``rotate``, ``resign`` and ``migrate``. ``list`` shows where each key is and when a role
+needs re-signing (the server renews online roles itself; ``resign`` renews root and
+top-level targets). These commands print key ids, never key material.
 
 Publisher keys: ``publisher-init`` creates a key pair on the publisher's machine (the private
-half never goes to the registry); ``delegate`` (admin, on the registry host) makes the
-registry's ``targets`` role delegate a scene's packages to the role ``publisher-<scene>``
-trusting the public half(s). It edits the TUF folder directly, like ``rotate``, rather than
-calling an HTTP endpoint: who a scene's packages must be signed by is a trust decision taken
-with the ``targets`` key on the host that holds it, so a leaked admin API token cannot hand a
+half never goes to the registry); ``delegate`` (admin, with the offline ``targets`` key) makes
+the top-level ``targets`` delegate a scene's packages to the role ``publisher-<scene>``
+trusting the public half(s). It edits the TUF folder directly rather than calling an HTTP
+endpoint: who a scene's packages must be signed by is a trust decision taken with the offline
+``targets`` key, so neither a leaked admin API token nor the registry host itself can hand a
 scene to an attacker's key. ``pitahaya push --signing-key`` then signs that scene's pushes.
+
+``migrate`` upgrades a repository created before the online role (top-level ``targets``
+signing targets itself with a key on the host): one new top-level targets version moves its
+targets into the online role; devices follow with the root they already trust.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ if TYPE_CHECKING:
     from pitahaya.registry.tuf_repo import KeyInfo, TufRepository
 
 app = typer.Typer(
-    help="Manage the registry's TUF signing keys (init, list, rotate) and publisher delegations.",
+    help="Manage the registry's TUF signing keys (init, list, rotate, resign, migrate) and publisher delegations.",
     no_args_is_help=True,
 )
 
@@ -39,10 +48,20 @@ TufDir = Annotated[
 ]
 
 
-def _repository(tuf_dir: Path | None, data_dir: Path) -> TufRepository:
+OfflineKeys = Annotated[
+    Path | None,
+    typer.Option(
+        "--offline-keys",
+        envvar="PITAHAYA_TUF_OFFLINE_KEYS",
+        help="Folder of the offline root and targets keys (default: <tuf-dir>/offline; keep it off the host).",
+    ),
+]
+
+
+def _repository(tuf_dir: Path | None, data_dir: Path, offline_keys: Path | None) -> TufRepository:
     from pitahaya.registry.tuf_repo import TufRepository
 
-    return TufRepository(tuf_dir or data_dir / "registry" / "tuf")
+    return TufRepository(tuf_dir or data_dir / "registry" / "tuf", offline_keys_dir=offline_keys)
 
 
 def _key_errors() -> tuple[type[Exception], ...]:
@@ -64,16 +83,27 @@ def _print_keys(infos: list[KeyInfo], as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("role", "keyid", "scheme", "mode", "trusted", "file")
+    table = Table("role", "keyid", "where", "mode", "trusted", "expires", "re-sign", "file")
     for info in infos:
-        table.add_row(info.role, info.keyid, info.scheme, info.mode, "yes" if info.trusted else "NO", info.path)
+        where = info.location if info.present else f"{info.location} (not here)"
+        due = ("server" if info.location == "online" else "pitahaya keys resign") if info.resign_due else "-"
+        trusted = "yes" if info.trusted else "NO"
+        table.add_row(info.role, info.keyid, where, info.mode, trusted, info.expires, due, info.path)
     console.print(table)
 
 
 @app.command("init")
-def init_command(tuf_dir: TufDir = None, data_dir: DataDir = default_data_dir(), as_json: JsonFlag = False) -> None:
-    """Create the TUF keys (mode 0600) and version 1 of every role; does nothing if they exist."""
-    repo = _repository(tuf_dir, data_dir)
+def init_command(
+    tuf_dir: TufDir = None,
+    offline_keys: OfflineKeys = None,
+    data_dir: DataDir = default_data_dir(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Create the TUF keys (mode 0600) and version 1 of every role; does nothing if they exist.
+
+    Then move the offline folder (root and targets keys) off the registry host.
+    """
+    repo = _repository(tuf_dir, data_dir, offline_keys)
     try:
         repo.initialize()
         _print_keys(repo.key_info(), as_json)
@@ -82,30 +112,83 @@ def init_command(tuf_dir: TufDir = None, data_dir: DataDir = default_data_dir(),
 
 
 @app.command("list")
-def list_command(tuf_dir: TufDir = None, data_dir: DataDir = default_data_dir(), as_json: JsonFlag = False) -> None:
-    """Show each role's key id, scheme, file mode and whether the current root trusts it."""
+def list_command(
+    tuf_dir: TufDir = None,
+    offline_keys: OfflineKeys = None,
+    data_dir: DataDir = default_data_dir(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Show each role's key id, where it is, its file mode, trust, expiry and whether it needs re-signing."""
     try:
-        _print_keys(_repository(tuf_dir, data_dir).key_info(), as_json)
+        _print_keys(_repository(tuf_dir, data_dir, offline_keys).key_info(), as_json)
     except _key_errors() as e:
         raise _not_initialized(e) from None
 
 
 @app.command("rotate")
 def rotate_command(
-    role: Annotated[str, typer.Argument(help="Role whose key to replace: root, targets, snapshot or timestamp.")],
+    role: Annotated[
+        str, typer.Argument(help="Role whose key to replace: root, targets, registry, snapshot or timestamp.")
+    ],
     tuf_dir: TufDir = None,
+    offline_keys: OfflineKeys = None,
     data_dir: DataDir = default_data_dir(),
     as_json: JsonFlag = False,
 ) -> None:
-    """Replace a role's key and publish one new root version, signed so devices follow the rotation."""
+    """Replace a role's key so devices follow: a new root version (top-level roles) or a new
+    top-level targets version (the online registry role). Needs the offline keys."""
     try:
-        info = _repository(tuf_dir, data_dir).rotate_key(role)
+        info = _repository(tuf_dir, data_dir, offline_keys).rotate_key(role)
     except _key_errors() as e:
         raise _not_initialized(e) from None
     if as_json:
         emit_json(asdict(info))
     else:
         console.print(f"rotated {info.role}: new key {info.keyid} ({info.scheme}, mode {info.mode})")
+
+
+@app.command("resign")
+def resign_command(
+    margin: Annotated[
+        float, typer.Option(help="Re-sign a role with less than this share of its lifetime left (2 = always).")
+    ] = 0.5,
+    tuf_dir: TufDir = None,
+    offline_keys: OfflineKeys = None,
+    data_dir: DataDir = default_data_dir(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-sign root and the top-level targets before they expire (where the offline keys are)."""
+    try:
+        roles = _repository(tuf_dir, data_dir, offline_keys).resign_offline(margin)
+    except _key_errors() as e:
+        raise _not_initialized(e) from None
+    if as_json:
+        emit_json({"resigned": roles})
+    else:
+        console.print(f"re-signed {', '.join(roles)}" if roles else "nothing to re-sign yet")
+
+
+@app.command("migrate")
+def migrate_command(
+    tuf_dir: TufDir = None,
+    offline_keys: OfflineKeys = None,
+    data_dir: DataDir = default_data_dir(),
+    as_json: JsonFlag = False,
+) -> None:
+    """Move an old repository's targets into the online registry role; root and targets keys go offline.
+
+    Stop the registry first. Devices follow with the root they already trust.
+    """
+    repo = _repository(tuf_dir, data_dir, offline_keys)
+    try:
+        moved = repo.migrate_to_online_role()
+    except _key_errors() as e:
+        raise _not_initialized(e) from None
+    result = {"moved_targets": moved, "offline_keys": str(repo.offline_keys_dir)}
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"moved {moved} target(s) into the online role; now move {repo.offline_keys_dir} off this host")
 
 
 @app.command("publisher-init")
@@ -137,17 +220,18 @@ def delegate_command(
     ],
     threshold: Annotated[int, typer.Option(help="How many of the publisher keys must sign each push.")] = 1,
     tuf_dir: TufDir = None,
+    offline_keys: OfflineKeys = None,
     data_dir: DataDir = default_data_dir(),
     as_json: JsonFlag = False,
 ) -> None:
-    """Delegate packages/<scene>/* to the role publisher-<scene> (admin, on the registry host)."""
+    """Delegate packages/<scene>/* to the role publisher-<scene> (admin, with the offline targets key)."""
     from pitahaya.client_runtime.package import validate_scene_name
     from pitahaya.registry.key_files import load_public_key
 
     try:
         validate_scene_name(scene)
         keys = [load_public_key(path) for path in publisher_key]
-        role = _repository(tuf_dir, data_dir).delegate(scene, keys, threshold)
+        role = _repository(tuf_dir, data_dir, offline_keys).delegate(scene, keys, threshold)
     except _key_errors() as e:
         raise _not_initialized(e) from None
     result = {

@@ -97,6 +97,16 @@ def _open_registry(settings: Settings) -> RegistryContext:
         upgrade_to_head(engine)
         tuf_repo.initialize()
         tuf_repo.refresh()
+    if not tuf_repo.has_online_role():
+        logger.warning(
+            "TUF repository %s has the old layout (its targets key signs online): run `pitahaya keys migrate`",
+            settings.resolved_tuf_dir,
+        )
+    elif offline := tuf_repo.offline_keys_here():
+        logger.warning(
+            "offline TUF keys %s are on the registry host; the server never uses them: move them off it",
+            ", ".join(map(str, offline)),
+        )
     return RegistryContext(
         settings=settings,
         engine=engine,

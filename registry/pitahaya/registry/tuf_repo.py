@@ -4,35 +4,40 @@ Devices trust nothing but metadata signed by the keys in ``root``; every package
 and release document is a TUF *target* whose length and sha256 the signed ``targets``
 metadata pins. The files this module writes are static, so a CDN can serve them::
 
-    <tuf_dir>/keys/<role>.pem            ed25519 private key per role, mode 0600
-    <tuf_dir>/metadata/1.root.json       N.root.json for each root version
-    <tuf_dir>/metadata/N.targets.json    every version kept (consistent snapshots)
-    <tuf_dir>/metadata/N.snapshot.json
-    <tuf_dir>/metadata/timestamp.json    the one mutable entry point
+    <tuf_dir>/keys/{registry,snapshot,timestamp}.pem   online keys, mode 0600: the server signs with them
+    <tuf_dir>/offline/{root,targets}.pem              offline keys: created here, then MOVE THEM OFF THE HOST
+    <tuf_dir>/metadata/N.root.json                     each root version
+    <tuf_dir>/metadata/N.targets.json                  top-level targets: delegations only
+    <tuf_dir>/metadata/N.registry.json                 the online role: releases, undelegated packages
+    <tuf_dir>/metadata/N.publisher-<scene>.json        a delegated scene's packages, signed by its publisher
+    <tuf_dir>/metadata/N.snapshot.json, timestamp.json
 
-Workflow: `TufRepository.initialize` creates the keys and version 1 of every role on first
-start (and does nothing later). `TufRepository.add_targets` records new targets and then
-re-signs targets, snapshot and timestamp with bumped versions, in that order, so
-``timestamp.json`` (written last) only ever points at complete files. `TufRepository.refresh`
-re-signs roles whose expiry is near; call it periodically. Every write happens under one
-file lock and re-reads the current state from disk, so several threads or worker processes
-sharing a data dir publish one after another.
+Trust (PEP 458/480): root (offline) trusts the keys of targets (offline), snapshot and
+timestamp (online). The top-level ``targets`` holds no targets, only delegations, in this
+order: ``publisher-<scene>`` (``packages/<scene>/*``, terminating, the publisher's keys) for
+each delegated scene, then the online role ``registry`` (``releases/*/*`` and
+``packages/*/*``). ngclient searches delegations in order, so a delegated scene's packages are
+found in its publisher role only, everything else in ``registry``. The running registry holds
+only online keys: it can sign releases and undelegated packages, but it cannot change who a
+scene is delegated to, because that takes a new top-level ``targets`` signed by the offline key
+(`delegate`, `rotate_key`, `resign_offline` run by an admin where that key is).
 
-Keys live on the registry host for this walking skeleton; a production deployment will keep
-the root key offline (python-tuf signers make that a swap of `Signer` implementations).
-`TufRepository.rotate_key` replaces one role's key with a single new root version.
+Workflow: `TufRepository.initialize` creates the keys and version 1 of every role (once).
+`TufRepository.add_targets` records targets in the online role and re-signs it, snapshot and
+timestamp, in that order, so ``timestamp.json`` (written last) only ever points at complete
+files. `TufRepository.refresh` re-signs online roles whose expiry is near; the server calls
+it periodically. Every write happens under one file lock and re-reads the current state from
+disk, so several threads or worker processes sharing a data dir publish one after another.
 
-Delegation per scene (PEP 458/480 style): `TufRepository.delegate` makes the top-level
-``targets`` delegate ``packages/<scene>/*`` (terminating) to the role ``publisher-<scene>``,
-trusting publisher public keys with a threshold. From then on only the publisher's keys sign
-that scene's packages: a push carries their signatures over the role's next version, which
-`next_delegated_metadata` determines (current version + 1, the current targets plus the new
-archive's entry), and `TufRepository.publish_delegated` rebuilds that version, verifies the
-signatures against the delegation, then writes it and re-signs snapshot and timestamp. The
-registry's online ``targets`` key keeps signing release documents and undelegated scenes,
-and refuses to sign anything under a delegated path::
+Publisher pushes: a push to a delegated scene carries the publisher's signatures over the
+role's next version, which `next_delegated_metadata` determines (current version + 1, the
+current targets plus the new archive's entry); `verify_delegated` rebuilds it and checks the
+signatures against the delegation, `publish_delegated` writes it and re-signs snapshot and
+timestamp. The online key refuses to sign anything under a delegated path.
 
-    <tuf_dir>/metadata/N.publisher-<scene>.json   signed by the scene's publisher key(s)
+A repository of the old layout (top-level ``targets`` signing targets itself, every key in
+``keys/``) keeps working as before until `migrate_to_online_role` (``pitahaya keys migrate``)
+moves its targets into the online role with one new top-level targets version.
 """
 
 from __future__ import annotations
@@ -49,7 +54,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner, Key, Signature, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
@@ -71,15 +75,30 @@ from pitahaya.registry.errors import (
     InvalidArgumentError,
     NotFoundError,
     PublisherSignatureError,
+    SigningKeyError,
     StaleDelegationError,
 )
 
 ROLES: tuple[str, ...] = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 
-#: How long each role's signature stays valid. Short-lived roles bound freeze attacks.
+#: The delegated role the running registry signs release documents and undelegated packages with.
+ONLINE_ROLE = "registry"
+
+#: What the online role may sign: every release document and package not delegated before it.
+ONLINE_PATHS: tuple[str, ...] = ("releases/*/*", "packages/*/*")
+
+#: Every role with a registry key, in trust order (``keys list`` shows them so).
+KEY_ROLES: tuple[str, ...] = (Root.type, Targets.type, ONLINE_ROLE, Snapshot.type, Timestamp.type)
+
+#: Roles whose keys the running registry never needs; keep them off the host.
+OFFLINE_ROLES: tuple[str, ...] = (Root.type, Targets.type)
+
+#: How long each role's signature stays valid. Online roles are short-lived to bound freeze
+#: attacks; the offline ones change only by an admin's hand.
 EXPIRY: dict[str, timedelta] = {
     Root.type: timedelta(days=365),
-    Targets.type: timedelta(days=90),
+    Targets.type: timedelta(days=365),
+    ONLINE_ROLE: timedelta(days=90),
     Snapshot.type: timedelta(days=7),
     Timestamp.type: timedelta(days=1),
 }
@@ -92,7 +111,7 @@ PUBLISHER_ROLE_PREFIX = "publisher-"
 
 #: Metadata file names the repository serves; ``root.json`` means the newest root.
 METADATA_NAME_RE = re.compile(
-    r"^(?:[1-9][0-9]{0,9}\.(?:root|targets|snapshot|publisher-[a-z][a-z0-9_]{0,63})|timestamp|root)\.json$"
+    r"^(?:[1-9][0-9]{0,9}\.(?:root|targets|snapshot|registry|publisher-[a-z][a-z0-9_]{0,63})|timestamp|root)\.json$"
 )
 
 
@@ -209,9 +228,15 @@ class KeyInfo:
         role: TUF role.
         keyid: TUF key id of the public key.
         scheme: Signature scheme (``ed25519``).
-        mode: File mode, octal text (``0600``).
-        trusted: Whether the newest root lists this key for the role.
-        path: The key file.
+        mode: File mode, octal text (``0600``); empty when the key is not on this host.
+        trusted: Whether the current metadata (root, or top-level targets for the online
+            role) trusts this key for the role.
+        path: The key file (where it would be, for an offline key kept elsewhere).
+        location: ``online`` (the running registry signs with it) or ``offline``.
+        present: Whether the key file is on this host.
+        expires: When the role's current metadata expires (ISO 8601).
+        resign_due: Less than half its lifetime is left: the registry re-signs online roles
+            itself; an offline one needs ``pitahaya keys resign`` where its key is.
     """
 
     role: str
@@ -220,6 +245,10 @@ class KeyInfo:
     mode: str
     trusted: bool
     path: str
+    location: str
+    present: bool
+    expires: str
+    resign_due: bool
 
 
 class TufRepository:
@@ -235,8 +264,9 @@ class TufRepository:
             the newest committed rows; the repository takes it again (it is reentrant).
     """
 
-    def __init__(self, tuf_dir: Path, clock: Clock = utc_now) -> None:
+    def __init__(self, tuf_dir: Path, clock: Clock = utc_now, *, offline_keys_dir: Path | None = None) -> None:
         self.keys_dir = tuf_dir / "keys"
+        self.offline_keys_dir = offline_keys_dir or tuf_dir / "offline"
         self.metadata_dir = tuf_dir / "metadata"
         self._clock = clock
         self.publish_lock = FileLock(tuf_dir / ".lock")
@@ -280,47 +310,97 @@ class TufRepository:
         self._file_cache[name] = (key, data, digest)
         return data, digest
 
+    def has_online_role(self) -> bool:
+        """Whether the top-level ``targets`` delegates to the online role (the current layout);
+        False for a repository from before it, whose ``targets`` key signs targets directly.
+
+        Raises:
+            NotFoundError: the repository is not initialized.
+        """
+        self._latest_root_version()
+        delegations = self._load_current(Targets.type).signed.delegations
+        return delegations is not None and delegations.roles is not None and ONLINE_ROLE in delegations.roles
+
     def targets(self) -> dict[str, TargetFile]:
-        """The targets of the current signed ``targets`` metadata, by target path."""
-        return dict(self._load_current(Targets.type).signed.targets)
+        """The targets the registry's online key signs (release documents, undelegated packages)."""
+        return dict(self._load_current(self._holder()).signed.targets)
+
+    def offline_keys_here(self) -> list[Path]:
+        """The offline keys (root, top-level targets) present on this host: they should not be."""
+        return [path for role in OFFLINE_ROLES if (path := self._key_path(role)).exists()]
+
+    def online_roles(self) -> tuple[str, ...]:
+        """The roles the running registry signs with keys under ``keys/``."""
+        if self.has_online_role():
+            return (ONLINE_ROLE, Snapshot.type, Timestamp.type)
+        return ROLES  # the old layout kept every key on the host
 
     def check_keys(self) -> None:
-        """Raise unless every role's key loads and is trusted by the current root, and the
-        served timestamp has not expired (what ``/readyz`` needs before taking traffic).
+        """Raise unless every online role's key loads and is trusted, and the served timestamp
+        has not expired (what ``/readyz`` needs). Offline keys are not needed to serve.
 
         Raises:
             NotFoundError: the repository is not initialized.
             RuntimeError: a key is missing or untrusted, or the timestamp expired.
         """
-        for role in ROLES:
+        for role in self.online_roles():
             try:
                 self._signer(role)
-            except FileNotFoundError as e:
-                raise RuntimeError(f"signing key of role {role!r} is missing") from e
+            except SigningKeyError as e:
+                raise RuntimeError(f"signing key of role {role!r}: {e}") from e
         timestamp = self._load_current(Timestamp.type)
         if timestamp.signed.is_expired(self._clock()):
             raise RuntimeError(f"timestamp.json expired at {timestamp.signed.expires.isoformat()}")
 
-    def key_info(self) -> list[KeyInfo]:
-        """Role, key id, scheme, file mode and trust of every role's key.
+    def key_info(self, margin: float = 0.5) -> list[KeyInfo]:
+        """Key id, location, file mode, trust and expiry of every role's key.
+
+        An offline key absent from this host is listed from the metadata that trusts it.
 
         Raises:
             NotFoundError: the repository is not initialized.
-            SigningKeyError: a key is missing, readable by others, or not a key.
+            SigningKeyError: an online key is missing, or a present key is readable by others
+                or not a key.
         """
-        root = self._load_root(self._latest_root_version()).signed
+        now = self._clock()
+        online = self.online_roles()
         infos = []
-        for role in ROLES:
+        for role in KEY_ROLES if self.has_online_role() else ROLES:
+            trusted_ids = self._trusted_keyids(role)
             path = self._key_path(role)
+            md = self._load_current(role)
+            expires = md.signed.expires
+            due = expires - now < EXPIRY[role] * margin
+            location = "online" if role in online else "offline"
+            if role not in online and not path.exists():
+                infos.append(
+                    KeyInfo(
+                        role, trusted_ids[0], "ed25519", "", True, str(path), location, False, expires.isoformat(), due
+                    )
+                )
+                continue
             public = load_private_key(path).public_key
             mode = f"{stat.S_IMODE(path.stat().st_mode):04o}"
-            trusted = public.keyid in root.roles[role].keyids
-            infos.append(KeyInfo(role, public.keyid, public.scheme, mode, trusted, str(path)))
+            trusted = public.keyid in trusted_ids
+            infos.append(
+                KeyInfo(
+                    role,
+                    public.keyid,
+                    public.scheme,
+                    mode,
+                    trusted,
+                    str(path),
+                    location,
+                    True,
+                    expires.isoformat(),
+                    due,
+                )
+            )
         return infos
 
     def delegation(self, scene: str) -> tuple[DelegatedRole, dict[str, Key]] | None:
         """The scene's publisher delegation and its public keys by key id, or None if the
-        online ``targets`` key signs the scene's packages."""
+        registry's online key signs the scene's packages."""
         delegations = self._load_current(Targets.type).signed.delegations
         if delegations is None or delegations.roles is None:
             return None
@@ -338,24 +418,36 @@ class TufRepository:
     def initialize(self) -> None:
         """Create keys and version 1 of every role, unless the repository already exists.
 
+        The offline keys (root, top-level targets) go to ``offline_keys_dir``, to be moved off
+        the host; the online role's key, snapshot's and timestamp's go to ``keys/``.
         ``1.root.json`` is written last, so its presence means initialization completed.
         """
         with self.publish_lock:
             if (self.metadata_dir / "1.root.json").exists():
                 return
-            signers = {role: self._load_or_create_signer(role) for role in ROLES}
+            signers = {role: self._load_or_create_signer(role) for role in KEY_ROLES}
             root = Metadata(Root(expires=self._expiry(Root.type), consistent_snapshot=True))
-            for role, signer in signers.items():
-                root.signed.add_key(signer.public_key, role)
+            for role in ROLES:
+                root.signed.add_key(signers[role].public_key, role)
             targets = Metadata(Targets(expires=self._expiry(Targets.type)))
+            targets.signed.delegations = Delegations(keys={}, roles={ONLINE_ROLE: _online_delegation()})
+            targets.signed.add_key(signers[ONLINE_ROLE].public_key, ONLINE_ROLE)
+            online = Metadata(Targets(expires=self._expiry(ONLINE_ROLE)))
             snapshot = Metadata(Snapshot(expires=self._expiry(Snapshot.type)))
+            snapshot.signed.meta[f"{ONLINE_ROLE}.json"] = MetaFile(version=1)
             timestamp = Metadata(Timestamp(expires=self._expiry(Timestamp.type)))
-            for md in (targets, snapshot, timestamp, root):
-                md.sign(signers[md.signed.type])
-                self._write(md)
+            for role, md in (
+                (Targets.type, targets),
+                (ONLINE_ROLE, online),
+                (Snapshot.type, snapshot),
+                (Timestamp.type, timestamp),
+                (Root.type, root),
+            ):
+                md.sign(signers[role])
+                self._write(md, role)
 
     def add_targets(self, targets: Mapping[str, TargetContent]) -> None:
-        """Add or replace targets, then publish new targets, snapshot and timestamp versions.
+        """Add or replace targets, then publish new versions of the online role, snapshot and timestamp.
 
         Args:
             targets: Content by target path (``packages/...`` or ``releases/...``). Pass the
@@ -368,24 +460,30 @@ class TufRepository:
         if not targets:
             raise ValueError("add_targets needs at least one target")
         with self.publish_lock:
-            current = self._load_current(Targets.type)
+            holder = self._holder()
+            top = self._load_current(Targets.type).signed
+            current = self._load_current(holder)
             for path, content in targets.items():
-                if (role := _delegated_role_for(current.signed, path)) is not None:
+                owner = _delegated_role_for(top, path)
+                if (owner.name if owner is not None else Targets.type) != holder:
                     raise PublisherSignatureError(
-                        f"{path} is delegated to {role.name}: only that role's publisher keys may sign it"
+                        f"{path} is delegated to {owner.name if owner else 'no role'}: "
+                        f"the registry's online key may not sign it"
                     )
                 current.signed.targets[path] = _target_file(path, content)
-            self._publish_from(current)
+            self._publish({holder: current})
 
     def delegate(self, scene: str, public_keys: Sequence[Key], threshold: int = 1) -> DelegatedRole:
         """Delegate ``packages/<scene>/*`` to the role ``publisher-<scene>`` trusting ``public_keys``.
 
-        Re-delegating a scene replaces its keys and threshold. The delegation is terminating:
-        a device never looks elsewhere for that scene's packages. Signs a new targets version
-        with the online ``targets`` key (an admin action on the registry host).
+        Re-delegating a scene replaces its keys and threshold. The delegation is terminating
+        and listed before the online role, so a device never looks elsewhere for that scene's
+        packages. Signs a new top-level targets version with the offline ``targets`` key (an
+        admin action where that key is).
 
         Raises:
             NotFoundError: the repository is not initialized.
+            SigningKeyError: the ``targets`` key is not here (nothing changed).
             InvalidArgumentError: no keys, a threshold outside 1..len(keys), or the scene already
                 has packages signed by the online key (delegate before the first push).
         """
@@ -396,14 +494,15 @@ class TufRepository:
         pattern = f"packages/{scene}/*"
         with self.publish_lock:
             self._latest_root_version()  # NotFoundError before anything else if not initialized
-            current = self._load_current(Targets.type)
-            signed = current.signed
-            online = sorted(path for path in signed.targets if path.startswith(f"packages/{scene}/"))
+            self._signer(Targets.type)  # SigningKeyError before anything else without the offline key
+            online = sorted(path for path in self.targets() if path.startswith(f"packages/{scene}/"))
             if online:
                 raise InvalidArgumentError(
                     f"scene {scene} already has {len(online)} package(s) signed by the registry's online key "
                     f"({online[0]}, ...); delegate a scene before its first push"
                 )
+            current = self._load_current(Targets.type)
+            signed = current.signed
             if signed.delegations is None:
                 signed.delegations = Delegations(keys={}, roles={})
             roles = signed.delegations.roles
@@ -412,10 +511,53 @@ class TufRepository:
                 for keyid in list(roles[name].keyids):
                     signed.revoke_key(keyid, name)
             roles[name] = DelegatedRole(name=name, keyids=[], threshold=threshold, terminating=True, paths=[pattern])
+            if ONLINE_ROLE in roles:  # ngclient searches in order: the catch-all online role goes last
+                roles[ONLINE_ROLE] = roles.pop(ONLINE_ROLE)
             for key in unique.values():
                 signed.add_key(key, name)
-            self._publish_from(current)
+            self._publish({Targets.type: current})
             return roles[name]
+
+    def migrate_to_online_role(self) -> int:
+        """Move the targets the top-level ``targets`` signs itself into the online role.
+
+        One new top-level targets version (signed by the ``targets`` key, found in
+        ``offline_keys_dir`` or, for the old layout, ``keys/``) keeps every publisher
+        delegation and delegates ``releases/*/*`` and ``packages/*/*`` to the online role,
+        whose version 1 holds the moved targets; devices trusting the current root follow
+        with no new root. A new online key is created under ``keys/``, and the root and
+        targets keys move from ``keys/`` to ``offline_keys_dir`` (then move that folder off
+        the host).
+
+        Returns:
+            The number of targets moved.
+
+        Raises:
+            InvalidArgumentError: the repository already has the online role.
+            SigningKeyError: the ``targets`` key is missing or unsafe (nothing changed).
+        """
+        with self.publish_lock:
+            if self.has_online_role():
+                raise InvalidArgumentError(f"the repository already delegates to the online role {ONLINE_ROLE!r}")
+            for role in (Targets.type, Snapshot.type, Timestamp.type):
+                self._signer(role)  # refuse before changing anything
+            online_signer = self._load_or_create_signer(ONLINE_ROLE)
+            top = self._load_current(Targets.type)
+            moved = dict(top.signed.targets)
+            online = Metadata(Targets(version=1, expires=self._expiry(ONLINE_ROLE), targets=moved))
+            top.signed.targets = {}
+            if top.signed.delegations is None:
+                top.signed.delegations = Delegations(keys={}, roles={})
+            assert top.signed.delegations.roles is not None
+            top.signed.delegations.roles[ONLINE_ROLE] = _online_delegation()
+            top.signed.add_key(online_signer.public_key, ONLINE_ROLE)
+            self._publish_top_and_online(top, online, online_signer)
+            for role in (Root.type, Targets.type):
+                legacy = self.keys_dir / f"{role}.pem"
+                if legacy.exists():
+                    self.offline_keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    os.replace(legacy, self.offline_keys_dir / legacy.name)
+            return len(moved)
 
     def verify_delegated(self, scene: str, target: TargetFile, signed: PublisherSignatures) -> Metadata[Targets]:
         """The scene role's next version adding ``target``, once ``signed`` proves the publisher signed it.
@@ -458,109 +600,169 @@ class TufRepository:
 
     def publish_delegated(self, scene: str, verified: Metadata[Targets]) -> None:
         """Write a version `verify_delegated` returned, then re-sign snapshot and timestamp."""
-        name = publisher_role(scene)
         with self.publish_lock:
-            self._write(verified, name)
-            snapshot = self._load_current(Snapshot.type)
-            snapshot.signed.meta[f"{name}.json"] = MetaFile(version=verified.signed.version)
-            self._publish_from(snapshot)
+            self._publish({publisher_role(scene): verified}, sign=False)
 
     def rotate_key(self, role: str) -> KeyInfo:
-        """Replace ``role``'s key; devices follow through one new root version (N+1).
+        """Replace ``role``'s key; devices follow without a new trusted root shipped to them.
 
-        Root N+1 trusts the new key instead of the old one and is signed by the current root
-        key (and by the new one when root itself rotates), so a device holding root N verifies
-        it. Then the roles from ``role`` down the chain (targets → snapshot → timestamp) are
-        re-signed with the now-current keys; root is not bumped again.
+        A top-level role's key is replaced by root N+1, signed by the current root key (and by
+        the new one when root itself rotates), so a device holding root N verifies it; then the
+        roles from ``role`` down the chain are re-signed with the now-current keys. The online
+        role's key is replaced by a new top-level targets version (signed by the offline
+        ``targets`` key) and a new online role version signed by the new key; root is untouched.
 
         Returns:
             The new key's info.
 
         Raises:
-            ValueError: ``role`` is not a TUF role.
+            ValueError: ``role`` is not a role with a registry key.
             NotFoundError: the repository is not initialized.
             SigningKeyError: a key needed for signing is missing or unsafe (nothing changed).
         """
-        if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        roles = KEY_ROLES if self.has_online_role() else ROLES
+        if role not in roles:
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(roles)}")
         with self.publish_lock:
-            root = self._load_root(self._latest_root_version())
-            signers = {each: load_private_key(self._key_path(each)) for each in ROLES}  # refuse before changing
+            # Keys that sign here: the trusting role's, and those re-signed below the rotated one.
+            needed = {
+                ONLINE_ROLE: (Targets.type, Snapshot.type, Timestamp.type),
+                Targets.type: (Root.type, Snapshot.type, Timestamp.type),
+                Snapshot.type: (Root.type, Timestamp.type),
+            }.get(role, (Root.type,))
+            for each in needed:  # refuse before changing anything
+                self._signer(each)
             new_signer = CryptoSigner.generate_ed25519()
-            for keyid in list(root.signed.roles[role].keyids):
-                root.signed.revoke_key(keyid, role)
-            root.signed.add_key(new_signer.public_key, role)
-            root.signed.version += 1
-            root.signed.expires = self._expiry(Root.type)
-            root.sign(signers[Root.type])
-            if role == Root.type:
-                root.sign(new_signer, append=True)
             key_path = self._key_path(role)
             pending_key = key_path.with_name(key_path.name + ".new")
-            atomic_write(pending_key, new_signer.private_bytes, mode=KEY_FILE_MODE)
-            self._write(root)
-            os.replace(pending_key, key_path)
-            if role != Root.type:
-                self._publish_from(self._load_current(role))
+            if role == ONLINE_ROLE:
+                top = self._load_current(Targets.type)
+                for keyid in list(top.signed.delegations.roles[ONLINE_ROLE].keyids):  # type: ignore[union-attr,index]
+                    top.signed.revoke_key(keyid, ONLINE_ROLE)
+                top.signed.add_key(new_signer.public_key, ONLINE_ROLE)
+                atomic_write(pending_key, new_signer.private_bytes, mode=KEY_FILE_MODE)
+                online = self._load_current(ONLINE_ROLE)
+                online.signed.version += 1
+                self._publish_top_and_online(top, online, new_signer)
+                os.replace(pending_key, key_path)
+            else:
+                root = self._load_root(self._latest_root_version())
+                for keyid in list(root.signed.roles[role].keyids):
+                    root.signed.revoke_key(keyid, role)
+                root.signed.add_key(new_signer.public_key, role)
+                root.signed.version += 1
+                root.signed.expires = self._expiry(Root.type)
+                root.sign(self._signer(Root.type))
+                if role == Root.type:
+                    root.sign(new_signer, append=True)
+                atomic_write(pending_key, new_signer.private_bytes, mode=KEY_FILE_MODE)
+                self._write(root)
+                os.replace(pending_key, key_path)
+                if role != Root.type:
+                    self._publish({role: self._load_current(role)})
         return next(info for info in self.key_info() if info.role == role)
 
     def refresh(self, margin: float = 0.5) -> list[str]:
-        """Re-sign every role with less than ``margin`` of its lifetime left.
+        """Re-sign every online role with less than ``margin`` of its lifetime left.
 
-        A re-signed role also re-signs the roles that point at it (targets → snapshot →
-        timestamp), so clients see a consistent chain.
+        The running registry calls this; it never needs the offline keys (root and top-level
+        targets are renewed by `resign_offline`). A re-signed role also re-signs the roles
+        that point at it (→ snapshot → timestamp), so clients see a consistent chain. A
+        repository of the old layout keeps every key online and re-signs all four roles.
 
         Returns:
             The roles that were re-signed (possibly empty).
         """
         with self.publish_lock:
-            now = self._clock()
+            online = self.online_roles()
             refreshed: list[str] = []
-            root = self._load_root(self._latest_root_version())
-            if root.signed.expires - now < EXPIRY[Root.type] * margin:
-                self._bump_and_sign(root)
-                self._write(root)
-                refreshed.append(Root.type)
-            for role in (Targets.type, Snapshot.type, Timestamp.type):
-                md = self._load_current(role)
-                if md.signed.expires - now < EXPIRY[role] * margin:
-                    refreshed.extend(self._publish_from(md))
-                    break  # _publish_from re-signed this role and every role after it
+            if Root.type in online:
+                refreshed.extend(self._resign_root(margin))
+            for role in online:
+                if role != Root.type and self._expiring(self._load_current(role), role, margin):
+                    refreshed.extend(self._publish({role: self._load_current(role)}))
+                    break  # _publish re-signed this role and every role after it
+            return refreshed
+
+    def resign_offline(self, margin: float = 0.5) -> list[str]:
+        """Re-sign root and the top-level ``targets`` if less than ``margin`` of their lifetime
+        is left (run where the offline keys are; ``pitahaya keys resign``).
+
+        Returns:
+            The roles that were re-signed (possibly empty).
+
+        Raises:
+            SigningKeyError: an offline key needed is not here (nothing changed).
+        """
+        with self.publish_lock:
+            refreshed = self._resign_root(margin)
+            top = self._load_current(Targets.type)
+            if self._expiring(top, Targets.type, margin):
+                refreshed.extend(self._publish({Targets.type: top}))
             return refreshed
 
     # -- internals (callers hold the lock for anything that writes) -------------------------
 
-    def _publish_from(self, changed: Metadata) -> list[str]:
-        """Bump and sign ``changed`` and every role that references it, write them, name them."""
-        chain = [Targets.type, Snapshot.type, Timestamp.type]
-        pending = [changed] + [self._load_current(role) for role in chain[chain.index(changed.signed.type) + 1 :]]
-        for md in pending:
-            if isinstance(md.signed, Snapshot):
-                md.signed.meta[f"{Targets.type}.json"] = MetaFile(version=self._current_version(Targets.type, pending))
-            elif isinstance(md.signed, Timestamp):
-                md.signed.snapshot_meta = MetaFile(version=self._current_version(Snapshot.type, pending))
-            self._bump_and_sign(md)
-        for md in pending:
-            self._write(md)
-        return [md.signed.type for md in pending]
+    def _holder(self) -> str:
+        """The role whose targets the registry's online key signs."""
+        return ONLINE_ROLE if self.has_online_role() else Targets.type
 
-    def _current_version(self, role: str, pending: list[Metadata]) -> int:
-        for md in pending:
-            if md.signed.type == role:
-                return md.signed.version
-        return self._load_current(role).signed.version
+    def _expiring(self, md: Metadata, role: str, margin: float) -> bool:
+        return md.signed.expires - self._clock() < EXPIRY[role] * margin
 
-    def _bump_and_sign(self, md: Metadata) -> None:
+    def _resign_root(self, margin: float) -> list[str]:
+        root = self._load_root(self._latest_root_version())
+        if not self._expiring(root, Root.type, margin):
+            return []
+        self._bump_and_sign(root, Root.type)
+        self._write(root)
+        return [Root.type]
+
+    def _publish(self, changes: Mapping[str, Metadata], *, sign: bool = True) -> list[str]:
+        """Write ``changes`` (by role name), then new snapshot and timestamp versions naming them.
+
+        Each change is bumped and signed with its role's key unless ``sign`` is False (a
+        publisher's already signed version). Snapshot or timestamp may be among the changes.
+        Files are written in chain order, so ``timestamp.json`` only points at complete files.
+        """
+        pending = dict(changes)
+        if sign:
+            for role, md in pending.items():
+                self._bump_and_sign(md, role)
+        if Timestamp.type not in pending:
+            if Snapshot.type not in pending:
+                snapshot = self._load_current(Snapshot.type)
+                for role, md in pending.items():
+                    snapshot.signed.meta[f"{role}.json"] = MetaFile(version=md.signed.version)
+                self._bump_and_sign(snapshot, Snapshot.type)
+                pending[Snapshot.type] = snapshot
+            timestamp = self._load_current(Timestamp.type)
+            timestamp.signed.snapshot_meta = MetaFile(version=pending[Snapshot.type].signed.version)
+            self._bump_and_sign(timestamp, Timestamp.type)
+            pending[Timestamp.type] = timestamp
+        for role, md in pending.items():
+            self._write(md, role)
+        return list(pending)
+
+    def _publish_top_and_online(self, top: Metadata[Targets], online: Metadata[Targets], signer: Signer) -> None:
+        """Publish a top-level targets that changes the online role's key with ``online`` (the
+        role's next version) signed by the new key, which only the new top-level version trusts."""
+        self._bump_and_sign(top, Targets.type)
+        online.signed.expires = self._expiry(ONLINE_ROLE)
+        online.sign(signer)
+        self._publish({Targets.type: top, ONLINE_ROLE: online}, sign=False)
+
+    def _bump_and_sign(self, md: Metadata, role: str) -> None:
         md.signed.version += 1
-        md.signed.expires = self._expiry(md.signed.type)
-        md.sign(self._signer(md.signed.type))
+        md.signed.expires = self._expiry(role)
+        md.sign(self._signer(role))
 
     def _expiry(self, role: str) -> datetime:
         """Expiry of a role signed now, in whole seconds as the TUF format stores it."""
         return self._clock().replace(microsecond=0) + EXPIRY[role]
 
     def _load_current(self, role: str) -> Metadata:
-        """The live version of a role, found by following timestamp → snapshot."""
+        """The live version of a role (top-level or the online role), via timestamp → snapshot."""
         if role == Root.type:
             return self._load_root(self._latest_root_version())
         timestamp = Metadata[Timestamp].from_file(str(self.metadata_dir / "timestamp.json"))
@@ -598,25 +800,45 @@ class TufRepository:
         atomic_write(self.metadata_dir / name, md.to_bytes())
 
     def _key_path(self, role: str) -> Path:
+        """``keys/<role>.pem``; root's and targets' in ``offline_keys_dir`` (or ``keys/`` in
+        a repository of the old layout that still keeps them there)."""
+        if role in OFFLINE_ROLES:
+            offline, legacy = self.offline_keys_dir / f"{role}.pem", self.keys_dir / f"{role}.pem"
+            return legacy if legacy.exists() and not offline.exists() else offline
         return self.keys_dir / f"{role}.pem"
 
     def _load_or_create_signer(self, role: str) -> CryptoSigner:
         path = self._key_path(role)
         if path.exists():
-            return CryptoSigner(load_pem_private_key(path.read_bytes(), password=None))
+            return load_private_key(path)
         signer = CryptoSigner.generate_ed25519()
-        self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, signer.private_bytes, mode=0o600)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(path, signer.private_bytes, mode=KEY_FILE_MODE)
         return signer
 
+    def _trusted_keyids(self, role: str) -> list[str]:
+        """The key ids the current metadata trusts for ``role`` (root's, or the online role's delegation)."""
+        if role == ONLINE_ROLE:
+            delegations = self._load_current(Targets.type).signed.delegations
+            return list(delegations.roles[ONLINE_ROLE].keyids)  # type: ignore[union-attr,index]
+        return list(self._load_root(self._latest_root_version()).signed.roles[role].keyids)
+
     def _signer(self, role: str) -> Signer:
-        """The signer of a role, checked against the keys the current root trusts for it."""
+        """The signer of a role, checked against the keys the current metadata trusts for it.
+
+        Raises:
+            SigningKeyError: the key file is missing, unsafe, or not trusted.
+        """
         path = self._key_path(role)
-        signer = CryptoSigner(load_pem_private_key(path.read_bytes(), password=None))
-        root = self._load_root(self._latest_root_version()).signed
-        if signer.public_key.keyid not in root.roles[role].keyids:
-            raise RuntimeError(f"key {path} is not trusted for role {role!r} by the current root")
+        signer = load_private_key(path)
+        if signer.public_key.keyid not in self._trusted_keyids(role):
+            raise SigningKeyError(f"key {path} is not trusted for role {role!r} by the current metadata")
         return signer
+
+
+def _online_delegation() -> DelegatedRole:
+    """The online role's delegation: every release and package path not delegated before it."""
+    return DelegatedRole(name=ONLINE_ROLE, keyids=[], threshold=1, terminating=False, paths=list(ONLINE_PATHS))
 
 
 def _delegated_role_for(targets: Targets, path: str) -> DelegatedRole | None:
