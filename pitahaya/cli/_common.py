@@ -40,6 +40,14 @@ def emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def report(payload: dict[str, Any], as_json: bool, text: str) -> None:
+    """A command's result: ``payload`` as JSON on stdout with ``--json``, else ``text`` for people."""
+    if as_json:
+        emit_json(payload)
+    else:
+        console.print(text)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line error (no traceback) and return the exit to raise."""
     console.print(f"[bold red]error:[/] {message}")

@@ -25,13 +25,15 @@ targets into the online role; devices follow with the root they already trust.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pitahaya.cli._common import console, default_data_dir, emit_json, fail
+from pitahaya.cli._common import console, default_data_dir, emit_json, fail, report
 from pitahaya.cli._options import DataDir, JsonFlag
 
 if TYPE_CHECKING:
@@ -64,17 +66,16 @@ def _repository(tuf_dir: Path | None, data_dir: Path, offline_keys: Path | None)
     return TufRepository(tuf_dir or data_dir / "registry" / "tuf", offline_keys_dir=offline_keys)
 
 
-def _key_errors() -> tuple[type[Exception], ...]:
-    from pitahaya.registry.errors import RequestError, SigningKeyError
+@contextmanager
+def _key_errors_as_cli_errors() -> Iterator[None]:
+    """A key or repository error becomes a one-line error (with the `keys init` hint when nothing exists)."""
+    from pitahaya.registry.errors import NotFoundError, RequestError, SigningKeyError
 
-    return SigningKeyError, RequestError, ValueError
-
-
-def _not_initialized(e: Exception) -> typer.Exit:
-    from pitahaya.registry.errors import NotFoundError
-
-    hint = ": run `pitahaya keys init`" if isinstance(e, NotFoundError) else ""
-    return fail(f"{e}{hint}")
+    try:
+        yield
+    except (SigningKeyError, RequestError, ValueError) as e:
+        hint = ": run `pitahaya keys init`" if isinstance(e, NotFoundError) else ""
+        raise fail(f"{e}{hint}") from None
 
 
 def _print_keys(infos: list[KeyInfo], as_json: bool) -> None:
@@ -104,11 +105,9 @@ def init_command(
     Then move the offline folder (root and targets keys) off the registry host.
     """
     repo = _repository(tuf_dir, data_dir, offline_keys)
-    try:
+    with _key_errors_as_cli_errors():
         repo.initialize()
         _print_keys(repo.key_info(), as_json)
-    except _key_errors() as e:
-        raise _not_initialized(e) from None
 
 
 @app.command("list")
@@ -119,10 +118,8 @@ def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Show each role's key id, where it is, its file mode, trust, expiry and whether it needs re-signing."""
-    try:
+    with _key_errors_as_cli_errors():
         _print_keys(_repository(tuf_dir, data_dir, offline_keys).key_info(), as_json)
-    except _key_errors() as e:
-        raise _not_initialized(e) from None
 
 
 @app.command("rotate")
@@ -137,14 +134,9 @@ def rotate_command(
 ) -> None:
     """Replace a role's key so devices follow: a new root version (top-level roles) or a new
     top-level targets version (the online registry role). Needs the offline keys."""
-    try:
+    with _key_errors_as_cli_errors():
         info = _repository(tuf_dir, data_dir, offline_keys).rotate_key(role)
-    except _key_errors() as e:
-        raise _not_initialized(e) from None
-    if as_json:
-        emit_json(asdict(info))
-    else:
-        console.print(f"rotated {info.role}: new key {info.keyid} ({info.scheme}, mode {info.mode})")
+    report(asdict(info), as_json, f"rotated {info.role}: new key {info.keyid} ({info.scheme}, mode {info.mode})")
 
 
 @app.command("resign")
@@ -158,14 +150,9 @@ def resign_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Re-sign root and the top-level targets before they expire (where the offline keys are)."""
-    try:
+    with _key_errors_as_cli_errors():
         roles = _repository(tuf_dir, data_dir, offline_keys).resign_offline(margin)
-    except _key_errors() as e:
-        raise _not_initialized(e) from None
-    if as_json:
-        emit_json({"resigned": roles})
-    else:
-        console.print(f"re-signed {', '.join(roles)}" if roles else "nothing to re-sign yet")
+    report({"resigned": roles}, as_json, f"re-signed {', '.join(roles)}" if roles else "nothing to re-sign yet")
 
 
 @app.command("migrate")
@@ -180,15 +167,12 @@ def migrate_command(
     Stop the registry first. Devices follow with the root they already trust.
     """
     repo = _repository(tuf_dir, data_dir, offline_keys)
-    try:
+    with _key_errors_as_cli_errors():
         moved = repo.migrate_to_online_role()
-    except _key_errors() as e:
-        raise _not_initialized(e) from None
     result = {"moved_targets": moved, "offline_keys": str(repo.offline_keys_dir)}
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"moved {moved} target(s) into the online role; now move {repo.offline_keys_dir} off this host")
+    report(
+        result, as_json, f"moved {moved} target(s) into the online role; now move {repo.offline_keys_dir} off this host"
+    )
 
 
 @app.command("publisher-init")
@@ -206,10 +190,11 @@ def publisher_init_command(
     except (SigningKeyError, OSError) as e:
         raise fail(str(e)) from None
     result = {"keyid": signer.public_key.keyid, "private_key": str(private_path), "public_key": str(public_path)}
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"publisher key {result['keyid']}: private {private_path} (0600, keep it), public {public_path}")
+    report(
+        result,
+        as_json,
+        f"publisher key {result['keyid']}: private {private_path} (0600, keep it), public {public_path}",
+    )
 
 
 @app.command("delegate")
@@ -228,12 +213,10 @@ def delegate_command(
     from pitahaya.client_runtime.package import validate_scene_name
     from pitahaya.registry.key_files import load_public_key
 
-    try:
+    with _key_errors_as_cli_errors():
         validate_scene_name(scene)
         keys = [load_public_key(path) for path in publisher_key]
         role = _repository(tuf_dir, data_dir, offline_keys).delegate(scene, keys, threshold)
-    except _key_errors() as e:
-        raise _not_initialized(e) from None
     result = {
         "scene": scene,
         "role": role.name,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pitahaya.cli._common import console, default_data_dir, emit_json, fail
+from pitahaya.cli._common import console, default_data_dir, emit_json, fail, report
 from pitahaya.cli._options import DataDir, JsonFlag, RegistryUrl, Token
 
 if TYPE_CHECKING:
@@ -97,10 +97,7 @@ def push(
             raise fail(str(e)) from None
 
     result = _call(registry, token, upload)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"pushed {result['scene']} {result['version']} ({result['size_bytes']:,} bytes)")
+    report(result, as_json, f"pushed {result['scene']} {result['version']} ({result['size_bytes']:,} bytes)")
 
 
 @app.command()
@@ -246,10 +243,7 @@ def revoke_token(
 ) -> None:
     """Revoke a token: the registry refuses it (401) from the next request on."""
     result = _call(registry, token, lambda client: client.revoke_token(name))
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"revoked token {result['name']}")
+    report(result, as_json, f"revoked token {result['name']}")
 
 
 @registry_app.command("gc")

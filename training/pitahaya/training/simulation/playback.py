@@ -220,6 +220,10 @@ def play(
     trace_step = np.array([t.step_s for t in traces])
     rows = np.arange(n_lanes)
 
+    def link_speed(t: float) -> np.ndarray:
+        """Each lane's link speed (bytes/s) at simulated time ``t``."""
+        return bw[rows, ((t + offsets) / trace_step).astype(np.int64) % trace_len]
+
     downloaded = np.zeros(shape)
     target = np.zeros(shape)  # preload targets
     preloaded = np.zeros(shape)
@@ -232,7 +236,7 @@ def play(
     limit = np.full(n_lanes, math.inf)
     floor = np.zeros(n_lanes)
     min_meter = np.zeros(n_lanes)  # bytes/s
-    meter = bw[rows, ((offsets / trace_step).astype(np.int64) % trace_len)] if n_lanes else np.zeros(0)
+    meter = link_speed(0.0)
     meter_keep = math.exp(-dt / config.meter_s)
     done = counts == 0
     sim_time = np.zeros(n_lanes)
@@ -284,8 +288,7 @@ def play(
         )
         state[starting | resuming] = _PLAYING
         # 2. download: playing video first, then the preload window in order
-        sample = ((t + offsets) / trace_step).astype(np.int64) % trace_len
-        speed = np.where(active, bw[rows, sample], 0.0)
+        speed = np.where(active, link_speed(t), 0.0)
         budget = speed * dt
         d_before = d_c
         meter = meter_keep * meter + (1.0 - meter_keep) * speed
@@ -315,16 +318,8 @@ def play(
         # 1b. a video whose start (or resume) bytes arrived during this step plays from that moment:
         # the playing video is downloaded first, at the full speed, so the moment is deficit / speed.
         d_c = downloaded[rows, c]
-        ready_at = np.where(state == _WAITING, threshold[rows, c], resume_at)
-        late = (
-            active
-            & (state != _PLAYING)
-            & (
-                (d_c >= np.minimum(ready_at, size_c) - _BYTE_TOLERANCE)
-                | ((state == _STALLED) & (d_c >= size_c - _BYTE_TOLERANCE))
-            )
-        )
-        ready_at = np.minimum(ready_at, size_c)
+        ready_at = np.minimum(np.where(state == _WAITING, threshold[rows, c], resume_at), size_c)
+        late = active & (state != _PLAYING) & (d_c >= ready_at - _BYTE_TOLERANCE)
         offset = np.where(late, np.clip((ready_at - d_before) / np.maximum(speed, 1e-12), 0.0, dt), 0.0)
         wait[rows, c] += np.where(late & (state == _WAITING), offset, 0.0)
         stall[rows, c] += np.where(late & (state == _STALLED), offset, 0.0)
