@@ -74,26 +74,14 @@ class ArchiveUpdater(PackageUpdater):
 
 def build_package(n_views: int, seed: int) -> tuple[bytes, Any, np.ndarray, list]:
     """Train the benchmark model and package it; returns archive, booster, matrix and views."""
-    import lightgbm as lgb
     import onnxruntime as ort
+    from bench_package import train  # the same benchmark booster as the package benchmark
 
     from pitahaya.packaging import convert_lightgbm
-    from pitahaya.training import GeneratorConfig, build_matrix, generate_views
 
     scene = Scene.load(SCENE_DIR)
     extractor_class = scene.extractor_class()
-    views = generate_views(GeneratorConfig(n_views=n_views, n_users=max(n_views // 200, 10), seed=seed))
-    data = build_matrix(views, extractor_class)
-    params = {
-        "objective": "regression_l1",
-        "num_leaves": 63,
-        "min_child_samples": 20,
-        "learning_rate": 0.05,
-        "num_threads": 1,
-        "verbose": -1,
-        "seed": seed,
-    }
-    booster = lgb.train(params, lgb.Dataset(data.X, data.y), num_boost_round=200)
+    booster, X, views = train(n_views, seed)
     converted = convert_lightgbm(booster)
     # One golden case from the first user's stream, computed with the packaged model itself.
     history = [v for v in views if v.user_id == views[0].user_id][:20]
@@ -130,7 +118,7 @@ def build_package(n_views: int, seed: int) -> tuple[bytes, Any, np.ndarray, list
         policy=dict(scene.policy),
         opsets=converted.opsets,
     )
-    return build_archive(manifest, payload), booster, data.X, views
+    return build_archive(manifest, payload), booster, X, views
 
 
 def percentiles(fn: Callable[[], object], calls: int) -> tuple[float, float]:
