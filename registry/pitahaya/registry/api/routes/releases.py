@@ -95,16 +95,7 @@ def pause_release(
     scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
 ) -> ReleasePublic:
     """Halt the rollout: every device returns to the previous version on its next refresh."""
-    row = service.set_paused(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
-        scene=scene,
-        channel=channel,
-        paused=True,
-        actor=actor.name,
-    )
-    return ReleasePublic.model_validate(row)
+    return _set_paused(context, session, scene, channel, actor, paused=True)
 
 
 @router.post(
@@ -117,16 +108,7 @@ def resume_release(
     scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
 ) -> ReleasePublic:
     """Resume a paused rollout at its percentage."""
-    row = service.set_paused(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
-        scene=scene,
-        channel=channel,
-        paused=False,
-        actor=actor.name,
-    )
-    return ReleasePublic.model_validate(row)
+    return _set_paused(context, session, scene, channel, actor, paused=False)
 
 
 @router.post(
@@ -178,6 +160,22 @@ def set_kill_switch(
         scene=scene,
         channel=channel,
         enabled=body.enabled,
+        actor=actor.name,
+    )
+    return ReleasePublic.model_validate(row)
+
+
+def _set_paused(
+    context: ContextDep, session: SessionDep, scene: str, channel: str, actor: OperatorDep, *, paused: bool
+) -> ReleasePublic:
+    """Pause or resume: a new release of the channel with ``paused`` set, audited."""
+    row = service.set_paused(
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        scene=scene,
+        channel=channel,
+        paused=paused,
         actor=actor.name,
     )
     return ReleasePublic.model_validate(row)
