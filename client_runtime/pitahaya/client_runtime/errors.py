@@ -7,7 +7,14 @@
     │   ├── PackageFormatError       archive or manifest malformed, file hash mismatch
     │   ├── FeatureCodeError         features.py failed to import or raised
     │   ├── ModelLoadError           model.onnx failed to load or has the wrong signature
-    │   └── SelfTestError            the shipped golden vectors were not reproduced
+    │   ├── SelfTestError            the shipped golden vectors were not reproduced
+    │   ├── LoadTimeoutError         loading (import, warm-up, self-test, replay) ran past its deadline
+    │   ├── ResourceLimitError       the package ran out of its memory or CPU budget while loading
+    │   └── SandboxCrashError        the worker running the package died while loading
+    ├── CallError                    one call into a loaded package failed: fall back for this call
+    │   ├── CallTimeoutError         the call ran past its deadline (or the worker is still busy)
+    │   ├── WorkerLostError          the worker died or was killed; it is being restarted
+    │   └── InferenceError           the feature code or the model raised, or returned garbage
     ├── UpdateError                  could not get a verified package: keep the current one
     │   ├── UpdateVerificationError  signed metadata or a target failed verification (TUF)
     │   │   └── MetadataExpiredError  the registry stopped re-signing (freeze?): no new installs
@@ -57,6 +64,52 @@ class SelfTestError(PackageError):
     """The package did not reproduce its own golden self-test vectors."""
 
     reason = "self_test"
+
+
+class LoadTimeoutError(PackageError):
+    """Loading the package (import, warm-up, self-test or history replay) ran past its deadline."""
+
+    reason = "load_timeout"
+
+
+class ResourceLimitError(PackageError):
+    """The package exhausted the memory or CPU budget of its sandbox while loading."""
+
+    reason = "resource_limit"
+
+
+class SandboxCrashError(PackageError):
+    """The worker process running the package died while loading it (exit, signal, abort)."""
+
+    reason = "sandbox_crash"
+
+
+class CallError(ClientRuntimeError):
+    """One call into a loaded package did not produce a usable answer; the caller falls back.
+
+    Repeated call errors take the package out of service (the runtime's circuit breaker); a
+    single one does not.
+    """
+
+    reason = "inference_error"
+
+
+class CallTimeoutError(CallError):
+    """The call ran past its deadline, or the worker is still busy with an earlier one that did."""
+
+    reason = "timeout"
+
+
+class WorkerLostError(CallError):
+    """The worker running the package died or was killed; it is restarted off the call path."""
+
+    reason = "worker_lost"
+
+
+class InferenceError(CallError):
+    """The feature code or the model raised, or answered something that is not a prediction."""
+
+    reason = "inference_error"
 
 
 class UpdateError(ClientRuntimeError):

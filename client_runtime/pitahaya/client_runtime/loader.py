@@ -1,10 +1,12 @@
 """Turn a verified `Package` into something that can answer: feature code + ONNX session.
 
-`LoadedPackage.load` runs every check a package must pass before a device activates it:
-the feature code imports in isolation and declares the manifest's feature names, the
-ONNX model loads with the manifest's input/output spec on one intra-op thread, and the
-package reproduces its own golden self-test vectors. Any failure raises a `PackageError`
-subclass and the package is never used.
+`LoadedPackage.load` runs every check a package must pass before it can answer: the feature
+code imports in its own module and declares the manifest's feature names, and the ONNX model
+loads with the manifest's input/output spec on one intra-op thread. Any failure raises a
+`PackageError` subclass and the package is never used. ``load(package)`` also runs the golden
+self-test in this interpreter, which suits trusted callers (the packager); a device runs the
+package inside a sandbox and judges the self-test outside it
+(`pitahaya.client_runtime.containment`), so this module is what a sandbox executes.
 
 The hot path does not go through `LoadedPackage.infer` (which allocates its input and output
 per call) but through `BoundInference`: per batch size, an input matrix the feature code writes
@@ -16,20 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from pitahaya.client_runtime.errors import FeatureCodeError, ModelLoadError, SelfTestError
+from pitahaya.client_runtime.errors import FeatureCodeError, ModelLoadError
 from pitahaya.client_runtime.events import Candidate, View
 from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_code
 from pitahaya.client_runtime.package import Manifest, Package
+from pitahaya.client_runtime.selftest import SelftestCase, check_answers, parse_cases
 
-#: Tolerances of the self-test: features must match to float32 rounding, predictions closely.
-FEATURE_RTOL = 1e-6
-PREDICTION_RTOL = 1e-4
-PREDICTION_ATOL = 1e-3
+#: Batch sizes bound (and warmed up) when a package is loaded; larger ones are bound on first use.
+WARM_BATCHES = (1, 2, 3, 4, 8)
+#: Largest batch that gets its own preallocated binding; beyond it `LoadedPackage.infer` allocates.
+MAX_BOUND_BATCH = 64
 
 
 def _session_options() -> ort.SessionOptions:
@@ -100,8 +102,8 @@ class LoadedPackage:
         return self.package.manifest.version
 
     @classmethod
-    def load(cls, package: Package) -> LoadedPackage:
-        """Import the feature code, load the model, run the self-test.
+    def load(cls, package: Package, *, selftest: bool = True) -> LoadedPackage:
+        """Import the feature code, load the model and, unless ``selftest`` is False, run the self-test here.
 
         Raises:
             FeatureCodeError: feature code does not import or its names differ from the manifest.
@@ -131,7 +133,8 @@ class LoadedPackage:
         if inputs[0].name != manifest.input.name or manifest.output.name not in [o.name for o in outputs]:
             raise ModelLoadError("model input/output names differ from manifest.json")
         loaded = cls(package, extractor_class, session, inputs[0].name, manifest.output.name)
-        loaded.run_selftest()
+        if selftest:
+            loaded.run_selftest()
         return loaded
 
     def bind(self, n: int) -> BoundInference:
@@ -155,37 +158,21 @@ class LoadedPackage:
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
     def run_selftest(self) -> None:
-        """Replay the package's golden cases through its own feature code and model.
+        """Replay the package's golden cases through its own feature code and model, in this interpreter.
+
+        Only for trusted code: the package's code runs here and could rebind this check. A
+        device uses `pitahaya.client_runtime.containment`, which judges outside the sandbox.
 
         Raises:
             SelfTestError: a feature or prediction differs from the shipped expectation.
             FeatureCodeError: the feature code raised.
         """
-        try:
-            cases: list[dict[str, Any]] = self.package.selftest["cases"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise SelfTestError(f"selftest.json is malformed: {e}") from e
-        if not cases:
-            raise SelfTestError("selftest.json has no cases")
-        for number, case in enumerate(cases):
-            try:
-                history = [View.from_dict(v) for v in case["history"]]
-                candidates = [Candidate.from_dict(c) for c in case["candidates"]]
-                want_x = np.asarray(case["features"], dtype=np.float32)
-                want_y = np.asarray(case["predictions"], dtype=np.float32)
-                now = float(case["now"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise SelfTestError(f"selftest case {number} is malformed: {e}") from e
-            got_x = self.features_for(history, candidates, now)
-            if got_x.shape != want_x.shape or not np.allclose(got_x, want_x, rtol=FEATURE_RTOL, atol=0.0):
-                raise SelfTestError(f"selftest case {number}: features differ from the golden vector")
-            got_y = self.infer(got_x)
-            if got_y.shape != want_y.shape or not np.allclose(
-                got_y, want_y, rtol=PREDICTION_RTOL, atol=PREDICTION_ATOL
-            ):
-                raise SelfTestError(
-                    f"selftest case {number}: predictions {got_y.tolist()} differ from golden {want_y.tolist()}"
-                )
+        check_answers(parse_cases(self.package.selftest), self.answer)
+
+    def answer(self, case: SelftestCase) -> tuple[np.ndarray, np.ndarray]:
+        """The features and predictions this package computes for a self-test case."""
+        features = self.features_for(case.history, case.candidates, case.now)
+        return features, self.infer(features)
 
     def features_for(self, history: Sequence[View], candidates: Sequence[Candidate], now: float) -> np.ndarray:
         """Features of ``candidates`` for a user with ``history`` (a fresh extractor; not the hot path)."""
@@ -196,3 +183,57 @@ class LoadedPackage:
             return extractor.features(candidates, now)
         except Exception as e:
             raise FeatureCodeError(f"features.py raised: {type(e).__name__}: {e}") from e
+
+
+class Engine:
+    """A loaded package with one user's feature state: what a sandbox executes for every call.
+
+    Every call is one `step`: optionally start from a fresh feature state, fold in the views
+    recorded since the previous step, then compute features and run the model for the
+    candidates. Serving, the history replay after a swap and the self-test all go through it,
+    so the self-test exercises the very path that serves. Exceptions from the package's code
+    propagate unchanged; the caller (a worker process, a worker thread, or the runtime itself)
+    decides what they mean. Not thread-safe.
+    """
+
+    __slots__ = ("_bindings", "_extractor", "loaded")
+
+    def __init__(self, loaded: LoadedPackage) -> None:
+        self.loaded = loaded
+        # Warm-up: binding runs one inference per batch size, before the package answers.
+        self._bindings: dict[int, BoundInference] = {n: loaded.bind(n) for n in WARM_BATCHES}
+        self._extractor = loaded.new_extractor()
+
+    @property
+    def width(self) -> int:
+        return len(self.loaded.manifest.feature_names)
+
+    def step(
+        self, reset: bool, views: Sequence[View], candidates: Sequence[Candidate], now: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fold ``views`` into the state (a fresh one if ``reset``), then predict ``candidates``.
+
+        Returns:
+            The feature matrix and one prediction per candidate: views into preallocated
+            buffers, valid until the next step (copy them to keep them).
+        """
+        if reset:
+            self._extractor = self.loaded.new_extractor()
+        extractor = self._extractor
+        for view in views:
+            extractor.update(view)
+        n = len(candidates)
+        if n == 0:
+            return _NO_FEATURES, _NO_PREDICTIONS
+        binding = self._bindings.get(n)
+        if binding is None and n <= MAX_BOUND_BATCH:
+            binding = self._bindings[n] = self.loaded.bind(n)
+        if binding is None:
+            features = extractor.features(candidates, now)
+            return features, self.loaded.infer(features)
+        extractor.transform(candidates, now, binding.features)
+        return binding.features, binding.run()
+
+
+_NO_FEATURES = np.zeros((0, 0), dtype=np.float32)
+_NO_PREDICTIONS = np.zeros(0, dtype=np.float32)

@@ -8,25 +8,34 @@ Workflow::
         rt.record(view)                    # each finished view feeds the feature state
         rt.observe(decision.prediction_id, actual_watch_s)
 
-State (one `Runtime` holds it; every transition happens under one lock)::
+The package's code never runs on the host's threads (unless ``isolation="inline"``): each
+installed version is a `ContainedPackage`, by default a sandboxed worker process, loaded on the
+update thread under a load deadline and called under a per-call deadline
+(`pitahaya.client_runtime.containment`). A call past its deadline returns the default policy
+with reason ``timeout``; a load that hangs is abandoned and its version marked bad, so the kill
+switch and newer releases always get through. Nothing the package raises, ``SystemExit``
+included, leaves `refresh`, `predict`, `record` or `observe`.
+
+Which package answers is a `DeviceState` (default / active / last-known-good / circuit)::
 
     default policy ──install──> active ──install newer──> active (old one becomes last-known-good)
           ^                        │
-          └── kill switch / ───────┘── N consecutive inference failures: active is marked bad,
-              circuit open             last-known-good (if any) becomes active, else the circuit
-                                       opens: default policy for breaker_reset_s, then one trial
-                                       call (half-open): success closes it, failure re-opens it
+          └── kill switch / ───────┘── N consecutive failed calls (errors, timeouts, a lost
+              circuit open             worker): active is marked bad, last-known-good (if any)
+                                       becomes active, else the circuit opens: default policy
+                                       for breaker_reset_s, then one trial call (half-open)
 
-Fallback chain of one decision: the active package; if it raises, the last-known-good package
-in the same call; else the built-in default policy. Every decision carries a reason code
-(``ok`` or why it fell back), also sent to the hooks.
+Fallback chain of one decision: the active package; if it raised, the last-known-good package
+in the same call (within what is left of the deadline); else the built-in default policy.
+Every decision carries a reason code (``ok`` or why it fell back), also sent to the hooks.
 
 A package version that failed to load or kept failing is remembered as bad and never
 retried. A release document older (lower ``release_id``) than one already obeyed on the
 channel is refused, so only a *new* signed release can move a device back to an older
 package. The active and last-known-good versions, the bad versions and the highest release
 ids are persisted (``state.json``), so a device restarts offline on the package it last
-verified; expired registry metadata stops new installs but never inference.
+verified (loaded by the first `refresh`, off the constructor's thread); expired registry
+metadata stops new installs but never inference.
 """
 
 from __future__ import annotations
@@ -36,21 +45,28 @@ import json
 import logging
 import math
 import random
+import shutil
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from pitahaya.client_runtime._fs import write_atomic
-from pitahaya.client_runtime.errors import ClientRuntimeError, FeatureCodeError, PackageError, PackageFormatError
+from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits
+from pitahaya.client_runtime.errors import (
+    CallError,
+    ClientRuntimeError,
+    InferenceError,
+    PackageError,
+    PackageFormatError,
+)
 from pitahaya.client_runtime.events import Candidate, View
-from pitahaya.client_runtime.extractor import FeatureExtractor
+from pitahaya.client_runtime.history import RecentViews
 from pitahaya.client_runtime.hooks import (
     REASON_CIRCUIT_OPEN,
-    REASON_INFERENCE_ERROR,
     REASON_INTERNAL_ERROR,
     REASON_INVALID_INPUT,
     REASON_KILL_SWITCH,
@@ -62,19 +78,37 @@ from pitahaya.client_runtime.hooks import (
     UpdateEvent,
     call_hook,
 )
-from pitahaya.client_runtime.loader import BoundInference, LoadedPackage
 from pitahaya.client_runtime.package import read_package
 from pitahaya.client_runtime.policy import PolicyKnobs, PreloadPlan, PreloadPlanner, fixed_plan
-from pitahaya.client_runtime.updater import PackageUpdater
+from pitahaya.client_runtime.state import DeviceState, Mode
+from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
 logger = logging.getLogger("pitahaya.client_runtime")
 
-#: Batch sizes bound (and warmed up) when a package is loaded; larger ones are bound on first use.
-_WARM_BATCHES = (1, 2, 3, 4, 8)
-#: Largest batch that gets its own preallocated binding; beyond it `LoadedPackage.infer` allocates.
-_MAX_BOUND_BATCH = 64
 #: Recent predictions kept per video id, to size the buffer-ahead of the video playing.
 _RECENT_PREDICTIONS = 64
+#: Longest watch time a package may predict (a day); larger values are clamped, negative ones to 0.
+MAX_WATCH_S = 86_400.0
+
+
+class Updater(Protocol):
+    """The update seam: where a runtime learns which verified package to run.
+
+    `PackageUpdater` (TUF over HTTP) is the default; `LocalArchiveUpdater` serves a package
+    file a host already has, with no registry at all.
+    """
+
+    def check(self) -> UpdateCheck:
+        """The release and, unless the device should use the default policy, the verified archive.
+
+        Raises:
+            ClientRuntimeError: no verified answer now (the runtime keeps what it runs).
+        """
+        ...
+
+    def cached_archive(self, sha256: str) -> Path:
+        """Where the archive with this sha256 is kept between restarts."""
+        ...
 
 
 def _valid_candidates(candidates: Sequence[Candidate]) -> bool:
@@ -94,7 +128,8 @@ class RuntimeConfig:
 
     Attributes:
         history_views: Recent views kept to rebuild feature state when a package is swapped in.
-        breaker_failures: Consecutive inference failures that take a package out of service.
+        breaker_failures: Consecutive failed calls (errors, timeouts, a lost worker) that take a
+            package out of service; a single timeout never does.
         breaker_reset_s: With no last-known-good, how long the default policy is used
             before the failing package is tried again (half-open).
         pending_outcomes: How many predictions wait for `Runtime.observe` (oldest dropped first).
@@ -103,6 +138,10 @@ class RuntimeConfig:
             fleet does not poll in lockstep.
         backoff_base_s: Delay after the first failed check; doubles with each further failure.
         backoff_max_s: Longest delay between checks after failures.
+        isolation: Where package code runs: ``process`` (default), ``thread`` (trusted
+            publishers) or ``inline`` (your own code); see `pitahaya.client_runtime.containment`.
+        limits: Deadlines and resource limits of package code; ``limits.max_call_timeout_s``
+            caps what a scene may ask for.
     """
 
     history_views: int = 512
@@ -113,6 +152,8 @@ class RuntimeConfig:
     refresh_jitter: float = 0.1
     backoff_base_s: float = 15.0
     backoff_max_s: float = 3600.0
+    isolation: Isolation = "process"
+    limits: Limits = field(default_factory=Limits)
 
     def refresh_delay(self, consecutive_failures: int, rng: random.Random) -> float:
         """Seconds until the next update check after ``consecutive_failures`` failed ones."""
@@ -149,53 +190,46 @@ class Decision:
 
 
 class _Slot:
-    """A loaded package with this device's feature state and preallocated inference buffers."""
+    """An installed package: its contained code, its planner knobs, and its recent failures."""
 
-    __slots__ = ("bindings", "extractor", "failures", "knobs", "loaded", "version")
+    __slots__ = ("contained", "failures", "knobs", "version")
 
-    def __init__(self, loaded: LoadedPackage, extractor: FeatureExtractor) -> None:
-        self.loaded = loaded
-        self.version = loaded.version
-        self.extractor = extractor
-        try:
-            self.knobs = PolicyKnobs.from_policy(loaded.manifest.policy)
-        except (TypeError, ValueError) as e:
-            raise PackageFormatError(f"manifest.json policy is invalid: {e}") from e
-        # Warm-up: binding runs one inference per batch size, before the package is swapped in.
-        self.bindings: dict[int, BoundInference] = {n: loaded.bind(n) for n in _WARM_BATCHES}
+    def __init__(self, contained: ContainedPackage, knobs: PolicyKnobs) -> None:
+        self.contained = contained
+        self.version = contained.version
+        self.knobs = knobs
         self.failures = 0
 
-    def binding(self, n: int) -> BoundInference | None:
-        found = self.bindings.get(n)
-        if found is None and n <= _MAX_BOUND_BATCH:
-            found = self.bindings[n] = self.loaded.bind(n)
-        return found
+    @property
+    def sha256(self) -> str:
+        return self.contained.package.sha256
 
 
 class Runtime:
-    """Pulls verified packages, computes features, predicts, and never crashes the host.
+    """Pulls verified packages, runs their code contained, predicts, and never crashes the host.
 
     Args:
-        registry_url: Base URL of the registry.
+        registry_url: Base URL of the registry (may be None when ``updater`` is given).
         scene: Scene name (e.g. ``watch_time``).
         device_id: Stable id of this device (rollout bucket, PV/UV).
-        cache_dir: Writable folder for metadata, packages and state.
+        cache_dir: Writable folder for metadata, packages, state and the workers' folders.
         trusted_root: TUF root metadata shipped with the app (needed on first start).
         channel: Release channel to follow.
         hooks: Monitoring callbacks (default: no-ops); fixed for the runtime's life.
-        config: Runtime knobs.
-        updater: Update seam (default: a `PackageUpdater` over HTTP).
+        config: Runtime knobs, the isolation mode and limits among them.
+        updater: Update seam (default: a `PackageUpdater` over HTTP); see `Updater`.
         clock: Monotonic clock in seconds (seam for tests: the circuit breaker).
         platform: This device's platform, for release targeting.
         app_version: The host app's version, for release targeting.
         wait: Seam of the update thread: ``wait(seconds)`` sleeps up to ``seconds`` and returns
             True when the runtime is closing (default: an event that `close` sets).
         rng: Source of the refresh jitter (seam for tests).
+        isolation: Shorthand for ``config.isolation``.
     """
 
     def __init__(
         self,
-        registry_url: str,
+        registry_url: str | None,
         scene: str,
         device_id: str,
         *,
@@ -204,17 +238,19 @@ class Runtime:
         channel: str = "stable",
         hooks: Hooks | None = None,
         config: RuntimeConfig | None = None,
-        updater: PackageUpdater | None = None,
+        updater: Updater | None = None,
         clock: Callable[[], float] = time.monotonic,
         platform: str | None = None,
         app_version: str | None = None,
         wait: Callable[[float], bool] | None = None,
         rng: random.Random | None = None,
+        isolation: Isolation | None = None,
     ) -> None:
         self.scene = scene
         self.device_id = device_id
         self.cache_dir = Path(cache_dir)
         self.config = config or RuntimeConfig()
+        self.isolation: Isolation = isolation or self.config.isolation
         self._hooks = hooks or Hooks()
         # Skip building events nobody listens to: the hot path pays only for what is observed.
         self._observed = {
@@ -222,35 +258,38 @@ class Runtime:
             for name in ("on_inference", "on_fallback", "on_view")
         }
         self._clock = clock
-        self._updater = updater or PackageUpdater(
-            registry_url,
-            scene,
-            device_id,
-            self.cache_dir,
-            trusted_root=trusted_root,
-            channel=channel,
-            platform=platform,
-            app_version=app_version,
-        )
+        if updater is None:
+            if registry_url is None:
+                raise ValueError("Runtime needs a registry_url or an updater")
+            updater = PackageUpdater(
+                registry_url,
+                scene,
+                device_id,
+                self.cache_dir,
+                trusted_root=trusted_root,
+                channel=channel,
+                platform=platform,
+                app_version=app_version,
+            )
+        self._updater = updater
         self._lock = threading.RLock()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait
         self._rng = rng or random.Random()
         self._thread: threading.Thread | None = None
-        self._history: deque[View] = deque(maxlen=self.config.history_views)
-        self._active: _Slot | None = None
-        self._last_good: _Slot | None = None
+        self._views = RecentViews(self.config.history_views)
+        self._state: DeviceState[_Slot] = DeviceState(REASON_NO_PACKAGE)
         self._bad_versions: dict[str, str] = {}
         self._release_ids: dict[str, int] = {}
-        self._fallback_reason = REASON_NO_PACKAGE
-        self._circuit_open_until = 0.0
-        self._half_open = False
+        self._to_restore: dict[str, dict[str, str]] = {}
         self._next_id = 0
         self._pending: dict[int, float] = {}
         self._recent_watch: dict[str, float] = {}
         self._planner = PreloadPlanner()
-        self._restore()
+        self._closed = False
+        shutil.rmtree(self._sandbox_root, ignore_errors=True)  # workers' folders of an earlier life
+        self._read_state()
 
     # ----------------------------------------------------------------- state
     @property
@@ -261,26 +300,34 @@ class Runtime:
     def active_version(self) -> str | None:
         """Version of the package answering now, or None under the default policy."""
         with self._lock:
-            return self._active.version if self._active else None
+            return self._state.active.version if self._state.active else None
 
     @property
     def last_known_good_version(self) -> str | None:
         with self._lock:
-            return self._last_good.version if self._last_good else None
+            return self._state.last_good.version if self._state.last_good else None
+
+    @property
+    def mode(self) -> Mode:
+        """Whether the active package answers, the default policy, or the circuit breaker decides."""
+        with self._lock:
+            return self._state.mode
 
     @property
     def _state_path(self) -> Path:
         return self.cache_dir / "state.json"
 
+    @property
+    def _sandbox_root(self) -> Path:
+        return self.cache_dir / "sandbox"
+
     def _persist(self) -> None:
         def entry(slot: _Slot | None) -> dict[str, str] | None:
-            if slot is None:
-                return None
-            return {"version": slot.version, "sha256": slot.loaded.package.sha256}
+            return None if slot is None else {"version": slot.version, "sha256": slot.sha256}
 
         state = {
-            "active": entry(self._active),
-            "last_known_good": entry(self._last_good),
+            "active": entry(self._state.active),
+            "last_known_good": entry(self._state.last_good),
             "bad": self._bad_versions,
             "release_ids": self._release_ids,
         }
@@ -289,49 +336,60 @@ class Runtime:
         except OSError as e:
             call_hook(self._hooks, "on_error", "persist_state", e)
 
-    def _restore(self) -> None:
-        """Load the packages the device last verified; anything wrong means default policy."""
+    def _read_state(self) -> None:
+        """Read what the device knew (bad versions, release ids); its packages load on the first refresh."""
         try:
             state = json.loads(self._state_path.read_text())
             self._bad_versions = {str(k): str(v) for k, v in (state.get("bad") or {}).items()}
             self._release_ids = {str(k): int(v) for k, v in (state.get("release_ids") or {}).items()}
+            self._to_restore = {
+                key: {"sha256": str(state[key]["sha256"])} for key in ("active", "last_known_good") if state.get(key)
+            }
         except FileNotFoundError:
             return
-        except (OSError, ValueError, TypeError, AttributeError) as e:
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
             call_hook(self._hooks, "on_error", "restore_state", e)
-            return
-        slots: dict[str, _Slot] = {}
-        for key in ("active", "last_known_good"):
-            entry = state.get(key)
-            if not entry:
-                continue
-            try:
-                slots[key] = self._load_slot(
-                    self._updater.cached_archive(entry["sha256"]), expected_sha256=entry["sha256"]
-                )
-            except (ClientRuntimeError, OSError, KeyError, TypeError) as e:
-                call_hook(self._hooks, "on_error", f"restore_{key}", e)
-        self._active = slots.get("active") or slots.pop("last_known_good", None)
-        self._last_good = slots.get("last_known_good")
 
-    def _load_slot(self, archive_path: Path, *, expected_sha256: str) -> _Slot:
+    def _restore(self) -> None:
+        """Load the packages the device last verified (refresh thread); anything wrong means default policy."""
+        to_restore, self._to_restore = self._to_restore, {}
+        slots: dict[str, _Slot] = {}
+        for key, entry in to_restore.items():
+            try:
+                slots[key] = self._load_slot(self._updater.cached_archive(entry["sha256"]), entry["sha256"])
+            except (ClientRuntimeError, OSError) as e:
+                call_hook(self._hooks, "on_error", f"restore_{key}", e)
+        with self._lock:
+            if self._state.active is None and self._state.last_good is None and self._state.mode is Mode.DEFAULT:
+                self._state.restore(slots.get("active"), slots.get("last_known_good"))
+            else:  # something newer was installed meanwhile
+                for slot in slots.values():
+                    slot.contained.close()
+
+    def _load_slot(self, archive_path: Path, expected_sha256: str) -> _Slot:
+        """Verify the cached archive's hash, then load it behind the isolation (raises PackageError)."""
         data = archive_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected_sha256:
             raise PackageFormatError(f"cached package {archive_path.name} does not match its sha256")
-        loaded = LoadedPackage.load(read_package(data))
-        return _Slot(loaded, self._replayed_extractor(loaded))
-
-    def _replayed_extractor(self, loaded: LoadedPackage) -> FeatureExtractor:
-        """A fresh extractor fed the recent views (raises FeatureCodeError if the code raises)."""
-        extractor = loaded.new_extractor()
-        with self._lock:  # a consistent copy: record() may append from another thread
-            history = tuple(self._history)
+        package = read_package(data)
         try:
-            for view in history:
-                extractor.update(view)
-        except Exception as e:
-            raise FeatureCodeError(f"features.py raised on recorded views: {type(e).__name__}: {e}") from e
-        return extractor
+            knobs = PolicyKnobs.from_policy(package.manifest.policy)
+        except (TypeError, ValueError) as e:
+            raise PackageFormatError(f"manifest.json policy is invalid: {e}") from e
+        contained = ContainedPackage(
+            package,
+            isolation=self.isolation,
+            limits=self.config.limits,
+            sandbox_root=self._sandbox_root,
+            views=self._views,
+        )
+        return _Slot(contained, knobs)
+
+    def _retire(self, *slots: _Slot | None) -> None:
+        """Stop the code of packages no longer active nor last-known-good (lock held)."""
+        for slot in slots:
+            if slot is not None and slot is not self._state.active and slot is not self._state.last_good:
+                slot.contained.close()
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> Runtime:
@@ -348,11 +406,17 @@ class Runtime:
         return self
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the update thread (waits up to ``timeout_s`` for a check in flight)."""
+        """Stop the update thread (waits up to ``timeout_s`` for a check in flight) and every package's code."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
+        with self._lock:
+            self._closed = True
+            slots = (self._state.active, self._state.last_good)
+        for slot in slots:
+            if slot is not None:
+                slot.contained.close()
 
     def __enter__(self) -> Runtime:
         return self.start()
@@ -375,10 +439,13 @@ class Runtime:
         """Check the registry and install the package this device should run.
 
         Never raises: the outcome is returned and sent to ``on_update``. On any failure the
-        current package (or the default policy) stays in place. One check runs at a time.
+        current package (or the default policy) stays in place. One check runs at a time;
+        loading a package runs here, under its load deadline, never on the predict path.
         """
         with self._refresh_lock:
             try:
+                if self._to_restore:
+                    self._restore()
                 event = self._refresh()
             except Exception as e:  # a bug in us or a dependency must not reach the host app
                 call_hook(self._hooks, "on_error", "refresh", e)
@@ -391,8 +458,8 @@ class Runtime:
             check = self._updater.check()
         except ClientRuntimeError as e:
             with self._lock:
-                if self._active is None:
-                    self._fallback_reason = e.reason
+                if self._state.mode is Mode.DEFAULT and self._state.active is None:
+                    self._state.reason = e.reason
             return UpdateEvent(self.scene, "failed", None, e.reason, str(e))
         release = check.release
         with self._lock:
@@ -411,63 +478,52 @@ class Runtime:
         if check.version is None:
             reason = REASON_KILL_SWITCH if release.kill_switch else REASON_NO_PACKAGE
             with self._lock:
-                if self._active is not None:
-                    self._last_good = self._active
-                self._active = None
-                self._fallback_reason = reason
+                replaced = self._state.last_good
+                self._state.to_default(reason)
+                self._retire(replaced)
                 self._planner.reset()
                 self._persist()
             return UpdateEvent(self.scene, "default_policy", None, reason)
         with self._lock:
-            if self._active is not None and self._active.version == check.version:
+            state = self._state
+            if state.active is not None and state.active.version == check.version:
                 return UpdateEvent(self.scene, "unchanged", check.version, REASON_OK)
             if check.version in self._bad_versions:
                 return UpdateEvent(self.scene, "rejected", check.version, self._bad_versions[check.version])
-            reuse = self._last_good if self._last_good and self._last_good.version == check.version else None
+            reuse = state.last_good if state.last_good and state.last_good.version == check.version else None
         if check.archive_path is None or check.sha256 is None:
             raise RuntimeError("updater returned a version without a verified archive")
         try:
-            slot = reuse or self._load_slot(check.archive_path, expected_sha256=check.sha256)
+            slot = reuse or self._load_slot(check.archive_path, check.sha256)
         except PackageError as e:
             with self._lock:
                 self._bad_versions[check.version] = e.reason
-                if self._active is None:
-                    self._fallback_reason = e.reason
+                if self._state.mode is Mode.DEFAULT and self._state.active is None:
+                    self._state.reason = e.reason
                 self._persist()
             return UpdateEvent(self.scene, "rejected", check.version, e.reason, str(e))
         except OSError as e:
             return UpdateEvent(self.scene, "failed", check.version, "cache_error", str(e))
         with self._lock:
-            # Views recorded while the package loaded: replay them all, then swap atomically.
-            try:
-                slot.extractor = self._replayed_extractor(slot.loaded)
-            except PackageError as e:
-                self._bad_versions[check.version] = e.reason
-                self._persist()
-                return UpdateEvent(self.scene, "rejected", check.version, e.reason, str(e))
+            if self._closed:
+                slot.contained.close()
+                return UpdateEvent(self.scene, "failed", check.version, REASON_INTERNAL_ERROR, "runtime closed")
+            replaced = self._state.last_good
             slot.failures = 0
-            if self._active is not None:
-                self._last_good = self._active
-            elif self._last_good is slot:
-                self._last_good = None
-            self._active = slot
-            self._circuit_open_until, self._half_open = 0.0, False
+            self._state.install(slot)
+            self._retire(replaced)
             self._planner.reset()
             self._persist()
         return UpdateEvent(self.scene, "installed", check.version, REASON_OK)
 
     # ------------------------------------------------------------- hot path
     def record(self, view: View) -> None:
-        """Feed one finished view (in time order) to the feature state. Never raises."""
-        with self._lock:
-            self._history.append(view)
-            for slot in (self._active, self._last_good):
-                if slot is None:
-                    continue
-                try:
-                    slot.extractor.update(view)
-                except Exception as e:
-                    self._on_slot_failure(slot, e, "record")
+        """Feed one finished view (in time order) to the feature state. Never raises.
+
+        No package code runs here: the view is kept, and each package folds in the views it
+        has not seen at its next call.
+        """
+        self._views.append(view)
         if self._observed["on_view"]:
             call_hook(self._hooks, "on_view", view)
 
@@ -479,7 +535,7 @@ class Runtime:
         playing: Candidate | None = None,
         played_s: float = 0.0,
     ) -> Decision:
-        """Decide what to preload for ``candidates``. Never raises.
+        """Decide what to preload for ``candidates``. Never raises, and returns by the package's deadline.
 
         Args:
             candidates: Upcoming videos in play order.
@@ -504,33 +560,29 @@ class Runtime:
         with self._lock:
             self._next_id += 1
             prediction_id = self._next_id
-            slot = self._active
-            reason = REASON_OK
-            if slot is None:
-                reason = self._fallback_reason
-            elif self._circuit_open_until:
-                if self._clock() < self._circuit_open_until:
-                    slot, reason = None, REASON_CIRCUIT_OPEN
-                else:  # half-open: this call is the trial
-                    self._circuit_open_until, self._half_open = 0.0, True
+            slot, reason = self._answering()
             if slot is not None:
+                deadline = time.monotonic() + slot.contained.limits.call_timeout_s
                 try:
-                    watch = self._infer(slot, candidates, now)
-                    if self._half_open:
-                        self._half_open = False
+                    watch = self._infer(slot, candidates, now, deadline)
+                    if self._state.mode is Mode.HALF_OPEN:
+                        self._state.close_circuit()
                     slot.failures = 0
                 except Exception as e:
-                    error, reason = e, REASON_INFERENCE_ERROR
+                    error = e
+                    reason = e.reason if isinstance(e, CallError) else REASON_INTERNAL_ERROR
                     if not _valid_candidates(candidates):  # the caller's fault: not held against the package
                         slot, reason = None, REASON_INVALID_INPUT
                     else:
-                        failed, slot = slot, self._last_good  # next in the chain, taken before any demotion
-                        self._on_slot_failure(failed, e, "inference")
+                        failed, slot = slot, self._state.last_good  # next in the chain, taken before any demotion
+                        self._on_slot_failure(failed, e)
+                        if time.monotonic() >= deadline:
+                            slot = None  # no time left for another package: the default policy answers
                     if slot is not None:
                         try:
-                            watch = self._infer(slot, candidates, now)
+                            watch = self._infer(slot, candidates, now, deadline)
                         except Exception as e2:
-                            self._on_slot_failure(slot, e2, "inference")
+                            self._on_slot_failure(slot, e2)
                             slot = None
             if watch is None:
                 self._planner.reset()
@@ -557,21 +609,25 @@ class Runtime:
             call_hook(self._hooks, "on_inference", event)
         return decision
 
-    def _infer(self, slot: _Slot, candidates: Sequence[Candidate], now: float) -> tuple[float, ...]:
-        """Features + model for ``candidates`` on ``slot``'s preallocated buffers (lock held)."""
-        n = len(candidates)
-        if n == 0:
+    def _answering(self) -> tuple[_Slot | None, str]:
+        """The package that should answer now and the reason code if none (lock held)."""
+        state = self._state
+        if state.mode is Mode.DEFAULT:
+            return None, state.reason
+        if state.mode is Mode.CIRCUIT_OPEN:
+            if self._clock() < state.open_until:
+                return None, REASON_CIRCUIT_OPEN
+            state.half_open()  # this call is the trial
+        return state.active, REASON_OK
+
+    def _infer(self, slot: _Slot, candidates: Sequence[Candidate], now: float, deadline: float) -> tuple[float, ...]:
+        """Predicted watch seconds from ``slot``, clamped to [0, MAX_WATCH_S] (lock held)."""
+        if not candidates:
             return ()
-        binding = slot.binding(n)
-        if binding is None:
-            features = slot.extractor.features(candidates, now)
-            out = slot.loaded.infer(features).tolist()
-        else:
-            slot.extractor.transform(candidates, now, binding.features)
-            out = binding.run().tolist()
+        out = slot.contained.predict(candidates, now, deadline)
         if not math.isfinite(sum(out)):
-            raise ValueError(f"package {slot.version} predicted a non-finite watch time")
-        return tuple(out)
+            raise InferenceError(f"package {slot.version} predicted a non-finite watch time")
+        return tuple(min(max(x, 0.0), MAX_WATCH_S) for x in out)
 
     def _remember(self, prediction_id: int, video_id: str, watch_s: float) -> None:
         """Keep the first candidate's prediction for `observe` and for its buffer-ahead (lock held)."""
@@ -586,31 +642,37 @@ class Runtime:
 
     def observe(self, prediction_id: int, actual_watch_s: float) -> None:
         """Join the real watch time of the first candidate of an earlier decision. Never raises."""
+        try:
+            actual = float(actual_watch_s)
+        except (TypeError, ValueError):
+            return
         with self._lock:
             predicted = self._pending.pop(prediction_id, None)
-        if predicted is not None:
-            call_hook(self._hooks, "on_outcome", prediction_id, predicted, float(actual_watch_s))
+        if predicted is not None and math.isfinite(actual):
+            call_hook(self._hooks, "on_outcome", prediction_id, predicted, actual)
 
-    def _on_slot_failure(self, slot: _Slot, error: BaseException, where: str) -> None:
-        """Count a failure of ``slot``; past the threshold take it out of service (lock held)."""
-        call_hook(self._hooks, "on_error", where, error)
+    def _on_slot_failure(self, slot: _Slot, error: BaseException) -> None:
+        """Count a failed call of ``slot``; past the threshold take it out of service (lock held)."""
+        call_hook(self._hooks, "on_error", "inference", error)
+        reason = error.reason if isinstance(error, CallError) else REASON_INTERNAL_ERROR
+        state = self._state
         slot.failures += 1
-        if slot is self._active and self._half_open:  # the trial failed: open again
-            self._half_open = False
-            self._circuit_open_until = self._clock() + self.config.breaker_reset_s
+        if slot is state.active and state.mode is Mode.HALF_OPEN:  # the trial failed: open again
+            state.open_circuit(self._clock() + self.config.breaker_reset_s)
             return
         if slot.failures < self.config.breaker_failures:
             return
-        if slot is self._active:
-            if self._last_good is not None and self._last_good.failures < self.config.breaker_failures:
-                self._bad_versions[slot.version] = REASON_INFERENCE_ERROR
-                self._active, self._last_good = self._last_good, None
+        if slot is state.active:
+            if state.last_good is not None and state.last_good.failures < self.config.breaker_failures:
+                self._bad_versions[slot.version] = reason
+                self._retire(state.demote())
                 self._planner.reset()
                 self._persist()
-                event = UpdateEvent(self.scene, "demoted", self._active.version, REASON_INFERENCE_ERROR, repr(error))
+                assert state.active is not None
+                event = UpdateEvent(self.scene, "demoted", state.active.version, reason, repr(error))
                 call_hook(self._hooks, "on_update", event)
             else:
                 slot.failures = 0
-                self._circuit_open_until = self._clock() + self.config.breaker_reset_s
-        elif slot is self._last_good:
-            self._last_good = None
+                state.open_circuit(self._clock() + self.config.breaker_reset_s)
+        elif slot is state.last_good:
+            self._retire(state.drop_last_good())

@@ -1,0 +1,333 @@
+"""What crosses the boundary between the host and a worker process, and how.
+
+Two paths:
+
+- **Control frames** (start-up and load): ``u32 length + JSON`` over a pipe, optionally
+  followed by raw blobs whose sizes the JSON lists. The host reads what a worker sends with
+  a size cap and a deadline, and only ever parses it as JSON: never pickle, which would let a
+  package run code in the host.
+- **The call channel** (every step after loading): one request and one response at a time in
+  a shared-memory page, with a sequence number each, and a doorbell per direction (an
+  eventfd on Linux, else a pipe) to wake the other side. The host writes a request, then its
+  sequence number, then rings; the worker writes the response, then its sequence number,
+  then rings. On x86 the host spins briefly on the response number before it sleeps on the
+  doorbell: a worker that answers in tens of microseconds then costs no second wake-up.
+  (On weakly ordered CPUs the host always waits for the doorbell, whose system call orders
+  memory.) The worker is untrusted: the host re-checks every count it reads back and never
+  lets a value from the page index outside the page.
+
+Layout of the page (little endian)::
+
+    0    u64  request seq          40   u32  response status (0 ok, 1 error)
+    8    u64  response seq         44   u32  response rows
+    16   u32  flags (1 reset, 2 features)   48   u32  response error length
+    20   u32  views                52   u32  response features width
+    24   u32  candidates
+    28   u32  string bytes
+    32   f64  now
+    64   request:  views (start_ts, duration_s, watch_s, size_bytes: f64 x 4),
+                   candidates (duration_s, size_bytes: f64 x 2),
+                   string lengths (u32: user_id, video_id per view, video_id per candidate),
+                   string bytes (UTF-8)
+    64 + REQUEST_BYTES   response: predictions (f32 x rows), features (f32 x rows x width), error text
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import platform
+import select
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pitahaya.client_runtime.events import Candidate, View
+
+HEADER_BYTES = 64
+REQUEST_BYTES = 512 * 1024
+RESPONSE_BYTES = 512 * 1024
+PAGE_BYTES = HEADER_BYTES + REQUEST_BYTES + RESPONSE_BYTES
+#: Largest control frame the host accepts from a worker.
+MAX_REPLY_BYTES = 1024 * 1024
+#: Most candidates one call may carry (the response must fit its half of the page).
+MAX_CANDIDATES = 1024
+#: Error text a worker may return with a failed step.
+MAX_ERROR_BYTES = 2048
+
+FLAG_RESET = 1
+FLAG_FEATURES = 2
+STATUS_OK = 0
+STATUS_ERROR = 1
+
+_SEQ = struct.Struct("<Q")
+_REQUEST = struct.Struct("<IIIId")
+_RESPONSE = struct.Struct("<IIII")
+_VIEW = struct.Struct("<4d")
+_CANDIDATE = struct.Struct("<2d")
+_U32 = struct.Struct("<I")
+_LENGTH = struct.Struct("<I")
+_REQUEST_AT, _RESPONSE_AT = 16, 40
+_DATA_AT = HEADER_BYTES + REQUEST_BYTES
+
+#: Spin on the response number only where stores become visible in order (x86 is TSO).
+SPIN_S = 200e-6 if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86") else 0.0
+
+
+class ChannelClosed(Exception):
+    """The other side of a pipe is gone (the worker exited or was killed)."""
+
+
+# ----------------------------------------------------------------------------- control frames
+def send_frame(fd: int, header: dict[str, Any], blobs: Sequence[bytes] = ()) -> None:
+    """Write one frame: the JSON header (listing the blob sizes), then the blobs."""
+    body = json.dumps({**header, "blobs": [len(b) for b in blobs]}).encode()
+    _write_all(fd, _LENGTH.pack(len(body)) + body)
+    for blob in blobs:
+        _write_all(fd, blob)
+
+
+def read_frame(fd: int, *, deadline: float | None = None, max_bytes: int = MAX_REPLY_BYTES) -> tuple[dict, list[bytes]]:
+    """Read one frame; ``deadline`` is a `time.monotonic` instant (None: wait as long as it takes).
+
+    Raises:
+        TimeoutError: the deadline passed first.
+        ChannelClosed: the writer closed the pipe (or died).
+        ValueError: the frame is larger than ``max_bytes`` or not a JSON object.
+    """
+    (length,) = _LENGTH.unpack(_read_exact(fd, _LENGTH.size, deadline))
+    if length > max_bytes:
+        raise ValueError(f"frame of {length} bytes exceeds {max_bytes}")
+    header = json.loads(_read_exact(fd, length, deadline))
+    if not isinstance(header, dict):
+        raise ValueError("frame is not a JSON object")
+    sizes = header.get("blobs") or []
+    if not isinstance(sizes, list) or sum(int(n) for n in sizes) > max_bytes:
+        raise ValueError("frame blobs exceed the size cap")
+    return header, [_read_exact(fd, int(n), deadline) for n in sizes]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BrokenPipeError as e:
+            raise ChannelClosed("the worker closed its pipe") from e
+        view = view[written:]
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError("no answer from the worker before the deadline")
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            raise ChannelClosed("the worker closed its pipe")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+# ----------------------------------------------------------------------------- doorbells
+class Doorbell:
+    """A wake-up from one process to another: an eventfd on Linux, else a non-blocking pipe.
+
+    Rings are coalesced: a sleeper woken by several rings re-checks the page once, and a ring
+    left over from a call answered while spinning only costs one spurious check later.
+    """
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self.read_fd = self.write_fd = fd
+        else:
+            self.read_fd, self.write_fd = os.pipe()
+            for fd in (self.read_fd, self.write_fd):
+                os.set_blocking(fd, False)
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        return tuple(sorted({self.read_fd, self.write_fd}))
+
+    @staticmethod
+    def ring(fd: int) -> None:
+        try:
+            os.write(fd, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        except BlockingIOError:
+            pass  # the other side has wake-ups pending already
+
+    @staticmethod
+    def drain(fd: int) -> None:
+        try:
+            os.read(fd, 4096)
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+
+
+# ----------------------------------------------------------------------------- the call channel
+def open_page() -> tuple[int, mmap.mmap]:
+    """A zeroed shared page: an anonymous memfd where the OS has one, else an unlinked temp file."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("pitahaya-call-channel", os.MFD_CLOEXEC)
+    else:  # pragma: no cover - non-Linux hosts
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="pitahaya-channel-")
+        os.unlink(path)
+    os.ftruncate(fd, PAGE_BYTES)
+    return fd, mmap.mmap(fd, PAGE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One step, as the worker decodes it."""
+
+    seq: int
+    reset: bool
+    want_features: bool
+    views: list[View]
+    candidates: list[Candidate]
+    now: float
+
+
+class RequestTooLarge(ValueError):
+    """The candidates of one call do not fit in the channel (caller's fault, not the package's)."""
+
+
+def fitting_views(views: Sequence[View], limit: int = REQUEST_BYTES // 2) -> int:
+    """How many of ``views`` (from the first) fit in one request, leaving room for candidates."""
+    used = 0
+    for count, view in enumerate(views):
+        used += _VIEW.size + 2 * _U32.size + len(view.user_id.encode()) + len(view.video_id.encode())
+        if used > limit:
+            return max(count, 1)
+    return len(views)
+
+
+def write_request(
+    page: mmap.mmap,
+    seq: int,
+    *,
+    reset: bool,
+    want_features: bool,
+    views: Sequence[View],
+    candidates: Sequence[Candidate],
+    now: float,
+) -> None:
+    """Host side: write a request, then publish its sequence number (the worker reads it after the ring)."""
+    if len(candidates) > MAX_CANDIDATES:
+        raise RequestTooLarge(f"{len(candidates)} candidates in one call, more than {MAX_CANDIDATES}")
+    strings = [s.encode() for v in views for s in (v.user_id, v.video_id)]
+    strings += [c.video_id.encode() for c in candidates]
+    numbers = len(views) * _VIEW.size + len(candidates) * _CANDIDATE.size
+    text = b"".join(strings)
+    if numbers + _U32.size * len(strings) + len(text) > REQUEST_BYTES:
+        raise RequestTooLarge(f"{len(candidates)} candidates and {len(views)} views do not fit in one call")
+    at = HEADER_BYTES
+    for v in views:
+        _VIEW.pack_into(page, at, v.start_ts, v.duration_s, v.watch_s, float(v.size_bytes))
+        at += _VIEW.size
+    for c in candidates:
+        _CANDIDATE.pack_into(page, at, c.duration_s, float(c.size_bytes))
+        at += _CANDIDATE.size
+    lengths = struct.pack(f"<{len(strings)}I", *map(len, strings))
+    page[at : at + len(lengths)] = lengths
+    at += len(lengths)
+    page[at : at + len(text)] = text
+    flags = (FLAG_RESET if reset else 0) | (FLAG_FEATURES if want_features else 0)
+    _REQUEST.pack_into(page, _REQUEST_AT, flags, len(views), len(candidates), len(text), now)
+    _SEQ.pack_into(page, 0, seq)
+
+
+def read_request(page: mmap.mmap, last_seq: int) -> Request | None:
+    """Worker side: the pending request, or None if there is none newer than ``last_seq``."""
+    (seq,) = _SEQ.unpack_from(page, 0)
+    if seq == last_seq:
+        return None
+    flags, n_views, n_candidates, _, now = _REQUEST.unpack_from(page, _REQUEST_AT)
+    at = HEADER_BYTES
+    numbers = list(_VIEW.iter_unpack(page[at : at + n_views * _VIEW.size]))
+    at += n_views * _VIEW.size
+    cand_numbers = list(_CANDIDATE.iter_unpack(page[at : at + n_candidates * _CANDIDATE.size]))
+    at += n_candidates * _CANDIDATE.size
+    n_strings = 2 * n_views + n_candidates
+    lengths = struct.unpack_from(f"<{n_strings}I", page, at)
+    at += _U32.size * n_strings
+    strings = []
+    for length in lengths:
+        strings.append(page[at : at + length].decode())
+        at += length
+    views = [
+        View(strings[2 * i], strings[2 * i + 1], start, duration, watch, int(size))
+        for i, (start, duration, watch, size) in enumerate(numbers)
+    ]
+    candidates = [
+        Candidate(strings[2 * n_views + i], duration, int(size)) for i, (duration, size) in enumerate(cand_numbers)
+    ]
+    return Request(seq, bool(flags & FLAG_RESET), bool(flags & FLAG_FEATURES), views, candidates, now)
+
+
+def write_response(page: mmap.mmap, seq: int, predictions: np.ndarray, features: np.ndarray | None) -> None:
+    """Worker side: write a successful answer, then its sequence number."""
+    rows = int(predictions.size)
+    at = _DATA_AT
+    page[at : at + 4 * rows] = np.ascontiguousarray(predictions, dtype=np.float32).tobytes()
+    width = 0
+    if features is not None and rows:
+        width = int(features.shape[1])
+        at += 4 * rows
+        page[at : at + 4 * rows * width] = np.ascontiguousarray(features, dtype=np.float32).tobytes()
+    _RESPONSE.pack_into(page, _RESPONSE_AT, STATUS_OK, rows, 0, width)
+    _SEQ.pack_into(page, 8, seq)
+
+
+def write_error(page: mmap.mmap, seq: int, message: str) -> None:
+    """Worker side: write a failed step's error text (truncated), then the sequence number."""
+    data = message.encode("utf-8", "replace")[:MAX_ERROR_BYTES]
+    page[_DATA_AT : _DATA_AT + len(data)] = data
+    _RESPONSE.pack_into(page, _RESPONSE_AT, STATUS_ERROR, 0, len(data), 0)
+    _SEQ.pack_into(page, 8, seq)
+
+
+def response_seq(page: mmap.mmap) -> int:
+    return _SEQ.unpack_from(page, 8)[0]
+
+
+class StepFailed(Exception):
+    """The package raised during a step (its message is the worker's, truncated)."""
+
+
+def read_response(page: mmap.mmap, rows: int, width: int) -> tuple[tuple[float, ...], np.ndarray | None]:
+    """Host side: the answer to a request of ``rows`` candidates, checked against what was asked.
+
+    Args:
+        width: Expected feature width when features were asked for, else 0.
+
+    Raises:
+        StepFailed: the package raised, or the worker's answer does not match the request.
+    """
+    status, got_rows, error_length, got_width = _RESPONSE.unpack_from(page, _RESPONSE_AT)
+    if status == STATUS_ERROR:
+        length = min(error_length, MAX_ERROR_BYTES)
+        raise StepFailed(page[_DATA_AT : _DATA_AT + length].decode("utf-8", "replace"))
+    if status != STATUS_OK or got_rows != rows or (width and got_width != width):
+        raise StepFailed(f"the worker answered {got_rows} x {got_width} for a request of {rows} x {width}")
+    predictions = struct.unpack_from(f"<{rows}f", page, _DATA_AT)
+    if not width:
+        return predictions, None
+    at = _DATA_AT + 4 * rows
+    features = np.frombuffer(page[at : at + 4 * rows * width], dtype=np.float32).reshape(rows, width)
+    return predictions, features
