@@ -197,12 +197,12 @@ def postgresql(*, database: str = "pitahaya") -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _unavailable(error: ServerUnavailable) -> None:
-    """Skip locally with the reason; under CI (``CI=true``) a missing server is a failure."""
+def unavailable(error: Exception) -> None:
+    """Skip locally with the reason; under CI (``CI=true``) a missing server (or other real resource) is a failure."""
     import pytest
 
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must provide this server: {error}")
+        pytest.fail(f"CI must provide this: {error}")
     pytest.skip(str(error))
 
 
@@ -212,7 +212,7 @@ def s3_endpoint_fixture(tmp_path_factory) -> Iterator[S3Endpoint]:  # noqa: ANN0
         with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
             yield endpoint
     except ServerUnavailable as e:
-        _unavailable(e)
+        unavailable(e)
 
 
 def postgres_url_fixture() -> Iterator[str]:
@@ -221,4 +221,4 @@ def postgres_url_fixture() -> Iterator[str]:
         with postgresql() as url:
             yield url
     except ServerUnavailable as e:
-        _unavailable(e)
+        unavailable(e)

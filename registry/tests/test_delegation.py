@@ -213,10 +213,10 @@ def test_a_delegated_push_that_fails_while_publishing_leaves_nothing_visible(
     repo = _tuf(app)
     repo.delegate(SCENE, [publisher.public_key])
     before = repo.metadata_bytes("timestamp.json")
-    # A directory where the role's version 1 goes: the blob and the row are written, then
-    # writing the signed metadata fails, as a full disk or a crash at that point would.
-    blocker = repo.metadata_dir / "1.publisher-watch_time.json"
-    blocker.mkdir()
+    # A directory where the role's version 1 is staged: the blob and the row are written, then
+    # writing the signed metadata fails, as a full disk would.
+    blocker = repo.staging_dir / "1.publisher-watch_time.json"
+    blocker.mkdir(parents=True)
     archive = make_archive()
     with RegistryClient(live_url, token=token) as registry, pytest.raises(RegistryUnavailable):
         registry.push(archive, signers=[publisher])

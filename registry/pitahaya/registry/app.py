@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
 
 from pitahaya.registry.api.deps import RegistryContext
 from pitahaya.registry.api.errors import install_error_handlers
@@ -29,6 +30,7 @@ from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
 from pitahaya.registry.observability import ObservabilityMiddleware, RequestMetrics, TelemetryCollector
 from pitahaya.registry.ratelimit import RequestLimiter
+from pitahaya.registry.services.publication import refresh_signatures
 from pitahaya.registry.settings import Settings
 from pitahaya.registry.telemetry_export import TelemetryForwarder
 from pitahaya.registry.tuf_repo import TufRepository
@@ -92,11 +94,12 @@ def create_app(settings: Settings) -> FastAPI:
 
 def _open_registry(settings: Settings) -> RegistryContext:
     engine = create_engine_for(settings.resolved_database_url)
+    sessions = session_factory(engine)
     tuf_repo = TufRepository(settings.resolved_tuf_dir)
     with tuf_repo.publish_lock:
         upgrade_to_head(engine)
         tuf_repo.initialize()
-        tuf_repo.refresh()
+        _refresh_signatures(sessions, tuf_repo)  # completes or discards a publication a crash left staged
     if not tuf_repo.has_online_role():
         logger.warning(
             "TUF repository %s has the old layout (its targets key signs online): run `pitahaya keys migrate`",
@@ -110,7 +113,7 @@ def _open_registry(settings: Settings) -> RegistryContext:
     return RegistryContext(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         blobs=open_blob_store(settings),
         tuf=tuf_repo,
         limiter=RequestLimiter(
@@ -125,12 +128,17 @@ async def _refresh_tuf_forever(context: RegistryContext) -> None:
     while True:
         await asyncio.sleep(context.settings.tuf_refresh_interval_seconds)
         try:
-            refreshed = await run_in_threadpool(context.tuf.refresh)
+            refreshed = await run_in_threadpool(_refresh_signatures, context.sessions, context.tuf)
         except Exception:  # the server must keep serving; the next round retries
             logger.exception("re-signing TUF metadata failed")
         else:
             if refreshed:
                 logger.info("re-signed TUF roles %s", ", ".join(refreshed))
+
+
+def _refresh_signatures(sessions: sessionmaker[Session], tuf: TufRepository) -> list[str]:
+    with sessions() as session:
+        return refresh_signatures(session=session, tuf=tuf)
 
 
 async def _forward_telemetry_forever(context: RegistryContext) -> None:

@@ -141,7 +141,10 @@ class LocalBlobStore(BlobStore):
         return self.path(sha256).is_file()
 
     def _write(self, sha256: str, data: bytes) -> None:
-        atomic_write(self.path(sha256), data)
+        try:
+            atomic_write(self.path(sha256), data)
+        except OSError as e:  # a full or read-only disk: retry once an operator freed it
+            raise StorageUnavailableError(f"cannot write blob {sha256} under {self.root}: {e}") from e
 
     def _read(self, sha256: str) -> bytes:
         try:

@@ -11,6 +11,7 @@ metadata pins. The files this module writes are static, so a CDN can serve them:
     <tuf_dir>/metadata/N.registry.json                 the online role: releases, undelegated packages
     <tuf_dir>/metadata/N.publisher-<scene>.json        a delegated scene's packages, signed by its publisher
     <tuf_dir>/metadata/N.snapshot.json, timestamp.json
+    <tuf_dir>/staging/                                 a signed publication waiting for its rows' commit
 
 Trust (PEP 458/480): root (offline) trusts the keys of targets (offline), snapshot and
 timestamp (online). The top-level ``targets`` holds no targets, only delegations, in this
@@ -23,17 +24,21 @@ scene is delegated to, because that takes a new top-level ``targets`` signed by 
 (`delegate`, `rotate_key`, `resign_offline` run by an admin where that key is).
 
 Workflow: `TufRepository.initialize` creates the keys and version 1 of every role (once).
-`TufRepository.add_targets` records targets in the online role and re-signs it, snapshot and
-timestamp, in that order, so ``timestamp.json`` (written last) only ever points at complete
-files. `TufRepository.refresh` re-signs online roles whose expiry is near; the server calls
+`TufRepository.stage_targets` records targets in the online role and signs new versions of
+it, snapshot and timestamp into ``<tuf_dir>/staging/`` (which nothing serves), ending with a
+journal naming the files and the targets they add; `StagedPublication.apply` renames them
+into ``metadata/`` in chain order, so ``timestamp.json`` (moved last) only ever points at
+complete files, and `StagedPublication.discard` drops them. Services commit their database
+rows between the two (``services/publication.py``), so devices never see a target without a
+row; `add_targets` stages and applies at once, for callers with no rows. `TufRepository.refresh` re-signs online roles whose expiry is near; the server calls
 it periodically. Every write happens under one file lock and re-reads the current state from
 disk, so several threads or worker processes sharing a data dir publish one after another.
 
 Publisher pushes: a push to a delegated scene carries the publisher's signatures over the
 role's next version, which `next_delegated_metadata` determines (current version + 1, the
 current targets plus the new archive's entry); `verify_delegated` rebuilds it and checks the
-signatures against the delegation, `publish_delegated` writes it and re-signs snapshot and
-timestamp. The online key refuses to sign anything under a delegated path.
+signatures against the delegation, `stage_delegated` stages it with new snapshot and
+timestamp versions (`publish_delegated` also applies them). The online key refuses to sign anything under a delegated path.
 
 A repository of the old layout (top-level ``targets`` signing targets itself, every key in
 ``keys/``) keeps working as before until `migrate_to_online_role` (``pitahaya keys migrate``)
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
@@ -68,7 +74,7 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from pitahaya.registry._files import FileLock, atomic_write
+from pitahaya.registry._files import FileLock, atomic_write, fsync_dir
 from pitahaya.registry.key_files import KEY_FILE_MODE, load_private_key
 from pitahaya.registry.blobs import check_digest
 from pitahaya.registry.errors import (
@@ -251,6 +257,33 @@ class KeyInfo:
     resign_due: bool
 
 
+@dataclass(frozen=True)
+class StagedPublication:
+    """Signed metadata written to ``<tuf_dir>/staging/``, not yet served.
+
+    Exactly one publication is staged at a time (under the publish lock); its journal
+    survives a crash, so `TufRepository.pending_publication` finds it again.
+
+    Attributes:
+        files: Served file names, in the order `apply` moves them (``timestamp.json`` last).
+        targets: ``{target path: sha256}`` the publication adds or changes.
+    """
+
+    repository: TufRepository
+    files: tuple[str, ...]
+    targets: Mapping[str, str]
+
+    def apply(self) -> None:
+        """Make the publication visible: rename each staged file into ``metadata/``, in
+        order, then drop the journal. Idempotent (a file already moved is skipped), so it can
+        finish an apply that a crash interrupted. Renames need no new disk space."""
+        self.repository._apply_staged(self)
+
+    def discard(self) -> None:
+        """Remove the staged files and the journal; the served metadata never changed."""
+        self.repository._discard_staged()
+
+
 class TufRepository:
     """The signed metadata of one registry, stored under ``tuf_dir``.
 
@@ -268,6 +301,7 @@ class TufRepository:
         self.keys_dir = tuf_dir / "keys"
         self.offline_keys_dir = offline_keys_dir or tuf_dir / "offline"
         self.metadata_dir = tuf_dir / "metadata"
+        self.staging_dir = tuf_dir / "staging"
         self._clock = clock
         self.publish_lock = FileLock(tuf_dir / ".lock")
         self._file_cache: dict[str, tuple[tuple[int, int, int], bytes, str]] = {}
@@ -447,7 +481,13 @@ class TufRepository:
                 self._write(md, role)
 
     def add_targets(self, targets: Mapping[str, TargetContent]) -> None:
-        """Add or replace targets, then publish new versions of the online role, snapshot and timestamp.
+        """`stage_targets` and apply at once: for callers with no database rows to commit."""
+        with self.publish_lock:
+            self.stage_targets(targets).apply()
+
+    def stage_targets(self, targets: Mapping[str, TargetContent]) -> StagedPublication:
+        """Stage new versions of the online role (with ``targets`` added or replaced), snapshot
+        and timestamp; the caller holds `publish_lock` until it applies or discards them.
 
         Args:
             targets: Content by target path (``packages/...`` or ``releases/...``). Pass the
@@ -456,13 +496,15 @@ class TufRepository:
         Raises:
             PublisherSignatureError: a path lies in a scene delegated to publisher keys; the
                 online key never signs those (nothing was changed).
+            OSError: the staged files could not be written, e.g. a full disk (nothing was changed).
         """
         if not targets:
-            raise ValueError("add_targets needs at least one target")
+            raise ValueError("stage_targets needs at least one target")
         with self.publish_lock:
             holder = self._holder()
             top = self._load_current(Targets.type).signed
             current = self._load_current(holder)
+            added: dict[str, TargetFile] = {}
             for path, content in targets.items():
                 owner = _delegated_role_for(top, path)
                 if (owner.name if owner is not None else Targets.type) != holder:
@@ -470,8 +512,8 @@ class TufRepository:
                         f"{path} is delegated to {owner.name if owner else 'no role'}: "
                         f"the registry's online key may not sign it"
                     )
-                current.signed.targets[path] = _target_file(path, content)
-            self._publish({holder: current})
+                added[path] = current.signed.targets[path] = _target_file(path, content)
+            return self._stage(self._chain({holder: current}), added)
 
     def delegate(self, scene: str, public_keys: Sequence[Key], threshold: int = 1) -> DelegatedRole:
         """Delegate ``packages/<scene>/*`` to the role ``publisher-<scene>`` trusting ``public_keys``.
@@ -599,9 +641,31 @@ class TufRepository:
             return new
 
     def publish_delegated(self, scene: str, verified: Metadata[Targets]) -> None:
-        """Write a version `verify_delegated` returned, then re-sign snapshot and timestamp."""
+        """`stage_delegated` and apply at once: for callers with no database rows to commit."""
         with self.publish_lock:
-            self._publish({publisher_role(scene): verified}, sign=False)
+            self.stage_delegated(scene, verified).apply()
+
+    def stage_delegated(self, scene: str, verified: Metadata[Targets]) -> StagedPublication:
+        """Stage a version `verify_delegated` returned, exactly as the publisher signed it,
+        with new snapshot and timestamp versions; the caller holds `publish_lock`.
+
+        Raises:
+            OSError: the staged files could not be written, e.g. a full disk (nothing was changed).
+        """
+        name = publisher_role(scene)
+        with self.publish_lock:
+            current = self._load_delegated(name)
+            before = current.signed.targets if current is not None else {}
+            added = {path: t for path, t in verified.signed.targets.items() if before.get(path) != t}
+            return self._stage(self._chain({name: verified}, sign=False), added)
+
+    def pending_publication(self) -> StagedPublication | None:
+        """The publication a crash or a failed apply left staged, if any (its journal)."""
+        try:
+            journal = json.loads(self._journal.read_bytes())
+        except FileNotFoundError:
+            return None
+        return StagedPublication(self, tuple(journal["files"]), dict(journal["targets"]))
 
     def rotate_key(self, role: str) -> KeyInfo:
         """Replace ``role``'s key; devices follow without a new trusted root shipped to them.
@@ -721,10 +785,29 @@ class TufRepository:
     def _publish(self, changes: Mapping[str, Metadata], *, sign: bool = True) -> list[str]:
         """Write ``changes`` (by role name), then new snapshot and timestamp versions naming them.
 
-        Each change is bumped and signed with its role's key unless ``sign`` is False (a
-        publisher's already signed version). Snapshot or timestamp may be among the changes.
         Files are written in chain order, so ``timestamp.json`` only points at complete files.
         """
+        pending = self._chain(changes, sign=sign)
+        for role, md in pending.items():
+            self._write(md, role)
+        return list(pending)
+
+    def _chain(self, changes: Mapping[str, Metadata], *, sign: bool = True) -> dict[str, Metadata]:
+        """``changes`` (by role name) plus new snapshot and timestamp versions naming them, in
+        chain order (timestamp last), signed and not yet written.
+
+        Each change is bumped and signed with its role's key unless ``sign`` is False (a
+        publisher's already signed version). Snapshot or timestamp may be among the changes.
+
+        Raises:
+            RuntimeError: a staged publication is pending: publishing over it would fork the
+                version chain (the registry recovers it when it starts or publishes next).
+        """
+        if self._journal.exists():
+            raise RuntimeError(
+                f"a signed publication is pending in {self.staging_dir}: start the registry (it completes "
+                "or discards it against the database), then retry"
+            )
         pending = dict(changes)
         if sign:
             for role, md in pending.items():
@@ -740,9 +823,40 @@ class TufRepository:
             timestamp.signed.snapshot_meta = MetaFile(version=pending[Snapshot.type].signed.version)
             self._bump_and_sign(timestamp, Timestamp.type)
             pending[Timestamp.type] = timestamp
-        for role, md in pending.items():
-            self._write(md, role)
-        return list(pending)
+        return pending
+
+    @property
+    def _journal(self) -> Path:
+        return self.staging_dir / "publication.json"
+
+    def _stage(self, pending: Mapping[str, Metadata], added: Mapping[str, TargetFile]) -> StagedPublication:
+        """Write ``pending`` (from `_chain`) under ``staging/``, then the journal that makes it
+        a staged publication; on failure remove what was written and re-raise."""
+        names = [self._served_name(md, role) for role, md in pending.items()]
+        targets = {path: target.hashes["sha256"] for path, target in added.items()}
+        try:
+            for name, md in zip(names, pending.values(), strict=True):
+                atomic_write(self.staging_dir / name, md.to_bytes())
+            atomic_write(self._journal, json.dumps({"files": names, "targets": targets}).encode())
+        except BaseException:
+            self._discard_staged()
+            raise
+        return StagedPublication(self, tuple(names), targets)
+
+    def _apply_staged(self, staged: StagedPublication) -> None:
+        for name in staged.files:
+            with contextlib.suppress(FileNotFoundError):  # moved by an apply a crash interrupted
+                os.replace(self.staging_dir / name, self.metadata_dir / name)
+        fsync_dir(self.metadata_dir)
+        self._journal.unlink()
+        fsync_dir(self.staging_dir)
+
+    def _discard_staged(self) -> None:
+        """Journal first: once it is gone, leftover staged files are inert."""
+        self._journal.unlink(missing_ok=True)
+        for leftover in self.staging_dir.glob("*") if self.staging_dir.exists() else ():
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
 
     def _publish_top_and_online(self, top: Metadata[Targets], online: Metadata[Targets], signer: Signer) -> None:
         """Publish a top-level targets that changes the online role's key with ``online`` (the
@@ -795,9 +909,13 @@ class TufRepository:
 
     def _write(self, md: Metadata, role: str | None = None) -> None:
         """Write ``md`` under its served name; ``role`` names a delegated role (type ``targets``)."""
+        atomic_write(self.metadata_dir / self._served_name(md, role), md.to_bytes())
+
+    @staticmethod
+    def _served_name(md: Metadata, role: str | None = None) -> str:
+        """``timestamp.json`` or ``<version>.<role>.json``; ``role`` names a delegated role."""
         role = role or md.signed.type
-        name = f"{role}.json" if role == Timestamp.type else f"{md.signed.version}.{role}.json"
-        atomic_write(self.metadata_dir / name, md.to_bytes())
+        return f"{role}.json" if role == Timestamp.type else f"{md.signed.version}.{role}.json"
 
     def _key_path(self, role: str) -> Path:
         """``keys/<role>.pem``; root's and targets' in ``offline_keys_dir`` (or ``keys/`` in

@@ -3,8 +3,10 @@
 Push workflow (under the repository's publish lock, so concurrent pushes serialize):
 validate the archive with the same `read_package` a device uses → refuse a duplicate
 (scene, version) → store the blob (complete and verified) → insert the row and audit entry
-→ sign the archive as TUF target ``packages/<scene>/<scene>-<version>.tar.xz`` → commit.
-A failure before the commit rolls the row back; at worst an unreferenced blob remains.
+→ stage the signed TUF target ``packages/<scene>/<scene>-<version>.tar.xz`` → commit →
+make the metadata visible (`services.publication`: both or neither). A failure before the
+commit rolls the row back and discards the staged metadata; at worst an unreferenced blob
+remains.
 
 A scene delegated to publisher keys (`TufRepository.delegate`) takes only signed pushes: the
 publisher's signatures over the scene role's next version are verified before anything is
@@ -30,6 +32,7 @@ from pitahaya.registry.errors import (
 )
 from pitahaya.registry.models import PackageRow
 from pitahaya.registry.services.audit import log_action
+from pitahaya.registry.services.publication import commit_and_publish, publishing
 from pitahaya.registry.tuf_repo import PublisherSignatures, TufRepository, publisher_role
 
 
@@ -59,13 +62,14 @@ def push_package(
             signatures do not verify (nothing was changed).
         StaleDelegationError: the signatures are for an outdated role version (nothing was changed).
         InvalidArgumentError: signatures for a scene that is not delegated (nothing was changed).
+        StorageUnavailableError: the disk or database failed, e.g. full (nothing was published).
     """
     try:
         package = read_package(archive)
     except PackageFormatError as e:
         raise InvalidPackageError(str(e)) from e
     scene, version = package.manifest.scene, package.manifest.version
-    with tuf.publish_lock:
+    with publishing(session=session, tuf=tuf):
         if _find_package(session=session, scene=scene, version=version) is not None:
             raise _already_published(scene, version)
         path = target_path(scene, version)
@@ -99,10 +103,9 @@ def push_package(
             detail["publisher_keyids"] = sorted(delegated.signatures)
         log_action(session=session, actor=actor, action="push_package", detail=detail)
         if delegated is not None:
-            tuf.publish_delegated(scene, delegated)
+            commit_and_publish(session=session, stage=lambda: tuf.stage_delegated(scene, delegated))
         else:
-            tuf.add_targets({row.target_path: (row.size_bytes, sha256)})
-        session.commit()
+            commit_and_publish(session=session, stage=lambda: tuf.stage_targets({path: (row.size_bytes, sha256)}))
     return row
 
 

@@ -2,7 +2,8 @@
 
 A release is append-only: every operation (create, widen, pause, resume, rollback, kill
 switch) inserts a new row and re-publishes the channel's signed release document, TUF target
-``releases/<scene>/<channel>.json``, all in one transaction with its audit entry. The
+``releases/<scene>/<channel>.json``, in one transaction with its audit entry: the signed
+metadata becomes visible if and only if that transaction commits (`services.publication`). The
 document is `Release.to_json()` of the client runtime, so devices parse exactly what the
 registry wrote, and each change reaches a device on its next refresh.
 
@@ -29,6 +30,7 @@ from pitahaya.registry.errors import InvalidArgumentError, NotFoundError, Unveri
 from pitahaya.registry.models import ReleaseRow
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.packages import get_package
+from pitahaya.registry.services.publication import commit_and_publish, publishing
 from pitahaya.registry.tuf_repo import TufRepository
 
 
@@ -75,7 +77,7 @@ def create_release(
         UnverifiablePackageError: the package's stored archive is missing or corrupt.
     """
     store = ReleaseStore(session, blobs, tuf)
-    with tuf.publish_lock:
+    with publishing(session=session, tuf=tuf):
         latest = latest_release(session=session, scene=scene, channel=channel)
         return _publish(
             store,
@@ -108,7 +110,7 @@ def widen_release(
         NotFoundError: the channel has no release.
         InvalidArgumentError: ``rollout_percent`` is not above the current one (create a release to narrow).
     """
-    with tuf.publish_lock:
+    with publishing(session=session, tuf=tuf):
         live = _live(session=session, scene=scene, channel=channel)
         if rollout_percent <= live.rollout_percent:
             raise InvalidArgumentError(
@@ -125,7 +127,7 @@ def set_paused(
     Raises:
         NotFoundError: the channel has no release.
     """
-    with tuf.publish_lock:
+    with publishing(session=session, tuf=tuf):
         live = _live(session=session, scene=scene, channel=channel)
         operation = "pause" if paused else "resume"
         return _republish(ReleaseStore(session, blobs, tuf), live, operation, actor, paused=paused)
@@ -139,7 +141,7 @@ def set_kill_switch(
     Raises:
         NotFoundError: the channel has no release.
     """
-    with tuf.publish_lock:
+    with publishing(session=session, tuf=tuf):
         live = _live(session=session, scene=scene, channel=channel)
         operation = "kill" if enabled else "unkill"
         return _republish(ReleaseStore(session, blobs, tuf), live, operation, actor, kill_switch=enabled)
@@ -155,7 +157,7 @@ def rollback_release(
         InvalidArgumentError: ``version`` is not older than the live release's version.
         UnverifiablePackageError: the package's stored archive is missing or corrupt.
     """
-    with tuf.publish_lock:
+    with publishing(session=session, tuf=tuf):
         live = _live(session=session, scene=scene, channel=channel)
         if parse_version(version) >= parse_version(live.package_version):
             raise InvalidArgumentError(
@@ -242,7 +244,12 @@ def _publish(
     targeting: Targeting,
     paused: bool,
 ) -> ReleaseRow:
-    """Insert the row, sign the document, audit and commit (the caller holds the publish lock)."""
+    """Insert the row, store and sign the document, audit, commit and publish (the caller holds
+    `publishing`).
+
+    Raises:
+        StorageUnavailableError: the disk or database failed, e.g. full (nothing was published).
+    """
     session = store.session
     for named in {version, previous_version} - {None}:
         package = get_package(session=session, scene=scene, version=named)  # type: ignore[arg-type]
@@ -302,8 +309,7 @@ def _publish(
             "sha256": row.sha256,
         },
     )
-    store.tuf.add_targets({row.target_path: document})
-    session.commit()
+    commit_and_publish(session=session, stage=lambda: store.tuf.stage_targets({row.target_path: document}))
     return row
 
 
