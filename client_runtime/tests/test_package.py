@@ -1,9 +1,25 @@
+import dataclasses
+import functools
 import hashlib
+import io
+import json
+import lzma
+import tarfile
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from pitahaya.client_runtime import PackageFormatError, read_package
-from pitahaya.client_runtime.package import parse_version
+from pitahaya.client_runtime import PackageFormatError, build_archive, read_package
+from pitahaya.client_runtime.package import (
+    MANIFEST,
+    MAX_JSON_DEPTH,
+    MAX_MANIFEST_BYTES,
+    SELFTEST_FILE,
+    Package,
+    file_entry,
+    parse_version,
+)
 
 from package_factory import make_archive
 
@@ -32,3 +48,56 @@ def test_version_parsing_orders_numerically() -> None:
     assert parse_version("1.10.0") > parse_version("1.9.3")
     with pytest.raises(ValueError):
         parse_version("1.0")
+
+
+@functools.cache
+def _valid_package() -> Package:
+    return read_package(make_archive())
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def _with_manifest(manifest: bytes) -> bytes:
+    """The valid package's archive with ``manifest.json`` replaced (entries as `build_archive` writes them)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in {MANIFEST: manifest, **_valid_package().files}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return lzma.compress(raw.getvalue(), format=lzma.FORMAT_XZ)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1_000, 200_000])
+def test_a_manifest_nested_too_deeply_is_a_format_error_not_a_recursion_error(depth: int) -> None:
+    manifest = _valid_package().manifest.to_json().replace(b"{", b'{"deep": ' + _nested(depth) + b", ", 1)
+    with pytest.raises(PackageFormatError, match="deeper than"):
+        read_package(_with_manifest(manifest))
+
+
+def test_a_manifest_over_the_format_limit_is_refused_however_well_it_compresses() -> None:
+    padded = _valid_package().manifest.to_json().replace(b"{", b'{"pad": "' + b" " * MAX_MANIFEST_BYTES + b'", ', 1)
+    archive = _with_manifest(padded)
+    assert len(archive) < 16 * 1024  # the row it would have stored is a thousand times larger
+    with pytest.raises(PackageFormatError, match="manifest.json is .* bytes"):
+        read_package(archive)
+
+
+@settings(max_examples=20, deadline=None)
+@given(depth=st.integers(min_value=1, max_value=3 * MAX_JSON_DEPTH))
+@example(depth=MAX_JSON_DEPTH)
+@example(depth=MAX_JSON_DEPTH + 1)
+@example(depth=200_000)
+def test_selftest_json_parses_up_to_the_depth_limit_and_is_a_format_error_past_it(depth: int) -> None:
+    payload = {**_valid_package().files, SELFTEST_FILE: _nested(depth)}
+    manifest = dataclasses.replace(
+        _valid_package().manifest, files={name: file_entry(data) for name, data in payload.items()}
+    )
+    package = read_package(build_archive(manifest, payload))
+    if depth <= MAX_JSON_DEPTH:
+        assert package.selftest == json.loads(_nested(depth))
+    else:
+        with pytest.raises(PackageFormatError, match="deeper than"):
+            package.selftest  # noqa: B018 - the property parses

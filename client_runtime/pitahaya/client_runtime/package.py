@@ -39,6 +39,14 @@ ARCHIVE_SUFFIX = ".tar.xz"
 #: Hard cap on an archive's unpacked size, against decompression bombs.
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 
+#: Largest ``manifest.json`` the format allows (a real one is a few KB); xz packs a padded
+#: manifest of tens of MiB into a few KB, and every listing of packages would carry it.
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+#: Deepest nesting of arrays and objects in a package's JSON files (a real manifest nests 4
+#: levels). Deeper documents are refused before anything walks them recursively.
+MAX_JSON_DEPTH = 64
+
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _VERSION_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
 
@@ -189,8 +197,13 @@ class Package:
         return self.files[MODEL_FILE]
 
     @property
-    def selftest(self) -> dict[str, Any]:
-        return json.loads(self.files[SELFTEST_FILE])
+    def selftest(self) -> Any:
+        """The parsed ``selftest.json``.
+
+        Raises:
+            PackageFormatError: not JSON, or nested deeper than `MAX_JSON_DEPTH`.
+        """
+        return _parse_json(self.files[SELFTEST_FILE], SELFTEST_FILE)
 
 
 def file_entry(data: bytes) -> dict[str, Any]:
@@ -257,10 +270,12 @@ def read_package(archive: bytes) -> Package:
         raise PackageFormatError(f"package archive is corrupt: {e}") from e
     if MANIFEST not in files:
         raise PackageFormatError("package has no manifest.json")
-    try:
-        manifest_data = json.loads(files.pop(MANIFEST))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PackageFormatError(f"manifest.json is not valid JSON: {e}") from e
+    manifest_bytes = files.pop(MANIFEST)
+    if len(manifest_bytes) > MAX_MANIFEST_BYTES:
+        raise PackageFormatError(
+            f"manifest.json is {len(manifest_bytes)} bytes, more than the format's {MAX_MANIFEST_BYTES}"
+        )
+    manifest_data = _parse_json(manifest_bytes, MANIFEST)
     if not isinstance(manifest_data, dict):
         raise PackageFormatError("manifest.json must hold an object")
     manifest = Manifest.from_dict(manifest_data)
@@ -275,3 +290,30 @@ def read_package(archive: bytes) -> Package:
         sha256=hashlib.sha256(archive).hexdigest(),
         size_bytes=len(archive),
     )
+
+
+def _parse_json(data: bytes, name: str) -> Any:
+    """Parse a package's JSON file, refusing nesting deeper than `MAX_JSON_DEPTH`.
+
+    Python's parser raises RecursionError near a thousand levels, and code that walks a
+    parsed document recursively fails sooner; a device must see a format error (and mark
+    the version bad), never a RecursionError.
+
+    Raises:
+        PackageFormatError: not UTF-8 JSON, or nested too deeply.
+    """
+    too_deep = PackageFormatError(f"{name} nests arrays/objects deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        document = json.loads(data)
+    except RecursionError:
+        raise too_deep from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackageFormatError(f"{name} is not valid JSON: {e}") from e
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:  # iterative: the check itself must not recurse
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise too_deep
+            pending.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return document
