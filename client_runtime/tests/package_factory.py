@@ -104,3 +104,26 @@ def failing_on_long_candidates(version: str) -> bytes:
     line = "            duration = cand.duration_s\n"
     source = Scene.load(SCENE_DIR).feature_source.replace(line, line + guard)
     return make_archive(version=version, feature_source=source)
+
+
+def hostile_source(*, at_import: str = "", in_transform: str = "", in_update: str = "") -> str:
+    """The scene's real feature code with ``at_import`` run at import and the other snippets run
+    in `transform` / `update` *after* the self-test (which makes one transform call and one
+    update per golden history view), so a package carrying them passes its self-test."""
+    source = Scene.load(SCENE_DIR).feature_source
+    golden_updates = len(sample_views())
+    prelude = f"_calls = {{'transform': 0, 'update': 0}}\n{at_import}\n"
+    source = source.replace("\nclass Extractor(", f"\n{prelude}\n\nclass Extractor(", 1)
+
+    def inject(signature: str, counter: str, after: int, snippet: str) -> None:
+        nonlocal source
+        if not snippet:
+            return
+        body = "".join(f"            {line}\n" for line in snippet.splitlines())
+        guard = f"        _calls['{counter}'] += 1\n        if _calls['{counter}'] > {after}:\n{body}"
+        assert signature in source
+        source = source.replace(signature, signature + guard, 1)
+
+    inject("    def transform(self, candidates, now, out):\n", "transform", 1, in_transform)
+    inject("    def update(self, view):\n", "update", golden_updates, in_update)
+    return source

@@ -2,124 +2,96 @@
 
 It defines the event schema (`View`, `Candidate`), the feature-extractor interface, the
 algorithm package format and release document, and runs packages on devices.
+
+Importing this package is cheap: each public name loads its module on first use (PEP 562), so
+a sandboxed worker that only needs the feature-extractor contract and the loader never pays
+for the TUF client, and ``from pitahaya.client_runtime import FeatureExtractor`` in a
+package's ``features.py`` stays fast.
 """
 
-from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits, preflight
-from pitahaya.client_runtime.errors import (
-    CallError,
-    CallTimeoutError,
-    ClientRuntimeError,
-    FeatureCodeError,
-    InferenceError,
-    LoadTimeoutError,
-    MetadataExpiredError,
-    ModelLoadError,
-    PackageError,
-    PackageFormatError,
-    ReleaseError,
-    ResourceLimitError,
-    SandboxCrashError,
-    SelfTestError,
-    UpdateDownloadError,
-    UpdateError,
-    UpdateVerificationError,
-    WorkerLostError,
-)
-from pitahaya.client_runtime.events import VIEW_FIELDS, Candidate, View
-from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_code
-from pitahaya.client_runtime.hooks import Hooks, InferenceEvent, UpdateEvent
-from pitahaya.client_runtime.loader import BoundInference, LoadedPackage
-from pitahaya.client_runtime.local_updater import LocalArchiveUpdater
-from pitahaya.client_runtime.package import (
-    ARCHIVE_SUFFIX,
-    FEATURES_FILE,
-    MODEL_FILE,
-    SELFTEST_FILE,
-    Manifest,
-    Package,
-    TensorSpec,
-    build_archive,
-    file_entry,
-    read_package,
-    target_path,
-)
-from pitahaya.client_runtime.policy import (
-    PolicyKnobs,
-    PreloadItem,
-    PreloadPlan,
-    PreloadPlanner,
-    fixed_plan,
-    model_plan,
-)
-from pitahaya.client_runtime.releases import Release, Targeting, release_target_path, rollout_bucket
-from pitahaya.client_runtime.runtime import Decision, Runtime, RuntimeConfig, Updater
-from pitahaya.client_runtime.scene import Scene
-from pitahaya.client_runtime.state import Mode
-from pitahaya.client_runtime.telemetry import TelemetryReporter
-from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
+from __future__ import annotations
 
-__all__ = [
-    "ARCHIVE_SUFFIX",
-    "BoundInference",
-    "CallError",
-    "CallTimeoutError",
-    "Candidate",
-    "ClientRuntimeError",
-    "ContainedPackage",
-    "Decision",
-    "FEATURES_FILE",
-    "FeatureCodeError",
-    "FeatureExtractor",
-    "Hooks",
-    "InferenceError",
-    "InferenceEvent",
-    "Isolation",
-    "Limits",
-    "LoadTimeoutError",
-    "LoadedPackage",
-    "LocalArchiveUpdater",
-    "MODEL_FILE",
-    "Manifest",
-    "MetadataExpiredError",
-    "Mode",
-    "ModelLoadError",
-    "Package",
-    "PackageError",
-    "PackageFormatError",
-    "PackageUpdater",
-    "PolicyKnobs",
-    "PreloadItem",
-    "PreloadPlan",
-    "PreloadPlanner",
-    "Release",
-    "ReleaseError",
-    "ResourceLimitError",
-    "Runtime",
-    "RuntimeConfig",
-    "SELFTEST_FILE",
-    "SandboxCrashError",
-    "Scene",
-    "SelfTestError",
-    "Targeting",
-    "TelemetryReporter",
-    "TensorSpec",
-    "UpdateCheck",
-    "UpdateDownloadError",
-    "UpdateError",
-    "UpdateEvent",
-    "UpdateVerificationError",
-    "Updater",
-    "VIEW_FIELDS",
-    "View",
-    "WorkerLostError",
-    "build_archive",
-    "file_entry",
-    "fixed_plan",
-    "load_feature_code",
-    "model_plan",
-    "preflight",
-    "read_package",
-    "release_target_path",
-    "rollout_bucket",
-    "target_path",
-]
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "ARCHIVE_SUFFIX": "package",
+    "BoundInference": "loader",
+    "CallError": "errors",
+    "CallTimeoutError": "errors",
+    "Candidate": "events",
+    "ClientRuntimeError": "errors",
+    "ContainedPackage": "containment",
+    "Decision": "runtime",
+    "FEATURES_FILE": "package",
+    "FeatureCodeError": "errors",
+    "FeatureExtractor": "extractor",
+    "Hooks": "hooks",
+    "InferenceError": "errors",
+    "InferenceEvent": "hooks",
+    "Isolation": "containment",
+    "Limits": "containment",
+    "LoadTimeoutError": "errors",
+    "LoadedPackage": "loader",
+    "LocalArchiveUpdater": "local_updater",
+    "MODEL_FILE": "package",
+    "Manifest": "package",
+    "MetadataExpiredError": "errors",
+    "Mode": "state",
+    "ModelLoadError": "errors",
+    "Package": "package",
+    "PackageError": "errors",
+    "PackageFormatError": "errors",
+    "PackageUpdater": "updater",
+    "PolicyKnobs": "policy",
+    "PreloadItem": "policy",
+    "PreloadPlan": "policy",
+    "PreloadPlanner": "policy",
+    "Release": "releases",
+    "ReleaseError": "errors",
+    "ResourceLimitError": "errors",
+    "Runtime": "runtime",
+    "RuntimeConfig": "runtime",
+    "SELFTEST_FILE": "package",
+    "SandboxCrashError": "errors",
+    "Scene": "scene",
+    "SelfTestError": "errors",
+    "Targeting": "releases",
+    "TelemetryReporter": "telemetry",
+    "TensorSpec": "package",
+    "UpdateCheck": "updater",
+    "UpdateDownloadError": "errors",
+    "UpdateError": "errors",
+    "UpdateEvent": "hooks",
+    "UpdateVerificationError": "errors",
+    "Updater": "runtime",
+    "VIEW_FIELDS": "events",
+    "View": "events",
+    "WorkerLostError": "errors",
+    "build_archive": "package",
+    "file_entry": "package",
+    "fixed_plan": "policy",
+    "load_feature_code": "extractor",
+    "model_plan": "policy",
+    "preflight": "containment",
+    "read_package": "package",
+    "release_target_path": "releases",
+    "rollout_bucket": "releases",
+    "target_path": "package",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

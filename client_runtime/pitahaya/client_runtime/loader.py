@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from pitahaya.client_runtime.errors import FeatureCodeError, ModelLoadError
+from pitahaya.client_runtime.errors import FeatureCodeError, ModelLoadError, PackageError, ResourceLimitError
 from pitahaya.client_runtime.events import Candidate, View
 from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_code
 from pitahaya.client_runtime.package import Manifest, Package
@@ -183,6 +183,20 @@ class LoadedPackage:
             return extractor.features(candidates, now)
         except Exception as e:
             raise FeatureCodeError(f"features.py raised: {type(e).__name__}: {e}") from e
+
+
+def load_failure(error: BaseException) -> PackageError:
+    """What an exception escaping the load of a package (its import, model, warm-up) means.
+
+    Memory exhaustion is told apart even when the feature-code loader wrapped it, since it is
+    the sandbox's limit speaking, not a bug in the code; anything else not already a
+    `PackageError` (``SystemExit`` included) is the feature code's fault.
+    """
+    if isinstance(error, MemoryError) or isinstance(error.__cause__, MemoryError):
+        return ResourceLimitError(f"the package ran out of memory while loading: {error}"[:1000])
+    if isinstance(error, PackageError):
+        return error
+    return FeatureCodeError(f"{type(error).__name__}: {error}"[:1000])
 
 
 class Engine:

@@ -171,7 +171,9 @@ class Manifest:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise PackageFormatError(f"invalid manifest: {type(e).__name__}: {e}") from e
         if set(manifest.files) != set(PAYLOAD_FILES):
-            raise PackageFormatError(f"manifest must list exactly {sorted(PAYLOAD_FILES)}, got {sorted(manifest.files)}")
+            raise PackageFormatError(
+                f"manifest must list exactly {sorted(PAYLOAD_FILES)}, got {sorted(manifest.files)}"
+            )
         if manifest.input.dtype != "float32" or manifest.input.shape[1:] != (len(manifest.feature_names),):
             raise PackageFormatError(
                 f"model input must be float32 [N, {len(manifest.feature_names)}], got {manifest.input.dtype} {list(manifest.input.shape)}"

@@ -47,7 +47,7 @@ from pitahaya.client_runtime.errors import (
     WorkerLostError,
 )
 from pitahaya.client_runtime.events import Candidate, View
-from pitahaya.client_runtime.loader import Engine, LoadedPackage
+from pitahaya.client_runtime.loader import Engine, LoadedPackage, load_failure
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, Package
 
 #: A step's answer: one prediction per candidate, and the feature matrix when asked for.
@@ -299,15 +299,6 @@ class _Job:
         self.error: BaseException | None = None
 
 
-def _load_error(error: BaseException) -> PackageError:
-    """What a failed in-process load means for the package."""
-    if isinstance(error, PackageError):
-        return error
-    if isinstance(error, MemoryError):
-        return ResourceLimitError(f"{type(error).__name__}: {error}")
-    return FeatureCodeError(f"{type(error).__name__}: {error}")
-
-
 def _copy(features: np.ndarray, predictions: np.ndarray, want_features: bool) -> Answer:
     return tuple(predictions.tolist()), features.copy() if want_features else None
 
@@ -343,7 +334,7 @@ class ThreadBackend:
         try:
             self._engine = Engine(LoadedPackage.load(package, selftest=False))
         except BaseException as e:  # the package's code may raise anything, SystemExit included
-            loading.error = _load_error(e)
+            loading.error = load_failure(e)
         loading.done.set()
         while self._engine is not None:
             job = self._jobs.get()
@@ -412,7 +403,7 @@ class InlineBackend:
         try:
             self._engine = Engine(LoadedPackage.load(package, selftest=False))
         except BaseException as e:  # the package's code may raise anything, SystemExit included
-            raise _load_error(e) from e
+            raise load_failure(e) from e
 
     def serving(self) -> None:
         """Nothing to lift."""

@@ -22,12 +22,12 @@ import os
 import select
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
 from pitahaya.client_runtime.containment import sandbox, wire
-from pitahaya.client_runtime.errors import FeatureCodeError, PackageError
-from pitahaya.client_runtime.loader import Engine, LoadedPackage
+from pitahaya.client_runtime.loader import Engine, LoadedPackage, load_failure
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, Manifest, Package
 
 
@@ -51,12 +51,9 @@ def _load(header: dict, blobs: list[bytes]) -> Engine:
 def _load_reply(header: dict, blobs: list[bytes]) -> tuple[Engine | None, dict]:
     try:
         return _load(header, blobs), {"ok": True}
-    except PackageError as e:
-        return None, {"ok": False, "reason": e.reason, "message": str(e)[:1000]}
-    except MemoryError as e:
-        return None, {"ok": False, "reason": "resource_limit", "message": _describe(e)}
     except BaseException as e:  # the package's code may raise anything, SystemExit included
-        return None, {"ok": False, "reason": FeatureCodeError.reason, "message": _describe(e)}
+        error = load_failure(e)
+        return None, {"ok": False, "reason": error.reason, "message": str(error)[:1000]}
 
 
 def _serve(engine: Engine, page: mmap.mmap, control_in: int, request_bell: int, response_bell: int) -> None:
@@ -81,11 +78,26 @@ def _serve(engine: Engine, page: mmap.mmap, control_in: int, request_bell: int, 
         wire.Doorbell.ring(response_bell)
 
 
+def _exit_with_the_host(control_in: int) -> None:
+    """End this process when the host's end of the control pipe closes (the host exited or died).
+
+    Runs on its own thread so that a package stuck in a loop does not outlive its host; it
+    waits for the hang-up alone (no read), so it never takes a frame meant for the main thread.
+    """
+    poller = select.poll()
+    poller.register(control_in, 0)  # POLLHUP is always reported
+    while True:
+        for _, events in poller.poll():
+            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                os._exit(0)
+
+
 def main(config_json: str) -> None:
     """Entry point of the worker (see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when this process ends
     config = json.loads(config_json)
     control_in, control_out = config["control_in"], config["control_out"]
+    threading.Thread(target=_exit_with_the_host, args=(control_in,), name="host-watch", daemon=True).start()
     page = mmap.mmap(config["page_fd"], wire.PAGE_BYTES)
     try:
         walls = sandbox.harden(

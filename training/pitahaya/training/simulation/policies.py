@@ -16,7 +16,6 @@ user): views are recorded as they finish, outcomes observed, and the runtime's o
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +24,10 @@ from pathlib import Path
 from pitahaya.client_runtime import (
     Candidate,
     Decision,
+    Isolation,
+    LocalArchiveUpdater,
     PackageUpdater,
-    Release,
     Runtime,
-    UpdateCheck,
-    read_package,
 )
 from pitahaya.training.simulation.playback import PlayDecision
 from pitahaya.training.simulation.sessions import Session
@@ -93,16 +91,10 @@ class OraclePolicy:
         views = self._lanes[lane][session].views
         preload = []
         for v in views[index + 1 : index + 1 + self.count]:
-            watched = (
-                min(v.watch_s, v.duration_s) * self.margin * v.size_bytes / v.duration_s
-            )
+            watched = min(v.watch_s, v.duration_s) * self.margin * v.size_bytes / v.duration_s
             floor = _startup_bytes(v.as_candidate(), self.startup_s)
-            preload.append(
-                min(v.size_bytes, self.max_bytes, max(floor, math.ceil(watched)))
-            )
-        return PlayDecision(
-            tuple(preload), watch_limit_s=views[index].watch_s * self.margin
-        )
+            preload.append(min(v.size_bytes, self.max_bytes, max(floor, math.ceil(watched))))
+        return PlayDecision(tuple(preload), watch_limit_s=views[index].watch_s * self.margin)
 
     def end(self, lane: int, session: int) -> None:
         pass
@@ -169,31 +161,36 @@ class ModelPolicy:
                 by_user.setdefault(sess.user_id, []).append(sess)
         for user, user_sessions in by_user.items():
             runtime = self.runtime_for(f"sim-{user}")
-            recorded_until = -math.inf
-            for sess in sorted(user_sessions, key=lambda s: s.views[0].start_ts):
-                for view in sess.history:  # views of the user the device has not seen yet
-                    if view.start_ts > recorded_until:
-                        runtime.record(view)
-                        recorded_until = view.start_ts
-                views = sess.views
-                # The feed loads: the first videos are predicted before anything plays.
-                earlier = runtime.predict(
-                    [v.as_candidate() for v in views[: 1 + self.lookahead]], now=views[0].start_ts
+            try:
+                self._predict_user(runtime, user_sessions)
+            finally:
+                runtime.close()  # its worker (process isolation) is not needed past this user
+
+    def _predict_user(self, runtime: Runtime, user_sessions: Sequence[Session]) -> None:
+        """Play one user's sessions through their device's runtime, in time order."""
+        recorded_until = -math.inf
+        for sess in sorted(user_sessions, key=lambda s: s.views[0].start_ts):
+            for view in sess.history:  # views of the user the device has not seen yet
+                if view.start_ts > recorded_until:
+                    runtime.record(view)
+                    recorded_until = view.start_ts
+            views = sess.views
+            # The feed loads: the first videos are predicted before anything plays.
+            earlier = runtime.predict([v.as_candidate() for v in views[: 1 + self.lookahead]], now=views[0].start_ts)
+            decisions = []
+            for i, playing in enumerate(views):
+                decision = runtime.predict(
+                    [v.as_candidate() for v in views[i + 1 : i + 1 + self.lookahead]],
+                    now=playing.start_ts,
+                    playing=playing.as_candidate(),
                 )
-                decisions = []
-                for i, playing in enumerate(views):
-                    decision = runtime.predict(
-                        [v.as_candidate() for v in views[i + 1 : i + 1 + self.lookahead]],
-                        now=playing.start_ts,
-                        playing=playing.as_candidate(),
-                    )
-                    decisions.append(decision)
-                    self._count(earlier, playing.watch_s)
-                    runtime.record(playing)
-                    runtime.observe(earlier.prediction_id, playing.watch_s)
-                    earlier = decision  # its first candidate is the next video to play
-                recorded_until = views[-1].start_ts
-                self._decisions[id(sess)] = decisions
+                decisions.append(decision)
+                self._count(earlier, playing.watch_s)
+                runtime.record(playing)
+                runtime.observe(earlier.prediction_id, playing.watch_s)
+                earlier = decision  # its first candidate is the next video to play
+            recorded_until = views[-1].start_ts
+            self._decisions[id(sess)] = decisions
 
     def _count(self, decision: Decision, actual_s: float) -> None:
         """Account the decision that predicted the video now played (its first candidate)."""
@@ -232,46 +229,24 @@ class ModelPolicy:
         pass
 
 
-class _LocalArchiveUpdater(PackageUpdater):
-    """The runtime's update seam fed one local, already verified archive (no network)."""
-
-    def __init__(
-        self, archive: Path, scene: str, device_id: str, cache_dir: Path
-    ) -> None:
-        super().__init__("local:", scene, device_id, cache_dir)
-        self._archive = archive
-        data = archive.read_bytes()
-        self._version = read_package(data).manifest.version
-        self._sha256 = hashlib.sha256(data).hexdigest()
-
-    def cached_archive(self, sha256: str) -> Path:
-        return self._archive
-
-    def check(self) -> UpdateCheck:
-        release = Release(self.scene, "local", 0, self._version)
-        return UpdateCheck(
-            release=release,
-            version=self._version,
-            archive_path=self._archive,
-            sha256=self._sha256,
-        )
-
-
 def local_runtime_factory(
-    archive: str | Path, cache_root: str | Path, scene: str = "watch_time"
+    archive: str | Path, cache_root: str | Path, scene: str = "watch_time", *, isolation: Isolation = "inline"
 ) -> Callable[[str], Runtime]:
     """Runtimes that install ``archive`` through the update seam (a package file, or one pulled from a registry).
 
     The archive is still fully loaded by the runtime: manifest and file hashes, feature code,
     ONNX model, self-test. Only the TUF transport is skipped, so use an archive that came
-    through `pull_package` or that you built yourself.
+    through `pull_package` or that you built yourself. ``isolation`` defaults to ``inline``:
+    the simulator evaluates a package offline, one runtime per user, and containment changes
+    no decision (a test pins it), only what a device pays per call.
     """
     archive, cache_root = Path(archive), Path(cache_root)
+    updater = LocalArchiveUpdater(archive, scene)
 
     def make(device_id: str) -> Runtime:
-        cache = cache_root / device_id
-        updater = _LocalArchiveUpdater(archive, scene, device_id, cache)
-        runtime = Runtime("local:", scene, device_id, cache_dir=cache, updater=updater)
+        runtime = Runtime(
+            None, scene, device_id, cache_dir=cache_root / device_id, updater=updater, isolation=isolation
+        )
         runtime.refresh()
         return runtime
 
