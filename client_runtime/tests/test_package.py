@@ -1,10 +1,7 @@
 import dataclasses
 import functools
 import hashlib
-import io
 import json
-import lzma
-import tarfile
 
 import pytest
 from hypothesis import example, given, settings
@@ -12,7 +9,6 @@ from hypothesis import strategies as st
 
 from pitahaya.client_runtime import PackageFormatError, build_archive, read_package
 from pitahaya.client_runtime.package import (
-    MANIFEST,
     MAX_JSON_DEPTH,
     MAX_MANIFEST_BYTES,
     SELFTEST_FILE,
@@ -22,6 +18,7 @@ from pitahaya.client_runtime.package import (
 )
 
 from package_factory import make_archive
+from raw_archives import archive_with_manifest, nested, with_member
 
 
 def test_archive_round_trip_verifies_every_file(archive: bytes) -> None:
@@ -55,31 +52,16 @@ def _valid_package() -> Package:
     return read_package(make_archive())
 
 
-def _nested(depth: int) -> bytes:
-    return b"[" * depth + b"]" * depth
-
-
-def _with_manifest(manifest: bytes) -> bytes:
-    """The valid package's archive with ``manifest.json`` replaced (entries as `build_archive` writes them)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, data in {MANIFEST: manifest, **_valid_package().files}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return lzma.compress(raw.getvalue(), format=lzma.FORMAT_XZ)
-
-
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1_000, 200_000])
 def test_a_manifest_nested_too_deeply_is_a_format_error_not_a_recursion_error(depth: int) -> None:
-    manifest = _valid_package().manifest.to_json().replace(b"{", b'{"deep": ' + _nested(depth) + b", ", 1)
+    manifest = with_member(_valid_package().manifest.to_json(), "deep", nested(depth))
     with pytest.raises(PackageFormatError, match="deeper than"):
-        read_package(_with_manifest(manifest))
+        read_package(archive_with_manifest(manifest, _valid_package().files))
 
 
 def test_a_manifest_over_the_format_limit_is_refused_however_well_it_compresses() -> None:
-    padded = _valid_package().manifest.to_json().replace(b"{", b'{"pad": "' + b" " * MAX_MANIFEST_BYTES + b'", ', 1)
-    archive = _with_manifest(padded)
+    padded = with_member(_valid_package().manifest.to_json(), "pad", b'"' + b" " * MAX_MANIFEST_BYTES + b'"')
+    archive = archive_with_manifest(padded, _valid_package().files)
     assert len(archive) < 16 * 1024  # the row it would have stored is a thousand times larger
     with pytest.raises(PackageFormatError, match="manifest.json is .* bytes"):
         read_package(archive)
@@ -91,13 +73,13 @@ def test_a_manifest_over_the_format_limit_is_refused_however_well_it_compresses(
 @example(depth=MAX_JSON_DEPTH + 1)
 @example(depth=200_000)
 def test_selftest_json_parses_up_to_the_depth_limit_and_is_a_format_error_past_it(depth: int) -> None:
-    payload = {**_valid_package().files, SELFTEST_FILE: _nested(depth)}
+    payload = {**_valid_package().files, SELFTEST_FILE: nested(depth)}
     manifest = dataclasses.replace(
         _valid_package().manifest, files={name: file_entry(data) for name, data in payload.items()}
     )
     package = read_package(build_archive(manifest, payload))
     if depth <= MAX_JSON_DEPTH:
-        assert package.selftest == json.loads(_nested(depth))
+        assert package.selftest == json.loads(nested(depth))
     else:
         with pytest.raises(PackageFormatError, match="deeper than"):
             package.selftest  # noqa: B018 - the property parses

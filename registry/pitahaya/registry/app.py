@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
+from pitahaya.registry.api.body_limit import BodySizeLimit
 from pitahaya.registry.api.deps import RegistryContext
 from pitahaya.registry.api.errors import install_error_handlers
 from pitahaya.registry.api.fast_paths import TufMetadataFastPath
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (packages.router, releases.router, tokens.router, telemetry.router, audit.router, tuf.router):
         app.include_router(router)
     app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, limit=settings.max_json_body_bytes, streamed=packages.STREAMED_BODY_ROUTES)
     metadata_route = next(r for r in tuf.router.routes if getattr(r, "path", None) == "/tuf/metadata/{name}")
     app.add_middleware(TufMetadataFastPath, tuf=context.tuf, route=metadata_route)
     # Added last, so outermost: the fast path's answers get request ids, metrics and logs too.

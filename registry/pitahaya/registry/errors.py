@@ -9,7 +9,7 @@
     ├── RequestError              the request can never succeed as sent: fix it, don't retry
     │   ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
     │   ├── InvalidPackageError   the archive failed validation (422)
-    │   ├── UploadTooLargeError   the archive exceeds the upload limit (413)
+    │   ├── UploadTooLargeError   a body or a manifest exceeds its size limit (413)
     │   ├── AlreadyExistsError    that scene/version is already published; bump the version (409)
     │   ├── UnverifiablePackageError  the package's stored archive is missing or corrupt (409)
     │   ├── NotFoundError         the package, release or token does not exist (404)
@@ -61,7 +61,8 @@ class InvalidPackageError(RequestError):
 
 
 class UploadTooLargeError(RequestError):
-    """The uploaded archive is larger than the configured limit."""
+    """A request body (package archive or JSON), or a pushed package's manifest, is larger
+    than the configured limit."""
 
 
 class AlreadyExistsError(RequestError):

@@ -32,6 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pitahaya.client_runtime.package import MAX_MANIFEST_BYTES
 from pitahaya.registry.errors import ConfigurationError
 
 ENV_PREFIX = "PITAHAYA_"
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
         blob_dir: Blob store folder; default ``<data_dir>/registry/blobs``.
         tuf_dir: TUF keys and metadata; default ``<data_dir>/registry/tuf``.
         max_upload_bytes: Largest package archive accepted by ``POST /api/v1/packages``.
+        max_manifest_bytes: Largest manifest a pushed package may carry, as stored (JSON); at
+            most the format's own cap. xz packs a padded manifest a thousandfold, so the
+            archive's size alone does not bound the database row or the package listings.
+        max_json_body_bytes: Largest JSON request body (releases, tokens, telemetry); the
+            framework buffers a JSON body whole before any route code runs.
         tuf_refresh_interval_seconds: How often the server re-signs TUF roles close to expiry
             (timestamp expires after a day, so this must be well below that).
         s3_bucket: Keep blobs in this S3 bucket instead of ``blob_dir`` (created if missing).
@@ -80,6 +86,8 @@ class Settings(BaseSettings):
     blob_dir: Path | None = None
     tuf_dir: Path | None = None
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_manifest_bytes: int = Field(default=256 * 1024, gt=0, le=MAX_MANIFEST_BYTES)
+    max_json_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     tuf_refresh_interval_seconds: float = Field(default=3600.0, gt=0, le=6 * 3600)
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None

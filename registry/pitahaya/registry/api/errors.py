@@ -8,7 +8,11 @@ for its own errors, so clients read one field. 401 adds ``WWW-Authenticate``, 42
 
 from __future__ import annotations
 
+import math
+import reprlib
+
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from pitahaya.registry.errors import (
@@ -63,6 +67,28 @@ async def _request_error_handler(_request: Request, exc: Exception) -> JSONRespo
     return error_response(exc)
 
 
+async def _validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, with each offending input shown as a short repr.
+
+    The default handler echoes the input as JSON: NaN or 1e309 (an infinity to Python's
+    parser) in a body made that echo raise, so a bad request answered 500, and a deeply
+    nested or multi-MiB input was echoed whole.
+    """
+    assert isinstance(exc, RequestValidationError)  # registered for it only
+    detail = [
+        {"type": error["type"], "loc": list(error["loc"]), "msg": error["msg"], "input": _shown(error.get("input"))}
+        for error in exc.errors()
+    ]
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})
+
+
+def _shown(value: object) -> object:
+    """``value`` itself if it is a finite JSON scalar or a short string, else a bounded repr."""
+    scalar = value is None or isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value))
+    short_text = isinstance(value, str) and len(value) <= 200
+    return value if scalar or short_text else reprlib.repr(value)
+
+
 async def _storage_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)}, headers={"Retry-After": "5"}
@@ -71,4 +97,5 @@ async def _storage_error_handler(_request: Request, exc: Exception) -> JSONRespo
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestError, _request_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StorageUnavailableError, _storage_error_handler)

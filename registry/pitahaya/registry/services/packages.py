@@ -15,11 +15,14 @@ stored, and that version (not the online ``targets`` key) then signs the archive
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pitahaya.client_runtime import PackageFormatError, read_package
+from pitahaya.client_runtime import Manifest, PackageFormatError, read_package
 from pitahaya.client_runtime.package import target_path
 from pitahaya.registry.blobs import BlobStore
 from tuf.api.metadata import TargetFile
@@ -29,6 +32,7 @@ from pitahaya.registry.errors import (
     InvalidPackageError,
     NotFoundError,
     PublisherSignatureError,
+    UploadTooLargeError,
 )
 from pitahaya.registry.models import PackageRow
 from pitahaya.registry.services.audit import log_action
@@ -43,6 +47,7 @@ def push_package(
     tuf: TufRepository,
     archive: bytes,
     actor: str,
+    max_manifest_bytes: int,
     signatures: PublisherSignatures | None = None,
 ) -> PackageRow:
     """Validate, store and sign a package archive.
@@ -50,13 +55,16 @@ def push_package(
     Args:
         archive: The ``.tar.xz`` bytes as built by the packager.
         actor: Who pushes (recorded in the row and the audit log).
+        max_manifest_bytes: Largest manifest stored, as JSON (``Settings.max_manifest_bytes``).
         signatures: The publisher's signatures, required for (and only for) a delegated scene.
 
     Returns:
         The committed package row.
 
     Raises:
-        InvalidPackageError: the archive is malformed or a file does not match its manifest.
+        InvalidPackageError: the archive is malformed, a file does not match its manifest, or
+            the manifest holds NaN or an infinity.
+        UploadTooLargeError: the manifest is larger than ``max_manifest_bytes`` (nothing was changed).
         AlreadyExistsError: this scene/version is already published (nothing was changed).
         PublisherSignatureError: the scene is delegated and the push is unsigned or its
             signatures do not verify (nothing was changed).
@@ -68,6 +76,7 @@ def push_package(
         package = read_package(archive)
     except PackageFormatError as e:
         raise InvalidPackageError(str(e)) from e
+    manifest = _storable_manifest(package.manifest, max_manifest_bytes)
     scene, version = package.manifest.scene, package.manifest.version
     with publishing(session=session, tuf=tuf):
         if _find_package(session=session, scene=scene, version=version) is not None:
@@ -89,7 +98,7 @@ def push_package(
             sha256=sha256,
             size_bytes=package.size_bytes,
             target_path=path,
-            manifest=package.manifest.to_dict(),
+            manifest=manifest,
             created_by=actor,
         )
         session.add(row)
@@ -127,6 +136,29 @@ def get_package(*, session: Session, scene: str, version: str) -> PackageRow:
     if row is None:
         raise NotFoundError(f"package {scene} {version} is not published")
     return row
+
+
+def _storable_manifest(manifest: Manifest, max_bytes: int) -> dict[str, Any]:
+    """The manifest as the row stores it, once it fits ``max_bytes`` and strict JSON.
+
+    Python's parser accepts NaN and Infinity (and reads 1e309 as infinity), but PostgreSQL's
+    JSON type refuses them, and they mean nothing in a manifest.
+
+    Raises:
+        InvalidPackageError: a non-finite number.
+        UploadTooLargeError: larger than ``max_bytes`` as JSON.
+    """
+    stored = manifest.to_dict()
+    try:
+        size = len(json.dumps(stored, allow_nan=False).encode())
+    except ValueError as e:
+        raise InvalidPackageError(f"manifest.json holds NaN or an infinity, which JSON does not allow: {e}") from e
+    if size > max_bytes:
+        raise UploadTooLargeError(
+            f"the package's manifest is {size} bytes as JSON, over the registry's limit of {max_bytes} "
+            "(PITAHAYA_MAX_MANIFEST_BYTES)"
+        )
+    return stored
 
 
 def _find_package(*, session: Session, scene: str, version: str) -> PackageRow | None:

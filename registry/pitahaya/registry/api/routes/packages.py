@@ -23,6 +23,9 @@ SignaturesHeader = Annotated[
 
 router = APIRouter(prefix="/api/v1", tags=["packages"])
 
+#: Routes that read their body as a stream under their own limit, exempt from the JSON body cap.
+STREAMED_BODY_ROUTES = frozenset({("POST", f"{router.prefix}/packages")})
+
 _ARCHIVE_BODY = {
     "requestBody": {
         "required": True,
@@ -58,6 +61,7 @@ def push_package(
         tuf=context.tuf,
         archive=archive,
         actor=actor.name,
+        max_manifest_bytes=context.settings.max_manifest_bytes,
         signatures=PublisherSignatures.from_header(signatures) if signatures is not None else None,
     )
     return PackagePublic.model_validate(row)
