@@ -1,18 +1,23 @@
-"""Benchmark `Runtime.predict`, the hot path of a device, against LightGBM and ONNX Runtime alone.
+"""Benchmark `Runtime.predict`, the hot path of a device, in every isolation mode, against
+LightGBM and ONNX Runtime alone.
 
 A 200-tree, 63-leaf LightGBM model is trained on generated views run through the real
 watch_time feature code, converted to ONNX by the packager, archived and loaded exactly as a
-device does. All timings are on one thread, in the same process and run:
+device does. All timings are taken from one thread, in the same run:
 
-- ``Runtime.predict`` for 1 and 8 candidates (features + inference + planning + hooks), and
-  for 1 candidate with the built-in `TelemetryReporter` as its hooks,
+- ``Runtime.predict`` for 1 and 8 candidates (features + inference + planning + hooks) with the
+  package's code ``inline`` (uncontained: on the caller's thread), on a worker ``thread``, and
+  in a sandboxed worker ``process`` (the default), back to back and, for the process, with
+  the calls 2 ms apart (the worker then sleeps between calls, as it does between swipes);
+  and for 1 candidate with the built-in `TelemetryReporter` as its hooks,
 - ``LoadedPackage.infer`` (the runtime's inference step alone),
 - ONNX Runtime ``session.run`` alone on a preallocated input, and through the runtime's
   preallocated IOBinding (`BoundInference.run`, the floor of the hot path),
 - LightGBM's own single-row ``Booster.predict`` (the baseline the ratio is taken to).
 
-The RSS figure comes from a fresh child process that imports only the client runtime and
-loads the package, as a device would (the parent holds LightGBM and training data).
+The RSS figures come from a fresh child process that imports only the client runtime and
+loads the package, as a device would (the parent holds LightGBM and training data): the host's
+RSS in each mode and, under ``process``, the worker's.
 
 Run: ``.venv/bin/python benchmarks/bench_predict.py [--calls 20000] [--json]``
 """
@@ -20,7 +25,6 @@ Run: ``.venv/bin/python benchmarks/bench_predict.py [--calls 20000] [--json]``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -35,41 +39,24 @@ from typing import Any
 import numpy as np
 
 from pitahaya.client_runtime import (
+    ISOLATION_MODES,
     Candidate,
     LoadedPackage,
+    LocalArchiveUpdater,
     Manifest,
-    PackageUpdater,
-    Release,
     Runtime,
     Scene,
     TelemetryReporter,
-    UpdateCheck,
     build_archive,
     file_entry,
     read_package,
 )
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE
 
-# LightGBM, the packager and the generator are imported inside the functions that use them,
-# so that the RSS child process (which imports `ArchiveUpdater` from here) stays device-sized.
+# LightGBM, the packager and the generator are imported inside the functions that use them.
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE_DIR = ROOT / "scenes" / "watch_time"
-
-
-class ArchiveUpdater(PackageUpdater):
-    """Serves one archive from memory as if TUF had verified it (the benchmark measures predict, not HTTP)."""
-
-    def __init__(self, cache_dir: Path, archive: bytes, version: str) -> None:
-        super().__init__("http://unused", "watch_time", "bench-device", cache_dir)
-        self.archive, self.version = archive, version
-
-    def check(self) -> UpdateCheck:
-        sha = hashlib.sha256(self.archive).hexdigest()
-        path = self.cached_archive(sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.archive)
-        return UpdateCheck(Release("watch_time", "stable", 1, self.version), self.version, path, sha)
 
 
 def build_package(n_views: int, seed: int) -> tuple[bytes, Any, np.ndarray, list]:
@@ -121,13 +108,15 @@ def build_package(n_views: int, seed: int) -> tuple[bytes, Any, np.ndarray, list
     return build_archive(manifest, payload), booster, X, views
 
 
-def percentiles(fn: Callable[[], object], calls: int) -> tuple[float, float]:
-    """p50 and p99 of ``fn()`` in microseconds over ``calls`` calls (after a warm-up)."""
+def percentiles(fn: Callable[[], object], calls: int, gap_s: float = 0.0) -> tuple[float, float]:
+    """p50 and p99 of ``fn()`` in microseconds over ``calls`` calls (after a warm-up), ``gap_s`` apart."""
     for _ in range(min(calls // 10, 2000)):
         fn()
     samples = np.empty(calls, dtype=np.int64)
     clock = time.perf_counter_ns
     for i in range(calls):
+        if gap_s:
+            time.sleep(gap_s)
         started = clock()
         fn()
         samples[i] = clock() - started
@@ -137,41 +126,38 @@ def percentiles(fn: Callable[[], object], calls: int) -> tuple[float, float]:
 
 RSS_CHILD = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from pathlib import Path
-    from pitahaya.client_runtime import Candidate, Runtime
-    sys.path.insert(0, {bench_dir!r})
-    from bench_predict import ArchiveUpdater
+    from pitahaya.client_runtime import Candidate, LocalArchiveUpdater, Runtime
 
-    def rss_kb(field):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field):
+    def rss_kb(pid="self"):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
                 return int(line.split()[1])
 
-    before = rss_kb("VmRSS:")
-    archive = Path({archive!r}).read_bytes()
-    updater = ArchiveUpdater(Path({cache!r}), archive, "1.0.0")
-    rt = Runtime("http://unused", "watch_time", "bench-device", cache_dir={cache!r}, updater=updater)
+    before = rss_kb()
+    rt = Runtime(None, "watch_time", "bench-device", cache_dir=sys.argv[2],
+                 updater=LocalArchiveUpdater(sys.argv[1], "watch_time"), isolation=sys.argv[3])
     assert rt.refresh().outcome == "installed"
-    cands = [Candidate(f"v{{i}}", 20.0 + i, 2_000_000) for i in range(8)]
+    cands = [Candidate(f"v{i}", 20.0 + i, 2_000_000) for i in range(8)]
     for _ in range(2000):
-        rt.predict(cands[:1])
-    print(before, rss_kb("VmRSS:"), rss_kb("VmHWM:"))
+        assert rt.predict(cands[:1]).reason == "ok"
+    backend = rt._state.active.contained._backend
+    print(before, rss_kb(), rss_kb(backend.pid) if hasattr(backend, "pid") else 0)
+    rt.close()
     """
 )
 
 
-def measure_rss(archive: bytes) -> tuple[float, float, float]:
-    """(RSS after imports, RSS with the package loaded, peak RSS) in MiB, from a fresh process."""
+def measure_rss(archive: bytes, isolation: str) -> tuple[float, float, float]:
+    """(host RSS after imports, host RSS with the package loaded, worker RSS or 0) in MiB, from a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         archive_path = Path(tmp) / "package.tar.xz"
         archive_path.write_bytes(archive)
-        script = RSS_CHILD.format(
-            bench_dir=str(Path(__file__).resolve().parent), archive=str(archive_path), cache=str(Path(tmp) / "cache")
-        )
-        out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
-    before, after, peak = (int(x) / 1024 for x in out.split())
-    return before, after, peak
+        command = [sys.executable, "-c", RSS_CHILD, str(archive_path), str(Path(tmp) / "cache"), isolation]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    before, after, worker = (int(x) / 1024 for x in out.split())
+    return before, after, worker
 
 
 def main() -> None:
@@ -185,37 +171,40 @@ def main() -> None:
     archive, booster, X, views = build_package(args.views, args.seed)
     assert booster.num_trees() == 200 and booster.dump_model()["tree_info"][0]["num_leaves"] <= 63
 
+    user = views[0].user_id
+    history = [v for v in views if v.user_id == user][:50]
+    now = views[0].start_ts + 86_400.0
+    cands = [Candidate(f"v{i}", 15.0 + 7 * i, 1_500_000 + 400_000 * i) for i in range(8)]
+    one, eight = cands[:1], cands
+    figures: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        rt = Runtime(
-            "http://unused",
-            "watch_time",
-            "bench-device",
-            cache_dir=tmp,
-            updater=ArchiveUpdater(Path(tmp), archive, "1.0.0"),
-        )
-        assert rt.refresh().outcome == "installed"
-        user = views[0].user_id
-        for view in [v for v in views if v.user_id == user][:50]:
-            rt.record(view)
-        now = views[0].start_ts + 86_400.0
-        cands = [Candidate(f"v{i}", 15.0 + 7 * i, 1_500_000 + 400_000 * i) for i in range(8)]
-        one, eight = cands[:1], cands
-        assert rt.predict(one, now).reason == "ok"
-        figures: dict[str, object] = {}
-        figures["predict_1"] = percentiles(lambda: rt.predict(one, now), args.calls)
-        figures["predict_8"] = percentiles(lambda: rt.predict(eight, now), args.calls)
-        # The same with the built-in telemetry reporter as hooks (queue only; nothing is sent).
+        archive_path = Path(tmp) / "package.tar.xz"
+        archive_path.write_bytes(archive)
+
+        def runtime(name: str, isolation: str, **kwargs: Any) -> Runtime:
+            updater = LocalArchiveUpdater(archive_path, "watch_time")
+            rt = Runtime(
+                None, "watch_time", "bench", cache_dir=Path(tmp) / name, updater=updater, isolation=isolation, **kwargs
+            )  # type: ignore[arg-type]
+            assert rt.refresh().outcome == "installed"
+            for view in history:
+                rt.record(view)
+            assert rt.predict(one, now).reason == "ok"
+            return rt
+
+        for isolation in ISOLATION_MODES:
+            rt = runtime(isolation, isolation)
+            figures[f"predict_1_{isolation}"] = percentiles(lambda rt=rt: rt.predict(one, now), args.calls)
+            figures[f"predict_8_{isolation}"] = percentiles(lambda rt=rt: rt.predict(eight, now), args.calls)
+            if isolation == "process":
+                spaced = max(args.calls // 10, 100)
+                figures["predict_1_process_2ms_apart"] = percentiles(lambda rt=rt: rt.predict(one, now), spaced, 0.002)
+            rt.close()
+        # The default mode with the built-in telemetry reporter as hooks (queue only; nothing is sent).
         reporter = TelemetryReporter("http://unused", "t", scene="watch_time", device_id="bench", max_queue=10**6)
-        rt_reported = Runtime(
-            "http://unused",
-            "watch_time",
-            "bench-device",
-            cache_dir=Path(tmp) / "reported",
-            updater=ArchiveUpdater(Path(tmp) / "reported", archive, "1.0.0"),
-            hooks=reporter,
-        )
-        assert rt_reported.refresh().outcome == "installed"
-        figures["predict_1_with_reporter"] = percentiles(lambda: rt_reported.predict(one, now), args.calls)
+        rt = runtime("reported", "process", hooks=reporter)
+        figures["predict_1_process_with_reporter"] = percentiles(lambda: rt.predict(one, now), args.calls)
+        rt.close()
 
     loaded = LoadedPackage.load(read_package(archive))
     x1 = np.ascontiguousarray(X[:1])
@@ -230,22 +219,22 @@ def main() -> None:
     figures["onnxruntime_1_iobinding"] = percentiles(bound.run, args.calls)
     figures["lightgbm_1"] = percentiles(lambda: booster.predict(x1, num_threads=1), args.calls // 4)
     figures["lightgbm_8"] = percentiles(lambda: booster.predict(x8, num_threads=1), args.calls // 4)
-    rss_before, rss_loaded, rss_peak = measure_rss(archive)
+    rss = {isolation: measure_rss(archive, isolation) for isolation in ISOLATION_MODES}
 
-    lgb1 = figures["lightgbm_1"][0]  # type: ignore[index]
+    ort1 = figures["onnxruntime_1"][0]
     result = {
         "model": {"trees": booster.num_trees(), "max_leaves": 63, "package_bytes": len(archive)},
-        "us": {k: {"p50": round(v[0], 1), "p99": round(v[1], 1)} for k, v in figures.items()},  # type: ignore[index]
-        "ratio_predict_1_to_lightgbm_1_p50": round(figures["predict_1"][0] / lgb1, 3),  # type: ignore[index]
-        "ratio_predict_1_to_onnxruntime_1_p50": round(
-            figures["predict_1"][0] / figures["onnxruntime_1"][0],  # type: ignore[index]
-            3,
+        "us": {k: {"p50": round(v[0], 1), "p99": round(v[1], 1)} for k, v in figures.items()},
+        "ratio_p50_to_onnxruntime_1": {
+            isolation: round(figures[f"predict_1_{isolation}"][0] / ort1, 2) for isolation in ISOLATION_MODES
+        },
+        "ratio_predict_1_process_to_inline_p50": round(
+            figures["predict_1_process"][0] / figures["predict_1_inline"][0], 2
         ),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "rss_mib": {
-            "imports": round(rss_before, 1),
-            "package_loaded": round(rss_loaded, 1),
-            "peak": round(rss_peak, 1),
+            isolation: {"host_imports": round(a, 1), "host_loaded": round(b, 1), "worker": round(w, 1)}
+            for isolation, (a, b, w) in rss.items()
         },
     }
     if args.json:
@@ -255,10 +244,14 @@ def main() -> None:
     print(f"{'figure':<24}{'p50 us':>10}{'p99 us':>10}")
     for name, (p50, p99) in figures.items():  # type: ignore[misc]
         print(f"{name:<24}{p50:>10.1f}{p99:>10.1f}")
-    print(f"predict(1) / LightGBM Booster.predict(1 row), p50: {result['ratio_predict_1_to_lightgbm_1_p50']}")
-    print(f"predict(1) / onnxruntime alone (1 row), p50:        {result['ratio_predict_1_to_onnxruntime_1_p50']}")
+    for isolation, ratio in result["ratio_p50_to_onnxruntime_1"].items():  # type: ignore[union-attr]
+        print(f"predict(1) {isolation} / onnxruntime alone (1 row), p50: {ratio}")
+    print(f"predict(1) process / inline, p50: {result['ratio_predict_1_process_to_inline_p50']}")
     print(f"1-minute load average during the run: {result['load_average_1m']} (2 cores; p99 suffers above ~2)")
-    print(f"RSS: {rss_before:.1f} MiB after imports, {rss_loaded:.1f} MiB with the package loaded, peak {rss_peak:.1f}")
+    for isolation, (before, loaded_mib, worker) in rss.items():
+        print(
+            f"RSS {isolation}: host {before:.1f} MiB after imports, {loaded_mib:.1f} MiB loaded; worker {worker:.1f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ PUBLIC = [
     "FeatureCodeError",
     "FeatureExtractor",
     "Hooks",
+    "ISOLATION_MODES",
     "InferenceError",
     "InferenceEvent",
     "Isolation",

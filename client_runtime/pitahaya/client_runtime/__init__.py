@@ -27,6 +27,7 @@ _EXPORTS = {
     "FEATURES_FILE": "package",
     "FeatureCodeError": "errors",
     "FeatureExtractor": "extractor",
+    "ISOLATION_MODES": "containment",
     "Hooks": "hooks",
     "InferenceError": "errors",
     "InferenceEvent": "hooks",

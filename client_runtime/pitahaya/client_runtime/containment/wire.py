@@ -284,7 +284,7 @@ def write_response(page: mmap.mmap, seq: int, predictions: np.ndarray, features:
     """Worker side: write a successful answer, then its sequence number."""
     rows = int(predictions.size)
     at = _DATA_AT
-    page[at : at + 4 * rows] = np.ascontiguousarray(predictions, dtype=np.float32).tobytes()
+    page[at : at + 4 * rows] = predictions.astype(np.float32, copy=False).tobytes()
     width = 0
     if features is not None and rows:
         width = int(features.shape[1])

@@ -56,16 +56,15 @@ def _load_reply(header: dict, blobs: list[bytes]) -> tuple[Engine | None, dict]:
         return None, {"ok": False, "reason": error.reason, "message": str(error)[:1000]}
 
 
-def _serve(engine: Engine, page: mmap.mmap, control_in: int, request_bell: int, response_bell: int) -> None:
-    poller = select.poll()
-    poller.register(request_bell, select.POLLIN)
-    poller.register(control_in, select.POLLIN | select.POLLHUP)
+def _serve(engine: Engine, page: mmap.mmap, request_bell: int, response_bell: int) -> None:
+    """Answer calls until the host goes (`_exit_with_the_host` ends the process then)."""
+    os.set_blocking(request_bell, True)  # one system call per wake-up: sleep in read()
     last = 0
     while True:
-        for fd, _ in poller.poll():
-            if fd == control_in:
-                return  # the host closed the pipe (or died): nothing left to answer
-        wire.Doorbell.drain(request_bell)
+        try:
+            os.read(request_bell, 8)
+        except BlockingIOError:  # a pipe doorbell (non-Linux) drained by an earlier read
+            pass
         request = wire.read_request(page, last)
         if request is None:
             continue
@@ -115,7 +114,7 @@ def main(config_json: str) -> None:
     if engine is None:
         os._exit(0)
     try:
-        _serve(engine, page, control_in, config["request_bell"], config["response_bell"])
+        _serve(engine, page, config["request_bell"], config["response_bell"])
     except BaseException:  # our own failure: say why on stderr (the worker's log), then stop
         traceback.print_exc()
     os._exit(0)
