@@ -253,6 +253,7 @@ class ProcessBackend:
             while wire.response_seq(page) != seq:
                 if time.monotonic() >= spin_until:
                     break
+                os.sched_yield()
             else:
                 return True
         while wire.response_seq(page) != seq:

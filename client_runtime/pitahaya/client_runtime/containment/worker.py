@@ -23,6 +23,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -61,10 +62,14 @@ def _serve(engine: Engine, page: mmap.mmap, request_bell: int, response_bell: in
     os.set_blocking(request_bell, True)  # one system call per wake-up: sleep in read()
     last = 0
     while True:
-        try:
-            os.read(request_bell, 8)
-        except BlockingIOError:  # a pipe doorbell (non-Linux) drained by an earlier read
-            pass
+        spin_until = time.monotonic() + wire.WORKER_SPIN_S
+        while wire.request_seq(page) == last and time.monotonic() < spin_until:
+            os.sched_yield()  # a busy machine runs its other work instead of this wait
+        if wire.request_seq(page) == last:
+            try:
+                os.read(request_bell, 8)
+            except BlockingIOError:  # a pipe doorbell (non-Linux) drained by an earlier read
+                pass
         request = wire.read_request(page, last)
         if request is None:
             continue
