@@ -224,7 +224,13 @@ def test_registry_gc_removes_a_blob_left_without_a_row(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["registry", "gc", "--min-age-seconds", "0", "--json"], env=env)
 
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"deleted": [orphan], "kept_young": [], "dry_run": False}
+    assert json.loads(result.stdout) == {
+        "deleted": [orphan],
+        "kept_young": [],
+        "deleted_temp_files": [],
+        "kept_young_temp_files": [],
+        "dry_run": False,
+    }
     assert not blobs.exists(orphan)
 
 

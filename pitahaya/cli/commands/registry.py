@@ -7,6 +7,7 @@ Running it: ``serve``, and ``registry gc`` for orphan blobs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -249,13 +250,15 @@ def revoke_token(
 @registry_app.command("gc")
 def gc(
     min_age_seconds: Annotated[
-        float | None, typer.Option(help="Keep orphans younger than this (pushes in flight). Default from settings.")
+        float | None,
+        typer.Option(help="Keep orphans and temp files younger than this (pushes in flight). Default from settings."),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Only list what would be deleted.")] = False,
     data_dir: DataDir = default_data_dir(),
     as_json: JsonFlag = False,
 ) -> None:
-    """Delete orphan blobs (left by a push that crashed before committing); same settings as serve."""
+    """Delete orphan blobs (left by a push that crashed before committing) and temp files of blob
+    writes a killed process left; same settings as serve."""
     from pitahaya.registry import ConfigurationError, RegistryError, collect_garbage, load_settings
 
     os.environ.setdefault("PITAHAYA_DATA_DIR", str(data_dir))
@@ -264,10 +267,13 @@ def gc(
     except (ConfigurationError, RegistryError) as e:
         raise fail(str(e)) from None
     if as_json:
-        emit_json({"deleted": result.deleted, "kept_young": result.kept_young, "dry_run": dry_run})
+        emit_json({**dataclasses.asdict(result), "dry_run": dry_run})
     else:
         verb = "would delete" if dry_run else "deleted"
-        console.print(f"{verb} {len(result.deleted)} orphan blobs; kept {len(result.kept_young)} younger ones")
+        console.print(
+            f"{verb} {len(result.deleted)} orphan blobs and {len(result.deleted_temp_files)} temp files of "
+            f"unfinished writes; kept {len(result.kept_young)} + {len(result.kept_young_temp_files)} younger ones"
+        )
 
 
 @app.command()

@@ -16,10 +16,18 @@ from pathlib import Path
 from types import TracebackType
 
 
+#: Suffix of `atomic_write`'s temp files (named ``.<target name>.<random>.tmp``).
+TEMP_SUFFIX = ".tmp"
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``.
+
+    A process killed before the rename leaves the temp file behind (`is_temp_file`);
+    ``pitahaya registry gc`` removes those of the blob store.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
@@ -31,6 +39,11 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def is_temp_file(path: Path) -> bool:
+    """Whether ``path`` is named like a temp file of `atomic_write`."""
+    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -7,7 +7,8 @@ between leaves at most an unreferenced blob, never a dangling row).
 
 `BlobStore` implements the rules once (hashing, read-back verification, idempotence,
 garbage collection); a backend subclass supplies only the primitives `_exists`, `_write`,
-`_read`, `_delete`, `_list` and `_check`. `LocalBlobStore` keeps blobs under
+`_read`, `_delete`, `_list` and `_check`, and, if its writes can leave partial files behind
+when a process dies mid-write, `_list_partial` and `_delete_partial`. `LocalBlobStore` keeps blobs under
 ``<root>/sha256/ab/cdef...``; `S3BlobStore` under the same key in a bucket (boto3, any
 S3-compatible server). Backend failures surface as `StorageUnavailableError` (retry later).
 """
@@ -23,7 +24,7 @@ from datetime import datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pitahaya.registry._files import atomic_write
+from pitahaya.registry._files import TEMP_SUFFIX, atomic_write, is_temp_file
 from pitahaya.registry.errors import NotFoundError, StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -101,6 +102,22 @@ class BlobStore(ABC):
         """Raise `StorageUnavailableError` unless the backend is reachable and writable."""
         self._check()
 
+    def list_partial(self) -> Iterator[tuple[str, datetime]]:
+        """Partial writes a killed process left (or a write in flight is making), as
+        ``(name, last modified, UTC)``; only garbage collection reads this."""
+        return self._list_partial()
+
+    def delete_partial(self, name: str) -> None:
+        """Remove a partial write `list_partial` named (missing is fine)."""
+        self._delete_partial(name)
+
+    def _list_partial(self) -> Iterator[tuple[str, datetime]]:
+        """Backends whose writes appear all at once (S3's ``put_object``) leave no partial files."""
+        return iter(())
+
+    def _delete_partial(self, name: str) -> None:
+        raise ValueError(f"{type(self).__name__} has no partial writes, so none named {name!r}")
+
     @abstractmethod
     def _exists(self, sha256: str) -> bool:
         """Whether a blob is stored under this (already validated) digest."""
@@ -160,6 +177,22 @@ class LocalBlobStore(BlobStore):
             digest = path.parent.name + path.name
             if _SHA256_RE.match(digest):  # skips the temp files of writes in flight
                 yield digest, datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+    def _list_partial(self) -> Iterator[tuple[str, datetime]]:
+        """`atomic_write`'s temp files anywhere under the root (blob folders, the readiness probe)."""
+        for path in self.root.rglob(f"*{TEMP_SUFFIX}"):
+            try:
+                modified = path.stat().st_mtime
+            except FileNotFoundError:  # its write just finished (renamed) or failed (removed)
+                continue
+            if is_temp_file(path):
+                yield str(path.relative_to(self.root)), datetime.fromtimestamp(modified, UTC)
+
+    def _delete_partial(self, name: str) -> None:
+        path = self.root / name
+        if ".." in Path(name).parts or not is_temp_file(path):
+            raise ValueError(f"not a temp file of this blob store: {name!r}")
+        path.unlink(missing_ok=True)
 
     def _check(self) -> None:
         try:

@@ -17,12 +17,14 @@ from pitahaya.registry.tuf_repo import TufRepository
 
 
 def collect_garbage(settings: Settings, *, min_age_seconds: float | None = None, dry_run: bool = False) -> GcResult:
-    """Delete orphan blobs (stored bytes no package or release refers to).
+    """Delete orphan blobs (stored bytes no package or release refers to) and the temp files
+    of blob writes a killed process left.
 
     Args:
         settings: The registry's settings (database, blob store, TUF folder for the lock).
-        min_age_seconds: Keep orphans younger than this (default ``blob_gc_min_age_seconds``),
-            since a push in flight has written its blob but not yet committed its row.
+        min_age_seconds: Keep orphans and temp files younger than this (default
+            ``blob_gc_min_age_seconds``), since a push in flight has written its blob but not
+            yet committed its row, or is still writing it.
         dry_run: Only report what would be deleted.
 
     Raises:
