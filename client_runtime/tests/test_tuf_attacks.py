@@ -12,12 +12,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pitahaya.client_runtime import Hooks, PackageUpdater, Runtime, UpdateDownloadError, UpdateEvent
+from pitahaya.client_runtime import (
+    Hooks,
+    PackageUpdater,
+    Runtime,
+    UpdateDownloadError,
+    UpdateEvent,
+    UpdateVerificationError,
+    target_path,
+)
 from pitahaya.client_runtime.releases import Targeting
 
 from package_factory import linear_model, make_archive
@@ -193,6 +202,35 @@ def test_a_signed_but_broken_package_is_rejected_and_the_previous_one_answers(
     decision = fresh.predict(CANDIDATES)
     assert (decision.reason, decision.watch_s) == (reason, None)
     assert fresh_hooks.fallbacks == [reason] and fresh_hooks.inferences[-1].reason == reason
+
+
+@pytest.mark.parametrize(
+    ("served", "error", "reason"),
+    [
+        (lambda archive: archive + b"\0" * 4096, UpdateVerificationError, "verification_failed"),
+        (lambda archive: archive[:-1] + bytes([archive[-1] ^ 1]), UpdateVerificationError, "verification_failed"),
+        (lambda archive: None, UpdateDownloadError, "download_failed"),
+    ],
+    ids=["longer_than_signed", "same_length_other_bytes", "missing"],
+)
+def test_a_tampered_target_is_a_verification_failure_and_a_missing_one_a_download_failure(
+    tmp_path: Path, served: Callable[[bytes], bytes | None], error: type[Exception], reason: str
+) -> None:
+    repo = _repo()
+    path = f"targets/{target_path('watch_time', '1.0.0')}"
+    body = served(repo.served[path])
+    if body is None:
+        del repo.served[path]
+    else:
+        repo.served[path] = body
+    updater = PackageUpdater(
+        "http://registry.test", "watch_time", "device-1", tmp_path, trusted_root=repo.root_bytes,
+        fetcher=MemoryFetcher(repo),
+    )  # fmt: skip
+    with pytest.raises(error) as refused:
+        updater.check()
+    assert refused.value.reason == reason
+    assert not any((tmp_path / "packages").iterdir())  # nothing cached, not even a partial download
 
 
 CHILD = textwrap.dedent(

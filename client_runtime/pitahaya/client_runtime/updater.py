@@ -23,6 +23,20 @@ path (the top-level ``targets`` itself, or the online role) is refused
 Expired metadata (a registry that stopped re-signing, or a freeze attack) raises
 `MetadataExpiredError`: no new package is installed, while the runtime keeps answering with
 the package it verified earlier.
+
+python-tuf's errors map by what the device should do next (`tuf.api.exceptions`):
+
+    ExpiredMetadataError (a RepositoryError)  -> MetadataExpiredError     keep the cached package
+    RepositoryError (bad signature, version,  -> UpdateVerificationError  never use it
+      length or hash, ...)
+    DownloadLengthMismatchError               -> UpdateVerificationError  a file longer than its
+                                                                          signed length: tampering
+    DownloadError (HTTP status, slow or       -> UpdateDownloadError      retry later
+      broken connection)
+
+A body longer than its signed length is a DownloadError subclass to python-tuf, which stops
+reading it at that length, but no network fault makes a file grow: it is reported as the
+verification failure it is.
 """
 
 from __future__ import annotations
@@ -32,7 +46,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuf.api.exceptions import DownloadError, ExpiredMetadataError, RepositoryError
+from tuf.api.exceptions import DownloadError, DownloadLengthMismatchError, ExpiredMetadataError, RepositoryError
 from tuf.api.metadata import Metadata, Targets
 from tuf.ngclient import FetcherInterface, Updater
 
@@ -213,6 +227,8 @@ class PackageUpdater:
                 finally:
                     Path(tmp_path).unlink(missing_ok=True)
             return UpdateCheck(release=release, version=version, archive_path=cached, sha256=sha256)
+        except DownloadLengthMismatchError as e:
+            raise UpdateVerificationError(f"a file is longer than its signed length: {e}") from e
         except DownloadError as e:
             raise UpdateDownloadError(f"registry {self.registry_url} unreachable or failing: {e}") from e
         except ExpiredMetadataError as e:
