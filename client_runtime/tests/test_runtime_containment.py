@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pitahaya.client_runtime import Limits, Mode, RuntimeConfig
+from pitahaya.client_runtime import Candidate, Limits, Mode, RuntimeConfig
 from pitahaya.client_runtime.history import RecentViews
 from pitahaya.client_runtime.state import DeviceState, IllegalTransition
 
@@ -160,3 +160,17 @@ def test_the_device_state_machine_refuses_transitions_it_does_not_have() -> None
     assert (state.mode, state.active, state.last_good) == (Mode.DEFAULT, None, "a")
     with pytest.raises(IllegalTransition):
         state.half_open()
+
+
+def test_more_candidates_than_a_call_carries_is_the_callers_fault(tmp_path: Path) -> None:
+    runtime, updater, _ = runtime_with(tmp_path)
+    try:
+        updater.publish(make_archive(version="1.0.0"), "1.0.0")
+        runtime.refresh()
+        flood = [Candidate(f"v{i}", 10.0, 1_000_000) for i in range(5000)]
+        for _ in range(5):  # never held against the package
+            assert runtime.predict(flood).reason == "invalid_input"
+        assert runtime.predict(CANDIDATES).reason == "ok"
+        assert runtime.mode is Mode.ACTIVE
+    finally:
+        runtime.close()

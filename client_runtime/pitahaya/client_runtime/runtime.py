@@ -55,7 +55,7 @@ from types import TracebackType
 from typing import Protocol
 
 from pitahaya.client_runtime._fs import write_atomic
-from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits
+from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits, RequestTooLarge
 from pitahaya.client_runtime.errors import (
     CallError,
     ClientRuntimeError,
@@ -571,7 +571,8 @@ class Runtime:
                 except Exception as e:
                     error = e
                     reason = e.reason if isinstance(e, CallError) else REASON_INTERNAL_ERROR
-                    if not _valid_candidates(candidates):  # the caller's fault: not held against the package
+                    if isinstance(e, RequestTooLarge) or not _valid_candidates(candidates):
+                        # the caller's fault: not held against the package
                         slot, reason = None, REASON_INVALID_INPUT
                     else:
                         failed, slot = slot, self._state.last_good  # next in the chain, taken before any demotion

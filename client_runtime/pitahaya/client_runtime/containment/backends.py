@@ -25,13 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from pitahaya.client_runtime.containment import wire
+from pitahaya.client_runtime.containment.wire import Step
 from pitahaya.client_runtime.containment.limits import Limits
 from pitahaya.client_runtime.errors import (
     CallTimeoutError,
@@ -46,7 +46,6 @@ from pitahaya.client_runtime.errors import (
     SelfTestError,
     WorkerLostError,
 )
-from pitahaya.client_runtime.events import Candidate, View
 from pitahaya.client_runtime.loader import Engine, LoadedPackage, load_failure
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, Package
 
@@ -57,17 +56,8 @@ Answer = tuple[tuple[float, ...], np.ndarray | None]
 class Backend(Protocol):
     """A loaded package behind some isolation; one call at a time."""
 
-    def call(
-        self,
-        *,
-        reset: bool,
-        views: Sequence[View],
-        candidates: Sequence[Candidate],
-        now: float,
-        want_features: bool,
-        deadline: float,
-    ) -> Answer:
-        """One step (see `pitahaya.client_runtime.loader.Engine.step`) by ``deadline`` (`time.monotonic`).
+    def call(self, step: Step, deadline: float) -> Answer:
+        """Run ``step`` (see `pitahaya.client_runtime.loader.Engine.step`) by ``deadline`` (`time.monotonic`).
 
         Raises:
             CallTimeoutError, WorkerLostError, InferenceError: see the module docstring.
@@ -209,16 +199,7 @@ class ProcessBackend:
             except (OSError, ValueError):
                 pass  # a limit we cannot lift only ends the worker early; it is restarted
 
-    def call(
-        self,
-        *,
-        reset: bool,
-        views: Sequence[View],
-        candidates: Sequence[Candidate],
-        now: float,
-        want_features: bool,
-        deadline: float,
-    ) -> Answer:
+    def call(self, step: Step, deadline: float) -> Answer:
         with self._lock:
             if self._lost is not None:
                 raise WorkerLostError(self._lost)
@@ -230,9 +211,7 @@ class ProcessBackend:
                     self._timer.cancel()
             self._seq += 1
             seq = self._seq
-            wire.write_request(
-                self._page, seq, reset=reset, want_features=want_features, views=views, candidates=candidates, now=now
-            )
+            wire.write_request(self._page, seq, step)
             wire.Doorbell.ring(self._request_bell.write_fd)
             if not self._wait(seq, deadline):
                 self._abandoned = seq
@@ -241,7 +220,7 @@ class ProcessBackend:
                 self._timer.start()
                 raise CallTimeoutError("the package did not answer before the deadline")
             try:
-                return wire.read_response(self._page, len(candidates), self._width if want_features else 0)
+                return wire.read_response(self._page, len(step.candidates), self._width if step.want_features else 0)
             except wire.StepFailed as e:
                 raise InferenceError(str(e)) from e
 
@@ -291,17 +270,19 @@ class ProcessBackend:
 
 # ----------------------------------------------------------------------------- thread
 class _Job:
-    __slots__ = ("args", "done", "error", "result")
+    __slots__ = ("done", "error", "result", "step")
 
-    def __init__(self, args: tuple[Any, ...] | None) -> None:
-        self.args = args
+    def __init__(self, step: Step | None) -> None:
+        self.step = step
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
 
 
-def _copy(features: np.ndarray, predictions: np.ndarray, want_features: bool) -> Answer:
-    return tuple(predictions.tolist()), features.copy() if want_features else None
+def _run_step(engine: Engine, step: Step) -> Answer:
+    """``step`` on an engine of this process, its answer copied out of the engine's buffers."""
+    features, predictions = engine.step(step.reset, step.views, step.candidates, step.now)
+    return tuple(predictions.tolist()), features.copy() if step.want_features else None
 
 
 class ThreadBackend:
@@ -340,11 +321,10 @@ class ThreadBackend:
         while self._engine is not None:
             job = self._jobs.get()
             engine = self._engine
-            if job.args is None or engine is None:
+            if job.step is None or engine is None:
                 return  # closed, or abandoned while this thread was stuck
-            reset, views, candidates, now, want = job.args
             try:
-                job.result = _copy(*engine.step(reset, views, candidates, now), want)
+                job.result = _run_step(engine, job.step)
             except BaseException as e:  # the package's code may raise anything, SystemExit included
                 job.error = InferenceError(f"{type(e).__name__}: {e}")
             job.done.set()
@@ -352,16 +332,7 @@ class ThreadBackend:
     def serving(self) -> None:
         """Nothing to lift: a thread has no resource limits of its own."""
 
-    def call(
-        self,
-        *,
-        reset: bool,
-        views: Sequence[View],
-        candidates: Sequence[Candidate],
-        now: float,
-        want_features: bool,
-        deadline: float,
-    ) -> Answer:
+    def call(self, step: Step, deadline: float) -> Answer:
         with self._lock:
             if self._lost is not None:
                 raise WorkerLostError(self._lost)
@@ -369,7 +340,7 @@ class ThreadBackend:
                 if not self._busy.done.is_set():
                     raise CallTimeoutError("the package is still busy with a call that ran past its deadline")
                 self._busy = None
-            job = _Job((reset, tuple(views), tuple(candidates), now, want_features))
+            job = _Job(step)
             self._jobs.put(job)
             if not job.done.wait(max(0.0, deadline - time.monotonic())):
                 self._busy = job
@@ -409,18 +380,9 @@ class InlineBackend:
     def serving(self) -> None:
         """Nothing to lift."""
 
-    def call(
-        self,
-        *,
-        reset: bool,
-        views: Sequence[View],
-        candidates: Sequence[Candidate],
-        now: float,
-        want_features: bool,
-        deadline: float,
-    ) -> Answer:
+    def call(self, step: Step, deadline: float) -> Answer:
         try:
-            return _copy(*self._engine.step(reset, views, candidates, now), want_features)
+            return _run_step(self._engine, step)
         except BaseException as e:  # the package's code may raise anything, SystemExit included
             raise InferenceError(f"{type(e).__name__}: {e}") from e
 

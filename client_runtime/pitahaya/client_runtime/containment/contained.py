@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ import numpy as np
 from pitahaya.client_runtime.containment import wire
 from pitahaya.client_runtime.containment.backends import Backend, InlineBackend, ProcessBackend, ThreadBackend
 from pitahaya.client_runtime.containment.limits import ISOLATION_MODES, Isolation, Limits
+from pitahaya.client_runtime.containment.wire import Step
 from pitahaya.client_runtime.errors import (
     CallError,
     CallTimeoutError,
@@ -41,7 +43,7 @@ from pitahaya.client_runtime.errors import (
     SandboxCrashError,
     WorkerLostError,
 )
-from pitahaya.client_runtime.events import Candidate, View
+from pitahaya.client_runtime.events import Candidate
 from pitahaya.client_runtime.history import RecentViews
 from pitahaya.client_runtime.package import Package
 from pitahaya.client_runtime.selftest import judge, parse_cases
@@ -96,13 +98,12 @@ class ContainedPackage:
         backend = self._new_backend(deadline)
         try:
             for number, case in enumerate(self._cases):
-                predictions, features = _feed(
-                    backend, True, case.history, case.candidates, case.now, deadline, want_features=True
-                )
+                step = Step(True, case.history, case.candidates, case.now, want_features=True)
+                predictions, features = _feed(backend, step, deadline)
                 assert features is not None
                 judge(number, case, features, np.asarray(predictions, dtype=np.float32))
             reset, views, count = self._views.since(None)
-            _feed(backend, reset, views, (), 0.0, deadline)
+            _feed(backend, Step(reset, views, (), 0.0), deadline)
             backend.serving()
         except CallTimeoutError as e:
             backend.close()
@@ -147,7 +148,7 @@ class ContainedPackage:
                 raise WorkerLostError(f"package {self.version} is not running (restarting or given up)")
             reset, views, count = self._views.since(self._applied)
             try:
-                predictions, _ = _feed(backend, reset, views, candidates, now, deadline)
+                predictions, _ = _feed(backend, Step(reset, views, candidates, now), deadline)
             except WorkerLostError:
                 self._applied = None
                 self._restart_later()
@@ -193,23 +194,13 @@ class ContainedPackage:
             shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def _feed(
-    backend: Backend,
-    reset: bool,
-    views: Sequence[View],
-    candidates: Sequence[Candidate],
-    now: float,
-    deadline: float,
-    *,
-    want_features: bool = False,
-) -> tuple[tuple[float, ...], np.ndarray | None]:
-    """One step, split into several calls when the views do not fit in one."""
+def _feed(backend: Backend, step: Step, deadline: float) -> tuple[tuple[float, ...], np.ndarray | None]:
+    """One step, split into several calls when its views do not fit in one."""
+    views, reset = step.views, step.reset
     while len(views) > (fit := wire.fitting_views(views)):
-        backend.call(reset=reset, views=views[:fit], candidates=(), now=now, want_features=False, deadline=deadline)
+        backend.call(Step(reset, views[:fit], (), step.now), deadline)
         views, reset = views[fit:], False
-    return backend.call(
-        reset=reset, views=views, candidates=candidates, now=now, want_features=want_features, deadline=deadline
-    )
+    return backend.call(replace(step, reset=reset, views=views), deadline)
 
 
 def preflight(package: Package, *, limits: Limits | None = None, sandbox_root: str | Path | None = None) -> None:

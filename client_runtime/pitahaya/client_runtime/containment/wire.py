@@ -199,15 +199,15 @@ def open_page() -> tuple[int, mmap.mmap]:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
-    """One step, as the worker decodes it."""
+class Step:
+    """One call into a package: fold ``views`` into its feature state (a fresh one if ``reset``),
+    then predict ``candidates`` at ``now``; ``want_features`` returns the feature matrix too."""
 
-    seq: int
     reset: bool
-    want_features: bool
-    views: list[View]
-    candidates: list[Candidate]
+    views: Sequence[View]
+    candidates: Sequence[Candidate]
     now: float
+    want_features: bool = False
 
 
 class RequestTooLarge(ValueError):
@@ -224,17 +224,9 @@ def fitting_views(views: Sequence[View], limit: int = REQUEST_BYTES // 2) -> int
     return len(views)
 
 
-def write_request(
-    page: mmap.mmap,
-    seq: int,
-    *,
-    reset: bool,
-    want_features: bool,
-    views: Sequence[View],
-    candidates: Sequence[Candidate],
-    now: float,
-) -> None:
+def write_request(page: mmap.mmap, seq: int, step: Step) -> None:
     """Host side: write a request, then publish its sequence number (the worker reads it after the ring)."""
+    views, candidates = step.views, step.candidates
     if len(candidates) > MAX_CANDIDATES:
         raise RequestTooLarge(f"{len(candidates)} candidates in one call, more than {MAX_CANDIDATES}")
     strings = [s.encode() for v in views for s in (v.user_id, v.video_id)]
@@ -254,13 +246,13 @@ def write_request(
     page[at : at + len(lengths)] = lengths
     at += len(lengths)
     page[at : at + len(text)] = text
-    flags = (FLAG_RESET if reset else 0) | (FLAG_FEATURES if want_features else 0)
-    _REQUEST.pack_into(page, _REQUEST_AT, flags, len(views), len(candidates), len(text), now)
+    flags = (FLAG_RESET if step.reset else 0) | (FLAG_FEATURES if step.want_features else 0)
+    _REQUEST.pack_into(page, _REQUEST_AT, flags, len(views), len(candidates), len(text), step.now)
     _SEQ.pack_into(page, 0, seq)
 
 
-def read_request(page: mmap.mmap, last_seq: int) -> Request | None:
-    """Worker side: the pending request, or None if there is none newer than ``last_seq``."""
+def read_request(page: mmap.mmap, last_seq: int) -> tuple[int, Step] | None:
+    """Worker side: the pending request and its sequence number, or None if none is newer than ``last_seq``."""
     (seq,) = _SEQ.unpack_from(page, 0)
     if seq == last_seq:
         return None
@@ -284,7 +276,7 @@ def read_request(page: mmap.mmap, last_seq: int) -> Request | None:
     candidates = [
         Candidate(strings[2 * n_views + i], duration, int(size)) for i, (duration, size) in enumerate(cand_numbers)
     ]
-    return Request(seq, bool(flags & FLAG_RESET), bool(flags & FLAG_FEATURES), views, candidates, now)
+    return seq, Step(bool(flags & FLAG_RESET), views, candidates, now, bool(flags & FLAG_FEATURES))
 
 
 def write_response(page: mmap.mmap, seq: int, predictions: np.ndarray, features: np.ndarray | None) -> None:

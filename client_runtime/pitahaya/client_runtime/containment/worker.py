@@ -73,12 +73,12 @@ def _serve(engine: Engine, page: mmap.mmap, request_bell: int, response_bell: in
         request = wire.read_request(page, last)
         if request is None:
             continue
-        last = request.seq
+        last, step = request
         try:
-            features, predictions = engine.step(request.reset, request.views, request.candidates, request.now)
-            wire.write_response(page, request.seq, predictions, features if request.want_features else None)
+            features, predictions = engine.step(step.reset, step.views, step.candidates, step.now)
+            wire.write_response(page, last, predictions, features if step.want_features else None)
         except BaseException as e:  # the package's code may raise anything, SystemExit included
-            wire.write_error(page, request.seq, _describe(e))
+            wire.write_error(page, last, _describe(e))
         wire.Doorbell.ring(response_bell)
 
 
