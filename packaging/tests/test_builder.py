@@ -1,4 +1,5 @@
 import dataclasses
+import re
 import shutil
 
 import numpy as np
@@ -111,14 +112,16 @@ def test_package_over_the_size_budget_is_refused(fake_run, scene, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_package_over_the_latency_budget_is_refused(fake_run, scene, tmp_path):
-    # A budget no real decision can meet: the gate must refuse, naming the measured p99.
+def test_a_package_over_the_latency_budget_is_built_with_a_warning(fake_run, scene, tmp_path):
+    # Wall-clock latency on a build machine is not a gate (a busy machine would fail good
+    # packages); a budget no real decision can meet yields a warning naming the measured p99.
     tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_p99_decision_us": 0.001})
-    with pytest.raises(BudgetError, match=r"p99 decision latency is \d+ us, over the scene budget of 0.001 us"):
-        build_package(
-            run_id=fake_run.run_id, scene=tight, version="1.0.3", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
-        )
-    assert not list(tmp_path.iterdir())
+    built = build_package(
+        run_id=fake_run.run_id, scene=tight, version="1.0.3", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+    )
+    assert built.path.exists()
+    assert len(built.warnings) == 1
+    assert re.search(r"p99 decision latency measured on this machine is \d+ us, over the scene budget of 0.001 us", built.warnings[0])
 
 
 def test_a_budget_refusal_carries_the_parity_figures(fake_run, scene, tmp_path):

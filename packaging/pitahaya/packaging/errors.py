@@ -57,7 +57,7 @@ class ParityError(PackagingError):
 
 
 class BudgetError(PackagingError):
-    """The package exceeds the scene's size or decision-latency budget.
+    """The package exceeds the scene's size budget.
 
     Attributes:
         report: The parity report of the refused package (it passed parity), for its figures.

@@ -79,6 +79,7 @@ def package(
             "hashes": {"sha256": result.sha256},
         },
         "parity": result.parity.to_dict(),
+        "warnings": list(result.warnings),
     }
     if as_json:
         emit_json(summary)
@@ -86,6 +87,8 @@ def package(
         console.print(f"package {result.path} ({result.size_bytes:,} bytes, sha256 {result.sha256[:12]}...)")
         console.print(f"opsets {result.manifest.opsets}, model version {result.model_version}", markup=False)
         _print_plain(result.parity.summary())
+        for warning in result.warnings:
+            _print_plain(f"warning: {warning}")
 
 
 def _print_plain(text: str) -> None:
