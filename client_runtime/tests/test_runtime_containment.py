@@ -174,3 +174,19 @@ def test_more_candidates_than_a_call_carries_is_the_callers_fault(tmp_path: Path
         assert runtime.mode is Mode.ACTIVE
     finally:
         runtime.close()
+
+
+def test_a_sustained_failure_rate_takes_a_package_out_of_service_a_single_failure_does_not(tmp_path: Path) -> None:
+    runtime, updater, hooks = runtime_with(tmp_path, "inline", breaker_window=6)  # 3 failures in 6 calls
+    updater.publish(make_archive(version="1.0.0"), "1.0.0")
+    runtime.refresh()
+    flaky = hostile_source(in_transform="if _calls['transform'] % 2:\n    raise RuntimeError('every other call')")
+    updater.publish(make_archive(version="1.1.0", feature_source=flaky), "1.1.0")
+    updater.release_id += 1
+    assert runtime.refresh().outcome == "installed"
+    reasons = [runtime.predict(CANDIDATES).reason for _ in range(2)]
+    assert "inference_error" in reasons and runtime.active_version == "1.1.0"  # one failure: still in service
+    for _ in range(4):  # never two failures in a row, but half of all calls
+        runtime.predict(CANDIDATES)
+    assert runtime.active_version == "1.0.0"
+    assert [e.outcome for e in hooks.updates][-1] == "demoted"

@@ -20,7 +20,7 @@ Which package answers is a `DeviceState` (default / active / last-known-good / c
 
     default policy ──install──> active ──install newer──> active (old one becomes last-known-good)
           ^                        │
-          └── kill switch / ───────┘── N consecutive failed calls (errors, timeouts, a lost
+          └── kill switch / ───────┘── N failed calls of its last M (errors, timeouts, a lost
               circuit open             worker): active is marked bad, last-known-good (if any)
                                        becomes active, else the circuit opens: default policy
                                        for breaker_reset_s, then one trial call (half-open)
@@ -48,6 +48,7 @@ import random
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,8 +129,10 @@ class RuntimeConfig:
 
     Attributes:
         history_views: Recent views kept to rebuild feature state when a package is swapped in.
-        breaker_failures: Consecutive failed calls (errors, timeouts, a lost worker) that take a
-            package out of service; a single timeout never does.
+        breaker_failures: Failed calls (errors, timeouts, a lost worker) among a package's last
+            ``breaker_window`` calls that take it out of service: a sustained failure rate
+            (by default 5 in 20) does, a single timeout never does.
+        breaker_window: How many of a package's most recent calls the breaker counts over.
         breaker_reset_s: With no last-known-good, how long the default policy is used
             before the failing package is tried again (half-open).
         pending_outcomes: How many predictions wait for `Runtime.observe` (oldest dropped first).
@@ -146,6 +149,7 @@ class RuntimeConfig:
 
     history_views: int = 512
     breaker_failures: int = 5
+    breaker_window: int = 20
     breaker_reset_s: float = 60.0
     pending_outcomes: int = 1024
     refresh_interval_s: float = 600.0
@@ -190,14 +194,28 @@ class Decision:
 
 
 class _Slot:
-    """An installed package: its contained code, its planner knobs, and its recent failures."""
+    """An installed package: its contained code, its planner knobs, and its recent calls' outcomes."""
 
-    __slots__ = ("contained", "failures", "knobs", "version")
+    __slots__ = ("_window", "contained", "failures", "knobs", "version")
 
-    def __init__(self, contained: ContainedPackage, knobs: PolicyKnobs) -> None:
+    def __init__(self, contained: ContainedPackage, knobs: PolicyKnobs, window: int) -> None:
         self.contained = contained
         self.version = contained.version
         self.knobs = knobs
+        self._window: deque[bool] = deque(maxlen=max(window, 1))
+        #: Failed calls among the last ``window`` ones.
+        self.failures = 0
+
+    def outcome(self, failed: bool) -> None:
+        """Count one call (the oldest one leaves the window)."""
+        window = self._window
+        if len(window) == window.maxlen:
+            self.failures -= window[0]
+        window.append(failed)
+        self.failures += failed
+
+    def forget_failures(self) -> None:
+        self._window.clear()
         self.failures = 0
 
     @property
@@ -383,7 +401,7 @@ class Runtime:
             sandbox_root=self._sandbox_root,
             views=self._views,
         )
-        return _Slot(contained, knobs)
+        return _Slot(contained, knobs, self.config.breaker_window)
 
     def _retire(self, *slots: _Slot | None) -> None:
         """Stop the code of packages no longer active nor last-known-good (lock held)."""
@@ -509,7 +527,7 @@ class Runtime:
                 slot.contained.close()
                 return UpdateEvent(self.scene, "failed", check.version, REASON_INTERNAL_ERROR, "runtime closed")
             replaced = self._state.last_good
-            slot.failures = 0
+            slot.forget_failures()
             self._state.install(slot)
             self._retire(replaced)
             self._planner.reset()
@@ -567,7 +585,7 @@ class Runtime:
                     watch = self._infer(slot, candidates, now, deadline)
                     if self._state.mode is Mode.HALF_OPEN:
                         self._state.close_circuit()
-                    slot.failures = 0
+                    slot.outcome(False)
                 except Exception as e:
                     error = e
                     reason = e.reason if isinstance(e, CallError) else REASON_INTERNAL_ERROR
@@ -657,7 +675,7 @@ class Runtime:
         call_hook(self._hooks, "on_error", "inference", error)
         reason = error.reason if isinstance(error, CallError) else REASON_INTERNAL_ERROR
         state = self._state
-        slot.failures += 1
+        slot.outcome(True)
         if slot is state.active and state.mode is Mode.HALF_OPEN:  # the trial failed: open again
             state.open_circuit(self._clock() + self.config.breaker_reset_s)
             return
@@ -673,7 +691,7 @@ class Runtime:
                 event = UpdateEvent(self.scene, "demoted", state.active.version, reason, repr(error))
                 call_hook(self._hooks, "on_update", event)
             else:
-                slot.failures = 0
+                slot.forget_failures()
                 state.open_circuit(self._clock() + self.config.breaker_reset_s)
         elif slot is state.last_good:
             self._retire(state.drop_last_good())
