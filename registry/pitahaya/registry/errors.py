@@ -5,10 +5,12 @@
     RegistryError
     ├── ConfigurationError        settings are missing or invalid: fix the environment, restart
     ├── StorageUnavailableError   the database or blob store failed: retry later (503)
+    ├── BusyError                 every pre-flight slot is taken: retry after ``retry_after_seconds`` (503)
     ├── SigningKeyError           a TUF key file is missing, unsafe or untrusted: fix the file (CLI/admin)
     ├── RequestError              the request can never succeed as sent: fix it, don't retry
     │   ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
     │   ├── InvalidPackageError   the archive failed validation (422)
+    │   │   └── PreflightError    a device would reject the package (its ``reason``): fix the package (422)
     │   ├── UploadTooLargeError   a body or a manifest exceeds its size limit (413)
     │   ├── AlreadyExistsError    that scene/version is already published; bump the version (409)
     │   ├── UnverifiablePackageError  the package's stored archive is missing or corrupt (409)
@@ -43,6 +45,18 @@ class StorageUnavailableError(RegistryError):
     """The blob store (or another backend) failed or is unreachable; retry later."""
 
 
+class BusyError(RegistryError):
+    """The registry is at its capacity for this kind of work (pre-flights); retry later.
+
+    Attributes:
+        retry_after_seconds: When the caller may try again.
+    """
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class SigningKeyError(RegistryError):
     """A TUF signing key file is missing, readable by others, not a key, or not trusted by
     the current root; nothing was changed. Restore or ``chmod 600`` the file."""
@@ -58,6 +72,19 @@ class InvalidArgumentError(RequestError):
 
 class InvalidPackageError(RequestError):
     """The uploaded archive is not a valid pitahaya package."""
+
+
+class PreflightError(InvalidPackageError):
+    """Loaded as a device would load it, the package failed: a device would reject it too.
+
+    Attributes:
+        reason: The device's stable reason code (``feature_code``, ``model_load``,
+            ``self_test``, ``load_timeout``, ``resource_limit``, ``sandbox_crash``, ``package_format``).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UploadTooLargeError(RequestError):

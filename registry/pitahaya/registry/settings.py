@@ -32,6 +32,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pitahaya.client_runtime import Limits
 from pitahaya.client_runtime.package import MAX_MANIFEST_BYTES
 from pitahaya.registry.errors import ConfigurationError
 
@@ -74,6 +75,18 @@ class Settings(BaseSettings):
         telemetry_forward_interval_seconds: How often aggregates are forwarded to MLflow.
         blob_gc_min_age_seconds: Orphan blobs younger than this are kept by garbage collection,
             because a push in flight writes its blob before committing its row.
+        preflight_enabled: Load every pushed package as a device would (sandboxed worker
+            process, self-test) and refuse it with 422 when a device would. Turn off only for
+            tests that push hostile packages on purpose (to check that devices survive them)
+            and for a registry fed only by your own trusted CI.
+        preflight_concurrency: Pre-flights running at once in one server process (each is a
+            worker process with up to ``preflight_memory_bytes``); with ``--workers N``, N times this.
+        preflight_wait_seconds: How long a push waits for a free pre-flight slot before it is
+            answered 503 with ``Retry-After``.
+        preflight_load_timeout_seconds: Deadline of the pre-flight load (import, model, warm-up,
+            self-test); the device's default unless set.
+        preflight_memory_bytes: Memory a pre-flight worker may add once started; the device's
+            default unless set.
         log_json: One JSON object per log line (with the request id) instead of plain text.
         log_level: ``INFO`` logs every request (the access log); ``WARNING`` only problems.
     """
@@ -101,6 +114,11 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     telemetry_forward_interval_seconds: float = Field(default=30.0, gt=0)
     blob_gc_min_age_seconds: float = Field(default=3600.0, ge=0)
+    preflight_enabled: bool = True
+    preflight_concurrency: int = Field(default=2, ge=1)
+    preflight_wait_seconds: float = Field(default=10.0, ge=0)
+    preflight_load_timeout_seconds: float = Field(default=Limits.load_timeout_s, gt=0, le=3600)
+    preflight_memory_bytes: int = Field(default=Limits.memory_bytes, gt=0)
     log_json: bool = True
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
@@ -150,6 +168,11 @@ class Settings(BaseSettings):
     @property
     def resolved_tuf_dir(self) -> Path:
         return self.tuf_dir or self.registry_dir / "tuf"
+
+    @property
+    def preflight_dir(self) -> Path:
+        """Where pre-flight workers get their own, emptied-after folders (the only place they may write)."""
+        return self.registry_dir / "preflight"
 
 
 def load_settings() -> Settings:

@@ -3,7 +3,9 @@
 Services raise `RequestError` leaves with a message written for the caller; this handler
 turns them into ``{"detail": message}`` with the status below, the same shape FastAPI uses
 for its own errors, so clients read one field. 401 adds ``WWW-Authenticate``, 429 adds
-``Retry-After``. A failing backend (`StorageUnavailableError`) is a 503: retry later.
+``Retry-After``; a package refused at pre-flight (`PreflightError`) adds ``reason``, the
+device's reason code. A failing backend (`StorageUnavailableError`) or no free pre-flight
+slot (`BusyError`) is a 503 with ``Retry-After``: retry later.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from fastapi.responses import JSONResponse
 from pitahaya.registry.errors import (
     AlreadyExistsError,
     AuthenticationError,
+    BusyError,
     InvalidArgumentError,
     InvalidPackageError,
     NotFoundError,
     PermissionDeniedError,
+    PreflightError,
     RateLimitedError,
     RequestError,
     StaleDelegationError,
@@ -59,7 +63,10 @@ def error_response(exc: RequestError) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after_seconds)
-    return JSONResponse(status_code=status_for(exc), content={"detail": str(exc)}, headers=headers)
+    content = {"detail": str(exc)}
+    if isinstance(exc, PreflightError):
+        content["reason"] = exc.reason
+    return JSONResponse(status_code=status_for(exc), content=content, headers=headers)
 
 
 async def _request_error_handler(_request: Request, exc: Exception) -> JSONResponse:
@@ -89,13 +96,18 @@ def _shown(value: object) -> object:
     return value if scalar or short_text else reprlib.repr(value)
 
 
-async def _storage_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+async def _unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """503 for a failing backend or no free capacity: the same request may succeed later."""
+    retry_after = exc.retry_after_seconds if isinstance(exc, BusyError) else 5
     return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": str(exc)}, headers={"Retry-After": "5"}
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": str(exc)},
+        headers={"Retry-After": str(retry_after)},
     )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestError, _request_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
-    app.add_exception_handler(StorageUnavailableError, _storage_error_handler)
+    app.add_exception_handler(StorageUnavailableError, _unavailable_handler)
+    app.add_exception_handler(BusyError, _unavailable_handler)
