@@ -34,8 +34,9 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def settings(disk: Path, token: str) -> Settings:
-    """Overrides conftest's: every byte the registry stores lives on the small disk."""
-    return Settings(data_dir=disk / "data", registry_token=token, log_json=False)
+    """Overrides conftest's: every byte the registry stores lives on the small disk (no pre-flight,
+    as there: the archives' models are dummy bytes)."""
+    return Settings(data_dir=disk / "data", registry_token=token, log_json=False, preflight_enabled=False)
 
 
 class Device:

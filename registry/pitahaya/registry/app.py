@@ -31,6 +31,7 @@ from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
 from pitahaya.registry.observability import ObservabilityMiddleware, RequestMetrics, TelemetryCollector
 from pitahaya.registry.ratelimit import RequestLimiter
+from pitahaya.registry.services.preflight import Preflight
 from pitahaya.registry.services.publication import refresh_signatures
 from pitahaya.registry.settings import Settings
 from pitahaya.registry.telemetry_export import TelemetryForwarder
@@ -122,6 +123,7 @@ def _open_registry(settings: Settings) -> RegistryContext:
             settings.rate_limit_per_token, settings.rate_limit_per_ip, settings.rate_limit_storage_uri
         ),
         forwarder=TelemetryForwarder(settings.mlflow_tracking_uri),
+        preflight=Preflight.from_settings(settings),
     )
 
 

@@ -30,6 +30,7 @@ from pitahaya.registry.errors import (
     UploadTooLargeError,
 )
 from pitahaya.registry.ratelimit import RequestLimiter
+from pitahaya.registry.services.preflight import Preflight
 from pitahaya.registry.services.tokens import Principal, Role, find_principal
 from pitahaya.registry.settings import Settings
 from pitahaya.registry.tuf_repo import TufRepository
@@ -52,6 +53,7 @@ class RegistryContext:
     tuf: TufRepository
     limiter: RequestLimiter
     forwarder: TelemetryForwarder
+    preflight: Preflight
     #: (target path, sha256) pairs already resolved: a published target is immutable and never
     #: unpublished, so the database is asked once per pair and process.
     published_targets: set[tuple[str, str]] = field(default_factory=set)

@@ -1,7 +1,8 @@
 """Publishing and looking up package archives.
 
-Push workflow (under the repository's publish lock, so concurrent pushes serialize):
-validate the archive with the same `read_package` a device uses → refuse a duplicate
+Push workflow: validate the archive with the same `read_package` a device uses → load it
+as a device would (`services.preflight`, outside the lock: it takes seconds) → then, under
+the repository's publish lock, so concurrent pushes serialize: refuse a duplicate
 (scene, version) → store the blob (complete and verified) → insert the row and audit entry
 → stage the signed TUF target ``packages/<scene>/<scene>-<version>.tar.xz`` → commit →
 make the metadata visible (`services.publication`: both or neither). A failure before the
@@ -36,6 +37,7 @@ from pitahaya.registry.errors import (
 )
 from pitahaya.registry.models import PackageRow
 from pitahaya.registry.services.audit import log_action
+from pitahaya.registry.services.preflight import Preflight, preflight_package
 from pitahaya.registry.services.publication import commit_and_publish, publishing
 from pitahaya.registry.tuf_repo import PublisherSignatures, TufRepository, publisher_role
 
@@ -47,6 +49,7 @@ def push_package(
     tuf: TufRepository,
     archive: bytes,
     actor: str,
+    preflight: Preflight,
     max_manifest_bytes: int,
     signatures: PublisherSignatures | None = None,
 ) -> PackageRow:
@@ -55,6 +58,7 @@ def push_package(
     Args:
         archive: The ``.tar.xz`` bytes as built by the packager.
         actor: Who pushes (recorded in the row and the audit log).
+        preflight: Loads the package as a device would before anything is stored or signed.
         max_manifest_bytes: Largest manifest stored, as JSON (``Settings.max_manifest_bytes``).
         signatures: The publisher's signatures, required for (and only for) a delegated scene.
 
@@ -65,6 +69,8 @@ def push_package(
         InvalidPackageError: the archive is malformed, a file does not match its manifest, or
             the manifest holds NaN or an infinity.
         UploadTooLargeError: the manifest is larger than ``max_manifest_bytes`` (nothing was changed).
+        PreflightError: a device would reject the package (nothing was stored; the refusal is audited).
+        BusyError: every pre-flight slot stayed busy; retry later (nothing was changed).
         AlreadyExistsError: this scene/version is already published (nothing was changed).
         PublisherSignatureError: the scene is delegated and the push is unsigned or its
             signatures do not verify (nothing was changed).
@@ -78,6 +84,7 @@ def push_package(
         raise InvalidPackageError(str(e)) from e
     manifest = _storable_manifest(package.manifest, max_manifest_bytes)
     scene, version = package.manifest.scene, package.manifest.version
+    checked = preflight_package(session=session, preflight=preflight, package=package, actor=actor)
     with publishing(session=session, tuf=tuf):
         if _find_package(session=session, scene=scene, version=version) is not None:
             raise _already_published(scene, version)
@@ -107,7 +114,13 @@ def push_package(
         except IntegrityError as e:  # another registry process won the race
             session.rollback()
             raise _already_published(scene, version) from e
-        detail = {"scene": scene, "version": version, "sha256": sha256, "size_bytes": row.size_bytes}
+        detail = {
+            "scene": scene,
+            "version": version,
+            "sha256": sha256,
+            "size_bytes": row.size_bytes,
+            "preflight": checked,
+        }
         if delegated is not None:  # who vouched for it, besides the token
             detail["publisher_keyids"] = sorted(delegated.signatures)
         log_action(session=session, actor=actor, action="push_package", detail=detail)

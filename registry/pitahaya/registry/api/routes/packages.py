@@ -40,7 +40,7 @@ _ARCHIVE_BODY = {
     status_code=status.HTTP_201_CREATED,
     response_model=PackagePublic,
     openapi_extra=_ARCHIVE_BODY,
-    responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}},
+    responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}, 429: {}, 503: {}},
 )
 def push_package(
     actor: PublisherDep,
@@ -53,6 +53,9 @@ def push_package(
 
     A scene delegated to publisher keys needs the publisher's signatures (403 without them,
     409 when they sign an outdated role version); other scenes are signed by the registry.
+    Before anything is stored, the package is loaded as a device would (pre-flight): 422 with
+    the device's ``reason`` code if a device would reject it, 503 with ``Retry-After`` when
+    every pre-flight slot stays busy.
     """
     # `actor` comes first so a request without a valid token is refused before its body is read.
     row = service.push_package(
@@ -61,6 +64,7 @@ def push_package(
         tuf=context.tuf,
         archive=archive,
         actor=actor.name,
+        preflight=context.preflight,
         max_manifest_bytes=context.settings.max_manifest_bytes,
         signatures=PublisherSignatures.from_header(signatures) if signatures is not None else None,
     )
