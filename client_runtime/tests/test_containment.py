@@ -120,6 +120,7 @@ def test_hostile_code_at_import_is_refused_and_the_host_survives(tmp_path: Path,
     with pytest.raises(error):
         contained(tmp_path, hostile_source(at_import=at_import), limits=limits)
     assert time.monotonic() - started < limits.load_timeout_s + limits.start_timeout_s
+    assert not list((tmp_path / "sandbox").iterdir())  # the refused package's folder is gone
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - host_rss_before < 200 * 1024  # KiB: not the 64 GB
 
 
@@ -180,6 +181,21 @@ def test_writes_outside_the_workers_folder_are_refused(tmp_path: Path, attack: s
     with pytest.raises(FeatureCodeError, match="PermissionError"):
         contained(tmp_path, hostile_source(at_import=attack.format(target=str(target))))
     assert not target.exists()
+
+
+def test_the_host_files_are_out_of_reading_reach(tmp_path: Path) -> None:
+    secret = tmp_path / "keys" / "online.key"
+    secret.parent.mkdir()
+    secret.write_text("registry private key")
+    probe = contained(tmp_path / "probe")
+    try:
+        if not probe._backend.walls.get("landlock_abi"):  # type: ignore[union-attr]
+            pytest.skip("this kernel has no Landlock: reads are not restricted (docs/SECURITY.md)")
+    finally:
+        probe.close()
+    for attack in (f"open({str(secret)!r}).read()", f"__import__('os').listdir({str(secret.parent)!r})"):
+        with pytest.raises(FeatureCodeError, match="PermissionError"):
+            contained(tmp_path, hostile_source(at_import=attack))
 
 
 def test_writes_inside_its_own_folder_are_allowed(tmp_path: Path) -> None:

@@ -89,7 +89,11 @@ class ContainedPackage:
         self._restarting = False
         self._closed = False
         self._folder: Path | None = None
-        self._backend: Backend | None = self._start()
+        try:
+            self._backend: Backend | None = self._start()
+        except BaseException:
+            self._remove_folder()
+            raise
 
     # ----------------------------------------------------------------- loading
     def _start(self) -> Backend:
@@ -125,8 +129,7 @@ class ContainedPackage:
             return InlineBackend(self.package)
         if self.isolation == "thread":
             return ThreadBackend(self.package, self.limits, deadline)
-        if self._folder is not None:
-            shutil.rmtree(self._folder, ignore_errors=True)
+        self._remove_folder()
         root = self._sandbox_root or Path(tempfile.gettempdir())
         root.mkdir(parents=True, exist_ok=True)
         self._folder = Path(tempfile.mkdtemp(prefix=f"{self.version}-", dir=root))
@@ -190,8 +193,13 @@ class ContainedPackage:
             backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
+        self._remove_folder()
+
+    def _remove_folder(self) -> None:
+        """Remove the last worker's folder (what the package wrote there goes with it)."""
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
 
 def _feed(backend: Backend, step: Step, deadline: float) -> tuple[tuple[float, ...], np.ndarray | None]:

@@ -8,10 +8,12 @@ Layers, strongest first (each applied where the OS offers it; `harden` reports w
    package allocating gigabytes gets ``MemoryError`` or dies alone), CPU seconds while loading,
    the size of any file it writes, no core dumps.
 3. **Landlock** (Linux 5.13+, unprivileged): no file may be created, written, truncated,
-   renamed or removed outside the worker's own folder; no program may be executed; with ABI
-   4+ no TCP connect or bind; with ABI 6+ no signal to, and no abstract socket of, any
-   process outside the sandbox (so not the host). ``no_new_privs`` is set first, as Landlock
-   requires.
+   renamed or removed outside the worker's own folder; files may be read only in that folder,
+   in Python's own installation (standard library, site-packages), in the client runtime's
+   package, in the system's shared-library folders and a few device files (so not the host's
+   data, keys or tokens); no program may be executed; with ABI 4+ no TCP connect or bind;
+   with ABI 6+ no signal to, and no abstract socket of, any process outside the sandbox (so
+   not the host). ``no_new_privs`` is set first, as Landlock requires.
 4. **An audit hook** (PEP 578) that refuses process creation, signals, sockets, ctypes,
    changing resource limits and writes outside the folder with a ``PermissionError``. It is
    not a security boundary on its own (Python code can crash its interpreter, for one); it
@@ -28,6 +30,7 @@ import ctypes
 import os
 import resource
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,8 @@ _LANDLOCK_RULE_PATH_BENEATH = 1
 _PR_SET_NO_NEW_PRIVS = 38
 
 _FS_EXECUTE = 1 << 0
+_FS_READ_FILE = 1 << 2
+_FS_READ_DIR = 1 << 3
 _FS_WRITE = (
     (1 << 1)  # WRITE_FILE
     | (1 << 4)  # REMOVE_DIR
@@ -55,6 +60,8 @@ _FS_WRITE = (
 _FS_REFER = 1 << 13  # ABI 2
 _FS_TRUNCATE = 1 << 14  # ABI 3
 _FS_IOCTL_DEV = 1 << 15  # ABI 5
+#: The rights a rule on a file (not a folder) may carry.
+_FILE_RIGHTS = _FS_EXECUTE | (1 << 1) | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV
 _NET_TCP = (1 << 0) | (1 << 1)  # BIND_TCP, CONNECT_TCP (ABI 4)
 _SCOPE_ALL = (1 << 0) | (1 << 1)  # ABSTRACT_UNIX_SOCKET, SIGNAL (ABI 6)
 
@@ -95,6 +102,34 @@ _PATH_EVENTS = {
     "shutil.copyfile": 2,
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+#: Readable besides Python's installation and the runtime's package: shared libraries a lazy
+#: import may load, and what libc, numpy and ONNX Runtime read about the machine.
+_SYSTEM_READABLE = (
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/usr/share/zoneinfo",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/proc/self",
+    "/proc/cpuinfo",
+    "/sys/devices/system/cpu",
+    "/sys/fs/cgroup",
+)
+
+
+def readable_roots() -> list[str]:
+    """What a worker may read: Python's installation, the runtime's package and `_SYSTEM_READABLE`."""
+    paths = sysconfig.get_paths()
+    roots = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths]
+    roots.append(str(Path(__file__).resolve().parents[1]))  # pitahaya/client_runtime
+    roots.extend(_SYSTEM_READABLE)
+    return sorted({os.path.realpath(r) for r in roots if os.path.exists(r)})
 
 
 @dataclass
@@ -150,7 +185,7 @@ def _address_space_bytes() -> int | None:
 
 
 def _landlock(workdir: Path) -> int:
-    """Restrict writes to ``workdir``, forbid exec, TCP and signals out; returns the ABI used (0: none)."""
+    """Restrict reads and writes (see the module docstring); returns the ABI used (0: none)."""
     if not sys.platform.startswith("linux"):
         return 0
     libc = ctypes.CDLL(None, use_errno=True)
@@ -160,21 +195,17 @@ def _landlock(workdir: Path) -> int:
     if abi < 1:
         return 0
     fs_write = _FS_WRITE | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
-    fs_write |= _FS_IOCTL_DEV if abi >= 5 else 0
-    handled = (ctypes.c_uint64 * 3)(fs_write | _FS_EXECUTE, _NET_TCP if abi >= 4 else 0, _SCOPE_ALL if abi >= 6 else 0)
+    fs_read = _FS_READ_FILE | _FS_READ_DIR
+    handled_fs = fs_write | fs_read | _FS_EXECUTE | (_FS_IOCTL_DEV if abi >= 5 else 0)
+    handled = (ctypes.c_uint64 * 3)(handled_fs, _NET_TCP if abi >= 4 else 0, _SCOPE_ALL if abi >= 6 else 0)
     size = 8 if abi < 4 else 16 if abi < 6 else 24
     ruleset = syscall(_SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(handled), ctypes.c_size_t(size), 0)
     if ruleset < 0:
         return 0
     try:
-        beneath = _PathBeneath()
-        beneath.allowed_access = fs_write & ~_FS_IOCTL_DEV
-        beneath.parent_fd = os.open(workdir, os.O_PATH | os.O_CLOEXEC)
-        try:
-            if syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(beneath), 0) != 0:
-                return 0
-        finally:
-            os.close(beneath.parent_fd)
+        rules = [(str(workdir), fs_write | fs_read)] + [(root, fs_read) for root in readable_roots()]
+        if not all(_allow(syscall, ruleset, path, access) for path, access in rules):
+            return 0
         if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             return 0
         if syscall(_SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0) != 0:
@@ -182,6 +213,17 @@ def _landlock(workdir: Path) -> int:
     finally:
         os.close(ruleset)
     return int(abi)
+
+
+def _allow(syscall: ctypes._CFuncPtr, ruleset: int, path: str, access: int) -> bool:
+    """Add one path-beneath rule (a file gets only the rights that apply to files)."""
+    beneath = _PathBeneath()
+    beneath.parent_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        beneath.allowed_access = access if os.path.isdir(path) else access & _FILE_RIGHTS
+        return syscall(_SYS_LANDLOCK_ADD_RULE, ruleset, _LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(beneath), 0) == 0
+    finally:
+        os.close(beneath.parent_fd)
 
 
 class _PathBeneath(ctypes.Structure):
