@@ -129,10 +129,11 @@ def test_feature_code_that_writes_outside_its_folder_is_refused_and_writes_nothi
     assert not escaped.exists()
 
 
-def test_the_refusal_does_not_echo_what_the_package_read(
+def test_the_package_cannot_read_the_servers_files_nor_echo_them(
     http: httpx.Client, settings: Settings, tmp_path: Path
 ) -> None:
-    """The worker may read the server's files; its words reach the audit log, not the publisher."""
+    """The sandbox keeps the registry's data (keys, database) out of the worker's reach; and its
+    words reach the audit log only, never the publisher, in case a kernel without Landlock lets it read."""
     secret = settings.data_dir / "secret.txt"
     secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write_text(value := secrets.token_hex(16))
@@ -140,7 +141,15 @@ def test_the_refusal_does_not_echo_what_the_package_read(
     body = _refuses(http, settings, archive, "feature_code")
     assert value not in str(body)
     (refusal,) = _audit(http, "refuse_package")
-    assert value in refusal["message"]
+    assert value not in refusal["message"] and "PermissionError" in refusal["message"]
+
+
+def test_a_duplicate_is_refused_before_its_code_runs(http: httpx.Client) -> None:
+    assert _push(http, real_archive(version="1.0.0")).status_code == 201
+    # Same version, code that would hang the pre-flight: the cheap 409 comes first.
+    hanging = real_archive(version="1.0.0", feature_source=hostile_source(at_import="while True:\n    pass"))
+    assert _push(http, hanging).status_code == 409
+    assert _audit(http, "refuse_package") == []
 
 
 def test_a_good_package_passes_and_its_audit_entry_records_the_preflight(

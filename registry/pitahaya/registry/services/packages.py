@@ -1,9 +1,10 @@
 """Publishing and looking up package archives.
 
-Push workflow: validate the archive with the same `read_package` a device uses → load it
-as a device would (`services.preflight`, outside the lock: it takes seconds) → then, under
-the repository's publish lock, so concurrent pushes serialize: refuse a duplicate
-(scene, version) → store the blob (complete and verified) → insert the row and audit entry
+Push workflow: validate the archive with the same `read_package` a device uses → refuse a
+duplicate (scene, version) or a push its scene's delegation does not accept, before any of its
+code runs → load it as a device would (`services.preflight`, outside the lock: it takes
+seconds) → then, under the repository's publish lock, so concurrent pushes serialize: check
+duplicate and delegation again (another push may have landed) → store the blob (complete and verified) → insert the row and audit entry
 → stage the signed TUF target ``packages/<scene>/<scene>-<version>.tar.xz`` → commit →
 make the metadata visible (`services.publication`: both or neither). A failure before the
 commit rolls the row back and discards the staged metadata; at worst an unreferenced blob
@@ -23,10 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pitahaya.client_runtime import Manifest, PackageFormatError, read_package
+from pitahaya.client_runtime import Manifest, Package, PackageFormatError, read_package
 from pitahaya.client_runtime.package import target_path
 from pitahaya.registry.blobs import BlobStore
-from tuf.api.metadata import TargetFile
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from pitahaya.registry.errors import (
     AlreadyExistsError,
@@ -84,20 +85,12 @@ def push_package(
         raise InvalidPackageError(str(e)) from e
     manifest = _storable_manifest(package.manifest, max_manifest_bytes)
     scene, version = package.manifest.scene, package.manifest.version
+    path = target_path(scene, version)
+    # Cheap refusals first: a duplicate or an unsigned push never gets to run code in the sandbox.
+    _authorize(session=session, tuf=tuf, package=package, path=path, signatures=signatures)
     checked = preflight_package(session=session, preflight=preflight, package=package, actor=actor)
     with publishing(session=session, tuf=tuf):
-        if _find_package(session=session, scene=scene, version=version) is not None:
-            raise _already_published(scene, version)
-        path = target_path(scene, version)
-        delegated = None
-        if signatures is not None:
-            target = TargetFile(length=package.size_bytes, hashes={"sha256": package.sha256}, path=path)
-            delegated = tuf.verify_delegated(scene, target, signatures)
-        elif tuf.delegation(scene) is not None:
-            raise PublisherSignatureError(
-                f"scene {scene} is delegated to {publisher_role(scene)}: sign the push with the publisher key "
-                "(pitahaya push --signing-key KEY.pem)"
-            )
+        delegated = _authorize(session=session, tuf=tuf, package=package, path=path, signatures=signatures)
         sha256 = blobs.put(archive)
         row = PackageRow(
             scene=scene,
@@ -129,6 +122,27 @@ def push_package(
         else:
             commit_and_publish(session=session, stage=lambda: tuf.stage_targets({path: (row.size_bytes, sha256)}))
     return row
+
+
+def _authorize(
+    *, session: Session, tuf: TufRepository, package: Package, path: str, signatures: PublisherSignatures | None
+) -> Metadata[Targets] | None:
+    """Refuse a duplicate, or a push its scene's delegation does not accept; the verified role version if delegated.
+
+    Checked before the pre-flight and again under the publish lock (another push may have landed).
+    """
+    scene, version = package.manifest.scene, package.manifest.version
+    if _find_package(session=session, scene=scene, version=version) is not None:
+        raise _already_published(scene, version)
+    if signatures is not None:
+        target = TargetFile(length=package.size_bytes, hashes={"sha256": package.sha256}, path=path)
+        return tuf.verify_delegated(scene, target, signatures)
+    if tuf.delegation(scene) is not None:
+        raise PublisherSignatureError(
+            f"scene {scene} is delegated to {publisher_role(scene)}: sign the push with the publisher key "
+            "(pitahaya push --signing-key KEY.pem)"
+        )
+    return None
 
 
 def list_packages(*, session: Session, scene: str | None = None) -> list[PackageRow]:
