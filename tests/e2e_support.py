@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitahaya.client_runtime import Scene, View
+from pitahaya.client_runtime import Limits, RuntimeConfig, Scene, View
 from pitahaya.packaging import BuildResult
 from pitahaya.registry import RegistryClient
 from pitahaya.training import TrainResult
+
+#: Devices of the end-to-end tests wait long for a package (tests about timeouts set their own):
+#: a busy 2-core CI machine must never turn an honest call into a timeout.
+PATIENT_DEVICE = RuntimeConfig(limits=Limits(call_timeout_s=10.0, max_call_timeout_s=10.0))
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,17 @@ import itertools
 import re
 import secrets
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
 from pitahaya.cli._server import registry_process
-from pitahaya.client_runtime import Hooks, Runtime, RuntimeConfig, TelemetryReporter, UpdateEvent
+from pitahaya.client_runtime import Hooks, Runtime, TelemetryReporter, UpdateEvent
 from pitahaya.training.simulation import generated_sessions
 
-from e2e_support import LiveRegistry, Pipeline
+from e2e_support import PATIENT_DEVICE, LiveRegistry, Pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ def test_started_runtime_installs_in_background_and_reports_to_the_registry(
         cache_dir=tmp_path / "device",
         trusted_root=root,
         hooks=reporter,
-        config=RuntimeConfig(refresh_interval_s=3600.0),
+        config=replace(PATIENT_DEVICE, refresh_interval_s=3600.0),
         platform="android",
         app_version="5.2.0",
     )
@@ -108,6 +109,7 @@ def test_a_registry_signed_with_other_keys_is_refused(
             cache_dir=tmp_path / "device",
             trusted_root=trusted_root,
             hooks=hooks,
+            config=PATIENT_DEVICE,
         )
         event = runtime.refresh()
     assert (event.outcome, event.reason) == ("failed", "verification_failed")

@@ -24,7 +24,7 @@ from pitahaya.client_runtime.package import target_path
 from pitahaya.registry.key_files import load_private_key
 from pitahaya.registry.tuf_repo import TufRepository, next_delegated_metadata, publisher_role
 
-from e2e_support import LiveRegistry, Pipeline
+from e2e_support import PATIENT_DEVICE, LiveRegistry, Pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,9 @@ def cli(*args: str) -> dict:
 
 
 def device(registry: LiveRegistry, trusted_root: bytes, home: Path) -> Runtime:
-    return Runtime(registry.url, SCENE, f"device-{home.name}", cache_dir=home, trusted_root=trusted_root)
+    return Runtime(
+        registry.url, SCENE, f"device-{home.name}", cache_dir=home, trusted_root=trusted_root, config=PATIENT_DEVICE
+    )
 
 
 def test_devices_install_only_what_the_scenes_publisher_signed(

@@ -19,7 +19,7 @@ from pitahaya.training.simulation import (
     simulate,
 )
 
-from e2e_support import LiveRegistry, Pipeline
+from e2e_support import PATIENT_DEVICE, LiveRegistry, Pipeline
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,9 @@ def _publish(registry: LiveRegistry, pipeline: Pipeline) -> bytes:
 
 
 def _device(registry: LiveRegistry, cache: Path, root: bytes, hooks: Hooks | None = None) -> Runtime:
-    return Runtime(registry.url, "watch_time", "device-7", cache_dir=cache, trusted_root=root, hooks=hooks)
+    return Runtime(
+        registry.url, "watch_time", "device-7", cache_dir=cache, trusted_root=root, hooks=hooks, config=PATIENT_DEVICE
+    )
 
 
 def test_devices_pull_verify_and_play_held_out_sessions(
@@ -59,7 +61,14 @@ def test_devices_pull_verify_and_play_held_out_sessions(
     outcomes: list[str] = []
 
     def device(device_id: str) -> Runtime:
-        runtime = Runtime(live_registry.url, "watch_time", device_id, cache_dir=tmp_path / device_id, trusted_root=root)
+        runtime = Runtime(
+            live_registry.url,
+            "watch_time",
+            device_id,
+            cache_dir=tmp_path / device_id,
+            trusted_root=root,
+            config=PATIENT_DEVICE,
+        )
         outcomes.append(runtime.refresh().outcome)
         assert runtime.active_version == "1.0.0"
         return runtime
@@ -104,7 +113,9 @@ def test_tampered_package_is_refused_and_the_fallback_answers(
     updater = PackageUpdater(
         live_registry.url, "watch_time", "device-7", cache, trusted_root=root, fetcher=TamperingMirror()
     )
-    runtime = Runtime(live_registry.url, "watch_time", "device-7", cache_dir=cache, updater=updater, hooks=hooks)
+    runtime = Runtime(
+        live_registry.url, "watch_time", "device-7", cache_dir=cache, updater=updater, hooks=hooks, config=PATIENT_DEVICE
+    )
     event = runtime.refresh()
     assert (event.outcome, event.reason) == ("failed", "verification_failed")
     assert hooks.updates[-1].reason == "verification_failed"

@@ -15,13 +15,19 @@ from pitahaya.client_runtime import (
     ClientRuntimeError,
     Hooks,
     InferenceEvent,
+    Limits,
     PackageUpdater,
     Release,
     Runtime,
+    RuntimeConfig,
     UpdateCheck,
     UpdateDownloadError,
     UpdateEvent,
 )
+
+#: Runtimes of these tests wait long for a package: only tests about timeouts set a short deadline,
+#: so a busy 2-core CI machine never turns an honest call into a timeout.
+PATIENT = RuntimeConfig(limits=Limits(call_timeout_s=10.0, max_call_timeout_s=10.0))
 
 CANDIDATES = [Candidate("c1", 12.0, 1_500_000), Candidate("c2", 60.0, 9_000_000), Candidate("c3", 30.0, 3_000_000)]
 
@@ -88,6 +94,7 @@ def make_runtime(
     tmp_path: Path, updater: LocalUpdater | None = None, hooks: Hooks | None = None, **kwargs: Any
 ) -> Runtime:
     updater = updater or LocalUpdater(tmp_path)
+    kwargs.setdefault("config", PATIENT)
     return Runtime(
         "http://unused", "watch_time", "device-1", cache_dir=tmp_path, updater=updater, hooks=hooks, **kwargs
     )

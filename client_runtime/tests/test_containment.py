@@ -18,6 +18,7 @@ from pitahaya.client_runtime import (
     FeatureCodeError,
     InferenceError,
     Limits,
+    LoadedPackage,
     LoadTimeoutError,
     ResourceLimitError,
     SandboxCrashError,
@@ -222,7 +223,11 @@ def test_network_processes_ctypes_and_limits_are_out_of_reach(tmp_path: Path, at
 
 
 @pytest.mark.parametrize("isolation", ["process", "thread"])
-def test_a_package_that_rebinds_its_self_test_is_still_judged(tmp_path: Path, isolation: str) -> None:
+def test_a_package_that_rebinds_its_self_test_is_still_judged(
+    tmp_path: Path, isolation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under ``thread`` the rebinding lands in this interpreter: put the original back afterwards.
+    monkeypatch.setattr(LoadedPackage, "run_selftest", LoadedPackage.run_selftest)
     rebind = (
         "from pitahaya.client_runtime import LoadedPackage\n"
         "import pitahaya.client_runtime.selftest as st\n"
@@ -250,7 +255,9 @@ def test_garbage_predictions_are_inference_errors(tmp_path: Path) -> None:
 def test_the_worker_gets_no_secrets_of_the_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PITAHAYA_REGISTRY_TOKEN", "host-secret-token")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret-key")
-    leak = "import os\nif any(v.startswith('host-secret') for v in os.environ.values()):\n    raise RuntimeError('leaked')"
+    leak = (
+        "import os\nif any(v.startswith('host-secret') for v in os.environ.values()):\n    raise RuntimeError('leaked')"
+    )
     contained(tmp_path, hostile_source(at_import=leak)).close()
 
 

@@ -16,17 +16,20 @@ from package_factory import hostile_source, make_archive, sample_views
 from runtime_support import CANDIDATES, LocalUpdater, Recorder, make_runtime
 
 SLACK_S = 3.0
+#: For tests about timeouts: a deadline a sleeping package misses by far.
 LIMITS = Limits(call_timeout_s=0.2, max_call_timeout_s=0.2, load_timeout_s=4.0, kill_after_s=0.5)
+#: For the others: a deadline no good package misses, even on a busy 2-core CI machine.
+GENEROUS = Limits(call_timeout_s=5.0, max_call_timeout_s=5.0, load_timeout_s=4.0, kill_after_s=0.5)
 
 
-def runtime_with(tmp_path: Path, isolation: str = "process", **config):
+def runtime_with(tmp_path: Path, isolation: str = "process", limits: Limits = GENEROUS, **config):
     updater = LocalUpdater(tmp_path / "cache")
     hooks = Recorder()
     runtime = make_runtime(
         tmp_path / "cache",
         updater,
         hooks,
-        config=RuntimeConfig(limits=LIMITS, isolation=isolation, breaker_failures=3, **config),
+        config=RuntimeConfig(limits=limits, isolation=isolation, breaker_failures=3, **config),
     )
     return runtime, updater, hooks
 
@@ -35,7 +38,7 @@ def runtime_with(tmp_path: Path, isolation: str = "process", **config):
 def test_a_slow_package_answers_with_the_default_policy_in_time_then_leaves_service(
     tmp_path: Path, isolation: str
 ) -> None:
-    runtime, updater, hooks = runtime_with(tmp_path, isolation)
+    runtime, updater, hooks = runtime_with(tmp_path, isolation, LIMITS)
     try:
         updater.publish(make_archive(version="1.0.0"), "1.0.0")
         assert runtime.refresh().outcome == "installed"

@@ -11,9 +11,9 @@ from pathlib import Path
 from pitahaya.client_runtime import Candidate, MetadataExpiredError, RuntimeConfig
 
 from package_factory import failing_on_long_candidates, make_archive, sample_views
-from runtime_support import CANDIDATES, FakeClock, LocalUpdater, Recorder, make_runtime
+from runtime_support import CANDIDATES, PATIENT, FakeClock, LocalUpdater, Recorder, make_runtime
 
-NO_JITTER = RuntimeConfig(refresh_interval_s=600.0, refresh_jitter=0.0, backoff_base_s=10.0, backoff_max_s=50.0)
+NO_JITTER = RuntimeConfig(limits=PATIENT.limits, refresh_interval_s=600.0, refresh_jitter=0.0, backoff_base_s=10.0, backoff_max_s=50.0)
 
 
 class ScriptedWait:
@@ -57,7 +57,7 @@ def test_start_refreshes_then_backs_off_exponentially_and_recovers(tmp_path: Pat
 
 
 def test_refresh_delays_carry_bounded_jitter() -> None:
-    config = RuntimeConfig(refresh_interval_s=100.0, refresh_jitter=0.2, backoff_base_s=10.0)
+    config = RuntimeConfig(limits=PATIENT.limits, refresh_interval_s=100.0, refresh_jitter=0.2, backoff_base_s=10.0)
     rng = random.Random(7)
     steady = [config.refresh_delay(0, rng) for _ in range(200)]
     assert all(80.0 <= d <= 120.0 for d in steady) and len(set(steady)) > 100
@@ -66,7 +66,7 @@ def test_refresh_delays_carry_bounded_jitter() -> None:
 
 def test_close_stops_the_update_thread_promptly(tmp_path: Path) -> None:
     updater = LocalUpdater(tmp_path)
-    rt = make_runtime(tmp_path, updater, config=RuntimeConfig(refresh_interval_s=3600.0))
+    rt = make_runtime(tmp_path, updater, config=RuntimeConfig(limits=PATIENT.limits, refresh_interval_s=3600.0))
     rt.start()
     rt.close(timeout_s=10.0)  # the default wait is an event that close() sets
     assert rt._thread is None and updater.checks >= 1
@@ -109,7 +109,7 @@ def test_expired_metadata_stops_installs_but_never_inference(tmp_path: Path) -> 
 def test_breaker_opens_then_half_opens_and_closes_or_reopens(tmp_path: Path) -> None:
     updater, hooks, clock = LocalUpdater(tmp_path), Recorder(), FakeClock()
     updater.publish(failing_on_long_candidates("1.0.0"), "1.0.0")
-    config = RuntimeConfig(breaker_failures=3, breaker_reset_s=60.0)
+    config = RuntimeConfig(limits=PATIENT.limits, breaker_failures=3, breaker_reset_s=60.0)
     rt = make_runtime(tmp_path, updater, hooks, config=config, clock=clock)
     assert rt.refresh().outcome == "installed"  # no last-known-good: the breaker is the only guard
     poison, fine = [Candidate("long", 5000.0, 9_000_000)], CANDIDATES

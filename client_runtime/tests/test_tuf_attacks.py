@@ -30,7 +30,7 @@ from pitahaya.client_runtime import (
 from pitahaya.client_runtime.releases import Targeting
 
 from package_factory import linear_model, make_archive
-from runtime_support import CANDIDATES, LocalUpdater, Recorder
+from runtime_support import CANDIDATES, LocalUpdater, PATIENT, Recorder
 from signed_repo import MemoryFetcher, SignedRepo, serve_http
 
 N_FEATURES = 17
@@ -64,7 +64,9 @@ def _device(
         platform=platform,
         app_version=app_version,
     )
-    return Runtime("http://registry.test", "watch_time", "device-1", cache_dir=cache, updater=updater, hooks=hooks)
+    return Runtime(
+        "http://registry.test", "watch_time", "device-1", cache_dir=cache, updater=updater, hooks=hooks, config=PATIENT
+    )
 
 
 def test_a_signed_package_installs_through_tuf(tmp_path: Path) -> None:
@@ -249,7 +251,7 @@ def test_sigkill_during_download_leaves_a_consistent_cache(tmp_path: Path) -> No
     cache = tmp_path / "device"
     with serve_http(repo) as server:
         url = server["url"]
-        first = Runtime(url, "watch_time", "device-1", cache_dir=cache, trusted_root=repo.root_bytes)
+        first = Runtime(url, "watch_time", "device-1", cache_dir=cache, trusted_root=repo.root_bytes, config=PATIENT)
         assert first.refresh().outcome == "installed"
         # 2.0.0 is a large target on a slow link; a process starts downloading it and is killed.
         repo.add_package("2.0.0", os.urandom(12 << 20))
@@ -275,7 +277,7 @@ def test_sigkill_during_download_leaves_a_consistent_cache(tmp_path: Path) -> No
     offline = LocalUpdater(cache)
     offline.offline = True
     hooks = Recorder()
-    restarted = Runtime(url, "watch_time", "device-1", cache_dir=cache, updater=offline, hooks=hooks)
+    restarted = Runtime(url, "watch_time", "device-1", cache_dir=cache, updater=offline, hooks=hooks, config=PATIENT)
     assert sorted(p.name for p in packages.iterdir()) == [complete[0].name]
     assert restarted.active_version is None  # cached packages load on the first refresh, off the host's thread
     event = restarted.refresh()

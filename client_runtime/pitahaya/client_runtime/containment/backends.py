@@ -65,6 +65,10 @@ class Backend(Protocol):
         """
         ...
 
+    #: `time.monotonic` instant by which loading (import through self-test and replay) must end:
+    #: ``load_timeout_s`` after the package's code started, not counting our own start-up.
+    load_deadline: float
+
     def serving(self) -> None:
         """Loading is over (self-test and replay passed): lift what only bounded the load."""
         ...
@@ -104,17 +108,17 @@ class ProcessBackend:
         package: The verified package (its ``selftest.json`` is not sent to the worker).
         workdir: The worker's own, empty folder: the only place it may write.
         limits: Deadlines and resource limits.
-        deadline: `time.monotonic` instant by which the package must be loaded.
 
     Raises:
-        LoadTimeoutError: loading ran past ``deadline``.
+        LoadTimeoutError: loading ran past ``limits.load_timeout_s`` after the worker was ready.
         ResourceLimitError: the worker ran out of memory or CPU time while loading.
         SandboxCrashError: the worker died while loading (or never started).
         PackageError: the worker reported the package bad (import, model).
     """
 
-    def __init__(self, package: Package, workdir: Path, limits: Limits, deadline: float) -> None:
+    def __init__(self, package: Package, workdir: Path, limits: Limits) -> None:
         self._limits = limits
+        self.load_deadline = math.inf
         self._width = len(package.manifest.feature_names)
         self._lock = threading.Lock()
         self._seq = 0
@@ -154,7 +158,7 @@ class ProcessBackend:
         self._poller.register(self._response_bell.read_fd, select.POLLIN)
         self._poller.register(self._from_worker, select.POLLIN | select.POLLHUP)
         try:
-            self._load(package, deadline)
+            self._load(package)
         except BaseException:
             self.close()
             raise
@@ -163,14 +167,15 @@ class ProcessBackend:
     def pid(self) -> int:
         return self._process.pid
 
-    def _load(self, package: Package, deadline: float) -> None:
+    def _load(self, package: Package) -> None:
         try:
             ready, _ = wire.read_frame(self._from_worker, deadline=time.monotonic() + self._limits.start_timeout_s)
+            self.load_deadline = time.monotonic() + self._limits.load_timeout_s  # the package's code starts now
             self.walls = ready.get("walls", {})
             blobs = (package.files[FEATURES_FILE], package.files[MODEL_FILE])
             header = {"manifest": package.manifest.to_dict(), "sha256": package.sha256}
             wire.send_frame(self._to_worker, header, blobs)
-            reply, _ = wire.read_frame(self._from_worker, deadline=deadline)
+            reply, _ = wire.read_frame(self._from_worker, deadline=self.load_deadline)
         except TimeoutError as e:
             raise LoadTimeoutError(f"package {package.manifest.version} did not load in time: {e}") from e
         except (wire.ChannelClosed, ValueError) as e:
@@ -294,8 +299,9 @@ class ThreadBackend:
     included, is caught on that thread.
     """
 
-    def __init__(self, package: Package, limits: Limits, deadline: float) -> None:
+    def __init__(self, package: Package, limits: Limits) -> None:
         self._limits = limits
+        self.load_deadline = time.monotonic() + limits.load_timeout_s
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._busy: _Job | None = None
@@ -305,7 +311,7 @@ class ThreadBackend:
         loading = _Job(None)
         self._jobs.put(loading)
         thread.start()
-        if not loading.done.wait(max(0.0, deadline - time.monotonic())):
+        if not loading.done.wait(max(0.0, self.load_deadline - time.monotonic())):
             self.close()
             raise LoadTimeoutError(f"package {package.manifest.version} did not load in time")
         if loading.error is not None:
@@ -372,6 +378,7 @@ class InlineBackend:
     """
 
     def __init__(self, package: Package) -> None:
+        self.load_deadline = math.inf
         try:
             self._engine = Engine(LoadedPackage.load(package, selftest=False))
         except BaseException as e:  # the package's code may raise anything, SystemExit included

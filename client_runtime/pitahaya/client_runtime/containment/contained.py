@@ -23,7 +23,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -98,8 +97,8 @@ class ContainedPackage:
     # ----------------------------------------------------------------- loading
     def _start(self) -> Backend:
         """Load, self-test and replay under one deadline; returns the ready backend."""
-        deadline = time.monotonic() + self.limits.load_timeout_s
-        backend = self._new_backend(deadline)
+        backend = self._new_backend()
+        deadline = backend.load_deadline
         try:
             for number, case in enumerate(self._cases):
                 step = Step(True, case.history, case.candidates, case.now, want_features=True)
@@ -124,16 +123,16 @@ class ContainedPackage:
         self._applied = count
         return backend
 
-    def _new_backend(self, deadline: float) -> Backend:
+    def _new_backend(self) -> Backend:
         if self.isolation == "inline":
             return InlineBackend(self.package)
         if self.isolation == "thread":
-            return ThreadBackend(self.package, self.limits, deadline)
+            return ThreadBackend(self.package, self.limits)
         self._remove_folder()
         root = self._sandbox_root or Path(tempfile.gettempdir())
         root.mkdir(parents=True, exist_ok=True)
         self._folder = Path(tempfile.mkdtemp(prefix=f"{self.version}-", dir=root))
-        return ProcessBackend(self.package, self._folder, self.limits, deadline)
+        return ProcessBackend(self.package, self._folder, self.limits)
 
     # ----------------------------------------------------------------- calls
     def predict(self, candidates: Sequence[Candidate], now: float, deadline: float) -> tuple[float, ...]:
