@@ -67,7 +67,6 @@ def test_reports_aggregate_per_scene_version_and_minute(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"minute": "2026-03-01T12:34:30Z"}, "start of a minute"),
         ({"minute": "2026-03-01T12:34:00"}, "timezone"),
         ({"latency_us_counts": [1, 2]}, "latency_us_counts"),
         ({"latency_us_bounds": [1, 2, 3]}, "latency_us_bounds"),
@@ -83,6 +82,18 @@ def test_invalid_reports_are_422_with_a_readable_message(
 
     assert response.status_code == 422
     assert message in str(response.json()["detail"])
+
+
+def test_a_window_stamped_inside_its_minute_counts_for_that_minute_and_booleans_are_not_counts(
+    app: Any, client: TestClient, device_auth: dict[str, str]
+) -> None:
+    inside = _report("a", _window(minute="2026-03-01T13:34:30.5+01:00"))
+    assert client.post("/api/v1/telemetry", json=inside, headers=device_auth).status_code == 202
+    with app.state.registry.sessions() as session:
+        assert minute_summary(session=session, key=("watch_time", "1.0.0", MINUTE_DT)).value("reports") == 1
+    for boolean in ({"inferences": True}, {"abs_error_sum_s": False}):
+        refused = client.post("/api/v1/telemetry", json=_report("a", _window(**boolean)), headers=device_auth)
+        assert refused.status_code == 422 and "not true/false" in str(refused.json()["detail"])
 
 
 def test_telemetry_needs_a_client_token(client: TestClient, auth: dict[str, str]) -> None:

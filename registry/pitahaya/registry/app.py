@@ -26,6 +26,7 @@ from pitahaya.registry.api.body_limit import BodySizeLimit
 from pitahaya.registry.api.deps import RegistryContext
 from pitahaya.registry.api.errors import install_error_handlers
 from pitahaya.registry.api.fast_paths import TufMetadataFastPath
+from pitahaya.registry.api.methods import install_method_not_allowed
 from pitahaya.registry.api.routes import audit, health, packages, releases, telemetry, tokens, tuf
 from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     metrics_registry.register(TelemetryCollector(context.sessions))
     app.state.metrics_registry = metrics_registry
     install_error_handlers(app)
+    install_method_not_allowed(app)
     for router in (packages.router, releases.router, tokens.router, telemetry.router, audit.router, tuf.router):
         app.include_router(router)
     app.include_router(health.router)

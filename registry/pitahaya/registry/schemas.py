@@ -9,18 +9,52 @@ from __future__ import annotations
 from datetime import datetime, UTC
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from pitahaya.client_runtime.package import parse_version, validate_scene_name
 from pitahaya.client_runtime.releases import Targeting
+
+#: Scene names as the package format defines them (`validate_scene_name`), published in the OpenAPI document.
+SCENE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 #: Channels become TUF target paths, so they are restricted like scene names.
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 
+#: Package versions as the package format defines them (`parse_version`): ``MAJOR.MINOR.PATCH``.
+VERSION_PATTERN = r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$"
+
 #: Upper bounds (µs) of the device latency histogram (contract 2); one overflow bucket follows.
 LATENCY_US_BOUNDS: tuple[int, ...] = (25, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
-SemVer = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$")]
+SemVer = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+
+
+def _not_a_boolean(value: object) -> object:
+    """JSON Schema's ``integer`` and ``number`` exclude ``true``/``false``, which pydantic's lax
+    mode would read as 1 and 0: refuse them, so the server accepts exactly what the schema says."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+def _a_string(value: object) -> object:
+    """A JSON ``date-time`` is a string; pydantic's lax mode would read a number as a Unix time."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 date-time string")
+    return value
+
+
+Count = Annotated[int, Field(ge=0, le=10**9), BeforeValidator(_not_a_boolean)]  # constraints first: the schema shows them
+Percent = Annotated[float, BeforeValidator(_not_a_boolean)]
+DateTime = Annotated[datetime, BeforeValidator(_a_string)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
@@ -79,18 +113,12 @@ class ReleaseCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(description="Package version devices inside the rollout run, e.g. 1.0.0.")
+    version: SemVer = Field(description="Package version devices inside the rollout run, e.g. 1.0.0.")
     channel: str = Field(default="stable", pattern=CHANNEL_PATTERN)
-    rollout_percent: float = Field(default=100.0, ge=0.0, le=100.0)
-    kill_switch: bool = False
-    paused: bool = False
+    rollout_percent: Percent = Field(default=100.0, ge=0.0, le=100.0)
+    kill_switch: StrictBool = False
+    paused: StrictBool = False
     targeting: TargetingBody | None = None
-
-    @field_validator("version")
-    @classmethod
-    def _version_is_semver(cls, version: str) -> str:
-        parse_version(version)
-        return version
 
 
 class ReleaseWiden(BaseModel):
@@ -98,7 +126,7 @@ class ReleaseWiden(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rollout_percent: float = Field(gt=0.0, le=100.0)
+    rollout_percent: Percent = Field(gt=0.0, le=100.0)
 
 
 class ReleaseRollback(BaseModel):
@@ -114,7 +142,7 @@ class KillSwitch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool
+    enabled: StrictBool
 
 
 class ReleasePublic(BaseModel):
@@ -210,12 +238,16 @@ class AuditEntryPublic(BaseModel):
 
 
 def _utc_minute(value: datetime) -> datetime:
+    """The UTC start of ``value``'s minute: a report's window belongs to the minute it falls in
+    (a schema can say "date-time", not "seconds = 0", so any instant of the minute is accepted)."""
     if value.tzinfo is None:
         raise ValueError("minute needs a timezone (use UTC, e.g. 2026-01-01T12:34:00Z)")
-    value = value.astimezone(UTC)
-    if value.second or value.microsecond:
-        raise ValueError("minute must be the start of a minute (seconds = 0)")
-    return value
+    return value.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+#: Label-keyed counters: pydantic documents the key pattern as ``patternProperties``, which
+#: alone lets any other key through; the server refuses them, so the schema must too.
+_LABELS_ONLY = {"additionalProperties": False}
 
 
 class TelemetryWindow(BaseModel):
@@ -223,19 +255,25 @@ class TelemetryWindow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    minute: datetime = Field(description="Start of the minute, ISO-8601 with timezone.")
+    minute: DateTime = Field(description="The minute (its start, or any instant in it), ISO-8601 with timezone.")
     package_version: SemVer | None = Field(description="Package that served; null = default policy.")
-    inferences: int = Field(ge=0, le=10**9)
-    successes: int = Field(ge=0, le=10**9)
-    fallbacks: dict[Label, Annotated[int, Field(ge=0, le=10**9)]] = Field(default_factory=dict, max_length=32)
-    errors: dict[Label, Annotated[int, Field(ge=0, le=10**9)]] = Field(default_factory=dict, max_length=32)
-    latency_us_bounds: list[int] = Field(default_factory=lambda: list(LATENCY_US_BOUNDS))
-    latency_us_counts: list[Annotated[int, Field(ge=0, le=10**9)]] = Field(
-        default_factory=lambda: [0] * (len(LATENCY_US_BOUNDS) + 1)
+    inferences: Count
+    successes: Count = Field(description="At most inferences.")
+    fallbacks: dict[Label, Count] = Field(default_factory=dict, max_length=32, json_schema_extra=_LABELS_ONLY)
+    errors: dict[Label, Count] = Field(default_factory=dict, max_length=32, json_schema_extra=_LABELS_ONLY)
+    latency_us_bounds: list[int] = Field(
+        default_factory=lambda: list(LATENCY_US_BOUNDS), json_schema_extra={"const": list(LATENCY_US_BOUNDS)}
     )
-    views: int = Field(default=0, ge=0, le=10**9)
-    outcomes: int = Field(default=0, ge=0, le=10**9)
-    abs_error_sum_s: float = Field(default=0.0, ge=0.0, le=1e12, allow_inf_nan=False)
+    latency_us_counts: list[Count] = Field(
+        default_factory=lambda: [0] * (len(LATENCY_US_BOUNDS) + 1),
+        min_length=len(LATENCY_US_BOUNDS) + 1,
+        max_length=len(LATENCY_US_BOUNDS) + 1,
+    )
+    views: Count = 0
+    outcomes: Count = 0
+    abs_error_sum_s: Annotated[float, BeforeValidator(_not_a_boolean)] = Field(
+        default=0.0, ge=0.0, le=1e12, allow_inf_nan=False
+    )
 
     @field_validator("minute")
     @classmethod
@@ -259,12 +297,7 @@ class TelemetryReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device_id: str = Field(min_length=1, max_length=128)
-    scene: str
-    sent_at: datetime
+    scene: str = Field(pattern=SCENE_PATTERN)
+    sent_at: DateTime
     windows: list[TelemetryWindow] = Field(max_length=1440)
-    dropped_events: int = Field(default=0, ge=0, le=10**9)
-
-    @field_validator("scene")
-    @classmethod
-    def _scene_name(cls, scene: str) -> str:
-        return validate_scene_name(scene)
+    dropped_events: Count = 0

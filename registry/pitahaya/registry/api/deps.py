@@ -30,6 +30,7 @@ from pitahaya.registry.errors import (
     UploadTooLargeError,
 )
 from pitahaya.registry.ratelimit import RequestLimiter
+from pitahaya.registry.schemas import SCENE_PATTERN
 from pitahaya.registry.services.preflight import Preflight
 from pitahaya.registry.services.tokens import Principal, Role, find_principal
 from pitahaya.registry.settings import Settings
@@ -119,10 +120,6 @@ PublisherDep = Annotated[Principal, Depends(require(Role.PUBLISHER))]
 OperatorDep = Annotated[Principal, Depends(require(Role.OPERATOR))]
 ClientDep = Annotated[Principal, Depends(require(Role.CLIENT))]
 AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
-
-
-#: Scene names as the package format defines them, published in the OpenAPI document.
-SCENE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
 def valid_scene(

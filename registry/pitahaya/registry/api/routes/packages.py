@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, Header, Path, Query, status
 
 from pitahaya.registry.api.deps import ArchiveBodyDep, ContextDep, PublisherDep, SceneDep, SessionDep
 from pitahaya.registry.errors import NotFoundError
-from pitahaya.registry.schemas import DelegationPublic, PackagePublic
+from pitahaya.registry.schemas import SCENE_PATTERN, VERSION_PATTERN, DelegationPublic, PackagePublic
 from pitahaya.registry.services import packages as service
 from pitahaya.registry.tuf_repo import PublisherSignatures, publisher_role
 
@@ -90,12 +90,16 @@ def get_delegation(scene: SceneDep, context: ContextDep) -> DelegationPublic:
 
 
 @router.get("/packages", response_model=list[PackagePublic])
-def list_packages(session: SessionDep, scene: str | None = None) -> list[PackagePublic]:
+def list_packages(
+    session: SessionDep, scene: Annotated[str | None, Query(pattern=SCENE_PATTERN)] = None
+) -> list[PackagePublic]:
     """List published packages, optionally of one scene."""
     return [PackagePublic.model_validate(row) for row in service.list_packages(session=session, scene=scene)]
 
 
 @router.get("/scenes/{scene}/packages/{version}", response_model=PackagePublic, responses={404: {}})
-def get_package(scene: SceneDep, version: str, session: SessionDep) -> PackagePublic:
+def get_package(
+    scene: SceneDep, version: Annotated[str, Path(pattern=VERSION_PATTERN)], session: SessionDep
+) -> PackagePublic:
     """Get one published package."""
     return PackagePublic.model_validate(service.get_package(session=session, scene=scene, version=version))

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from pitahaya.registry.api.deps import ContextDep, OperatorDep, SceneDep, SessionDep
+from pitahaya.registry.api.responses import JSON_WRITE, Responses
 from pitahaya.registry.schemas import (
     CHANNEL_PATTERN,
     KillSwitch,
@@ -25,7 +26,7 @@ from pitahaya.registry.services import releases as service
 router = APIRouter(prefix="/api/v1/scenes/{scene}", tags=["releases"])
 
 ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
-_WRITE_RESPONSES: dict[int | str, dict[str, object]] = {401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 429: {}}
+_WRITE_RESPONSES: Responses = {**JSON_WRITE, 404: {}, 409: {}}
 
 
 @router.post("/releases", status_code=status.HTTP_201_CREATED, response_model=ReleasePublic, responses=_WRITE_RESPONSES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from pitahaya.registry.api.deps import ClientDep, ContextDep, SessionDep
+from pitahaya.registry.api.responses import JSON_WRITE
 from pitahaya.registry.schemas import TelemetryReport
 from pitahaya.registry.services.telemetry import record_report
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/api/v1", tags=["telemetry"])
     "/telemetry",
     status_code=status.HTTP_202_ACCEPTED,
     response_class=Response,
-    responses={202: {"description": "Aggregated."}, 401: {}, 403: {}, 422: {}, 429: {}},
+    responses={202: {"description": "Aggregated."}, **JSON_WRITE},
 )
 def post_telemetry(report: TelemetryReport, context: ContextDep, session: SessionDep, _device: ClientDep) -> Response:
     """Add a device's report to the per-minute aggregates (forwarded to MLflow and /metrics)."""

@@ -7,15 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from pitahaya.registry.api.deps import AdminDep, SessionDep
+from pitahaya.registry.api.responses import JSON_WRITE
 from pitahaya.registry.schemas import TokenCreate, TokenCreated, TokenPublic
 from pitahaya.registry.services import tokens as service
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
 
-@router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=TokenCreated, responses={401: {}, 403: {}, 409: {}, 422: {}}
-)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated, responses={**JSON_WRITE, 409: {}})
 def create_token(body: TokenCreate, session: SessionDep, actor: AdminDep) -> TokenCreated:
     """Mint a token with a role; the response holds its secret, which is never shown again."""
     row, secret = service.create_token(session=session, name=body.name, role=service.Role(body.role), actor=actor.name)
