@@ -646,7 +646,9 @@ class Runtime:
         out = slot.contained.predict(candidates, now, deadline)
         if not math.isfinite(sum(out)):
             raise InferenceError(f"package {slot.version} predicted a non-finite watch time")
-        return tuple(min(max(x, 0.0), MAX_WATCH_S) for x in out)
+        if min(out) < 0.0 or max(out) > MAX_WATCH_S:
+            return tuple(min(max(x, 0.0), MAX_WATCH_S) for x in out)
+        return out
 
     def _remember(self, prediction_id: int, video_id: str, watch_s: float) -> None:
         """Keep the first candidate's prediction for `observe` and for its buffer-ahead (lock held)."""

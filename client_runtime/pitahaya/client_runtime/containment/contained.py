@@ -204,6 +204,8 @@ class ContainedPackage:
 def _feed(backend: Backend, step: Step, deadline: float) -> tuple[tuple[float, ...], np.ndarray | None]:
     """One step, split into several calls when its views do not fit in one."""
     views, reset = step.views, step.reset
+    if len(views) <= 1 or wire.fitting_views(views) == len(views):  # the usual case: one call
+        return backend.call(step, deadline)
     while len(views) > (fit := wire.fitting_views(views)):
         backend.call(Step(reset, views[:fit], (), step.now), deadline)
         views, reset = views[fit:], False

@@ -35,6 +35,7 @@ Layout of the page (little endian)::
 
 from __future__ import annotations
 
+import functools
 import json
 import mmap
 import os
@@ -69,9 +70,7 @@ STATUS_ERROR = 1
 _SEQ = struct.Struct("<Q")
 _REQUEST = struct.Struct("<IIIId")
 _RESPONSE = struct.Struct("<IIII")
-_VIEW = struct.Struct("<4d")
-_CANDIDATE = struct.Struct("<2d")
-_U32 = struct.Struct("<I")
+_VIEW_BYTES = 4 * 8 + 2 * 4  # four f64 and two string lengths, before the strings
 _LENGTH = struct.Struct("<I")
 _REQUEST_AT, _RESPONSE_AT = 16, 40
 _DATA_AT = HEADER_BYTES + REQUEST_BYTES
@@ -218,10 +217,16 @@ def fitting_views(views: Sequence[View], limit: int = REQUEST_BYTES // 2) -> int
     """How many of ``views`` (from the first) fit in one request, leaving room for candidates."""
     used = 0
     for count, view in enumerate(views):
-        used += _VIEW.size + 2 * _U32.size + len(view.user_id.encode()) + len(view.video_id.encode())
+        used += _VIEW_BYTES + len(view.user_id.encode()) + len(view.video_id.encode())
         if used > limit:
             return max(count, 1)
     return len(views)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(n_views: int, n_candidates: int) -> struct.Struct:
+    """A request's numbers and string lengths, as one struct (one pack, one unpack)."""
+    return struct.Struct(f"<{4 * n_views + 2 * n_candidates}d{2 * n_views + n_candidates}I")
 
 
 def write_request(page: mmap.mmap, seq: int, step: Step) -> None:
@@ -229,22 +234,20 @@ def write_request(page: mmap.mmap, seq: int, step: Step) -> None:
     views, candidates = step.views, step.candidates
     if len(candidates) > MAX_CANDIDATES:
         raise RequestTooLarge(f"{len(candidates)} candidates in one call, more than {MAX_CANDIDATES}")
-    strings = [s.encode() for v in views for s in (v.user_id, v.video_id)]
-    strings += [c.video_id.encode() for c in candidates]
-    numbers = len(views) * _VIEW.size + len(candidates) * _CANDIDATE.size
-    text = b"".join(strings)
-    if numbers + _U32.size * len(strings) + len(text) > REQUEST_BYTES:
-        raise RequestTooLarge(f"{len(candidates)} candidates and {len(views)} views do not fit in one call")
-    at = HEADER_BYTES
+    numbers: list[float] = []
+    strings: list[bytes] = []
     for v in views:
-        _VIEW.pack_into(page, at, v.start_ts, v.duration_s, v.watch_s, float(v.size_bytes))
-        at += _VIEW.size
+        numbers += (v.start_ts, v.duration_s, v.watch_s, v.size_bytes)
+        strings += (v.user_id.encode(), v.video_id.encode())
     for c in candidates:
-        _CANDIDATE.pack_into(page, at, c.duration_s, float(c.size_bytes))
-        at += _CANDIDATE.size
-    lengths = struct.pack(f"<{len(strings)}I", *map(len, strings))
-    page[at : at + len(lengths)] = lengths
-    at += len(lengths)
+        numbers += (c.duration_s, c.size_bytes)
+        strings.append(c.video_id.encode())
+    layout = _layout(len(views), len(candidates))
+    text = b"".join(strings)
+    if layout.size + len(text) > REQUEST_BYTES:
+        raise RequestTooLarge(f"{len(candidates)} candidates and {len(views)} views do not fit in one call")
+    layout.pack_into(page, HEADER_BYTES, *numbers, *map(len, strings))
+    at = HEADER_BYTES + layout.size
     page[at : at + len(text)] = text
     flags = (FLAG_RESET if step.reset else 0) | (FLAG_FEATURES if step.want_features else 0)
     _REQUEST.pack_into(page, _REQUEST_AT, flags, len(views), len(candidates), len(text), step.now)
@@ -256,25 +259,23 @@ def read_request(page: mmap.mmap, last_seq: int) -> tuple[int, Step] | None:
     (seq,) = _SEQ.unpack_from(page, 0)
     if seq == last_seq:
         return None
-    flags, n_views, n_candidates, _, now = _REQUEST.unpack_from(page, _REQUEST_AT)
-    at = HEADER_BYTES
-    numbers = list(_VIEW.iter_unpack(page[at : at + n_views * _VIEW.size]))
-    at += n_views * _VIEW.size
-    cand_numbers = list(_CANDIDATE.iter_unpack(page[at : at + n_candidates * _CANDIDATE.size]))
-    at += n_candidates * _CANDIDATE.size
-    n_strings = 2 * n_views + n_candidates
-    lengths = struct.unpack_from(f"<{n_strings}I", page, at)
-    at += _U32.size * n_strings
-    strings = []
-    for length in lengths:
-        strings.append(page[at : at + length].decode())
-        at += length
+    flags, n_views, n_candidates, n_text, now = _REQUEST.unpack_from(page, _REQUEST_AT)
+    layout = _layout(n_views, n_candidates)
+    values = layout.unpack_from(page, HEADER_BYTES)
+    at = HEADER_BYTES + layout.size
+    text = page[at : at + n_text]
+    strings, start = [], 0
+    for length in values[4 * n_views + 2 * n_candidates :]:
+        strings.append(text[start : start + length].decode())
+        start += length
     views = [
-        View(strings[2 * i], strings[2 * i + 1], start, duration, watch, int(size))
-        for i, (start, duration, watch, size) in enumerate(numbers)
+        View(strings[2 * i], strings[2 * i + 1], *values[4 * i : 4 * i + 3], int(values[4 * i + 3]))
+        for i in range(n_views)
     ]
+    base = 4 * n_views
     candidates = [
-        Candidate(strings[2 * n_views + i], duration, int(size)) for i, (duration, size) in enumerate(cand_numbers)
+        Candidate(strings[2 * n_views + i], values[base + 2 * i], int(values[base + 2 * i + 1]))
+        for i in range(n_candidates)
     ]
     return seq, Step(bool(flags & FLAG_RESET), views, candidates, now, bool(flags & FLAG_FEATURES))
 
