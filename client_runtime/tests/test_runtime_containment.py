@@ -193,3 +193,8 @@ def test_a_sustained_failure_rate_takes_a_package_out_of_service_a_single_failur
         runtime.predict(CANDIDATES)
     assert runtime.active_version == "1.0.0"
     assert [e.outcome for e in hooks.updates][-1] == "demoted"
+
+
+def test_an_unknown_isolation_mode_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="isolation"):
+        make_runtime(tmp_path, isolation="sandbox")

@@ -56,7 +56,7 @@ from types import TracebackType
 from typing import Protocol
 
 from pitahaya.client_runtime._fs import write_atomic
-from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits, RequestTooLarge
+from pitahaya.client_runtime.containment import ISOLATION_MODES, ContainedPackage, Isolation, Limits, RequestTooLarge
 from pitahaya.client_runtime.errors import (
     CallError,
     ClientRuntimeError,
@@ -269,6 +269,8 @@ class Runtime:
         self.cache_dir = Path(cache_dir)
         self.config = config or RuntimeConfig()
         self.isolation: Isolation = isolation or self.config.isolation
+        if self.isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}")
         self._hooks = hooks or Hooks()
         # Skip building events nobody listens to: the hot path pays only for what is observed.
         self._observed = {
