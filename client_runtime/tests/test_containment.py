@@ -199,6 +199,16 @@ def test_the_host_files_are_out_of_reading_reach(tmp_path: Path) -> None:
             contained(tmp_path, hostile_source(at_import=attack))
 
 
+def test_a_relative_sandbox_folder_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A registry or device configured with a relative data folder (``.pitahaya``) passes one.
+    monkeypatch.chdir(tmp_path)
+    package = ContainedPackage(read_package(make_archive()), limits=LIMITS, sandbox_root=Path("relative") / "sandbox")
+    try:
+        assert package.predict(CANDIDATES, 1.7e9, later() + 5)
+    finally:
+        package.close()
+
+
 def test_writes_inside_its_own_folder_are_allowed(tmp_path: Path) -> None:
     package = contained(tmp_path, hostile_source(at_import="open('scratch.txt', 'w').write('fine')"))
     try:

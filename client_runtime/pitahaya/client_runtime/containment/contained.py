@@ -129,7 +129,8 @@ class ContainedPackage:
         if self.isolation == "thread":
             return ThreadBackend(self.package, self.limits)
         self._remove_folder()
-        root = self._sandbox_root or Path(tempfile.gettempdir())
+        # Absolute: the worker starts in this folder, where a relative path would mean another one.
+        root = (self._sandbox_root or Path(tempfile.gettempdir())).resolve()
         root.mkdir(parents=True, exist_ok=True)
         self._folder = Path(tempfile.mkdtemp(prefix=f"{self.version}-", dir=root))
         return ProcessBackend(self.package, self._folder, self.limits)
