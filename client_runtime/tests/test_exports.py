@@ -43,6 +43,7 @@ PUBLIC = [
     "RuntimeConfig",
     "SELFTEST_FILE",
     "SandboxCrashError",
+    "SandboxUnavailableError",
     "Scene",
     "SelfTestError",
     "Targeting",

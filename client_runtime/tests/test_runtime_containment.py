@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -198,3 +199,18 @@ def test_a_sustained_failure_rate_takes_a_package_out_of_service_a_single_failur
 def test_an_unknown_isolation_mode_is_refused_at_once(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="isolation"):
         make_runtime(tmp_path, isolation="sandbox")
+
+
+def test_a_worker_that_cannot_start_is_not_held_against_the_package(tmp_path: Path) -> None:
+    runtime, updater, _ = runtime_with(tmp_path)
+    try:
+        updater.publish(make_archive(version="1.0.0"), "1.0.0")
+        patient = runtime.config
+        runtime.config = dataclasses.replace(patient, limits=dataclasses.replace(GENEROUS, start_timeout_s=0.001))
+        event = runtime.refresh()  # the worker cannot say it is ready in 1 ms: the environment's fault
+        assert (event.outcome, event.reason) == ("failed", "sandbox_unavailable")
+        runtime.config = patient
+        assert runtime.refresh().outcome == "installed"  # 1.0.0 was not marked bad
+        assert runtime.predict(CANDIDATES).reason == "ok"
+    finally:
+        runtime.close()

@@ -56,6 +56,7 @@ _EXPORTS = {
     "RuntimeConfig": "runtime",
     "SELFTEST_FILE": "package",
     "SandboxCrashError": "errors",
+    "SandboxUnavailableError": "errors",
     "Scene": "scene",
     "SelfTestError": "errors",
     "Targeting": "releases",

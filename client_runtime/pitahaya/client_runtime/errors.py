@@ -19,7 +19,9 @@
     │   ├── UpdateVerificationError  signed metadata or a target failed verification (TUF)
     │   │   └── MetadataExpiredError  the registry stopped re-signing (freeze?): no new installs
     │   └── UpdateDownloadError      network or registry failure: retry later with backoff
-    └── ReleaseError                 the signed release document is malformed
+    ├── ReleaseError                 the signed release document is malformed
+    └── SandboxUnavailableError      no worker could be started (OS limits, a broken install):
+                                     not the package's fault; retry later
 
 Misuse of the API (wrong argument types, calling in the wrong order) raises ``ValueError``
 or ``RuntimeError`` and is deliberately outside this tree, so ``except ClientRuntimeError``
@@ -110,6 +112,16 @@ class InferenceError(CallError):
     """The feature code or the model raised, or answered something that is not a prediction."""
 
     reason = "inference_error"
+
+
+class SandboxUnavailableError(ClientRuntimeError):
+    """No worker process could be started or it died before running any package code.
+
+    The environment's fault (out of processes or memory, an interpreter that cannot import
+    the runtime), never the package's: its version is not marked bad, and loading is retried.
+    """
+
+    reason = "sandbox_unavailable"
 
 
 class UpdateError(ClientRuntimeError):

@@ -63,6 +63,7 @@ from pitahaya.client_runtime.errors import (
     InferenceError,
     PackageError,
     PackageFormatError,
+    SandboxUnavailableError,
 )
 from pitahaya.client_runtime.events import Candidate, View
 from pitahaya.client_runtime.history import RecentViews
@@ -524,6 +525,8 @@ class Runtime:
             return UpdateEvent(self.scene, "rejected", check.version, e.reason, str(e))
         except OSError as e:
             return UpdateEvent(self.scene, "failed", check.version, "cache_error", str(e))
+        except SandboxUnavailableError as e:  # not the package's fault: try again at the next check
+            return UpdateEvent(self.scene, "failed", check.version, e.reason, str(e))
         with self._lock:
             if self._closed:
                 slot.contained.close()

@@ -43,6 +43,7 @@ from pitahaya.client_runtime.errors import (
     PackageFormatError,
     ResourceLimitError,
     SandboxCrashError,
+    SandboxUnavailableError,
     SelfTestError,
     WorkerLostError,
 )
@@ -112,7 +113,8 @@ class ProcessBackend:
     Raises:
         LoadTimeoutError: loading ran past ``limits.load_timeout_s`` after the worker was ready.
         ResourceLimitError: the worker ran out of memory or CPU time while loading.
-        SandboxCrashError: the worker died while loading (or never started).
+        SandboxCrashError: the worker died while loading the package.
+        SandboxUnavailableError: no worker could be started (not the package's fault).
         PackageError: the worker reported the package bad (import, model).
     """
 
@@ -141,17 +143,31 @@ class ProcessBackend:
             "file_bytes": limits.file_bytes,
         }
         paths = [p for p in sys.path if p and os.path.isabs(p)]
-        with open(workdir / "worker.log", "ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(config), json.dumps(paths)],
-                pass_fds=(to_worker_r, from_worker_w, self._page_fd, *self._request_bell.fds, *self._response_bell.fds),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                cwd=workdir,
-                env=_worker_env(workdir),
-                start_new_session=True,
-            )
+        self._log_path = workdir / "worker.log"
+        try:
+            with open(self._log_path, "ab") as log:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(config), json.dumps(paths)],
+                    pass_fds=(
+                        to_worker_r,
+                        from_worker_w,
+                        self._page_fd,
+                        *self._request_bell.fds,
+                        *self._response_bell.fds,
+                    ),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    cwd=workdir,
+                    env=_worker_env(workdir),
+                    start_new_session=True,
+                )
+        except OSError as e:
+            for fd in (to_worker_r, from_worker_w, self._to_worker, self._from_worker, self._page_fd):
+                os.close(fd)
+            self._request_bell.close()
+            self._response_bell.close()
+            raise SandboxUnavailableError(f"could not start a worker process: {e}") from e
         os.close(to_worker_r)
         os.close(from_worker_w)
         self._poller = select.poll()
@@ -170,8 +186,11 @@ class ProcessBackend:
     def _load(self, package: Package) -> None:
         try:
             ready, _ = wire.read_frame(self._from_worker, deadline=time.monotonic() + self._limits.start_timeout_s)
-            self.load_deadline = time.monotonic() + self._limits.load_timeout_s  # the package's code starts now
-            self.walls = ready.get("walls", {})
+        except (TimeoutError, wire.ChannelClosed, ValueError) as e:
+            raise SandboxUnavailableError(f"the worker did not start ({e}); its log ends: {self._log_tail()}") from e
+        self.load_deadline = time.monotonic() + self._limits.load_timeout_s  # the package's code starts now
+        self.walls = ready.get("walls", {})
+        try:
             blobs = (package.files[FEATURES_FILE], package.files[MODEL_FILE])
             header = {"manifest": package.manifest.to_dict(), "sha256": package.sha256}
             wire.send_frame(self._to_worker, header, blobs)
@@ -183,6 +202,13 @@ class ProcessBackend:
         if not reply.get("ok"):
             error = _LOAD_ERRORS.get(str(reply.get("reason")), FeatureCodeError)
             raise error(str(reply.get("message", "the worker refused the package"))[:1000])
+
+    def _log_tail(self) -> str:
+        """The end of the worker's stderr (our own start-up's errors land there)."""
+        try:
+            return self._log_path.read_bytes()[-500:].decode("utf-8", "replace").strip() or "(empty)"
+        except OSError:
+            return "(unreadable)"
 
     def _death(self, when: str) -> PackageError:
         """The error for a worker that died ``when``: out of CPU or memory, or a crash."""

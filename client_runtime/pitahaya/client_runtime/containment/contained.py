@@ -148,6 +148,7 @@ class ContainedPackage:
         with self._lock:
             backend = self._backend
             if backend is None:
+                self._restart_later()  # a restart that failed is tried again, up to max_restarts
                 raise WorkerLostError(f"package {self.version} is not running (restarting or given up)")
             reset, views, count = self._views.since(self._applied)
             try:

@@ -40,7 +40,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from pitahaya.client_runtime import Limits, Package, PackageError
+from pitahaya.client_runtime import Limits, Package, PackageError, SandboxUnavailableError
 from pitahaya.client_runtime import preflight as load_as_device
 from pitahaya.registry.errors import BusyError, PreflightError, StorageUnavailableError
 from pitahaya.registry.services.audit import log_action
@@ -153,7 +153,7 @@ def preflight_package(*, session: Session, preflight: Preflight, package: Packag
             "refuse it too. Run pitahaya.client_runtime.preflight on the archive for the package's own error.",
             e.reason,
         ) from e
-    except OSError as e:
+    except (OSError, SandboxUnavailableError) as e:  # the server's trouble, not the package's: retry later
         raise StorageUnavailableError(f"the registry could not start a pre-flight worker: {e}") from e
     return {"outcome": "passed", "seconds": round(seconds, 3)}
 
