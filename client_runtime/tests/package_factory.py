@@ -52,6 +52,7 @@ def make_archive(
     feature_source: str | None = None,
     model: bytes | None = None,
     golden_shift: float = 0.0,
+    policy: dict | None = None,
 ) -> bytes:
     """Build a valid package (golden vectors computed by running it) unless told to break it."""
     scene = Scene.load(SCENE_DIR)
@@ -93,7 +94,7 @@ def make_archive(
         input=TensorSpec("features", "float32", (None, len(names))),
         output=TensorSpec("watch_s", "float32", (None, 1)),
         files={name: file_entry(data) for name, data in payload.items()},
-        policy=dict(scene.policy),
+        policy={**scene.policy, **(policy or {})},
     )
     return build_archive(manifest, payload)
 

@@ -59,6 +59,17 @@ def test_a_manifest_nested_too_deeply_is_a_format_error_not_a_recursion_error(de
         read_package(archive_with_manifest(manifest, _valid_package().files))
 
 
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e309"])
+@pytest.mark.parametrize("member", ["metrics", "policy"])
+def test_a_manifest_holding_a_non_finite_number_is_refused(member: str, number: bytes) -> None:
+    # A NaN planner knob would make every decision fail outside the package's code, forever.
+    manifest = json.loads(_valid_package().manifest.to_json())
+    manifest[member]["safety" if member == "policy" else "mae_s"] = "__NUMBER__"
+    raw = json.dumps(manifest).encode().replace(b'"__NUMBER__"', number)
+    with pytest.raises(PackageFormatError, match="NaN or an infinity"):
+        read_package(archive_with_manifest(raw, _valid_package().files))
+
+
 def test_a_manifest_over_the_format_limit_is_refused_however_well_it_compresses() -> None:
     padded = with_member(_valid_package().manifest.to_json(), "pad", b'"' + b" " * MAX_MANIFEST_BYTES + b'"')
     archive = archive_with_manifest(padded, _valid_package().files)

@@ -89,3 +89,9 @@ def test_invalid_policies_are_refused() -> None:
         PolicyKnobs.from_policy({"min_bytes": 900_000, "max_bytes": 800_000})
     with pytest.raises(ValueError, match="buffer_safety"):
         PolicyKnobs.from_policy({"buffer_safety": 0})
+
+
+@pytest.mark.parametrize("smoothing", [0, 33, 10**9])
+def test_a_smoothing_window_out_of_bounds_is_refused(smoothing: int) -> None:
+    with pytest.raises(ValueError, match="smoothing"):
+        PolicyKnobs.from_policy({"smoothing": smoothing})

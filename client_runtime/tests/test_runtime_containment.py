@@ -214,3 +214,13 @@ def test_a_worker_that_cannot_start_is_not_held_against_the_package(tmp_path: Pa
         assert runtime.predict(CANDIDATES).reason == "ok"
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize("knob", [{"smoothing": 10**9}, {"startup_s": 10**400}, {"max_bytes": "all"}])
+def test_nonsense_policy_knobs_mark_the_version_bad(tmp_path: Path, knob: dict) -> None:
+    runtime, updater, _ = runtime_with(tmp_path, "inline")
+    archive = make_archive(version="1.0.0", policy=knob)
+    updater.publish(archive, "1.0.0")
+    event = runtime.refresh()
+    assert (event.outcome, event.reason) == ("rejected", "package_format")
+    assert runtime.refresh().outcome == "rejected"  # remembered, not retried

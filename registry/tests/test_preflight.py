@@ -144,6 +144,10 @@ def test_the_package_cannot_read_the_servers_files_nor_echo_them(
     assert value not in refusal["message"] and "PermissionError" in refusal["message"]
 
 
+def test_planner_knobs_no_device_takes_are_refused(http: httpx.Client, settings: Settings) -> None:
+    _refuses(http, settings, real_archive(policy={"smoothing": 10**9}), "package_format")
+
+
 def test_a_duplicate_is_refused_before_its_code_runs(http: httpx.Client) -> None:
     assert _push(http, real_archive(version="1.0.0")).status_code == 201
     # Same version, code that would hang the pre-flight: the cheap 409 comes first.

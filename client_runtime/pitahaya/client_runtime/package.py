@@ -280,6 +280,10 @@ def read_package(archive: bytes) -> Package:
     manifest_data = _parse_json(manifest_bytes, MANIFEST)
     if not isinstance(manifest_data, dict):
         raise PackageFormatError("manifest.json must hold an object")
+    try:  # Python's parser reads NaN, Infinity and 1e309; planner knobs or metrics must not be either
+        json.dumps(manifest_data, allow_nan=False)
+    except ValueError as e:
+        raise PackageFormatError(f"manifest.json holds NaN or an infinity: {e}") from e
     manifest = Manifest.from_dict(manifest_data)
     for name in PAYLOAD_FILES:
         if name not in files:

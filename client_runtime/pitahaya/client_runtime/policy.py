@@ -42,7 +42,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pitahaya.client_runtime.errors import PackageFormatError
 from pitahaya.client_runtime.events import Candidate
+
+#: Most decisions a plan may be averaged over.
+MAX_SMOOTHING = 32
 
 #: Knobs of the default policy and the floors/caps of the model policy.
 DEFAULT_POLICY: dict[str, Any] = {
@@ -132,8 +136,12 @@ class PolicyKnobs:
             buffer_max_s=float(knobs["buffer_max_s"]),
             buffer_min_throughput=float(knobs["buffer_min_throughput"]),
         )
-        if not 0 <= parsed.min_count <= parsed.max_count or parsed.smoothing < 1:
-            raise ValueError(f"policy needs 0 <= min_count <= max_count and smoothing >= 1, got {dict(knobs)}")
+        if not 0 <= parsed.min_count <= parsed.max_count or not 1 <= parsed.smoothing <= MAX_SMOOTHING:
+            # a package's knobs are its publisher's data: an unbounded smoothing window would
+            # grow the host's memory and the cost of every decision without end
+            raise ValueError(
+                f"policy needs 0 <= min_count <= max_count and 1 <= smoothing <= {MAX_SMOOTHING}, got {dict(knobs)}"
+            )
         if parsed.buffer_safety <= 0 or parsed.buffer_floor_s < 0 or parsed.buffer_min_throughput < 0:
             raise ValueError(
                 f"policy needs buffer_safety > 0, buffer_floor_s >= 0 and buffer_min_throughput >= 0, got {dict(knobs)}"
@@ -141,6 +149,18 @@ class PolicyKnobs:
         if parsed.min_bytes > parsed.max_bytes or parsed.buffer_floor_s > parsed.buffer_max_s:
             raise ValueError(f"policy floors exceed its caps: {dict(knobs)}")
         return parsed
+
+
+def package_knobs(policy: Mapping[str, Any]) -> PolicyKnobs:
+    """The planner knobs of a package's ``manifest.policy``, or the reason no device takes it.
+
+    Raises:
+        PackageFormatError: a knob is missing its type, out of range, or too large for a float.
+    """
+    try:
+        return PolicyKnobs.from_policy(policy)
+    except (TypeError, ValueError, ArithmeticError) as e:
+        raise PackageFormatError(f"manifest.json policy is invalid: {e}") from e
 
 
 def fixed_plan(candidates: Sequence[Candidate], policy: Mapping[str, Any] = DEFAULT_POLICY) -> PreloadPlan:

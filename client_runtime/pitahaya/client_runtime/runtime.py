@@ -81,7 +81,7 @@ from pitahaya.client_runtime.hooks import (
     call_hook,
 )
 from pitahaya.client_runtime.package import read_package
-from pitahaya.client_runtime.policy import PolicyKnobs, PreloadPlan, PreloadPlanner, fixed_plan
+from pitahaya.client_runtime.policy import PolicyKnobs, PreloadPlan, PreloadPlanner, fixed_plan, package_knobs
 from pitahaya.client_runtime.state import DeviceState, Mode
 from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
@@ -393,10 +393,7 @@ class Runtime:
         if hashlib.sha256(data).hexdigest() != expected_sha256:
             raise PackageFormatError(f"cached package {archive_path.name} does not match its sha256")
         package = read_package(data)
-        try:
-            knobs = PolicyKnobs.from_policy(package.manifest.policy)
-        except (TypeError, ValueError) as e:
-            raise PackageFormatError(f"manifest.json policy is invalid: {e}") from e
+        knobs = package_knobs(package.manifest.policy)
         contained = ContainedPackage(
             package,
             isolation=self.isolation,

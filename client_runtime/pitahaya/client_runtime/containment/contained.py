@@ -45,6 +45,7 @@ from pitahaya.client_runtime.errors import (
 from pitahaya.client_runtime.events import Candidate
 from pitahaya.client_runtime.history import RecentViews
 from pitahaya.client_runtime.package import Package
+from pitahaya.client_runtime.policy import package_knobs
 from pitahaya.client_runtime.selftest import judge, parse_cases
 
 
@@ -223,4 +224,5 @@ def preflight(package: Package, *, limits: Limits | None = None, sandbox_root: s
     Raises:
         PackageError: what a device would reject the package for.
     """
+    package_knobs(package.manifest.policy)  # what the device's planner would refuse
     ContainedPackage(package, isolation="process", limits=limits, sandbox_root=sandbox_root).close()
