@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pitahaya.client_runtime import Candidate, Limits, Mode, RuntimeConfig
+from pitahaya.client_runtime.containment import CALL_TIMEOUT_KEY
 from pitahaya.client_runtime.history import RecentViews
 from pitahaya.client_runtime.state import DeviceState, IllegalTransition
 
@@ -17,20 +18,20 @@ from package_factory import hostile_source, make_archive, sample_views
 from runtime_support import CANDIDATES, LocalUpdater, Recorder, make_runtime
 
 SLACK_S = 3.0
-#: For tests about timeouts: a deadline a sleeping package misses by far.
-LIMITS = Limits(call_timeout_s=0.2, max_call_timeout_s=0.2, load_timeout_s=4.0, kill_after_s=0.5)
-#: For the others: a deadline no good package misses, even on a busy 2-core CI machine.
+#: The deadline a slow package asks for (its policy): one it misses by far.
+SHORT_DEADLINE_S = 0.2
+#: The runtime's: no good package misses it, even on a busy 2-core CI machine.
 GENEROUS = Limits(call_timeout_s=5.0, max_call_timeout_s=5.0, load_timeout_s=4.0, kill_after_s=0.5)
 
 
-def runtime_with(tmp_path: Path, isolation: str = "process", limits: Limits = GENEROUS, **config):
+def runtime_with(tmp_path: Path, isolation: str = "process", **config):
     updater = LocalUpdater(tmp_path / "cache")
     hooks = Recorder()
     runtime = make_runtime(
         tmp_path / "cache",
         updater,
         hooks,
-        config=RuntimeConfig(limits=limits, isolation=isolation, breaker_failures=3, **config),
+        config=RuntimeConfig(limits=GENEROUS, isolation=isolation, breaker_failures=3, **config),
     )
     return runtime, updater, hooks
 
@@ -39,17 +40,20 @@ def runtime_with(tmp_path: Path, isolation: str = "process", limits: Limits = GE
 def test_a_slow_package_answers_with_the_default_policy_in_time_then_leaves_service(
     tmp_path: Path, isolation: str
 ) -> None:
-    runtime, updater, hooks = runtime_with(tmp_path, isolation, LIMITS)
+    # The runtime is patient; the slow package asks for a short deadline itself (its policy), so the
+    # honest 1.0.0 never times out on a busy machine while 1.1.0 misses its deadline by far.
+    runtime, updater, hooks = runtime_with(tmp_path, isolation)
     try:
         updater.publish(make_archive(version="1.0.0"), "1.0.0")
         assert runtime.refresh().outcome == "installed"
         slow = hostile_source(at_import="import time", in_transform="time.sleep(30)")
-        updater.publish(make_archive(version="1.1.0", feature_source=slow), "1.1.0")
+        short = {CALL_TIMEOUT_KEY: SHORT_DEADLINE_S * 1000}
+        updater.publish(make_archive(version="1.1.0", feature_source=slow, policy=short), "1.1.0")
         updater.release_id += 1
         assert runtime.refresh().outcome == "installed"  # its self-test passes: it is slow only afterwards
         started = time.perf_counter()
         decision = runtime.predict(CANDIDATES)
-        assert time.perf_counter() - started < LIMITS.call_timeout_s + SLACK_S
+        assert time.perf_counter() - started < SHORT_DEADLINE_S + SLACK_S
         assert (decision.reason, decision.watch_s) == ("timeout", None)
         assert runtime.active_version == "1.1.0"  # one timeout does not take it out of service
         for _ in range(3):

@@ -38,7 +38,8 @@ class RecentViews:
             ``views``, and remember ``count`` once that succeeded.
         """
         with self._lock:
-            first = self._count - len(self._views)
-            if applied is None or applied < first or applied > self._count:
-                return True, tuple(self._views), self._count
-            return False, tuple(self._views)[applied - first :] if applied < self._count else (), self._count
+            count, views = self._count, self._views
+            if applied is None or not count - len(views) <= applied <= count:
+                return True, tuple(views), count
+            # the missed views are the newest ones: index from the end (O(1) each in a deque)
+            return False, tuple(views[i] for i in range(applied - count, 0)), count

@@ -56,7 +56,8 @@ from types import TracebackType
 from typing import Protocol
 
 from pitahaya.client_runtime._fs import write_atomic
-from pitahaya.client_runtime.containment import ISOLATION_MODES, ContainedPackage, Isolation, Limits, RequestTooLarge
+from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits, RequestTooLarge
+from pitahaya.client_runtime.containment.limits import checked_isolation
 from pitahaya.client_runtime.errors import (
     CallError,
     ClientRuntimeError,
@@ -81,7 +82,7 @@ from pitahaya.client_runtime.hooks import (
     call_hook,
 )
 from pitahaya.client_runtime.package import read_package
-from pitahaya.client_runtime.policy import PolicyKnobs, PreloadPlan, PreloadPlanner, fixed_plan, package_knobs
+from pitahaya.client_runtime.policy import PreloadPlan, PreloadPlanner, fixed_plan
 from pitahaya.client_runtime.state import DeviceState, Mode
 from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
@@ -111,6 +112,11 @@ class Updater(Protocol):
     def cached_archive(self, sha256: str) -> Path:
         """Where the archive with this sha256 is kept between restarts."""
         ...
+
+
+def _reason_of(error: BaseException) -> str:
+    """The reason code of a failed call: the package's (timeout, lost worker, error) or ours."""
+    return error.reason if isinstance(error, CallError) else REASON_INTERNAL_ERROR
 
 
 def _valid_candidates(candidates: Sequence[Candidate]) -> bool:
@@ -195,14 +201,13 @@ class Decision:
 
 
 class _Slot:
-    """An installed package: its contained code, its planner knobs, and its recent calls' outcomes."""
+    """An installed package (its contained code and knobs) and its recent calls' outcomes."""
 
-    __slots__ = ("_window", "contained", "failures", "knobs", "version")
+    __slots__ = ("_window", "contained", "failures", "version")
 
-    def __init__(self, contained: ContainedPackage, knobs: PolicyKnobs, window: int) -> None:
+    def __init__(self, contained: ContainedPackage, window: int) -> None:
         self.contained = contained
         self.version = contained.version
-        self.knobs = knobs
         self._window: deque[bool] = deque(maxlen=max(window, 1))
         #: Failed calls among the last ``window`` ones.
         self.failures = 0
@@ -269,9 +274,7 @@ class Runtime:
         self.device_id = device_id
         self.cache_dir = Path(cache_dir)
         self.config = config or RuntimeConfig()
-        self.isolation: Isolation = isolation or self.config.isolation
-        if self.isolation not in ISOLATION_MODES:
-            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}")
+        self.isolation = checked_isolation(isolation or self.config.isolation)
         self._hooks = hooks or Hooks()
         # Skip building events nobody listens to: the hot path pays only for what is observed.
         self._observed = {
@@ -392,16 +395,14 @@ class Runtime:
         data = archive_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != expected_sha256:
             raise PackageFormatError(f"cached package {archive_path.name} does not match its sha256")
-        package = read_package(data)
-        knobs = package_knobs(package.manifest.policy)
         contained = ContainedPackage(
-            package,
+            read_package(data),
             isolation=self.isolation,
             limits=self.config.limits,
             sandbox_root=self._sandbox_root,
             views=self._views,
         )
-        return _Slot(contained, knobs, self.config.breaker_window)
+        return _Slot(contained, self.config.breaker_window)
 
     def _retire(self, *slots: _Slot | None) -> None:
         """Stop the code of packages no longer active nor last-known-good (lock held)."""
@@ -590,7 +591,7 @@ class Runtime:
                     slot.outcome(False)
                 except Exception as e:
                     error = e
-                    reason = e.reason if isinstance(e, CallError) else REASON_INTERNAL_ERROR
+                    reason = _reason_of(e)
                     if isinstance(e, RequestTooLarge) or not _valid_candidates(candidates):
                         # the caller's fault: not held against the package
                         slot, reason = None, REASON_INVALID_INPUT
@@ -616,7 +617,9 @@ class Runtime:
                 if playing is not None:
                     predicted = self._recent_watch.get(playing.video_id)
                     remaining = None if predicted is None else predicted - played_s
-                plan = self._planner.plan(candidates, watch, slot.knobs, playing=playing, playing_remaining_s=remaining)
+                plan = self._planner.plan(
+                    candidates, watch, slot.contained.knobs, playing=playing, playing_remaining_s=remaining
+                )
                 if watch:
                     self._remember(prediction_id, candidates[0].video_id, watch[0])
         latency = time.perf_counter() - started
@@ -677,7 +680,7 @@ class Runtime:
     def _on_slot_failure(self, slot: _Slot, error: BaseException) -> None:
         """Count a failed call of ``slot``; past the threshold take it out of service (lock held)."""
         call_hook(self._hooks, "on_error", "inference", error)
-        reason = error.reason if isinstance(error, CallError) else REASON_INTERNAL_ERROR
+        reason = _reason_of(error)
         state = self._state
         slot.outcome(True)
         if slot is state.active and state.mode is Mode.HALF_OPEN:  # the trial failed: open again

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -240,20 +241,28 @@ class ProcessBackend:
                 self._abandoned = 0
                 if self._timer is not None:
                     self._timer.cancel()
-            self._seq += 1
-            seq = self._seq
-            wire.write_request(self._page, seq, step)
-            wire.Doorbell.ring(self._request_bell.write_fd)
-            if not self._wait(seq, deadline):
-                self._abandoned = seq
-                self._timer = threading.Timer(self._limits.kill_after_s, self._kill_if_still_busy, (seq,))
-                self._timer.daemon = True
-                self._timer.start()
-                raise CallTimeoutError("the package did not answer before the deadline")
-            try:
-                return wire.read_response(self._page, len(step.candidates), self._width if step.want_features else 0)
-            except wire.StepFailed as e:
-                raise InferenceError(str(e)) from e
+            # Views that do not fit in one page (a long history to replay) go ahead in calls of their own.
+            while len(step.views) > (fit := wire.fitting_views(step.views)):
+                self._round_trip(Step(step.reset, step.views[:fit], (), step.now), deadline)
+                step = replace(step, reset=False, views=step.views[fit:])
+            return self._round_trip(step, deadline)
+
+    def _round_trip(self, step: Step, deadline: float) -> Answer:
+        """Send one request and read its answer by ``deadline`` (lock held)."""
+        self._seq += 1
+        seq = self._seq
+        wire.write_request(self._page, seq, step)
+        wire.Doorbell.ring(self._request_bell.write_fd)
+        if not self._wait(seq, deadline):
+            self._abandoned = seq
+            self._timer = threading.Timer(self._limits.kill_after_s, self._kill_if_still_busy, (seq,))
+            self._timer.daemon = True
+            self._timer.start()
+            raise CallTimeoutError("the package did not answer before the deadline")
+        try:
+            return wire.read_response(self._page, len(step.candidates), self._width if step.want_features else 0)
+        except wire.StepFailed as e:
+            raise InferenceError(str(e)) from e
 
     def _wait(self, seq: int, deadline: float) -> bool:
         """Wait for the answer to ``seq``: spin briefly, then sleep on the doorbell (lock held)."""

@@ -24,14 +24,12 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from pitahaya.client_runtime.containment import wire
 from pitahaya.client_runtime.containment.backends import Backend, InlineBackend, ProcessBackend, ThreadBackend
-from pitahaya.client_runtime.containment.limits import ISOLATION_MODES, Isolation, Limits
+from pitahaya.client_runtime.containment.limits import Isolation, Limits, checked_isolation
 from pitahaya.client_runtime.containment.wire import Step
 from pitahaya.client_runtime.errors import (
     CallError,
@@ -46,7 +44,7 @@ from pitahaya.client_runtime.events import Candidate
 from pitahaya.client_runtime.history import RecentViews
 from pitahaya.client_runtime.package import Package
 from pitahaya.client_runtime.policy import package_knobs
-from pitahaya.client_runtime.selftest import judge, parse_cases
+from pitahaya.client_runtime.selftest import SelftestCase, check_answers, parse_cases
 
 
 class ContainedPackage:
@@ -60,8 +58,9 @@ class ContainedPackage:
         views: The device's recent views (replayed at load, then fed to every call).
 
     Raises:
-        PackageError: the package failed to load, its self-test or the replay (a subclass
-            says which: `LoadTimeoutError`, `SelfTestError`, `ResourceLimitError`, ...).
+        PackageError: the package failed to load, its self-test or the replay, or its planner
+            knobs are out of range (a subclass says which: `LoadTimeoutError`, `SelfTestError`,
+            `ResourceLimitError`, `PackageFormatError`, ...).
         ValueError: an unknown isolation mode.
     """
 
@@ -74,11 +73,11 @@ class ContainedPackage:
         sandbox_root: str | Path | None = None,
         views: RecentViews | None = None,
     ) -> None:
-        if isolation not in ISOLATION_MODES:
-            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
+        self.isolation = checked_isolation(isolation)
         self.package = package
         self.version = package.manifest.version
-        self.isolation = isolation
+        #: The planner's knobs, refused before any package code runs if no device takes them.
+        self.knobs = package_knobs(package.manifest.policy)
         self.limits = (limits or Limits()).for_policy(package.manifest.policy)
         self._views = views or RecentViews(0)
         self._sandbox_root = Path(sandbox_root) if sandbox_root is not None else None
@@ -100,14 +99,17 @@ class ContainedPackage:
         """Load, self-test and replay under one deadline; returns the ready backend."""
         backend = self._new_backend()
         deadline = backend.load_deadline
+
+        def answer(case: SelftestCase) -> tuple[np.ndarray, np.ndarray]:
+            step = Step(True, case.history, case.candidates, case.now, want_features=True)
+            predictions, features = backend.call(step, deadline)
+            assert features is not None
+            return features, np.asarray(predictions, dtype=np.float32)
+
         try:
-            for number, case in enumerate(self._cases):
-                step = Step(True, case.history, case.candidates, case.now, want_features=True)
-                predictions, features = _feed(backend, step, deadline)
-                assert features is not None
-                judge(number, case, features, np.asarray(predictions, dtype=np.float32))
+            check_answers(self._cases, answer)
             reset, views, count = self._views.since(None)
-            _feed(backend, Step(reset, views, (), 0.0), deadline)
+            backend.call(Step(reset, views, (), 0.0), deadline)
             backend.serving()
         except CallTimeoutError as e:
             backend.close()
@@ -144,7 +146,7 @@ class ContainedPackage:
             CallTimeoutError: no answer by the deadline (or still busy with an earlier call).
             WorkerLostError: the backend is down (being restarted, or given up).
             InferenceError: the package raised or answered nonsense.
-            wire.RequestTooLarge: too many candidates for one call (the caller's input).
+            RequestTooLarge: too many candidates for one call (the caller's input).
         """
         with self._lock:
             backend = self._backend
@@ -153,7 +155,7 @@ class ContainedPackage:
                 raise WorkerLostError(f"package {self.version} is not running (restarting or given up)")
             reset, views, count = self._views.since(self._applied)
             try:
-                predictions, _ = _feed(backend, Step(reset, views, candidates, now), deadline)
+                predictions, _ = backend.call(Step(reset, views, candidates, now), deadline)
             except WorkerLostError:
                 self._applied = None
                 self._restart_later()
@@ -204,17 +206,6 @@ class ContainedPackage:
             self._folder = None
 
 
-def _feed(backend: Backend, step: Step, deadline: float) -> tuple[tuple[float, ...], np.ndarray | None]:
-    """One step, split into several calls when its views do not fit in one."""
-    views, reset = step.views, step.reset
-    if len(views) <= 1 or wire.fitting_views(views) == len(views):  # the usual case: one call
-        return backend.call(step, deadline)
-    while len(views) > (fit := wire.fitting_views(views)):
-        backend.call(Step(reset, views[:fit], (), step.now), deadline)
-        views, reset = views[fit:], False
-    return backend.call(replace(step, reset=reset, views=views), deadline)
-
-
 def preflight(package: Package, *, limits: Limits | None = None, sandbox_root: str | Path | None = None) -> None:
     """Load ``package`` as a device would, in a sandboxed worker process, and run its self-test.
 
@@ -224,5 +215,4 @@ def preflight(package: Package, *, limits: Limits | None = None, sandbox_root: s
     Raises:
         PackageError: what a device would reject the package for.
     """
-    package_knobs(package.manifest.policy)  # what the device's planner would refuse
     ContainedPackage(package, isolation="process", limits=limits, sandbox_root=sandbox_root).close()

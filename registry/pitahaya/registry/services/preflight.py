@@ -29,8 +29,6 @@ seconds, or ``skipped`` when turned off); a refusal gets an entry of its own,
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -67,8 +65,8 @@ class Preflight:
     Attributes:
         enabled: False pushes packages unchecked (tests of device-side containment, trusted CI).
         limits: What the worker may take (load deadline, memory).
-        sandbox_root: Folder under which each pre-flight gets its own, removed afterwards
-            whatever the outcome (a worker may have written there).
+        sandbox_root: Folder under which each pre-flight's worker gets its own, removed
+            afterwards whatever the outcome (a worker may have written there).
         concurrency: Pre-flights running at once.
         wait_s: How long a push waits for a free slot before `BusyError`.
     """
@@ -109,13 +107,10 @@ class Preflight:
             raise BusyError(f"all {self.concurrency} pre-flight slots are busy; retry in {retry_after} s", retry_after)
         try:
             self.sandbox_root.mkdir(parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(prefix="preflight-", dir=self.sandbox_root))
-            try:
-                started = time.monotonic()
-                load_as_device(package, limits=self.limits, sandbox_root=folder)
-                return time.monotonic() - started
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
+            started = time.monotonic()
+            # The worker gets its own folder under sandbox_root, removed whatever the outcome.
+            load_as_device(package, limits=self.limits, sandbox_root=self.sandbox_root)
+            return time.monotonic() - started
         finally:
             self._slots.release()
 
