@@ -84,7 +84,8 @@ class Settings(BaseSettings):
         preflight_wait_seconds: How long a push waits for a free pre-flight slot before it is
             answered 503 with ``Retry-After``.
         preflight_load_timeout_seconds: Deadline of the pre-flight load (import, model, warm-up,
-            self-test); the device's default unless set.
+            self-test): a hang detector, three times the device's deadline by default, so a
+            busy registry never refuses a package that a device loads in time.
         preflight_memory_bytes: Memory a pre-flight worker may add once started; the device's
             default unless set.
         log_json: One JSON object per log line (with the request id) instead of plain text.
@@ -117,7 +118,7 @@ class Settings(BaseSettings):
     preflight_enabled: bool = True
     preflight_concurrency: int = Field(default=2, ge=1)
     preflight_wait_seconds: float = Field(default=10.0, ge=0)
-    preflight_load_timeout_seconds: float = Field(default=Limits.load_timeout_s, gt=0, le=3600)
+    preflight_load_timeout_seconds: float = Field(default=3 * Limits.load_timeout_s, gt=0, le=3600)
     preflight_memory_bytes: int = Field(default=Limits.memory_bytes, gt=0)
     log_json: bool = True
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
