@@ -9,7 +9,9 @@ It is a plain ASGI middleware (not ``BaseHTTPMiddleware``) so static file servin
 `configure_logging` installs `JsonFormatter` on the root logger; uvicorn's own loggers
 propagate to it. `/metrics` serves the app's `prometheus_client.CollectorRegistry`, which
 also holds a collector that reads device telemetry totals from SQL at scrape time, so every
-worker reports the same fleet numbers.
+worker reports the same fleet numbers, and the UV gauge ``pitahaya_device_uv``: distinct
+devices per scene and package version over the last complete minute, 5 minutes and hour
+(``window`` label ``1m``, ``5m``, ``1h``; the current minute is still filling and left out).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +34,12 @@ from pitahaya.registry.api.errors import error_response
 from pitahaya.registry.errors import RateLimitedError
 from pitahaya.registry.ratelimit import RequestLimiter
 from pitahaya.registry.schemas import LATENCY_US_BOUNDS
-from pitahaya.registry.services.telemetry import SCALAR_METRICS, counter_totals, latency_key
+from pitahaya.registry.services.telemetry import (
+    SCALAR_METRICS,
+    counter_totals,
+    latency_key,
+    recent_unique_devices,
+)
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("pitahaya_request_id", default=None)
 access_logger = logging.getLogger("pitahaya.registry.access")
@@ -95,14 +103,23 @@ class RequestMetrics:
 
 
 class TelemetryCollector(Collector):
-    """Device telemetry totals from SQL as Prometheus counters and a latency histogram."""
+    """Device telemetry from SQL: all-time counters, a latency histogram and the recent UV gauge.
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    Args:
+        sessions: Session factory of the registry's database.
+        clock: The current time (timezone-aware), for the UV windows.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self._sessions = sessions
+        self._clock = clock
 
     def collect(self) -> Iterable[Metric]:
         with self._sessions() as session:
             totals = counter_totals(session=session)
+            recent = recent_unique_devices(session=session, now=self._clock())
         labels = ["scene", "package_version"]
         scalars = {
             m: CounterMetricFamily(f"pitahaya_device_{m}", f"Device-reported {m}, all time.", labels=labels)
@@ -132,8 +149,15 @@ class TelemetryCollector(Collector):
                 cumulative += counts.get(latency_key(index), 0.0)
                 buckets.append((latency_key(index), cumulative))
             histogram.add_metric(list(label_values), buckets, sum_value=None)
+        uv = GaugeMetricFamily(
+            "pitahaya_device_uv",
+            "Distinct devices that reported, over the last complete minute, 5 minutes or hour (window).",
+            labels=[*labels, "window"],
+        )
+        for scene, version, window, devices in recent:
+            uv.add_metric([scene, version or "default-policy", window], devices)
         yield from scalars.values()
-        yield from (fallbacks, errors, histogram)
+        yield from (fallbacks, errors, histogram, uv)
 
 
 ASGIApp = Callable[..., Any]

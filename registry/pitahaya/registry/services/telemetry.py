@@ -6,8 +6,9 @@ version, minute, metric, key) and upserts them (``INSERT ... ON CONFLICT DO UPDA
 value + excluded``), so any number of workers aggregate without coordinating. Distinct
 devices per (scene, version, minute) are rows of ``telemetry_devices`` (insert-or-ignore); their
 count is the UV. Devices are stored by the sha256 of their id, never the id itself: the
-registry needs to count them, not to know them. `minute_summary` and `counter_totals` read the aggregates for MLflow and
-Prometheus.
+registry needs to count them, not to know them. `minute_summary` and `counter_totals` read the
+aggregates for MLflow and Prometheus; `recent_unique_devices` counts the UV of the last
+complete minutes (`UV_WINDOWS`) for Prometheus, reading only the last hour's rows.
 
 Metrics (``key`` in parentheses): ``reports``, ``inferences``, ``successes``, ``views``,
 ``outcomes``, ``abs_error_sum_s``, ``dropped_events``, ``fallbacks`` (reason), ``errors``
@@ -19,9 +20,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,9 @@ from pitahaya.registry.schemas import LATENCY_US_BOUNDS, TelemetryReport
 
 #: A (scene, package version, minute) aggregate; package version '' is the default policy.
 MinuteKey = tuple[str, str, datetime]
+
+#: Prometheus UV windows as (label, minutes): distinct devices over the last N complete minutes.
+UV_WINDOWS: tuple[tuple[str, int], ...] = (("1m", 1), ("5m", 5), ("1h", 60))
 
 SCALAR_METRICS = ("inferences", "successes", "views", "outcomes", "abs_error_sum_s")
 
@@ -137,3 +141,49 @@ def counter_totals(*, session: Session) -> Iterable[tuple[str, str, str, str, fl
         func.sum(TelemetryCounter.value),
     ).group_by(TelemetryCounter.scene, TelemetryCounter.package_version, TelemetryCounter.metric, TelemetryCounter.key)
     return [(s, v, m, k, float(total)) for s, v, m, k, total in session.execute(query)]
+
+
+def recent_unique_devices(
+    *, session: Session, now: datetime, windows: tuple[tuple[str, int], ...] = UV_WINDOWS
+) -> list[tuple[str, str, str, int]]:
+    """Distinct devices per (scene, package version) over the last complete minutes.
+
+    A window of N minutes covers the N whole minutes before ``now``'s minute (which is still
+    filling). Only (scene, version) pairs with counters in the longest window are counted, each
+    with one query on the ``(scene, package_version, minute, ...)`` unique index, so the cost
+    follows the last hour's rows, not the table. A device counts once per window however many
+    minutes it reported in, so windows do not add up.
+
+    Args:
+        session: Database session.
+        now: Timezone-aware current time.
+        windows: (label, minutes) pairs.
+
+    Returns:
+        ``(scene, package_version, window label, devices)``, sorted; version '' is the default policy.
+    """
+    end = now.replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=max(minutes for _, minutes in windows))
+    pairs = session.execute(
+        select(TelemetryCounter.scene, TelemetryCounter.package_version)
+        .where(TelemetryCounter.minute >= start, TelemetryCounter.minute < end)
+        .distinct()
+    ).all()
+    counts = [
+        func.count(
+            case((TelemetryDevice.minute >= end - timedelta(minutes=minutes), TelemetryDevice.device_id)).distinct()
+        )
+        for _, minutes in windows
+    ]
+    out = []
+    for scene, version in sorted(pairs):
+        row = session.execute(
+            select(*counts).where(
+                TelemetryDevice.scene == scene,
+                TelemetryDevice.package_version == version,
+                TelemetryDevice.minute >= start,
+                TelemetryDevice.minute < end,
+            )
+        ).one()
+        out.extend((scene, version, label, int(row[i])) for i, (label, _) in enumerate(windows))
+    return out
