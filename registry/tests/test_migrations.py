@@ -24,6 +24,7 @@ def test_upgrade_head_matches_the_models_and_is_rerunnable(database_url: str) ->
         "api_tokens",
         "telemetry_counters",
         "telemetry_devices",
+        "rollout_gates",
     }
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
@@ -32,5 +33,5 @@ def test_upgrade_head_matches_the_models_and_is_rerunnable(database_url: str) ->
 
 def test_migrations_have_a_single_head(database_url: str) -> None:
     engine = create_engine_for(database_url)
-    assert ScriptDirectory.from_config(alembic_config(engine)).get_heads() == ["0002"]
+    assert ScriptDirectory.from_config(alembic_config(engine)).get_heads() == ["0003"]
     engine.dispose()

@@ -4,13 +4,20 @@ A release is a JSON document published by the registry as the TUF target
 ``releases/<scene>/<channel>.json``; devices obey it only after TUF verified it, so the
 rollout rules are as trustworthy as the packages. A device places itself in a stable
 bucket in ``[0, 10000)`` from ``sha256(scene:device_id)``: with ``rollout_percent = p`` the
-devices whose bucket is below ``p * 100`` take ``package_version``, the others keep
-``previous_version`` (if any). ``targeting`` narrows the rollout to platforms and an
-inclusive app-version range: devices outside it keep ``previous_version`` too, as do all
-devices while the release is ``paused`` (the rollout is halted, not reverted to the default
-policy). ``kill_switch`` sends every device to the default policy. Rolling back is a *new*
-release pointing at an older package. Documents written before targeting and pause existed
-parse as "all devices, not paused".
+devices whose bucket is below ``p * 100`` take ``package_version``. ``targeting`` narrows the
+rollout to platforms and an inclusive app-version range; while the release is ``paused`` its
+rollout reaches nobody (halted, not reverted to the default policy). ``kill_switch`` sends
+every device to the default policy. Rolling back is a *new* release pointing at an older
+package.
+
+A device the rollout does not reach keeps what it ran before the release: ``earlier`` lists
+the rollouts still in progress underneath (newest first, each with its own percent and
+targeting, over the same buckets), and ``previous_version`` is the version everyone else runs
+(None: the default policy). So releasing 1.1.0 at 20 % while 1.0.0 was at 60 % over 0.9.0
+moves buckets [0, 20 %) to 1.1.0, keeps [20 %, 60 %) on 1.0.0 and the rest on 0.9.0: a rollout
+never sends a device to the default policy. Documents written before targeting, pause and
+``earlier`` existed parse as "all devices, not paused, nothing underneath"; devices that
+predate ``earlier`` read only ``previous_version``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from pitahaya.client_runtime.package import parse_version, target_path, validate
 
 RELEASE_FORMAT_VERSION = 1
 BUCKETS = 10_000
+#: Most rollouts a document keeps underneath its own; a device below all of them runs ``previous_version``.
+MAX_EARLIER_ROLLOUTS = 8
 
 
 def release_target_path(scene: str, channel: str) -> str:
@@ -104,6 +113,71 @@ class Targeting:
         )
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """A rollout still in progress underneath a newer release: who runs ``package_version``.
+
+    Attributes:
+        package_version: Version the devices it reaches run.
+        rollout_percent: Share of buckets (0-100) it reaches, counted from bucket 0.
+        targeting: Which devices it may reach.
+    """
+
+    package_version: str
+    rollout_percent: float
+    targeting: Targeting = Targeting()
+
+    def __post_init__(self) -> None:
+        parse_version(self.package_version)
+        if not 0.0 <= self.rollout_percent <= 100.0:
+            raise ValueError(f"rollout_percent must be within [0, 100], got {self.rollout_percent}")
+
+    def reaches(self, bucket: int, platform: str | None, app_version: str | None) -> bool:
+        return bucket < percent_to_buckets(self.rollout_percent) and self.targeting.matches(platform, app_version)
+
+    @property
+    def reaches_everyone(self) -> bool:
+        return self.rollout_percent >= 100.0 and self.targeting.is_everyone
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Rollout:
+        if not isinstance(raw, dict):
+            raise ValueError(f"an earlier rollout must be an object, got {type(raw).__name__}")
+        return cls(
+            package_version=str(raw["package_version"]),
+            rollout_percent=float(raw["rollout_percent"]),
+            targeting=Targeting.from_dict(raw.get("targeting")),
+        )
+
+
+def percent_to_buckets(percent: float) -> int:
+    """How many buckets (from 0) a rollout of ``percent`` reaches."""
+    return round(percent * BUCKETS / 100)
+
+
+def layered(rollouts: list[Rollout], floor: str | None) -> tuple[tuple[Rollout, ...], str | None]:
+    """Rollouts (newest first) over ``floor`` reduced to those that still decide some device.
+
+    A rollout that reaches everyone becomes the floor (nothing under it matters); one whose
+    buckets a newer rollout reaching every device already covers is dropped. Past
+    `MAX_EARLIER_ROLLOUTS` the oldest are dropped: their devices fall to the floor.
+
+    Returns:
+        The kept rollouts, newest first, and the floor version.
+    """
+    kept: list[Rollout] = []
+    covered = 0.0  # percent of buckets a newer rollout reaching every device already decides
+    for rollout in rollouts:
+        if rollout.reaches_everyone:
+            return tuple(kept[:MAX_EARLIER_ROLLOUTS]), rollout.package_version
+        if rollout.rollout_percent <= covered:
+            continue
+        kept.append(rollout)
+        if rollout.targeting.is_everyone:
+            covered = rollout.rollout_percent
+    return tuple(kept[:MAX_EARLIER_ROLLOUTS]), floor
+
+
 def _strict_bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {value!r}")
@@ -112,6 +186,12 @@ def _strict_bool(value: Any, name: str) -> bool:
 
 def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _earlier(raw: Any) -> tuple[Rollout, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_EARLIER_ROLLOUTS:
+        raise ValueError(f"earlier must be a list of at most {MAX_EARLIER_ROLLOUTS} rollouts")
+    return tuple(Rollout.from_dict(item) for item in raw)
 
 
 @dataclass(frozen=True)
@@ -126,8 +206,9 @@ class Release:
         rollout_percent: Share of devices (0-100) that take ``package_version``.
         previous_version: Version the other devices run, or None for the default policy.
         kill_switch: When true every device uses the built-in default policy.
-        targeting: Which devices the rollout may reach; the rest keep ``previous_version``.
-        paused: When true the rollout is halted: every device keeps ``previous_version``.
+        targeting: Which devices the rollout may reach; the rest keep what they ran.
+        paused: When true the rollout is halted: every device keeps what it ran before.
+        earlier: Rollouts still in progress underneath this one, newest first.
         created_at: ISO-8601 time the release was made.
         created_by: Who made it (token name).
     """
@@ -143,6 +224,7 @@ class Release:
     created_by: str = ""
     targeting: Targeting = Targeting()
     paused: bool = False
+    earlier: tuple[Rollout, ...] = ()
     format_version: int = RELEASE_FORMAT_VERSION
 
     def version_for(self, device_id: str, *, platform: str | None = None, app_version: str | None = None) -> str | None:
@@ -155,11 +237,18 @@ class Release:
         """
         if self.kill_switch:
             return None
-        if self.paused or not self.targeting.matches(platform, app_version):
-            return self.previous_version
-        if rollout_bucket(device_id, self.scene) < round(self.rollout_percent * BUCKETS / 100):
+        bucket = rollout_bucket(device_id, self.scene)
+        if not self.paused and self.own_rollout.reaches(bucket, platform, app_version):
             return self.package_version
+        for rollout in self.earlier:
+            if rollout.reaches(bucket, platform, app_version):
+                return rollout.package_version
         return self.previous_version
+
+    @property
+    def own_rollout(self) -> Rollout:
+        """This release's rollout as a `Rollout` (what a newer release keeps underneath it)."""
+        return Rollout(self.package_version, self.rollout_percent, self.targeting)
 
     def package_target(self, version: str) -> str:
         return target_path(self.scene, version)
@@ -190,6 +279,7 @@ class Release:
                 created_by=str(raw.get("created_by", "")),
                 targeting=Targeting.from_dict(raw.get("targeting")),
                 paused=_strict_bool(raw.get("paused", False), "paused"),
+                earlier=_earlier(raw.get("earlier", [])),
             )
             parse_version(release.package_version)
             if release.previous_version is not None:

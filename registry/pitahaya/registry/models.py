@@ -82,11 +82,46 @@ class ReleaseRow(Base):
     app_version_min: Mapped[str | None] = mapped_column(String(32), nullable=True)
     app_version_max: Mapped[str | None] = mapped_column(String(32), nullable=True)
     operation: Mapped[str] = mapped_column(String(32), default="create")
+    #: Rollouts still in progress underneath this one, newest first (`Rollout` as dicts).
+    earlier: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     @property
     def target_path(self) -> str:
         """The TUF target path of this channel's release document."""
         return release_target_path(self.scene, self.channel)
+
+
+class RolloutGate(Base):
+    """A quality gate driving one staged rollout: its spec, where it stands and what it saw.
+
+    Created with the release that starts the rollout (``release_id``, at ``spec.steps[0]``).
+    ``state`` is ``observing`` while the registry evaluates it, then ``paused``,
+    ``rolled_back``, ``complete`` or ``superseded`` (another release replaced the rollout).
+    ``start_totals`` are the counters of both arms when the rollout started, so the evidence
+    counts only what came after; ``step_inferences`` is the new version's inference count when
+    the current step began (each step must see its own sample). ``history`` lists every
+    automatic step with its evidence (also in the audit log).
+    """
+
+    __tablename__ = "rollout_gates"
+    __table_args__ = (Index("ix_rollout_gates_scene_channel", "scene", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scene: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    release_id: Mapped[int] = mapped_column(Integer)
+    package_version: Mapped[str] = mapped_column(String(32))
+    baseline_versions: Mapped[list[str]] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    start_totals: Mapped[dict[str, Any]] = mapped_column(JSON)
+    step_inferences: Mapped[float] = mapped_column(Float, default=0.0)
+    step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiToken(Base):

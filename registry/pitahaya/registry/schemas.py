@@ -159,6 +159,11 @@ class ReleasePublic(BaseModel):
     kill_switch: bool
     paused: bool
     targeting: dict[str, object]
+    earlier: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Rollouts still in progress underneath this one, newest first: devices this "
+        "release does not reach run the first that reaches them, else previous_version.",
+    )
     operation: str
     target_path: str
     sha256: str
@@ -190,6 +195,7 @@ _RELEASE_ROW_FIELDS = (
     "previous_version",
     "kill_switch",
     "paused",
+    "earlier",
     "operation",
     "target_path",
     "sha256",

@@ -7,24 +7,29 @@ metadata becomes visible if and only if that transaction commits (`services.publ
 document is `Release.to_json()` of the client runtime, so devices parse exactly what the
 registry wrote, and each change reaches a device on its next refresh.
 
-``previous_version`` is what the channel's devices outside the rollout (or outside the
-targeting, or all of them while paused) keep running: the version the channel was fully on
-before this release. Operations that adjust a rollout (widen, pause, resume, kill switch)
-keep it; `create_release` and `rollback_release` start a new rollout from the live state.
+Devices the rollout does not reach (outside its percent or targeting, or all of them while
+it is paused) keep what they ran before it: `create_release` carries the live release's
+rollout and the rollouts still underneath it into the new document's ``earlier`` list, over
+``previous_version`` (the version everyone else runs), reduced by
+`pitahaya.client_runtime.releases.layered`. So a new release never sends a device to the
+default policy; only the kill switch does. Operations that adjust a rollout (widen, pause,
+resume, kill switch) keep what is underneath; `revert_rollout` drops the live rollout and puts
+the one underneath back on top (what a quality gate does on "roll back"); `rollback_release`
+moves every device to one older version.
 
 A release only ever names a package whose stored archive exists and still verifies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pitahaya.client_runtime import Release
 from pitahaya.client_runtime.package import parse_version
-from pitahaya.client_runtime.releases import Targeting
+from pitahaya.client_runtime.releases import Rollout, Targeting, layered
 from pitahaya.registry.blobs import BlobStore
 from pitahaya.registry.errors import InvalidArgumentError, NotFoundError, UnverifiablePackageError
 from pitahaya.registry.models import ReleaseRow
@@ -78,7 +83,7 @@ def create_release(
     """
     store = ReleaseStore(session, blobs, tuf)
     with publishing(session=session, tuf=tuf):
-        latest = latest_release(session=session, scene=scene, channel=channel)
+        earlier, floor = _underneath(latest_release(session=session, scene=scene, channel=channel))
         return _publish(
             store,
             operation="create",
@@ -87,7 +92,8 @@ def create_release(
             channel=channel,
             version=version,
             rollout_percent=rollout_percent,
-            previous_version=_fully_rolled_out_version(latest),
+            previous_version=floor,
+            earlier=earlier,
             kill_switch=kill_switch,
             targeting=targeting or Targeting(),
             paused=paused,
@@ -172,8 +178,47 @@ def rollback_release(
             version=version,
             rollout_percent=100.0,
             previous_version=None,
+            earlier=(),
             kill_switch=False,
             targeting=Targeting(),
+            paused=False,
+        )
+
+
+def revert_rollout(
+    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, actor: str
+) -> ReleaseRow:
+    """Undo the live rollout: every device runs what it ran before that release.
+
+    The rollout underneath becomes the live one (same percent and targeting), or, with none,
+    ``previous_version`` at 100 %. With nothing underneath at all the release is paused
+    instead (its devices return to the default policy they had).
+
+    Raises:
+        NotFoundError: the channel has no release.
+    """
+    with publishing(session=session, tuf=tuf):
+        live = _live(session=session, scene=scene, channel=channel)
+        store = ReleaseStore(session, blobs, tuf)
+        earlier = rollouts_of(live)
+        if earlier:
+            top, rest = earlier[0], earlier[1:]
+        elif live.previous_version is not None:
+            top, rest = Rollout(live.previous_version, 100.0), ()
+        else:
+            return _republish(store, live, "revert", actor, paused=True)
+        return _publish(
+            store,
+            operation="revert",
+            actor=actor,
+            scene=scene,
+            channel=channel,
+            version=top.package_version,
+            rollout_percent=top.rollout_percent,
+            previous_version=live.previous_version,
+            earlier=rest,
+            kill_switch=live.kill_switch,
+            targeting=top.targeting,
             paused=False,
         )
 
@@ -202,6 +247,31 @@ def targeting_of(row: ReleaseRow) -> Targeting:
     return Targeting(platforms=platforms, app_version_min=row.app_version_min, app_version_max=row.app_version_max)
 
 
+def rollouts_of(row: ReleaseRow) -> tuple[Rollout, ...]:
+    """The rollouts underneath a release, newest first."""
+    return tuple(Rollout.from_dict(raw) for raw in row.earlier or ())
+
+
+def versions_underneath(row: ReleaseRow) -> list[str]:
+    """Versions the devices a release's rollout does not reach run (its baseline), newest first."""
+    versions = [rollout.package_version for rollout in rollouts_of(row)]
+    if row.previous_version is not None:
+        versions.append(row.previous_version)
+    return list(dict.fromkeys(versions))
+
+
+def _underneath(live: ReleaseRow | None) -> tuple[tuple[Rollout, ...], str | None]:
+    """What a new release keeps underneath: the live rollout (unless paused) over what was under it.
+
+    A kill switch on the live release is an emergency stop of that release, not a state to
+    inherit: a new release starts from the rollouts beneath it.
+    """
+    if live is None:
+        return (), None
+    own = [] if live.paused else [Rollout(live.package_version, live.rollout_percent, targeting_of(live))]
+    return layered([*own, *rollouts_of(live)], live.previous_version)
+
+
 def _live(*, session: Session, scene: str, channel: str) -> ReleaseRow:
     live = latest_release(session=session, scene=scene, channel=channel)
     if live is None:
@@ -225,6 +295,7 @@ def _republish(store: ReleaseStore, live: ReleaseRow, operation: str, actor: str
         channel=live.channel,
         version=live.package_version,
         previous_version=live.previous_version,
+        earlier=rollouts_of(live),
         targeting=targeting_of(live),
         **fields,  # type: ignore[arg-type]
     )
@@ -240,6 +311,7 @@ def _publish(
     version: str,
     rollout_percent: float,
     previous_version: str | None,
+    earlier: tuple[Rollout, ...],
     kill_switch: bool,
     targeting: Targeting,
     paused: bool,
@@ -251,7 +323,7 @@ def _publish(
         StorageUnavailableError: the disk or database failed, e.g. full (nothing was published).
     """
     session = store.session
-    for named in {version, previous_version} - {None}:
+    for named in {version, previous_version, *(rollout.package_version for rollout in earlier)} - {None}:
         package = get_package(session=session, scene=scene, version=named)  # type: ignore[arg-type]
         if not store.blobs.verify(package.sha256):
             raise UnverifiablePackageError(
@@ -269,6 +341,7 @@ def _publish(
         platforms=list(targeting.platforms) if targeting.platforms is not None else None,
         app_version_min=targeting.app_version_min,
         app_version_max=targeting.app_version_max,
+        earlier=[asdict(rollout) for rollout in earlier],
         operation=operation,
         created_by=actor,
     )
@@ -286,6 +359,7 @@ def _publish(
         created_by=actor,
         targeting=targeting,
         paused=paused,
+        earlier=earlier,
     ).to_json()
     row.sha256 = store.blobs.put(document)
     log_action(
@@ -299,6 +373,7 @@ def _publish(
             "package_version": version,
             "rollout_percent": rollout_percent,
             "previous_version": previous_version,
+            "earlier": row.earlier,
             "kill_switch": kill_switch,
             "paused": paused,
             "targeting": {
@@ -311,16 +386,3 @@ def _publish(
     )
     commit_and_publish(session=session, stage=lambda: store.tuf.stage_targets({row.target_path: document}))
     return row
-
-
-def _fully_rolled_out_version(latest: ReleaseRow | None) -> str | None:
-    """The version every device of the channel ran under ``latest`` (None: not everyone ran one version)."""
-    if latest is None:
-        return None
-    reached_everyone = (
-        latest.rollout_percent >= 100.0
-        and not latest.paused
-        and not latest.kill_switch
-        and targeting_of(latest).is_everyone
-    )
-    return latest.package_version if reached_everyone else latest.previous_version

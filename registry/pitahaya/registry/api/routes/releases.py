@@ -1,8 +1,8 @@
 """Releases: create one on a channel, then widen, pause, resume, roll back or kill it.
 
 ``POST /api/v1/scenes/{scene}/releases`` starts a rollout; the operations under
-``/api/v1/scenes/{scene}/channels/{channel}/`` each publish a new signed release derived
-from the live one. All need an ``operator`` token and land in the audit log.
+``/api/v1/scenes/{scene}/channels/{channel}/`` (widen, pause, resume, revert, rollback,
+kill-switch) each publish a new signed release derived from the live one. All need an ``operator`` token and land in the audit log.
 """
 
 from __future__ import annotations
@@ -135,6 +135,22 @@ def rollback_release(
         channel=channel,
         version=body.version,
         actor=actor.name,
+    )
+    return ReleasePublic.model_validate(row)
+
+
+@router.post(
+    "/channels/{channel}/revert",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReleasePublic,
+    responses=_WRITE_RESPONSES,
+)
+def revert_rollout(
+    scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
+) -> ReleasePublic:
+    """Undo the live rollout: every device returns to what it ran before that release."""
+    row = service.revert_rollout(
+        session=session, blobs=context.blobs, tuf=context.tuf, scene=scene, channel=channel, actor=actor.name
     )
     return ReleasePublic.model_validate(row)
 

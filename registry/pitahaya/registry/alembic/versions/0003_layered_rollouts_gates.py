@@ -1,0 +1,50 @@
+"""Layered rollouts (``releases.earlier``) and quality gates (``rollout_gates``).
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("releases") as batch:
+        batch.add_column(sa.Column("earlier", sa.JSON(), nullable=False, server_default="[]"))
+    op.create_table(
+        "rollout_gates",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("scene", sa.String(64), nullable=False),
+        sa.Column("channel", sa.String(64), nullable=False),
+        sa.Column("release_id", sa.Integer(), nullable=False),
+        sa.Column("package_version", sa.String(32), nullable=False),
+        sa.Column("baseline_versions", sa.JSON(), nullable=False),
+        sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("step", sa.Integer(), nullable=False),
+        sa.Column("start_totals", sa.JSON(), nullable=False),
+        sa.Column("step_inferences", sa.Float(), nullable=False),
+        sa.Column("step_started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("evidence", sa.JSON(), nullable=True),
+        sa.Column("history", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_rollout_gates_scene_channel", "rollout_gates", ["scene", "channel"])
+    op.create_index("ix_rollout_gates_state", "rollout_gates", ["state"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_rollout_gates_state", table_name="rollout_gates")
+    op.drop_index("ix_rollout_gates_scene_channel", table_name="rollout_gates")
+    op.drop_table("rollout_gates")
+    with op.batch_alter_table("releases") as batch:
+        batch.drop_column("earlier")
