@@ -56,7 +56,8 @@ def test_model_oracle_and_fixed_replay_generated_sessions(pipeline: Pipeline, tm
     run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["sessions_source"] == "generated"
-    assert "versus_fixed.oracle.overall.total_bandwidth.change" in run.data.metrics
+    assert run.data.metrics["oracle_total_bytes_change"] == pytest.approx(oracle["change"])
+    assert run.data.metrics["model_total_bytes_change_ci_low"] <= run.data.metrics["model_total_bytes_change"]
 
 
 @pytest.mark.e2e

@@ -174,3 +174,41 @@ def frontier_plot(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def versus_plot(rows: Mapping[str, Mapping[str, Mapping[str, float | None]]], path: str) -> None:
+    """The seed's table as bars: change vs fixed of each total per policy, with 95% CI whiskers (PNG, Agg).
+
+    Args:
+        rows: Policy -> table label (`TABLE`) -> ``{"change", "ci_low", "ci_high", ...}`` (one
+            class, e.g. ``summary["versus_fixed"][policy]["overall"]``); undefined changes are left out.
+        path: Where to write the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    labels = list(TABLE)
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    width = 0.8 / max(len(rows), 1)
+    for k, (policy, table) in enumerate(rows.items()):
+        xs, changes, low, high = [], [], [], []
+        for i, label in enumerate(labels):
+            row = table.get(label, {})
+            if row.get("change") is None:
+                continue
+            change = 100 * float(row["change"])  # type: ignore[arg-type]
+            xs.append(i + (k - (len(rows) - 1) / 2) * width)
+            changes.append(change)
+            low.append(change - 100 * float(row["ci_low"]))  # type: ignore[arg-type]
+            high.append(100 * float(row["ci_high"]) - change)  # type: ignore[arg-type]
+        ax.bar(xs, changes, width, yerr=[low, high], capsize=3, label=policy)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("change vs fixed 3 x 800 KB (%)")
+    ax.set_title("policies vs fixed, all trace classes (whiskers: 95% CI)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

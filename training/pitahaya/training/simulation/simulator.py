@@ -7,7 +7,7 @@ Workflow::
     model = ModelPolicy(local_runtime_factory(archive, cache))      # or pull_package(...) first
     result = simulate(sessions, networks, model=model)
     print(result.table())                                           # the seed's table
-    log_simulation(result, tracking_uri=...)                        # a run, plots as artifacts
+    log_simulation(result, tracking_uri=...)                        # headline metrics, tables, plots
 
 Every session plays once per trace class, on a trace and from a start offset drawn from ``seed``;
 fixed, oracle and model policies replay the very same lanes (in one lockstep run), so their
@@ -41,6 +41,7 @@ from pitahaya.training.simulation.report import (
     frontier_plot,
     session_figures,
     versus,
+    versus_plot,
 )
 from pitahaya.training.simulation.sessions import Session
 
@@ -300,6 +301,84 @@ def _flat(
     return out
 
 
+#: Seed-table figures logged as headline metrics, as (`TABLE` label, metric stem).
+_HEADLINE: tuple[tuple[str, str], ...] = (
+    ("preload bandwidth", "preload_bytes"),
+    ("total bandwidth", "total_bytes"),
+    ("stall time", "stall_time"),
+    ("slow starts", "slow_starts"),
+)
+
+
+def headline_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """The few figures a simulation run shows as MLflow metrics (all trace classes together).
+
+    ``sessions`` and ``views``; for the model policy (the oracle when there is no model)
+    ``<policy>_<figure>_change`` vs fixed 3 x 800 KB with its ``_ci_low`` / ``_ci_high`` (95%
+    paired bootstrap) for preload bytes, total bytes, stall time and slow starts; the oracle's
+    changes beside the model's as the ceiling; and the model's online MAE. A change of -0.25 is
+    25% less than fixed; undefined changes are left out. Everything else goes to the tables.
+    """
+    out: dict[str, float] = {
+        "sessions": float(summary["sessions"]),
+        "views": float(summary["views"]),
+    }
+    versus_fixed = summary["versus_fixed"]
+    main = "model" if "model" in versus_fixed else "oracle"
+    for policy in ("model", "oracle"):
+        if policy not in versus_fixed:
+            continue
+        overall = versus_fixed[policy]["overall"]
+        for label, stem in _HEADLINE:
+            row = overall[label]
+            if row["change"] is None:
+                continue
+            out[f"{policy}_{stem}_change"] = float(row["change"])
+            if policy == main:
+                out[f"{policy}_{stem}_change_ci_low"] = float(row["ci_low"])
+                out[f"{policy}_{stem}_change_ci_high"] = float(row["ci_high"])
+    mae = summary.get("runtime", {}).get("online_mae_s")
+    if mae is not None:
+        out["model_online_mae_s"] = float(mae)
+    return out
+
+
+def result_tables(summary: Mapping[str, Any]) -> dict[str, dict[str, list[Any]]]:
+    """The full result as column tables (name -> column -> values), for `MlflowClient.log_table`.
+
+    ``versus_fixed``: one row per policy, trace class and figure of the seed's table (change,
+    CI, both totals); ``policies``: one row per policy, class and per-session metric (total,
+    mean and its CI); ``frontier``: one row per policy and margin.
+    """
+    versus_rows = [
+        {"policy": policy, "trace_class": cls, "figure": label, **row}
+        for policy, by_class in summary["versus_fixed"].items()
+        for cls, table in by_class.items()
+        for label, row in table.items()
+    ]
+    policy_rows = [
+        {
+            "policy": policy,
+            "trace_class": cls,
+            "metric": metric,
+            **{k: row.get(k) for k in ("total", "mean", "ci_low", "ci_high", "per_view")},
+        }
+        for policy, by_class in summary["policies"].items()
+        for cls, table in by_class.items()
+        for metric, row in table.items()
+    ]
+
+    def columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        names = list(dict.fromkeys(k for row in rows for k in row))
+        return {name: [row.get(name) for row in rows] for name in names}
+
+    return {
+        "versus_fixed": columns(versus_rows),
+        "policies": columns(policy_rows),
+        "frontier": columns(list(summary["frontier"])),
+    }
+
+
 def log_simulation(
     result: SimulationResult,
     *,
@@ -307,7 +386,14 @@ def log_simulation(
     experiment: str = "pitahaya-simulations",
     artifact_location: str | None = None,
 ) -> str:
-    """Log one simulation as an MLflow run: config as params, figures as metrics, table, JSON and frontier plot as artifacts.
+    """Log one simulation as an MLflow run: headline metrics, the full result as tables, plots.
+
+    Params (the config) and the `headline_metrics` go in one ``log_batch`` call (at step 0: a
+    simulation is one point, not a series). The full result goes to table artifacts
+    (`result_tables`: ``tables/versus_fixed.json``, ``tables/policies.json``,
+    ``tables/frontier.json``, shown in the run's Artifacts tab), plus ``table.txt`` (the seed's
+    table), ``summary.json`` (everything), ``versus_fixed.png`` (changes with CI whiskers) and
+    ``frontier.png`` (bytes saved vs slow starts across margins).
 
     Args:
         result: The simulation.
@@ -320,6 +406,7 @@ def log_simulation(
         The run id.
     """
     import mlflow
+    from mlflow.entities import Metric, Param
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
@@ -342,19 +429,19 @@ def log_simulation(
         params |= {
             "sessions_source": result.config.sessions_source,
             "network_source": result.config.network_source,
+            "margins": ",".join(f"{m:g}" for m in result.config.margins),
         }
-        for key, value in sorted(params.items()):
-            client.log_param(run_id, key, value)
-        metrics = _flat(
-            "",
-            {
-                "policies": result.summary["policies"],
-                "versus_fixed": result.summary["versus_fixed"],
-            },
-            {},
+        now_ms = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[
+                Metric(key, value, now_ms, 0)
+                for key, value in sorted(headline_metrics(result.summary).items())
+            ],
+            params=[Param(key, str(value)) for key, value in sorted(params.items())],
         )
-        for key, value in sorted(metrics.items()):
-            client.log_metric(run_id, key, value)
+        for name, table in result_tables(result.summary).items():
+            client.log_table(run_id, table, f"tables/{name}.json")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             points: dict[str, list[tuple[float, float, float]]] = {}
@@ -371,6 +458,10 @@ def log_simulation(
                         )
                     )
             frontier_plot(points, str(folder / "frontier.png"))
+            versus_plot(
+                {p: rows["overall"] for p, rows in result.summary["versus_fixed"].items()},
+                str(folder / "versus_fixed.png"),
+            )
             (folder / "table.txt").write_text(result.table() + "\n")
             (folder / "summary.json").write_text(
                 json.dumps(result.summary, indent=2, sort_keys=True, default=str)
