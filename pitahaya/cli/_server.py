@@ -68,8 +68,19 @@ def child_server(
 
 
 @contextmanager
-def registry_process(data_dir: Path, token: str, *, startup_timeout_s: float = 60.0) -> Iterator[str]:
+def registry_process(
+    data_dir: Path,
+    token: str,
+    *,
+    startup_timeout_s: float = 60.0,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+) -> Iterator[str]:
     """Start ``pitahaya serve`` in a child process; yield its base URL; stop it on exit.
+
+    Args:
+        env: Extra ``PITAHAYA_*`` settings of the registry (they override this process's environment).
+        workers: Server worker processes.
 
     Raises:
         RuntimeError: the registry did not answer ``/healthz`` in time (its log is attached).
@@ -77,12 +88,14 @@ def registry_process(data_dir: Path, token: str, *, startup_timeout_s: float = 6
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "pitahaya.cli.app", "serve", "--port", str(port), "--data-dir", str(data_dir)]
-    env = {"PITAHAYA_DATA_DIR": str(data_dir), "PITAHAYA_REGISTRY_TOKEN": token}
+    if workers != 1:
+        command += ["--workers", str(workers)]
+    settings = {"PITAHAYA_DATA_DIR": str(data_dir), "PITAHAYA_REGISTRY_TOKEN": token, **(env or {})}
     with child_server(
         command,
         ready_url=f"{url}/healthz",
         log_path=data_dir / "registry.log",
-        env=env,
+        env=settings,
         startup_timeout_s=startup_timeout_s,
     ):
         yield url

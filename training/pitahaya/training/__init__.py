@@ -8,36 +8,50 @@ valid / test; `train` does all of that, fits LightGBM or scikit-learn (locally o
 scores it against baselines, and logs the run, the model and the parity set to MLflow.
 """
 
-from pitahaya.training.batch_features import build_matrix_batch
-from pitahaya.training.dataset import Dataset, TimeSplit, build_matrix, split_by_time
-from pitahaya.training.errors import EventLogError, FeatureMismatchError, TrainingError
-from pitahaya.training.eventlog import BAD_ROW_REASONS, LoadReport, load_events, read_events, write_events
-from pitahaya.training.generator import GeneratorConfig, generate_table, generate_views
-from pitahaya.training.metrics import mae, xauc
-from pitahaya.training.table import ViewTable
-from pitahaya.training.trainer import TrainConfig, TrainResult, train
+from __future__ import annotations
 
-__all__ = [
-    "BAD_ROW_REASONS",
-    "Dataset",
-    "EventLogError",
-    "FeatureMismatchError",
-    "GeneratorConfig",
-    "LoadReport",
-    "TimeSplit",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingError",
-    "ViewTable",
-    "build_matrix",
-    "build_matrix_batch",
-    "generate_table",
-    "generate_views",
-    "load_events",
-    "mae",
-    "read_events",
-    "split_by_time",
-    "train",
-    "write_events",
-    "xauc",
-]
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it. Each loads on first use (PEP 562), so code
+#: that needs only the generator or the simulator's sessions (a fleet simulator's worker
+#: process) does not pay for LightGBM and MLflow.
+_EXPORTS = {
+    "BAD_ROW_REASONS": "eventlog",
+    "Dataset": "dataset",
+    "EventLogError": "errors",
+    "FeatureMismatchError": "errors",
+    "GeneratorConfig": "generator",
+    "LoadReport": "eventlog",
+    "TimeSplit": "dataset",
+    "TrainConfig": "trainer",
+    "TrainResult": "trainer",
+    "TrainingError": "errors",
+    "ViewTable": "table",
+    "build_matrix": "dataset",
+    "build_matrix_batch": "batch_features",
+    "generate_table": "generator",
+    "generate_views": "generator",
+    "load_events": "eventlog",
+    "mae": "metrics",
+    "read_events": "eventlog",
+    "split_by_time": "dataset",
+    "train": "trainer",
+    "write_events": "eventlog",
+    "xauc": "metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

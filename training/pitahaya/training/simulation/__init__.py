@@ -26,8 +26,10 @@ from pitahaya.training.simulation.playback import (
 )
 from pitahaya.training.simulation.policies import (
     FixedPolicy,
+    HostStep,
     ModelPolicy,
     OraclePolicy,
+    host_steps,
     local_runtime_factory,
     pull_package,
 )
@@ -48,6 +50,7 @@ from pitahaya.training.simulation.simulator import (
 
 __all__ = [
     "FixedPolicy",
+    "HostStep",
     "ModelPolicy",
     "NetworkSourceError",
     "OraclePolicy",
@@ -67,6 +70,7 @@ __all__ = [
     "generated_sessions",
     "generated_traces",
     "held_out_from",
+    "host_steps",
     "kuairand_sessions",
     "local_runtime_factory",
     "log_simulation",

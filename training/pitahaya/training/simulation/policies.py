@@ -12,12 +12,14 @@ videos, and how far to buffer the playing one. The knobs that trade bytes for sl
 
 `ModelPolicy` runs the real `pitahaya.client_runtime.Runtime` for every user (one device per
 user): views are recorded as they finish, outcomes observed, and the runtime's own plan is used.
+`host_steps` is that host app's loop, one played view at a time, for other drivers (the fleet
+simulator paces it on a clock).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from pitahaya.client_runtime import (
     LocalArchiveUpdater,
     PackageUpdater,
     Runtime,
+    View,
 )
 from pitahaya.training.simulation.playback import PlayDecision
 from pitahaya.training.simulation.sessions import Session
@@ -100,6 +103,60 @@ class OraclePolicy:
         pass
 
 
+@dataclass(frozen=True, slots=True)
+class HostStep:
+    """One view played by a host app, with the two decisions around it.
+
+    Attributes:
+        session: The sitting being played.
+        index: Position of ``playing`` in ``session.views``.
+        playing: The view that just became current (it has been recorded and observed).
+        earlier: The decision whose first candidate was ``playing`` (its prediction was observed).
+        decision: The decision made as ``playing`` became current: it plans the next videos.
+    """
+
+    session: Session
+    index: int
+    playing: View
+    earlier: Decision
+    decision: Decision
+
+    @property
+    def last_in_session(self) -> bool:
+        return self.index == len(self.session.views) - 1
+
+
+def host_steps(runtime: Runtime, sessions: Sequence[Session], *, lookahead: int = FIXED_COUNT) -> Iterator[HostStep]:
+    """Play one user's sessions through their device's runtime as a host app does, one view per step.
+
+    Sessions go in time order. Before each one, the history the device has not seen yet is
+    recorded; when it starts the feed asks for its first videos; then, each time a video becomes
+    current, the host asks for the next ``lookahead`` videos with the playing one passed as
+    ``playing``, records the playing view and observes its real watch time against the decision
+    that predicted it. Each step is yielded after that, so a caller can pace the steps.
+    """
+    recorded_until = -math.inf
+    for sess in sorted(sessions, key=lambda s: s.views[0].start_ts):
+        for view in sess.history:  # views of the user the device has not seen yet
+            if view.start_ts > recorded_until:
+                runtime.record(view)
+                recorded_until = view.start_ts
+        views = sess.views
+        # The feed loads: the first videos are predicted before anything plays.
+        earlier = runtime.predict([v.as_candidate() for v in views[: 1 + lookahead]], now=views[0].start_ts)
+        for i, playing in enumerate(views):
+            decision = runtime.predict(
+                [v.as_candidate() for v in views[i + 1 : i + 1 + lookahead]],
+                now=playing.start_ts,
+                playing=playing.as_candidate(),
+            )
+            runtime.record(playing)
+            runtime.observe(earlier.prediction_id, playing.watch_s)
+            yield HostStep(sess, i, playing, earlier, decision)
+            earlier = decision  # its first candidate is the next video to play
+        recorded_until = max(recorded_until, views[-1].start_ts)
+
+
 @dataclass
 class RuntimeStats:
     """What the model policy's runtimes did."""
@@ -168,29 +225,9 @@ class ModelPolicy:
 
     def _predict_user(self, runtime: Runtime, user_sessions: Sequence[Session]) -> None:
         """Play one user's sessions through their device's runtime, in time order."""
-        recorded_until = -math.inf
-        for sess in sorted(user_sessions, key=lambda s: s.views[0].start_ts):
-            for view in sess.history:  # views of the user the device has not seen yet
-                if view.start_ts > recorded_until:
-                    runtime.record(view)
-                    recorded_until = view.start_ts
-            views = sess.views
-            # The feed loads: the first videos are predicted before anything plays.
-            earlier = runtime.predict([v.as_candidate() for v in views[: 1 + self.lookahead]], now=views[0].start_ts)
-            decisions = []
-            for i, playing in enumerate(views):
-                decision = runtime.predict(
-                    [v.as_candidate() for v in views[i + 1 : i + 1 + self.lookahead]],
-                    now=playing.start_ts,
-                    playing=playing.as_candidate(),
-                )
-                decisions.append(decision)
-                self._count(earlier, playing.watch_s)
-                runtime.record(playing)
-                runtime.observe(earlier.prediction_id, playing.watch_s)
-                earlier = decision  # its first candidate is the next video to play
-            recorded_until = views[-1].start_ts
-            self._decisions[id(sess)] = decisions
+        for step in host_steps(runtime, user_sessions, lookahead=self.lookahead):
+            self._count(step.earlier, step.playing.watch_s)
+            self._decisions.setdefault(id(step.session), []).append(step.decision)
 
     def _count(self, decision: Decision, actual_s: float) -> None:
         """Account the decision that predicted the video now played (its first candidate)."""
