@@ -15,10 +15,19 @@ from typing import Any
 
 import pytest
 
-from pitahaya.client_runtime import Candidate, TelemetryReporter
+from pitahaya.client_runtime import (
+    LATENCY_US_BOUNDS,
+    Candidate,
+    CompositeHooks,
+    Hooks,
+    InferenceEvent,
+    Runtime,
+    TelemetryConfig,
+    TelemetryReporter,
+)
 
 from package_factory import make_archive, sample_views
-from runtime_support import CANDIDATES, LocalUpdater, make_runtime
+from runtime_support import CANDIDATES, PATIENT, LocalUpdater, make_runtime
 
 
 class Collector:
@@ -106,7 +115,7 @@ def test_windows_per_minute_and_version_reach_the_registry(tmp_path: Path, colle
     model = windows["2023-11-14T22:13:00Z", "1.0.0"]
     assert (model["inferences"], model["successes"], model["fallbacks"], model["views"]) == (2, 2, {}, 4)
     assert (model["outcomes"], model["abs_error_sum_s"]) == (1, pytest.approx(2.0, abs=1e-9))
-    assert sum(model["latency_us_counts"]) == 2 and len(model["latency_us_counts"]) == 10
+    assert sum(model["latency_us_counts"]) == 2 and len(model["latency_us_counts"]) == len(LATENCY_US_BOUNDS) + 1
     later = windows["2023-11-14T22:14:00Z", "1.0.0"]
     assert (later["inferences"], later["outcomes"], later["abs_error_sum_s"]) == (1, 1, pytest.approx(0.5, abs=1e-9))
     assert reporter.flush() and len(collector.posts) == 1  # nothing pending: nothing sent
@@ -157,3 +166,87 @@ def test_background_thread_sends_and_close_flushes(tmp_path: Path, collector: Co
         rt.predict(CANDIDATES)
     # close() stopped the thread and sent the last batch
     assert [w["inferences"] for post in collector.posts for w in post["windows"]] == [2]
+
+
+class HostHooks(Hooks):
+    """The host app's own hooks, which must keep working beside the built-in reporter."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.inferences: list[InferenceEvent] = []
+        self.fail = fail
+
+    def on_inference(self, event: InferenceEvent) -> None:
+        self.inferences.append(event)
+        if self.fail:
+            raise RuntimeError("a broken host hook")
+
+
+def _runtime(tmp_path: Path, url: str, **kwargs: Any) -> Runtime:
+    kwargs.setdefault("config", PATIENT)
+    return Runtime(url, "watch_time", "device-1", cache_dir=tmp_path, updater=LocalUpdater(tmp_path), **kwargs)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_runtime_with_a_registry_and_a_token_reports_by_default_beside_the_host_hooks(
+    tmp_path: Path, collector: Collector, fail: bool
+) -> None:
+    host = HostHooks(fail=fail)
+    rt = _runtime(tmp_path, collector.url, hooks=host, telemetry=TelemetryConfig(token="tok-2"))
+    assert isinstance(rt.telemetry, TelemetryReporter) and isinstance(rt.hooks, CompositeHooks)
+    with rt:  # start() starts the reporter's thread too; close() sends the last batch
+        for _ in range(3):
+            assert rt.predict(CANDIDATES).reason == "no_package"
+    assert len(host.inferences) == 3  # the host's hooks still see every decision (even when they raise)
+    assert collector.auth == ["Bearer tok-2"]
+    assert [w["inferences"] for post in collector.posts for w in post["windows"]] == [3]
+
+
+def test_without_a_token_or_when_opted_out_a_runtime_builds_no_reporter(tmp_path: Path) -> None:
+    host = HostHooks()
+    assert _runtime(tmp_path / "a", "http://127.0.0.1:9", telemetry=False, hooks=host).hooks is host
+    assert _runtime(tmp_path / "b", "http://127.0.0.1:9", telemetry=None).telemetry is None
+    assert _runtime(tmp_path / "c", "http://127.0.0.1:9").telemetry is None  # the default has no token
+    without_url = Runtime(None, "watch_time", "d", cache_dir=tmp_path / "d", updater=LocalUpdater(tmp_path / "d"))
+    assert without_url.telemetry is None  # nowhere to report
+
+
+def test_a_runtime_never_started_leaves_flushing_to_its_caller(tmp_path: Path, collector: Collector) -> None:
+    """A fleet simulator drives many runtimes on one thread: no reporter thread per device."""
+    clock = WallClock()
+    reporter = _reporter(collector, clock, flush_interval_s=0.001)
+    rt = _runtime(tmp_path, collector.url, telemetry=reporter)
+    assert rt.telemetry is reporter and rt.hooks is reporter  # no host hooks: nothing composed
+    rt.predict(CANDIDATES)
+    assert reporter._thread is None and collector.posts == []  # nothing sends on its own
+    assert reporter.flush()
+    assert [w["inferences"] for w in collector.posts[0]["windows"]] == [1]
+    rt.close()  # nothing pending: nothing sent
+    assert len(collector.posts) == 1
+
+
+def test_windows_carry_the_squared_errors_and_the_fine_histogram(tmp_path: Path, collector: Collector) -> None:
+    clock = WallClock()
+    reporter = _reporter(collector, clock)
+    updater = LocalUpdater(tmp_path)
+    rt = make_runtime(tmp_path, updater, reporter)
+    updater.publish(make_archive(), "1.0.0")
+    rt.refresh()
+    errors = [2.0, -1.0, 0.5]
+    for error in errors:
+        decision = rt.predict(CANDIDATES)
+        assert decision.watch_s is not None
+        rt.observe(decision.prediction_id, decision.watch_s[0] + error)
+    assert reporter.flush()
+
+    (window,) = collector.posts[0]["windows"]
+    assert window["outcomes"] == 3
+    assert window["abs_error_sum_s"] == pytest.approx(3.5, abs=1e-9)
+    assert window["abs_error_sq_sum_s2"] == pytest.approx(5.25, abs=1e-9)
+    assert window["latency_us_bounds"] == list(LATENCY_US_BOUNDS) and sum(window["latency_us_counts"]) == 3
+
+
+def test_latency_bounds_are_log_spaced_from_10_us_to_1_s() -> None:
+    bounds = LATENCY_US_BOUNDS
+    assert len(bounds) <= 64 and bounds[0] == 10 and bounds[-1] == 1_000_000
+    ratios = [b / a for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert all(1.15 < r <= 1.25 for r in ratios)

@@ -146,12 +146,14 @@ def database_url(backend: Backend, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(tmp_path: Path, token: str, backend: Backend) -> Settings:
     """A registry without pre-flight: these archives' models are dummy bytes no device could load
-    (``test_preflight.py`` pushes real packages with it on)."""
+    (``test_preflight.py`` pushes real packages with it on), nor forwarding to MLflow (the
+    tests of forwarding turn it on with a store of their own)."""
     return Settings(
         data_dir=tmp_path / "data",
         registry_token=token,
         max_upload_bytes=1024 * 1024,
         preflight_enabled=False,
+        mlflow_forwarding=False,
         **backend.settings_fields,
     )
 

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime, UTC
+import hashlib
+import json
+import math
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
+from pitahaya.client_runtime import (
+    LATENCY_US_BOUNDS,
+    Candidate,
+    Manifest,
+    Runtime,
+    TelemetryConfig,
+    TensorSpec,
+    build_archive,
+    file_entry,
+    read_package,
+)
+from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE
 from pitahaya.registry import Settings, create_app
+from pitahaya.registry.models import TelemetryCounter
 from pitahaya.registry.services.telemetry import minute_summary
+from pitahaya.registry.telemetry_export import latency_quantile_us
 
 MINUTE = "2026-03-01T12:34:00Z"
 MINUTE_DT = datetime(2026, 3, 1, 12, 34, tzinfo=UTC)
@@ -123,39 +142,156 @@ def test_metrics_expose_fleet_totals_and_request_metrics(client: TestClient, dev
     assert 'pitahaya_registry_requests_total{method="POST",route="/api/v1/telemetry",status="202"} 1.0' in text
 
 
-def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version(
+def _archive_from_training_run(run_id: str, experiment_id: str) -> bytes:
+    """A well-formed package whose manifest names its training run, as the packager writes it."""
+    payload = {
+        MODEL_FILE: b"dummy onnx model",
+        FEATURES_FILE: b"class Extractor:\n    pass\n",
+        SELFTEST_FILE: json.dumps({"cases": []}).encode(),
+    }
+    manifest = Manifest(
+        scene="watch_time",
+        version="1.0.0",
+        feature_names=("a", "b"),
+        input=TensorSpec("input", "float32", (None, 2)),
+        output=TensorSpec("output", "float32", (None, 1)),
+        files={name: file_entry(data) for name, data in payload.items()},
+        mlflow={"run_id": run_id, "experiment_id": experiment_id},
+    )
+    return build_archive(manifest, payload)
+
+
+def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version_linked_to_its_training(
     settings: Settings, tmp_path: Path, token: str
 ) -> None:
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    forwarding = settings.model_copy(update={"mlflow_tracking_uri": uri, "data_dir": tmp_path / "fwd"})
+    mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    training = mlflow.create_run(mlflow.create_experiment("watch_time-training")).info
+    archive = _archive_from_training_run(training.run_id, training.experiment_id)
+    sha256 = hashlib.sha256(archive).hexdigest()
+    mlflow.create_registered_model("watch_time")  # what the packager registers, tagged with the package
+    model_version = mlflow.create_model_version(
+        "watch_time",
+        f"runs:/{training.run_id}/model",
+        run_id=training.run_id,
+        tags={"package.sha256": sha256, "package.version": "1.0.0"},
+    ).version
+
+    forwarding = settings.model_copy(update={"mlflow_tracking_uri": uri, "mlflow_forwarding": True})
     app = create_app(forwarding)
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(app) as client:
+        pushed = client.post("/api/v1/packages", content=archive, headers=auth)
+        assert pushed.status_code == 201, pushed.text
+        published = pushed.json()["created_at"]
+        secret = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth).json()["secret"]
+        device = {"Authorization": f"Bearer {secret}"}
+        first = _window(
+            minute=_minute_after(published, 3),
+            fallbacks={"timeout": 1},
+            latency_us_bounds=list(LATENCY_US_BOUNDS),
+            latency_us_counts=[10 if b == 52 else 0 for b in LATENCY_US_BOUNDS] + [0],
+            abs_error_sq_sum_s2=13.0,
+        )
+        later = _window(minute=_minute_after(published, 4), inferences=4, successes=4, fallbacks={})
+        for name in ("a", "b"):
+            response = client.post("/api/v1/telemetry", json=_report(name, first, later), headers=device)
+            assert response.status_code == 202
+        forwarder = app.state.registry.forwarder
+        assert forwarder.flush(app.state.registry.sessions) == 2
+        forwarder.mark_release(
+            scene="watch_time",
+            channel="stable",
+            release_id=7,
+            package_version="1.0.0",
+            rollout_percent=100.0,
+            fully_rolled_out=True,
+            manifest=json.loads(read_package(archive).manifest.to_json()),
+        )
+    # the app's shutdown flushed the release
+
+    experiment = mlflow.get_experiment_by_name("watch_time-monitoring")
+    (run,) = mlflow.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "watch_time-1.0.0"
+    start = datetime.fromisoformat(published).replace(second=0, microsecond=0)
+    assert run.info.start_time == int(start.timestamp() * 1000)  # the package's publish time
+    tags = run.data.tags
+    assert tags["pitahaya.package_version"] == "1.0.0" and tags["pitahaya.package_sha256"] == sha256
+    assert tags["pitahaya.training_run_id"] == training.run_id
+    assert (tags["pitahaya.model_name"], tags["pitahaya.model_version"]) == ("watch_time", str(model_version))
+    assert (tags["pitahaya.release_id"], tags["pitahaya.release_channel"]) == ("7", "stable")
+    assert (tags["pitahaya.rollout_percent"], tags["pitahaya.fully_rolled_out"]) == ("100", "true")
+    assert str(mlflow.get_model_version_by_alias("watch_time", "champion").version) == str(model_version)
+
+    def history(name: str) -> list[tuple[int, int, float]]:
+        points = mlflow.get_metric_history(run.info.run_id, name)
+        return sorted((m.step, m.timestamp, m.value) for m in points)
+
+    minute_ms = int(start.timestamp() * 1000) + 3 * 60_000
+    # wall-clock timestamps, steps in minutes since the run's start
+    assert history("inferences") == [(3, minute_ms, 20.0), (4, minute_ms + 60_000, 8.0)]
+    assert {value for _, _, value in history("uv")} == {2.0}
+    assert history("mae_s")[0][2] == 1.5
+    assert history("abs_error_std_s")[0][2] == pytest.approx(math.sqrt(26.0 / 8 - 1.5**2))
+    assert history("timeout_rate")[0][2] == history("fallback_rate.timeout")[0][2] == 0.1
+    assert history("success_rate")[0][2] == 0.9 and history("fallback_rate")[0][2] == 0.1
+    assert history("latency_us_p50")[0][2] == pytest.approx(47.5)  # within (43, 52], not 52
+    assert [value for _, _, value in history("rollout_percent")] == [100.0]
+
+
+def _minute_after(iso: str, minutes: int) -> str:
+    moment = datetime.fromisoformat(iso).replace(second=0, microsecond=0) + timedelta(minutes=minutes)
+    return moment.strftime("%Y-%m-%dT%H:%M:00Z")
+
+
+def test_forwarding_is_on_by_default_to_the_projects_store_and_can_be_turned_off(
+    tmp_path: Path, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = Settings(data_dir=tmp_path / "data", registry_token=token)
+    assert default.resolved_mlflow_tracking_uri == f"sqlite:///{(tmp_path / 'data').resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert default.resolved_mlflow_tracking_uri == "http://mlflow.example:5000"
+    explicit = Settings(data_dir=tmp_path, registry_token=token, mlflow_tracking_uri="sqlite:///elsewhere.db")
+    assert explicit.resolved_mlflow_tracking_uri == "sqlite:///elsewhere.db"
+    monkeypatch.setenv("PITAHAYA_MLFLOW_FORWARDING", "false")
+    assert Settings(data_dir=tmp_path, registry_token=token).resolved_mlflow_tracking_uri is None
+
+
+def test_a_broken_mlflow_never_breaks_ingestion_and_what_failed_is_retried(
+    settings: Settings, tmp_path: Path, token: str
+) -> None:
+    # A store MLflow cannot open (its folder is a file) stands for MLflow being down.
+    (tmp_path / "not-a-folder").write_text("")
+    broken = settings.model_copy(
+        update={
+            "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}",
+            "mlflow_forwarding": True,
+        }
+    )
+    app = create_app(broken)
     auth = {"Authorization": f"Bearer {token}"}
     with TestClient(app) as client:
         secret = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth).json()["secret"]
         device = {"Authorization": f"Bearer {secret}"}
-        later = _window(minute="2026-03-01T12:35:00Z", inferences=4, successes=4, fallbacks={})
-        for name in ("a", "b"):
-            assert (
-                client.post("/api/v1/telemetry", json=_report(name, _window(), later), headers=device).status_code
-                == 202
-            )
-        assert app.state.registry.forwarder.flush(app.state.registry.sessions) == 2
-
-    mlflow = MlflowClient(tracking_uri=uri)
-    experiment = mlflow.get_experiment_by_name("watch_time-monitoring")
-    runs = mlflow.search_runs([experiment.experiment_id])
-    assert [(r.info.run_name, r.data.tags["pitahaya.package_version"]) for r in runs] == [("watch_time-1.0.0", "1.0.0")]
-    history = mlflow.get_metric_history(runs[0].info.run_id, "inferences")
-    assert [(m.timestamp, m.value) for m in sorted(history, key=lambda m: m.timestamp)] == [
-        (int(MINUTE_DT.timestamp() * 1000), 20.0),
-        (int(MINUTE_DT.timestamp() * 1000) + 60_000, 8.0),
-    ]
-    uv = mlflow.get_metric_history(runs[0].info.run_id, "uv")
-    assert {m.value for m in uv} == {2.0}
-    mae = mlflow.get_metric_history(runs[0].info.run_id, "mae_s")
-    assert [m.value for m in mae if m.timestamp == int(MINUTE_DT.timestamp() * 1000)] == [1.5]
+        assert client.post("/api/v1/telemetry", json=_report("a", _window()), headers=device).status_code == 202
+        forwarder = app.state.registry.forwarder
+        forwarder.mark_release(
+            scene="watch_time",
+            channel="stable",
+            release_id=1,
+            package_version="1.0.0",
+            rollout_percent=10.0,
+            fully_rolled_out=False,
+            manifest={},
+        )
+        assert forwarder.flush(app.state.registry.sessions) == 0  # never raises
+        assert len(forwarder._pending) == 1 and len(forwarder._releases) == 1  # kept for the next round
+        assert client.post("/api/v1/telemetry", json=_report("b", _window()), headers=device).status_code == 202
+    with app.state.registry.sessions() as session:
+        assert minute_summary(session=session, key=("watch_time", "1.0.0", MINUTE_DT)).value("inferences") == 20
 
 
 def test_device_ids_are_not_stored_in_clear(app: Any, client: TestClient, device_auth: dict[str, str]) -> None:
@@ -168,3 +304,66 @@ def test_device_ids_are_not_stored_in_clear(app: Any, client: TestClient, device
     with app.state.registry.sessions() as session:
         stored = list(session.scalars(select(TelemetryDevice.device_id)))
     assert len(stored) == 1 and "alice" not in stored[0]
+
+
+def test_reports_in_the_fine_and_in_the_old_layout_are_both_accepted(
+    app: Any, client: TestClient, device_auth: dict[str, str]
+) -> None:
+    fine = _window(
+        latency_us_bounds=list(LATENCY_US_BOUNDS),
+        latency_us_counts=[0] * 9 + [7, 0, 0] + [0] * (len(LATENCY_US_BOUNDS) - 12) + [1],
+        abs_error_sq_sum_s2=20.0,
+    )
+    old = _window()  # 9 bounds, no squared errors: a device in the field
+    for window in (fine, old):
+        assert client.post("/api/v1/telemetry", json=_report("a", window), headers=device_auth).status_code == 202
+    mismatched = _window(latency_us_counts=[1] * (len(LATENCY_US_BOUNDS) + 1))  # old bounds, fine counts
+    refused = client.post("/api/v1/telemetry", json=_report("a", mismatched), headers=device_auth)
+    assert refused.status_code == 422 and "latency_us_counts needs 10" in str(refused.json()["detail"])
+
+    with app.state.registry.sessions() as session:
+        summary = minute_summary(session=session, key=("watch_time", "1.0.0", MINUTE_DT))
+    assert summary.counters["latency_us"] == {"52": 7.0, "100": 2.0, "200": 6.0, "500": 1.0, "+Inf": 2.0}
+    assert summary.value("abs_error_sq_sum_s2") == 20.0 and summary.value("abs_error_sum_s") == 12.0
+
+
+def test_latency_quantiles_are_interpolated_within_their_bucket() -> None:
+    fine = {"52": 10.0}  # all in (43, 52]
+    assert latency_quantile_us(fine, 0.5) == pytest.approx(47.5)
+    assert latency_quantile_us(fine, 0.99) == pytest.approx(43 + 0.99 * 9)
+    spread = {"10": 50.0, "1157": 49.0, "+Inf": 1.0}  # (0, 10], (964, 1157], overflow
+    assert latency_quantile_us(spread, 0.5) == pytest.approx(10.0)
+    assert latency_quantile_us(spread, 0.75) == pytest.approx(964 + (75 - 50) / 49 * (1157 - 964))
+    assert latency_quantile_us(spread, 0.999) == 1_000_000  # in the overflow bucket: its lower edge
+    old = {"100": 4.0, "200": 4.0}  # legacy layout: (50, 100], (100, 200]
+    assert latency_quantile_us(old, 0.25) == pytest.approx(75.0)
+    assert latency_quantile_us(old, 0.75) == pytest.approx(150.0)
+    assert latency_quantile_us({}, 0.5) is None
+
+
+def test_a_runtime_reports_to_a_real_registry_by_default(
+    app: Any, live_url: str, auth: dict[str, str], tmp_path: Path
+) -> None:
+    secret = httpx.post(f"{live_url}/api/v1/tokens", json={"name": "app", "role": "client"}, headers=auth).json()[
+        "secret"
+    ]
+    root = httpx.get(f"{live_url}/tuf/metadata/root.json").content
+    runtime = Runtime(
+        live_url,
+        "watch_time",
+        "phone-1",
+        cache_dir=tmp_path / "device",
+        trusted_root=root,
+        telemetry=TelemetryConfig(token=secret),
+        isolation="inline",
+    )
+    with runtime:  # start(): update checks and the reporter's thread; close(): the last batch
+        decisions = [runtime.predict([Candidate("v1", 20.0, 1_000_000)]) for _ in range(5)]
+    assert {d.reason for d in decisions} == {"no_package"}  # nothing released: the default policy answers
+    assert runtime.telemetry is not None and runtime.telemetry.sent_batches >= 1
+
+    with app.state.registry.sessions() as session:
+        inferences = session.scalar(
+            select(func.sum(TelemetryCounter.value)).where(TelemetryCounter.metric == "inferences")
+        )
+    assert inferences == 5

@@ -2,7 +2,10 @@
 
 Subclass `Hooks` and override what you need; every method defaults to a no-op. The runtime
 calls hooks through `call_hook`, which logs and swallows any exception a hook raises:
-monitoring must never block or break a decision.
+monitoring must never block or break a decision. `CompositeHooks` fans each callback out to
+several hooks (the host's own and the built-in telemetry reporter), each guarded on its own;
+`observes` tells whether a hook object overrides a callback, so the runtime skips building
+events nobody listens to.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from typing import Any
 from pitahaya.client_runtime.events import View
 
 logger = logging.getLogger("pitahaya.client_runtime")
+
+#: The callbacks of `Hooks`, in the order they are documented.
+HOOK_NAMES = ("on_inference", "on_fallback", "on_view", "on_update", "on_outcome", "on_error")
 
 #: Reason code of a decision made by the model.
 REASON_OK = "ok"
@@ -108,3 +114,44 @@ def call_hook(hooks: Hooks, name: str, *args: Any) -> None:
         getattr(hooks, name)(*args)
     except Exception:  # a broken hook must never break a decision
         logger.exception("monitoring hook %s raised; ignored", name)
+
+
+def observes(hooks: Hooks, name: str) -> bool:
+    """Whether ``hooks`` does anything on callback ``name`` (overrides it, or fans it out to one that does)."""
+    if isinstance(hooks, CompositeHooks):
+        return bool(hooks._targets[name])
+    return getattr(type(hooks), name) is not getattr(Hooks, name)
+
+
+class CompositeHooks(Hooks):
+    """Calls several hooks in order; one that raises is logged and skipped, the others still run.
+
+    Each callback goes only to the hooks that override it, so composing costs one loop over
+    the listeners and nothing for callbacks nobody overrides.
+    """
+
+    def __init__(self, *hooks: Hooks) -> None:
+        self.hooks = tuple(hooks)
+        self._targets = {name: tuple(h for h in self.hooks if observes(h, name)) for name in HOOK_NAMES}
+
+    def _fan_out(self, name: str, *args: Any) -> None:
+        for hook in self._targets[name]:
+            call_hook(hook, name, *args)
+
+    def on_inference(self, event: InferenceEvent) -> None:
+        self._fan_out("on_inference", event)
+
+    def on_fallback(self, reason: str, error: BaseException | None) -> None:
+        self._fan_out("on_fallback", reason, error)
+
+    def on_view(self, view: View) -> None:
+        self._fan_out("on_view", view)
+
+    def on_update(self, event: UpdateEvent) -> None:
+        self._fan_out("on_update", event)
+
+    def on_outcome(self, prediction_id: int, predicted_s: float, actual_s: float) -> None:
+        self._fan_out("on_outcome", prediction_id, predicted_s, actual_s)
+
+    def on_error(self, where: str, error: BaseException) -> None:
+        self._fan_out("on_error", where, error)

@@ -2,8 +2,10 @@
 
 Workflow::
 
-    with Runtime(registry_url, "watch_time", device_id, cache_dir=..., trusted_root=root_bytes) as rt:
-        # start(): refresh now, then every refresh_interval_s (jitter; backoff on failure)
+    with Runtime(registry_url, "watch_time", device_id, cache_dir=..., trusted_root=root_bytes,
+                 telemetry=TelemetryConfig(token=client_token)) as rt:
+        # start(): refresh now, then every refresh_interval_s (jitter; backoff on failure),
+        # and send telemetry every minute (close() sends the last batch)
         decision = rt.predict(candidates)  # never raises; model, last-known-good or default policy
         rt.record(view)                    # each finished view feeds the feature state
         rt.observe(decision.prediction_id, actual_watch_s)
@@ -29,6 +31,11 @@ Fallback chain of one decision: the active package; if it raised, the last-known
 in the same call (within what is left of the deadline); else the built-in default policy.
 Every decision carries a reason code (``ok`` or why it fell back), also sent to the hooks.
 
+Monitoring is on by default: a runtime with a registry URL and a client token reports to the
+registry (`pitahaya.client_runtime.telemetry`), next to the host's own ``hooks``
+(`CompositeHooks`); the hooks only enqueue, so ``predict`` costs the same. ``telemetry=False``
+opts out.
+
 A package version that failed to load or kept failing is remembered as bad and never
 retried. A release document older (lower ``release_id``) than one already obeyed on the
 channel is refused, so only a *new* signed release can move a device back to an older
@@ -53,7 +60,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pitahaya.client_runtime._fs import write_atomic
 from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits, RequestTooLarge
@@ -76,14 +83,17 @@ from pitahaya.client_runtime.hooks import (
     REASON_NO_PACKAGE,
     REASON_OK,
     REASON_RELEASE_ROLLBACK,
+    CompositeHooks,
     Hooks,
     InferenceEvent,
     UpdateEvent,
     call_hook,
+    observes,
 )
 from pitahaya.client_runtime.package import read_package
 from pitahaya.client_runtime.policy import PreloadPlan, PreloadPlanner, fixed_plan
 from pitahaya.client_runtime.state import DeviceState, Mode
+from pitahaya.client_runtime.telemetry import TelemetryConfig, TelemetryReporter
 from pitahaya.client_runtime.updater import PackageUpdater, UpdateCheck
 
 logger = logging.getLogger("pitahaya.client_runtime")
@@ -92,6 +102,9 @@ logger = logging.getLogger("pitahaya.client_runtime")
 _RECENT_PREDICTIONS = 64
 #: Longest watch time a package may predict (a day); larger values are clamped, negative ones to 0.
 MAX_WATCH_S = 86_400.0
+#: What ``Runtime(telemetry=...)`` accepts; see `Runtime`.
+Telemetry = TelemetryConfig | TelemetryReporter | Literal[False] | None
+_warned_no_token = False
 
 
 class Updater(Protocol):
@@ -239,7 +252,15 @@ class Runtime:
         cache_dir: Writable folder for metadata, packages, state and the workers' folders.
         trusted_root: TUF root metadata shipped with the app (needed on first start).
         channel: Release channel to follow.
-        hooks: Monitoring callbacks (default: no-ops); fixed for the runtime's life.
+        hooks: The host's monitoring callbacks (default: none); fixed for the runtime's life.
+        telemetry: Reporting to the registry, on by default. A `TelemetryConfig` (the default
+            has no token): with a registry URL and ``token`` set, the runtime builds a
+            `TelemetryReporter`; with no token it builds none and logs one warning (the
+            registry refuses telemetry without a client token). A `TelemetryReporter`: used
+            as is (your own URL, clock or pool). ``False`` or None: no reporting. The reporter
+            runs beside ``hooks`` (both are called, each guarded), is started by `start` and
+            closed (last batch sent) by `close`; a runtime never started never starts its
+            thread, so the caller may drive ``runtime.telemetry.flush()`` itself.
         config: Runtime knobs, the isolation mode and limits among them.
         updater: Update seam (default: a `PackageUpdater` over HTTP); see `Updater`.
         clock: Monotonic clock in seconds (seam for tests: the circuit breaker).
@@ -261,6 +282,7 @@ class Runtime:
         trusted_root: bytes | None = None,
         channel: str = "stable",
         hooks: Hooks | None = None,
+        telemetry: Telemetry = TelemetryConfig(),  # frozen: one shared default is safe
         config: RuntimeConfig | None = None,
         updater: Updater | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -275,12 +297,15 @@ class Runtime:
         self.cache_dir = Path(cache_dir)
         self.config = config or RuntimeConfig()
         self.isolation = checked_isolation(isolation or self.config.isolation)
-        self._hooks = hooks or Hooks()
+        self._telemetry = self._reporter(registry_url, telemetry)
+        if self._telemetry is None:
+            self._hooks = hooks or Hooks()
+        elif hooks is None:
+            self._hooks = self._telemetry
+        else:
+            self._hooks = CompositeHooks(hooks, self._telemetry)
         # Skip building events nobody listens to: the hot path pays only for what is observed.
-        self._observed = {
-            name: getattr(type(self._hooks), name) is not getattr(Hooks, name)
-            for name in ("on_inference", "on_fallback", "on_view")
-        }
+        self._observed = {name: observes(self._hooks, name) for name in ("on_inference", "on_fallback", "on_view")}
         self._clock = clock
         if updater is None:
             if registry_url is None:
@@ -315,10 +340,32 @@ class Runtime:
         shutil.rmtree(self._sandbox_root, ignore_errors=True)  # workers' folders of an earlier life
         self._read_state()
 
+    def _reporter(self, registry_url: str | None, telemetry: Telemetry) -> TelemetryReporter | None:
+        global _warned_no_token
+        if isinstance(telemetry, TelemetryReporter):
+            return telemetry
+        if not telemetry or registry_url is None:
+            return None
+        if telemetry.token is None:
+            if not _warned_no_token:
+                _warned_no_token = True
+                logger.warning(
+                    "telemetry is on by default but has no client token, so nothing is reported: "
+                    "pass telemetry=TelemetryConfig(token=...) (role client), or telemetry=False"
+                )
+            return None
+        return TelemetryReporter.from_config(registry_url, telemetry, scene=self.scene, device_id=self.device_id)
+
     # ----------------------------------------------------------------- state
     @property
     def hooks(self) -> Hooks:
+        """What the runtime calls: the host's hooks, the reporter, or both (`CompositeHooks`)."""
         return self._hooks
+
+    @property
+    def telemetry(self) -> TelemetryReporter | None:
+        """The reporter sending this runtime's monitoring to the registry, or None when off."""
+        return self._telemetry
 
     @property
     def active_version(self) -> str | None:
@@ -415,17 +462,21 @@ class Runtime:
         """Check for updates now and then every ``refresh_interval_s`` on a daemon thread.
 
         Failed checks back off exponentially (``backoff_base_s`` doubling up to
-        ``backoff_max_s``); every delay carries jitter. Calling it twice is a no-op.
+        ``backoff_max_s``); every delay carries jitter. The telemetry reporter's thread starts
+        too. Calling it twice is a no-op.
         """
         with self._lock:
             if self._thread is None:
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._update_loop, name="pitahaya-updates", daemon=True)
                 self._thread.start()
+        if self._telemetry is not None:
+            self._telemetry.start()
         return self
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the update thread (waits up to ``timeout_s`` for a check in flight) and every package's code."""
+        """Stop the update thread (waits up to ``timeout_s`` for a check in flight) and every package's
+        code, then close the telemetry reporter: it sends its last batch (at most its ``timeout_s``)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
@@ -436,6 +487,8 @@ class Runtime:
         for slot in slots:
             if slot is not None:
                 slot.contained.close()
+        if self._telemetry is not None:
+            self._telemetry.close(timeout_s)
 
     def __enter__(self) -> Runtime:
         return self.start()

@@ -4,17 +4,25 @@
 small tuple to a bounded queue (a deque append; no lock, no I/O); when the queue is full the
 event is dropped and counted, so `Runtime.predict` is never blocked by monitoring. A daemon
 thread drains the queue every ``flush_interval_s``, folds events into one window per
-(minute, package version), and POSTs them to ``/api/v1/telemetry`` (contract 2)::
+(minute, package version), and POSTs them to ``/api/v1/telemetry`` (contract 2).
+
+A `Runtime` built with a registry URL reports by default: give it a client token with
+``telemetry=TelemetryConfig(token=...)``; it builds the reporter, starts its thread with
+`Runtime.start` and flushes it in `Runtime.close`. A runtime that is never started never
+starts the thread, so a caller (a fleet simulator on a compressed clock) drives `flush`
+itself. A reporter can also be built and passed by hand::
 
     reporter = TelemetryReporter(registry_url, token, scene="watch_time", device_id=device_id)
-    with reporter, Runtime(..., hooks=reporter) as rt:
+    with Runtime(..., telemetry=reporter) as rt:   # started and closed with the runtime
         ...
 
 Per window: inferences and successes (success rate), fallbacks by reason, errors by where,
-a latency histogram (µs buckets), views (PV; the registry derives UV from device ids), and
-the joined outcomes with their summed absolute error (MAE). Windows that could not be sent
-(network, 429, 5xx) are kept and retried with the next batch, up to ``max_windows``; a
-rejected batch (401/403/422: it would never be accepted) is dropped, logged and counted.
+a latency histogram (µs buckets, `LATENCY_US_BOUNDS`: log-spaced, about 20% wide, from 10 µs
+to 1 s, fine enough for a p99), views (PV; the registry derives UV from device ids), and the
+joined outcomes with the sum of their absolute errors (MAE) and of their squares (the
+variance of the online error). Windows that could not be sent (network, 429, 5xx) are kept
+and retried with the next batch, up to ``max_windows``; a rejected batch (401/403/422: it
+would never be accepted) is dropped, logged and counted.
 """
 
 from __future__ import annotations
@@ -40,7 +48,15 @@ from pitahaya.client_runtime.hooks import REASON_OK, Hooks, InferenceEvent, Upda
 logger = logging.getLogger("pitahaya.client_runtime")
 
 #: Upper bounds (inclusive) of the latency buckets in microseconds; one more bucket overflows.
-LATENCY_US_BOUNDS: tuple[int, ...] = (25, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+#: ``round(10 * 10 ** (5 * k / 63))`` for k = 0..63: 10 µs to 1 s, each bucket 17-24% wider
+#: than the one before, so a quantile interpolated within its bucket is off by at most ~10%.
+#: The registry imports this list (and still accepts the 9-bound layout of older runtimes).
+LATENCY_US_BOUNDS: tuple[int, ...] = (
+    10, 12, 14, 17, 21, 25, 30, 36, 43, 52, 62, 75, 90, 108, 129, 155, 186, 223, 268, 322, 387, 464,
+    557, 669, 803, 964, 1157, 1389, 1668, 2003, 2404, 2886, 3465, 4160, 4994, 5995, 7197, 8640, 10372,
+    12452, 14949, 17946, 21544, 25864, 31050, 37276, 44750, 53723, 64495, 77426, 92951, 111588, 133963,
+    160823, 193070, 231782, 278256, 334048, 401028, 481437, 577969, 693857, 832981, 1000000,
+)  # fmt: skip
 TELEMETRY_PATH = "/api/v1/telemetry"
 #: Statuses that mean "this batch will never be accepted": drop it rather than retry forever.
 _REJECTED = frozenset({400, 401, 403, 404, 413, 422})
@@ -54,6 +70,27 @@ def _label(text: str) -> str:
     return (_LABEL_UNSAFE.sub("_", text) or "unknown")[:64]
 
 
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """How a `Runtime` reports to its registry (on by default; ``telemetry=False`` opts out).
+
+    Attributes:
+        token: Bearer token of role ``client`` (``pitahaya tokens create NAME --role client``).
+            The registry refuses telemetry without one, so without a token the runtime builds
+            no reporter and logs one warning saying so.
+        flush_interval_s: Time between batches once the runtime is started.
+        max_queue: Events buffered between flushes; beyond it events are dropped and counted.
+        max_windows: Unsent windows kept for retry (a day of minutes).
+        timeout_s: Total time one POST may take (also bounds what `Runtime.close` waits for).
+    """
+
+    token: str | None = None
+    flush_interval_s: float = 60.0
+    max_queue: int = 10_000
+    max_windows: int = 1440
+    timeout_s: float = 10.0
+
+
 @dataclass
 class _Window:
     inferences: int = 0
@@ -64,6 +101,7 @@ class _Window:
     views: int = 0
     outcomes: int = 0
     abs_error_sum_s: float = 0.0
+    abs_error_sq_sum_s2: float = 0.0
 
     def to_json(self, minute: int, version: str | None) -> dict[str, Any]:
         return {
@@ -78,6 +116,7 @@ class _Window:
             "views": self.views,
             "outcomes": self.outcomes,
             "abs_error_sum_s": self.abs_error_sum_s,
+            "abs_error_sq_sum_s2": self.abs_error_sq_sum_s2,
         }
 
 
@@ -133,6 +172,28 @@ class TelemetryReporter(Hooks):
         #: Batches the registry accepted, and those that failed (for the host's own health checks).
         self.sent_batches = 0
         self.failed_batches = 0
+
+    @classmethod
+    def from_config(
+        cls, registry_url: str, config: TelemetryConfig, *, scene: str, device_id: str
+    ) -> TelemetryReporter:
+        """The reporter a `Runtime` builds from its `TelemetryConfig`.
+
+        Raises:
+            ValueError: ``config.token`` is None.
+        """
+        if config.token is None:
+            raise ValueError("telemetry needs a client token")
+        return cls(
+            registry_url,
+            config.token,
+            scene=scene,
+            device_id=device_id,
+            flush_interval_s=config.flush_interval_s,
+            max_queue=config.max_queue,
+            max_windows=config.max_windows,
+            timeout_s=config.timeout_s,
+        )
 
     # ------------------------------------------------------------- hooks (caller's thread)
     def _put(self, event: tuple[Any, ...]) -> None:
@@ -196,6 +257,7 @@ class TelemetryReporter(Hooks):
                 window = self._window(at, self._versions.pop(prediction_id, self._version))
                 window.outcomes += 1
                 window.abs_error_sum_s += abs_error
+                window.abs_error_sq_sum_s2 += abs_error * abs_error
             elif kind == "version":  # views and errors until the next decision belong to it
                 self._version = rest[0]
             elif kind == "view":

@@ -124,7 +124,7 @@ def _open_registry(settings: Settings) -> RegistryContext:
         limiter=RequestLimiter(
             settings.rate_limit_per_token, settings.rate_limit_per_ip, settings.rate_limit_storage_uri
         ),
-        forwarder=TelemetryForwarder(settings.mlflow_tracking_uri),
+        forwarder=TelemetryForwarder(settings.resolved_mlflow_tracking_uri),
         preflight=Preflight.from_settings(settings),
     )
 

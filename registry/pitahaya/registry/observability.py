@@ -37,6 +37,7 @@ from pitahaya.registry.schemas import LATENCY_US_BOUNDS
 from pitahaya.registry.services.telemetry import (
     SCALAR_METRICS,
     counter_totals,
+    latency_buckets,
     latency_key,
     recent_unique_devices,
 )
@@ -144,10 +145,12 @@ class TelemetryCollector(Collector):
             "pitahaya_device_inference_latency_us", "Device inference latency (µs), all time.", labels=labels
         )
         for label_values, counts in sorted(latency.items()):
+            # Every bound of the current layout, plus the legacy layout's keys where old runtimes reported.
+            every = {latency_key(index): 0.0 for index in range(len(LATENCY_US_BOUNDS) + 1)} | counts
             cumulative, buckets = 0.0, []
-            for index in range(len(LATENCY_US_BOUNDS) + 1):
-                cumulative += counts.get(latency_key(index), 0.0)
-                buckets.append((latency_key(index), cumulative))
+            for bucket in latency_buckets(every):
+                cumulative += bucket.count
+                buckets.append((bucket.key, cumulative))
             histogram.add_metric(list(label_values), buckets, sum_value=None)
         uv = GaugeMetricFamily(
             "pitahaya_device_uv",

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from pitahaya.client_runtime import LATENCY_US_BOUNDS
 from pitahaya.client_runtime.releases import Targeting
 
 #: Scene names as the package format defines them (`validate_scene_name`), published in the OpenAPI document.
@@ -31,8 +32,11 @@ CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 #: Package versions as the package format defines them (`parse_version`): ``MAJOR.MINOR.PATCH``.
 VERSION_PATTERN = r"^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$"
 
-#: Upper bounds (µs) of the device latency histogram (contract 2); one overflow bucket follows.
-LATENCY_US_BOUNDS: tuple[int, ...] = (25, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+#: Upper bounds (µs) of the device latency histogram of runtimes before the finer one
+#: (`pitahaya.client_runtime.LATENCY_US_BOUNDS`, contract 2); devices in the field still send it.
+LEGACY_LATENCY_US_BOUNDS: tuple[int, ...] = (25, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+#: The bucket layouts a report may use; one overflow bucket follows each.
+LATENCY_US_LAYOUTS: tuple[tuple[int, ...], ...] = (LATENCY_US_BOUNDS, LEGACY_LATENCY_US_BOUNDS)
 
 SemVer = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 
@@ -268,17 +272,27 @@ class TelemetryWindow(BaseModel):
     fallbacks: dict[Label, Count] = Field(default_factory=dict, max_length=32, json_schema_extra=_LABELS_ONLY)
     errors: dict[Label, Count] = Field(default_factory=dict, max_length=32, json_schema_extra=_LABELS_ONLY)
     latency_us_bounds: list[int] = Field(
-        default_factory=lambda: list(LATENCY_US_BOUNDS), json_schema_extra={"const": list(LATENCY_US_BOUNDS)}
+        default_factory=lambda: list(LATENCY_US_BOUNDS),
+        description="Bucket upper bounds (µs): the current layout, or the 9-bound one of older runtimes.",
+        json_schema_extra={"enum": [list(layout) for layout in LATENCY_US_LAYOUTS]},
     )
     latency_us_counts: list[Count] = Field(
         default_factory=lambda: [0] * (len(LATENCY_US_BOUNDS) + 1),
-        min_length=len(LATENCY_US_BOUNDS) + 1,
-        max_length=len(LATENCY_US_BOUNDS) + 1,
+        description="One count per bound, then the overflow bucket.",
+        min_length=min(len(layout) for layout in LATENCY_US_LAYOUTS) + 1,
+        max_length=max(len(layout) for layout in LATENCY_US_LAYOUTS) + 1,
     )
     views: Count = 0
     outcomes: Count = 0
     abs_error_sum_s: Annotated[float, BeforeValidator(_not_a_boolean)] = Field(
         default=0.0, ge=0.0, le=1e12, allow_inf_nan=False
+    )
+    abs_error_sq_sum_s2: Annotated[float, BeforeValidator(_not_a_boolean)] = Field(
+        default=0.0,
+        ge=0.0,
+        le=1e18,
+        allow_inf_nan=False,
+        description="Sum of the squared absolute errors of the outcomes (0 from runtimes that predate it).",
     )
 
     @field_validator("minute")
@@ -288,10 +302,10 @@ class TelemetryWindow(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TelemetryWindow:
-        if tuple(self.latency_us_bounds) != LATENCY_US_BOUNDS:
-            raise ValueError(f"latency_us_bounds must be {list(LATENCY_US_BOUNDS)}")
-        if len(self.latency_us_counts) != len(LATENCY_US_BOUNDS) + 1:
-            raise ValueError(f"latency_us_counts needs {len(LATENCY_US_BOUNDS) + 1} entries (last = overflow)")
+        if tuple(self.latency_us_bounds) not in LATENCY_US_LAYOUTS:
+            raise ValueError(f"latency_us_bounds must be one of {[list(layout) for layout in LATENCY_US_LAYOUTS]}")
+        if len(self.latency_us_counts) != len(self.latency_us_bounds) + 1:
+            raise ValueError(f"latency_us_counts needs {len(self.latency_us_bounds) + 1} entries (last = overflow)")
         if self.successes > self.inferences:
             raise ValueError("successes cannot exceed inferences")
         return self

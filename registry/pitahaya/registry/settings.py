@@ -11,6 +11,8 @@ installation::
     <data_dir>/registry/blobs/          content-addressed package archives and release docs
     <data_dir>/registry/tuf/keys/       one private key per TUF role (mode 0600)
     <data_dir>/registry/tuf/metadata/   the signed, static TUF metadata served to devices
+    <data_dir>/mlflow.db                device telemetry forwarded to MLflow (unless
+                                        MLFLOW_TRACKING_URI or mlflow_tracking_uri says otherwise)
 
 Scale-out: set ``database_url`` to ``postgresql+psycopg://...`` and ``s3_bucket`` (with
 ``s3_endpoint_url``, ``s3_region`` and credentials) to keep blobs in S3-compatible storage.
@@ -71,7 +73,12 @@ class Settings(BaseSettings):
         rate_limit_per_ip: Requests to ``/api/`` one client address may make.
         rate_limit_storage_uri: Where rate-limit counts live; ``memory://`` counts per worker,
             ``redis://host:6379`` shares them across workers and hosts.
-        mlflow_tracking_uri: Forward aggregated device telemetry to this MLflow server; None = off.
+        mlflow_tracking_uri: Where aggregated device telemetry is forwarded (MLflow tracking URI,
+            also its model registry for the ``champion`` alias). None (the default) means the
+            project's default store: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<data_dir>/mlflow.db``
+            (what the ``pitahaya`` commands use); see `resolved_mlflow_tracking_uri`.
+        mlflow_forwarding: Forward to MLflow at all (on by default); ``PITAHAYA_MLFLOW_FORWARDING=false``
+            turns it off (the aggregates still feed ``/metrics`` and the rollout gate).
         telemetry_forward_interval_seconds: How often aggregates are forwarded to MLflow.
         blob_gc_min_age_seconds: Orphan blobs younger than this are kept by garbage collection,
             because a push in flight writes its blob before committing its row.
@@ -113,6 +120,7 @@ class Settings(BaseSettings):
     rate_limit_per_ip: str = "2400/minute"
     rate_limit_storage_uri: str = "memory://"
     mlflow_tracking_uri: str | None = None
+    mlflow_forwarding: bool = True
     telemetry_forward_interval_seconds: float = Field(default=30.0, gt=0)
     blob_gc_min_age_seconds: float = Field(default=3600.0, ge=0)
     preflight_enabled: bool = True
@@ -169,6 +177,17 @@ class Settings(BaseSettings):
     @property
     def resolved_tuf_dir(self) -> Path:
         return self.tuf_dir or self.registry_dir / "tuf"
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str | None:
+        """Where telemetry is forwarded, or None when forwarding is off (see ``mlflow_tracking_uri``)."""
+        if not self.mlflow_forwarding:
+            return None
+        return (
+            self.mlflow_tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+        )
 
     @property
     def preflight_dir(self) -> Path:

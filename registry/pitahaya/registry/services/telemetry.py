@@ -11,8 +11,11 @@ aggregates for MLflow and Prometheus; `recent_unique_devices` counts the UV of t
 complete minutes (`UV_WINDOWS`) for Prometheus, reading only the last hour's rows.
 
 Metrics (``key`` in parentheses): ``reports``, ``inferences``, ``successes``, ``views``,
-``outcomes``, ``abs_error_sum_s``, ``dropped_events``, ``fallbacks`` (reason), ``errors``
-(where), ``latency_us`` (bucket upper bound, ``+Inf`` for the overflow bucket).
+``outcomes``, ``abs_error_sum_s``, ``abs_error_sq_sum_s2`` (0 from runtimes that predate it),
+``dropped_events``, ``fallbacks`` (reason), ``errors`` (where), ``latency_us`` (bucket upper
+bound in µs of the layout the report used, ``+Inf`` for the overflow bucket: reports in the
+9-bound layout of older runtimes keep their own bounds as keys; `latency_buckets` reads
+either, or a mix, back as one histogram).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from pitahaya.client_runtime.errors import CallTimeoutError
 from pitahaya.registry.models import TelemetryCounter, TelemetryDevice
-from pitahaya.registry.schemas import LATENCY_US_BOUNDS, TelemetryReport
+from pitahaya.registry.schemas import LATENCY_US_BOUNDS, LEGACY_LATENCY_US_BOUNDS, TelemetryReport, TelemetryWindow
 
 #: A (scene, package version, minute) aggregate; package version '' is the default policy.
 MinuteKey = tuple[str, str, datetime]
@@ -35,12 +39,69 @@ MinuteKey = tuple[str, str, datetime]
 #: Prometheus UV windows as (label, minutes): distinct devices over the last N complete minutes.
 UV_WINDOWS: tuple[tuple[str, int], ...] = (("1m", 1), ("5m", 5), ("1h", 60))
 
-SCALAR_METRICS = ("inferences", "successes", "views", "outcomes", "abs_error_sum_s")
+SCALAR_METRICS = ("inferences", "successes", "views", "outcomes", "abs_error_sum_s", "abs_error_sq_sum_s2")
+OVERFLOW_KEY = "+Inf"
+TIMEOUT_REASON = CallTimeoutError.reason
 
 
-def latency_key(index: int) -> str:
-    """The ``key`` of latency bucket ``index``: its upper bound in µs, ``+Inf`` for the last."""
-    return str(LATENCY_US_BOUNDS[index]) if index < len(LATENCY_US_BOUNDS) else "+Inf"
+def latency_key(index: int, bounds: tuple[int, ...] | list[int] = LATENCY_US_BOUNDS) -> str:
+    """The ``key`` of latency bucket ``index`` of ``bounds``: its upper bound in µs, ``+Inf`` for the last."""
+    return str(bounds[index]) if index < len(bounds) else OVERFLOW_KEY
+
+
+@dataclass(frozen=True)
+class LatencyBucket:
+    """One stored latency bucket: observations in ``(lower_us, upper_us]``."""
+
+    key: str
+    lower_us: float
+    upper_us: float
+    count: float
+
+
+def latency_buckets(counts: dict[str, float]) -> list[LatencyBucket]:
+    """The stored ``latency_us`` counters as buckets with both edges, ordered by upper bound.
+
+    A bucket's lower edge is the bound before it in its own layout (the current one, or the
+    legacy 9-bound one for keys only it has; 0 for a first bucket), so a bucket with no
+    neighbour stored still has its true width. The overflow bucket starts at the largest
+    finite bound of the layouts present.
+    """
+    legacy_only = {str(b) for b in LEGACY_LATENCY_US_BOUNDS} - {str(b) for b in LATENCY_US_BOUNDS}
+    lower_of: dict[str, float] = {}
+    for layout in (LEGACY_LATENCY_US_BOUNDS, LATENCY_US_BOUNDS):  # the current layout wins a shared bound
+        for index, bound in enumerate(layout):
+            lower_of[str(bound)] = float(layout[index - 1]) if index else 0.0
+    finite = [k for k in counts if k != OVERFLOW_KEY]
+    uses_current = any(k not in legacy_only for k in finite) or not finite
+    overflow_lower = float(LATENCY_US_BOUNDS[-1] if uses_current else LEGACY_LATENCY_US_BOUNDS[-1])
+    buckets = []
+    for key, count in counts.items():
+        if key == OVERFLOW_KEY:
+            buckets.append(LatencyBucket(key, overflow_lower, float("inf"), count))
+            continue
+        try:
+            upper = float(key)
+        except ValueError:
+            continue  # not a bound: ignored
+        buckets.append(LatencyBucket(key, min(lower_of.get(key, 0.0), upper), upper, count))
+    return sorted(buckets, key=lambda b: (b.upper_us, b.lower_us))
+
+
+#: What each device's row per (scene, version, minute) adds up: the quality gate compares
+#: versions device by device (decisions of one device are alike), so it needs these per device.
+DEVICE_TALLIES = ("inferences", "fallbacks", "timeouts", "outcomes", "abs_error_sum_s", "abs_error_sq_sum_s2")
+
+
+def _device_tally(window: TelemetryWindow) -> dict[str, float]:
+    return {
+        "inferences": float(window.inferences),
+        "fallbacks": float(max(window.inferences - window.successes, 0)),
+        "timeouts": float(window.fallbacks.get(TIMEOUT_REASON, 0)),
+        "outcomes": float(window.outcomes),
+        "abs_error_sum_s": float(window.abs_error_sum_s),
+        "abs_error_sq_sum_s2": float(window.abs_error_sq_sum_s2),
+    }
 
 
 def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey]:
@@ -57,9 +118,13 @@ def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey
             slot = (*key, metric, label)
             increments[slot] = increments.get(slot, 0.0) + value
 
+    tallies: dict[MinuteKey, dict[str, float]] = {}
     for window in report.windows:
         key = (report.scene, window.package_version or "", window.minute)
         devices.add(key)
+        tally = tallies.setdefault(key, dict.fromkeys(DEVICE_TALLIES, 0.0))
+        for name, value in _device_tally(window).items():
+            tally[name] += value
         add(key, "reports", "", 1)
         for metric in SCALAR_METRICS:
             add(key, metric, "", getattr(window, metric))
@@ -68,7 +133,7 @@ def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey
         for where, count in window.errors.items():
             add(key, "errors", where, count)
         for index, count in enumerate(window.latency_us_counts):
-            add(key, "latency_us", latency_key(index), count)
+            add(key, "latency_us", latency_key(index, window.latency_us_bounds), count)
     if report.windows and report.dropped_events:
         first = report.windows[0]
         add((report.scene, first.package_version or "", first.minute), "dropped_events", "", report.dropped_events)
@@ -86,11 +151,16 @@ def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey
             )
         )
     device_key = hashlib.sha256(report.device_id.encode()).hexdigest()
-    for scene, version, minute in sorted(devices):
+    for (scene, version, minute), tally in sorted(tallies.items()):
         statement = insert(TelemetryDevice).values(
-            scene=scene, package_version=version, minute=minute, device_id=device_key
+            scene=scene, package_version=version, minute=minute, device_id=device_key, **tally
         )
-        session.execute(statement.on_conflict_do_nothing())
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["scene", "package_version", "minute", "device_id"],
+                set_={name: getattr(TelemetryDevice, name) + getattr(statement.excluded, name) for name in tally},
+            )
+        )
     session.commit()
     return devices
 
