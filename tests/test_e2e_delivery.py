@@ -175,3 +175,14 @@ def test_demo_runs_end_to_end_at_a_small_size(tmp_path: Path) -> None:
     run = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'data').resolve()}/mlflow.db").get_run(simulation["run_id"])
     assert run.info.status == "FINISHED" and "model_total_bytes_change" in run.data.metrics
     assert summary["mlflow"]["ui_command"].endswith(f"sqlite:///{(tmp_path / 'data').resolve()}/mlflow.db")
+    # The devices reported, and the registry forwarded every decision to the monitoring run.
+    monitoring = summary["monitoring"]
+    assert monitoring["forwarded_inferences"] == monitoring["device_decisions"] > 0
+    store = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'data').resolve()}/mlflow.db")
+    experiment = store.get_experiment_by_name("watch_time-monitoring")
+    (monitored,) = store.search_runs([experiment.experiment_id])
+    assert monitored.info.run_id == monitoring["run_id"] and monitored.info.run_name == "watch_time-1.0.0"
+    assert {"inferences", "success_rate", "latency_us_p99", "mae_s", "uv"} <= set(monitored.data.metrics)
+    assert monitored.data.tags["pitahaya.training_run_id"] == summary["mlflow"]["run_id"]
+    assert monitored.data.tags["pitahaya.package_sha256"] == summary["package"]["sha256"]
+    assert monitored.data.tags["pitahaya.model_name"] == "watch_time"

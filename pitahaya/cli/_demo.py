@@ -2,10 +2,12 @@
 
 generate events -> train (MLflow) -> package (ONNX + parity gate, MLflow model version)
 -> start a real registry on 127.0.0.1 -> push -> release -> one device per held-out user
-pulls the package over HTTP through TUF and answers for its user's sessions -> the preload
-simulator (`pitahaya.training.simulation`) plays those sessions over generated bandwidth
-traces with the device's plans, the fixed 3 x 800 KB policy and the oracle -> summary table
-(and the simulation as an MLflow run).
+pulls the package over HTTP through TUF and answers for its user's sessions, reporting its
+telemetry to the registry (a client token) -> the registry forwards it to the same MLflow
+store (experiment ``<scene>-monitoring``, one run per package version; the demo waits for it
+before stopping the registry) -> the preload simulator (`pitahaya.training.simulation`) plays
+those sessions over generated bandwidth traces with the device's plans, the fixed 3 x 800 KB
+policy and the oracle -> summary table (and the simulation as an MLflow run).
 
 Every demo run starts a fresh registry and fresh device caches under
 ``<data-dir>/demo/``; the MLflow store under ``<data-dir>`` accumulates runs.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from rich.table import Table
 
 from pitahaya.cli._common import DEFAULT_SCENE, artifact_root, console, emit_json, stage_progress, tracking_uri
 from pitahaya.cli._server import registry_process
+from pitahaya.client_runtime.hooks import Hooks, InferenceEvent
 
 #: Every demo file is encoded at this bitrate (the issue's headline setting).
 DEMO_BITRATE_BPS = 1_000_000.0
@@ -45,7 +49,7 @@ class DemoConfig:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo and print its summary; returns the summary as a dict."""
-    from pitahaya.client_runtime import Runtime, Scene
+    from pitahaya.client_runtime import Runtime, Scene, TelemetryConfig
     from pitahaya.packaging import build_package
     from pitahaya.registry import RegistryClient
     from pitahaya.training import GeneratorConfig, TrainConfig, generate_views, train, write_events
@@ -96,12 +100,18 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             progress=progress,
         )
 
-        with registry_process(work / "registry", token) as url:
+        forwarding = {
+            "PITAHAYA_MLFLOW_TRACKING_URI": mlflow_uri,
+            "PITAHAYA_TELEMETRY_FORWARD_INTERVAL_SECONDS": str(_FORWARD_INTERVAL_S),
+        }
+        with registry_process(work / "registry", token, env=forwarding) as url:
             progress("push + release", 0.0)
             registry = RegistryClient(url, token=token)
             registry.push(built.path.read_bytes())
             registry.create_release(scene.name, config.version, channel="stable", rollout_percent=100.0)
             trusted_root = registry.root_metadata()
+            telemetry = TelemetryConfig(token=registry.create_token("demo-devices", "client")["secret"])
+            decisions = _Decisions()
             progress("push + release", 1.0)
 
             sessions = at_bitrate(
@@ -113,7 +123,13 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
             def device(device_id: str) -> Runtime:
                 runtime = Runtime(
-                    url, scene.name, device_id, cache_dir=work / "devices" / device_id, trusted_root=trusted_root
+                    url,
+                    scene.name,
+                    device_id,
+                    cache_dir=work / "devices" / device_id,
+                    trusted_root=trusted_root,
+                    telemetry=telemetry,  # each device reports; closing it sends its last batch
+                    hooks=decisions,  # the demo's own count, beside the reporter
                 )
                 outcome = runtime.refresh().outcome
                 installs[outcome] = installs.get(outcome, 0) + 1
@@ -121,7 +137,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                 return runtime
 
             model = ModelPolicy(device)
-            model.predict(sessions)  # every device pulls and answers while the registry runs
+            model.predict(sessions)  # every device pulls, answers and reports while the registry runs
+            monitoring = _wait_for_monitoring(mlflow_uri, scene.name, config.version, decisions.count)
 
         progress("simulate playback", 0.0)
         networks = {c: generated_traces(c, seed=config.seed) for c in TRACE_CLASSES}
@@ -135,11 +152,73 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         progress("simulate playback", 1.0)
 
     summary = _summary(config, result, built, simulated.summary, installs, simulation_run, mlflow_uri)
+    summary["monitoring"] = monitoring
     if config.as_json:
         emit_json(summary)
     else:
         _print_summary(summary)
     return summary
+
+
+#: How often the demo's registry forwards telemetry to MLflow (the default is 30 s).
+_FORWARD_INTERVAL_S = 2.0
+#: How long the demo waits for the registry to forward every decision before it stops it anyway.
+_FORWARD_WAIT_S = 90.0
+#: Latest-minute figures of the monitoring run shown in the summary.
+_MONITORING_SHOWN = ("success_rate", "fallback_rate", "latency_us_p50", "latency_us_p99", "mae_s", "uv")
+
+
+class _Decisions(Hooks):
+    """Counts the devices' decisions (what the monitoring run should add up to)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_inference(self, event: InferenceEvent) -> None:
+        self.count += 1
+
+
+def _wait_for_monitoring(mlflow_uri: str, scene: str, version: str, expected: int) -> dict[str, Any]:
+    """Wait until the registry has forwarded ``expected`` decisions to the version's monitoring run.
+
+    Returns the run as the summary shows it; ``forwarded_inferences`` short of ``expected``
+    after `_FORWARD_WAIT_S` says forwarding lags (the registry still flushes when it stops).
+    """
+    from mlflow import MlflowClient
+
+    from pitahaya.registry.telemetry_export import experiment_name
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    name = experiment_name(scene)
+    found: dict[str, Any] = {
+        "experiment": name,
+        "run_id": None,
+        "minutes": 0,
+        "device_decisions": expected,
+        "forwarded_inferences": 0,
+    }
+    deadline = time.monotonic() + _FORWARD_WAIT_S
+    while True:
+        experiment = client.get_experiment_by_name(name)
+        label = f"tags.`pitahaya.package_version` = '{version}'"
+        runs = client.search_runs([experiment.experiment_id], filter_string=label) if experiment else []
+        if runs:
+            run = runs[0]
+            newest: dict[int, tuple[int, float]] = {}  # step -> (timestamp, value): a re-logged minute's newest point
+            for point in client.get_metric_history(run.info.run_id, "inferences"):
+                if point.step not in newest or point.timestamp >= newest[point.step][0]:
+                    newest[point.step] = (point.timestamp, point.value)
+            found.update(
+                run_id=run.info.run_id,
+                minutes=len(newest),
+                forwarded_inferences=int(sum(value for _, value in newest.values())),
+                metrics={k: run.data.metrics[k] for k in _MONITORING_SHOWN if k in run.data.metrics},
+            )
+            if found["forwarded_inferences"] >= expected:
+                return found
+        if time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def _summary(
@@ -208,10 +287,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{sim['sessions']} sessions, {sim['views']:,} views",
         f"fixed: {fixed['total_bytes']['total'] / 1e6:,.0f} MB, {fixed['slow_starts']['total']:.0f} slow starts",
     )
+    mon = summary["monitoring"]
+    if mon["run_id"] is not None:
+        last = mon.get("metrics", {})
+        p99 = f", last p99 {last['latency_us_p99']:.0f} µs" if "latency_us_p99" in last else ""
+        table.add_row(
+            "device telemetry (MLflow)", f"{mon['forwarded_inferences']:,} decisions", f"{mon['minutes']} min{p99}"
+        )
     Console().print(table)  # the table is the result: stdout
     console.print(
         "Playback simulated over generated bandwidth traces, 4 classes, 1.0 Mbps video; changes vs fixed 3 x 800 KB.\n"
-        f"MLflow UI on these runs (training, simulation {sim['run_id'][:8]}):\n  {summary['mlflow']['ui_command']}",
+        f"MLflow UI on these runs (training, simulation {sim['run_id'][:8]}, device monitoring in experiment "
+        f"{mon['experiment']}):\n  {summary['mlflow']['ui_command']}",
         soft_wrap=True,
     )
 
