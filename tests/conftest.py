@@ -39,10 +39,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
 
 @pytest.fixture
 def live_registry(tmp_path: Path) -> Iterator[LiveRegistry]:
-    """A fresh registry process on 127.0.0.1 with its own data dir."""
+    """A fresh registry process on 127.0.0.1 with its own data dir (not forwarding to MLflow:
+    the demo's test and ``registry/tests/test_telemetry.py`` cover that)."""
     token = secrets.token_urlsafe(24)
     data_dir = tmp_path / "registry-data"
-    with registry_process(data_dir, token) as url:
+    with registry_process(data_dir, token, env={"PITAHAYA_MLFLOW_FORWARDING": "false"}) as url:
         yield LiveRegistry(url=url, token=token, data_dir=data_dir)
 
 

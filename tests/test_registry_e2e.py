@@ -189,7 +189,11 @@ def test_pause_resume_rollback_and_kill_switch_reach_a_runtime_on_its_next_refre
 def test_schemathesis_default_checks_find_no_failure(tmp_path: Path) -> None:
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert schemathesis is not None, "schemathesis is a dev dependency"
-    env = {"PITAHAYA_DATA_DIR": str(tmp_path / "data"), "PITAHAYA_REGISTRY_TOKEN": secrets.token_urlsafe(24)}
+    env = {
+        "PITAHAYA_DATA_DIR": str(tmp_path / "data"),
+        "PITAHAYA_REGISTRY_TOKEN": secrets.token_urlsafe(24),
+        "PITAHAYA_MLFLOW_FORWARDING": "false",  # generated telemetry need not reach MLflow
+    }
     with registry_server(env, tmp_path / "registry.log") as (url, _process):
         result = subprocess.run(
             [
