@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from pitahaya.cli.commands import demo, keys, packaging, registry, simulate, training
+from pitahaya.cli.commands import demo, fleet, keys, packaging, registry, simulate, training
 
 app = typer.Typer(
     name="pitahaya",
@@ -18,7 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (training, packaging, registry, simulate, demo):
+for module in (training, packaging, registry, simulate, demo, fleet):
     app.registered_commands += module.app.registered_commands
     app.registered_groups += module.app.registered_groups
 app.add_typer(keys.app, name="keys")
