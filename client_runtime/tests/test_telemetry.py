@@ -206,6 +206,7 @@ def test_without_a_token_or_when_opted_out_a_runtime_builds_no_reporter(tmp_path
     assert _runtime(tmp_path / "a", "http://127.0.0.1:9", telemetry=False, hooks=host).hooks is host
     assert _runtime(tmp_path / "b", "http://127.0.0.1:9", telemetry=None).telemetry is None
     assert _runtime(tmp_path / "c", "http://127.0.0.1:9").telemetry is None  # the default has no token
+    assert _runtime(tmp_path / "e", "http://127.0.0.1:9", telemetry=True).telemetry is None  # the same
     without_url = Runtime(None, "watch_time", "d", cache_dir=tmp_path / "d", updater=LocalUpdater(tmp_path / "d"))
     assert without_url.telemetry is None  # nowhere to report
 

@@ -60,7 +60,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Protocol
 
 from pitahaya.client_runtime._fs import write_atomic
 from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits, RequestTooLarge
@@ -103,7 +103,7 @@ _RECENT_PREDICTIONS = 64
 #: Longest watch time a package may predict (a day); larger values are clamped, negative ones to 0.
 MAX_WATCH_S = 86_400.0
 #: What ``Runtime(telemetry=...)`` accepts; see `Runtime`.
-Telemetry = TelemetryConfig | TelemetryReporter | Literal[False] | None
+Telemetry = TelemetryConfig | TelemetryReporter | bool | None
 _warned_no_token = False
 
 
@@ -257,7 +257,8 @@ class Runtime:
             has no token): with a registry URL and ``token`` set, the runtime builds a
             `TelemetryReporter`; with no token it builds none and logs one warning (the
             registry refuses telemetry without a client token). A `TelemetryReporter`: used
-            as is (your own URL, clock or pool). ``False`` or None: no reporting. The reporter
+            as is (your own URL, clock or pool). True: the default `TelemetryConfig`. ``False``
+            or None: no reporting. The reporter
             runs beside ``hooks`` (both are called, each guarded), is started by `start` and
             closed (last batch sent) by `close`; a runtime never started never starts its
             thread, so the caller may drive ``runtime.telemetry.flush()`` itself.
@@ -346,6 +347,8 @@ class Runtime:
             return telemetry
         if not telemetry or registry_url is None:
             return None
+        if telemetry is True:
+            telemetry = TelemetryConfig()
         if telemetry.token is None:
             if not _warned_no_token:
                 _warned_no_token = True
