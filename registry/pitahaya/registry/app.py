@@ -6,7 +6,8 @@ so several workers starting at once do it once), open the blob store (local fold
 then mount the routers behind the observability middleware (request ids, per-address rate
 limit, Prometheus metrics, access log). While serving, background tasks re-sign TUF roles
 close to expiry, so devices keep seeing fresh metadata even when nothing is published, and
-forward device telemetry to MLflow. Nothing happens at import time.
+forward device telemetry to MLflow, and evaluate the quality gates of gated rollouts.
+Nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
 from pitahaya.registry.observability import ObservabilityMiddleware, RequestMetrics, TelemetryCollector
 from pitahaya.registry.ratelimit import RequestLimiter
+from pitahaya.registry.services.gates import evaluate_gates
+from pitahaya.registry.services.releases import announcement
 from pitahaya.registry.services.preflight import Preflight
 from pitahaya.registry.services.publication import refresh_signatures
 from pitahaya.registry.settings import Settings
@@ -61,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         tasks = [
             asyncio.create_task(_refresh_tuf_forever(context)),
             asyncio.create_task(_forward_telemetry_forever(context)),
+            asyncio.create_task(_evaluate_gates_forever(context)),
         ]
         try:
             yield
@@ -145,6 +149,24 @@ async def _refresh_tuf_forever(context: RegistryContext) -> None:
 def _refresh_signatures(sessions: sessionmaker[Session], tuf: TufRepository) -> list[str]:
     with sessions() as session:
         return refresh_signatures(session=session, tuf=tuf)
+
+
+async def _evaluate_gates_forever(context: RegistryContext) -> None:
+    """Evaluate the quality gates of gated rollouts periodically (steps are taken under the publish lock)."""
+    while True:
+        await asyncio.sleep(context.settings.gate_interval_seconds)
+        try:
+            await run_in_threadpool(
+                evaluate_gates,
+                sessions=context.sessions,
+                blobs=context.blobs,
+                tuf=context.tuf,
+                on_release=lambda session, row: context.forwarder.mark_release(
+                    **announcement(session=session, row=row)
+                ),
+            )
+        except Exception:  # the server must keep serving; the next round retries
+            logger.exception("evaluating rollout gates failed")
 
 
 async def _forward_telemetry_forever(context: RegistryContext) -> None:

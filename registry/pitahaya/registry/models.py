@@ -97,9 +97,8 @@ class RolloutGate(Base):
     Created with the release that starts the rollout (``release_id``, at ``spec.steps[0]``).
     ``state`` is ``observing`` while the registry evaluates it, then ``paused``,
     ``rolled_back``, ``complete`` or ``superseded`` (another release replaced the rollout).
-    ``start_totals`` are the counters of both arms when the rollout started, so the evidence
-    counts only what came after; ``step_inferences`` is the new version's inference count when
-    the current step began (each step must see its own sample). ``history`` lists every
+    The evidence counts telemetry from the minute the gate opened; ``step_inferences`` is the
+    new version's decision count when the current step began (each step must see its own sample). ``history`` lists every
     automatic step with its evidence (also in the audit log).
     """
 
@@ -115,13 +114,16 @@ class RolloutGate(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), index=True)
     step: Mapped[int] = mapped_column(Integer, default=0)
-    start_totals: Mapped[dict[str, Any]] = mapped_column(JSON)
     step_inferences: Mapped[float] = mapped_column(Float, default=0.0)
     step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def steps(self) -> list[float]:
+        return [float(step) for step in self.spec["steps"]]
 
 
 class ApiToken(Base):
@@ -164,7 +166,12 @@ class TelemetryCounter(Base):
 
 
 class TelemetryDevice(Base):
-    """A device seen in a minute for a scene and version: ``COUNT(*)`` of these rows is the UV."""
+    """A device seen in a minute for a scene and version: ``COUNT(*)`` of these rows is the UV.
+
+    The row also adds up that device's decisions, fallbacks, timeouts and joined outcomes with
+    their absolute error and its latency (sums and sums of squares): the quality gate compares versions device
+    by device, because one device's decisions are alike (a slow phone is slow every time).
+    """
 
     __tablename__ = "telemetry_devices"
     __table_args__ = (UniqueConstraint("scene", "package_version", "minute", "device_id", name="uq_telemetry_devices"),)
@@ -174,6 +181,14 @@ class TelemetryDevice(Base):
     package_version: Mapped[str] = mapped_column(String(32))
     minute: Mapped[datetime] = mapped_column(UTCDateTime())
     device_id: Mapped[str] = mapped_column(String(128))
+    inferences: Mapped[float] = mapped_column(Float, default=0.0)
+    fallbacks: Mapped[float] = mapped_column(Float, default=0.0)
+    timeouts: Mapped[float] = mapped_column(Float, default=0.0)
+    outcomes: Mapped[float] = mapped_column(Float, default=0.0)
+    abs_error_sum_s: Mapped[float] = mapped_column(Float, default=0.0)
+    abs_error_sq_sum_s2: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_sum_us: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_sq_sum_us2: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class AuditEntry(Base):

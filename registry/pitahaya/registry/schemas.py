@@ -22,6 +22,7 @@ from pydantic import (
 
 from pitahaya.client_runtime import LATENCY_US_BOUNDS
 from pitahaya.client_runtime.releases import Targeting
+from pitahaya.registry.gate.spec import GateSpec
 
 #: Scene names as the package format defines them (`validate_scene_name`), published in the OpenAPI document.
 SCENE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -123,6 +124,17 @@ class ReleaseCreate(BaseModel):
     kill_switch: StrictBool = False
     paused: StrictBool = False
     targeting: TargetingBody | None = None
+    gate: GateSpec | None = Field(
+        default=None,
+        description="Roll out in steps that advance, pause or roll back on the devices' own figures; "
+        "the release starts at the gate's first step, so rollout_percent is left out.",
+    )
+
+    @model_validator(mode="after")
+    def _gate_owns_the_percent(self) -> ReleaseCreate:
+        if self.gate is not None and {"rollout_percent", "kill_switch", "paused"} & self.model_fields_set:
+            raise ValueError("a gated release starts at its gate's first step: leave out rollout_percent, kill_switch and paused")
+        return self
 
 
 class ReleaseWiden(BaseModel):
@@ -189,6 +201,30 @@ class ReleasePublic(BaseModel):
                 },
             }
         return data
+
+
+class GatePublic(BaseModel):
+    """A rollout's quality gate: where it stands, what it last saw, and every step it took."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    gate_id: int = Field(validation_alias="id")
+    state: str = Field(description="observing, paused, rolled_back, complete or superseded.")
+    package_version: str
+    baseline_versions: list[str] = Field(description="Versions the devices outside the rollout run.")
+    step: int = Field(description="Index of the current step in spec.steps.")
+    steps: list[float]
+    spec: dict[str, Any]
+    evidence: dict[str, Any] | None = Field(description="The latest evaluation: verdict, checks, samples.")
+    history: list[dict[str, Any]] = Field(description="Every automatic step with its evidence, oldest first.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class RolloutStatus(ReleasePublic):
+    """A channel's live release and its newest quality gate (null if it never had one)."""
+
+    gate: GatePublic | None
 
 
 _RELEASE_ROW_FIELDS = (

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
         mlflow_forwarding: Forward to MLflow at all (on by default); ``PITAHAYA_MLFLOW_FORWARDING=false``
             turns it off (the aggregates still feed ``/metrics`` and the rollout gate).
         telemetry_forward_interval_seconds: How often aggregates are forwarded to MLflow.
+        gate_interval_seconds: How often the quality gates of gated rollouts are evaluated
+            (each evaluation may advance, pause or roll back a rollout).
         blob_gc_min_age_seconds: Orphan blobs younger than this are kept by garbage collection,
             because a push in flight writes its blob before committing its row.
         preflight_enabled: Load every pushed package as a device would (sandboxed worker
@@ -122,6 +124,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_forwarding: bool = True
     telemetry_forward_interval_seconds: float = Field(default=30.0, gt=0)
+    gate_interval_seconds: float = Field(default=30.0, gt=0)
     blob_gc_min_age_seconds: float = Field(default=3600.0, ge=0)
     preflight_enabled: bool = True
     preflight_concurrency: int = Field(default=2, ge=1)

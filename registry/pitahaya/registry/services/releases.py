@@ -22,7 +22,9 @@ A release only ever names a package whose stored archive exists and still verifi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,6 +63,7 @@ def create_release(
     actor: str,
     targeting: Targeting | None = None,
     paused: bool = False,
+    before_commit: Callable[[ReleaseRow], object] | None = None,
 ) -> ReleaseRow:
     """Point a channel at a published package and publish the signed release document.
 
@@ -72,7 +75,9 @@ def create_release(
         kill_switch: Send every device on the channel to the built-in default policy.
         actor: Who releases (recorded in the document and the audit log).
         targeting: Platforms and app-version range the rollout may reach (None: everyone).
-        paused: Publish the release halted (devices keep ``previous_version``).
+        paused: Publish the release halted (devices keep what they ran).
+        before_commit: Called with the flushed row before the commit, to add rows that must
+            commit with it (a rollout gate).
 
     Returns:
         The committed release row; its ``id`` is the document's ``release_id``.
@@ -97,6 +102,7 @@ def create_release(
             kill_switch=kill_switch,
             targeting=targeting or Targeting(),
             paused=paused,
+            before_commit=before_commit,
         )
 
 
@@ -242,6 +248,20 @@ def latest_release(*, session: Session, scene: str, channel: str) -> ReleaseRow 
     return session.scalars(query).first()
 
 
+def announcement(*, session: Session, row: ReleaseRow) -> dict[str, Any]:
+    """What the ops view records of a published release (`TelemetryForwarder.mark_release` arguments)."""
+    fully = row.rollout_percent >= 100.0 and not row.paused and not row.kill_switch and targeting_of(row).is_everyone
+    return {
+        "scene": row.scene,
+        "channel": row.channel,
+        "release_id": row.id,
+        "package_version": row.package_version,
+        "rollout_percent": row.rollout_percent,
+        "fully_rolled_out": fully,
+        "manifest": get_package(session=session, scene=row.scene, version=row.package_version).manifest,
+    }
+
+
 def targeting_of(row: ReleaseRow) -> Targeting:
     platforms = tuple(row.platforms) if row.platforms is not None else None
     return Targeting(platforms=platforms, app_version_min=row.app_version_min, app_version_max=row.app_version_max)
@@ -315,6 +335,7 @@ def _publish(
     kill_switch: bool,
     targeting: Targeting,
     paused: bool,
+    before_commit: Callable[[ReleaseRow], object] | None = None,
 ) -> ReleaseRow:
     """Insert the row, store and sign the document, audit, commit and publish (the caller holds
     `publishing`).
@@ -362,6 +383,8 @@ def _publish(
         earlier=earlier,
     ).to_json()
     row.sha256 = store.blobs.put(document)
+    if before_commit is not None:
+        before_commit(row)
     log_action(
         session=session,
         actor=actor,

@@ -90,11 +90,27 @@ def latency_buckets(counts: dict[str, float]) -> list[LatencyBucket]:
 
 #: What each device's row per (scene, version, minute) adds up: the quality gate compares
 #: versions device by device (decisions of one device are alike), so it needs these per device.
-DEVICE_TALLIES = ("inferences", "fallbacks", "timeouts", "outcomes", "abs_error_sum_s", "abs_error_sq_sum_s2")
+DEVICE_TALLIES = (
+    "inferences",
+    "fallbacks",
+    "timeouts",
+    "outcomes",
+    "abs_error_sum_s",
+    "abs_error_sq_sum_s2",
+    "latency_sum_us",
+    "latency_sq_sum_us2",
+)
 
 
 def _device_tally(window: TelemetryWindow) -> dict[str, float]:
+    """One window's contribution to its device's row; latency moments from the bucket midpoints
+    (the overflow bucket counts as 1.5x the last bound)."""
+    bounds = [0.0, *map(float, window.latency_us_bounds)]
+    mids = [(low + high) / 2.0 for low, high in zip(bounds, bounds[1:], strict=False)] + [1.5 * bounds[-1]]
+    counts = window.latency_us_counts
     return {
+        "latency_sum_us": sum(c * m for c, m in zip(counts, mids, strict=False)),
+        "latency_sq_sum_us2": sum(c * m * m for c, m in zip(counts, mids, strict=False)),
         "inferences": float(window.inferences),
         "fallbacks": float(max(window.inferences - window.successes, 0)),
         "timeouts": float(window.fallbacks.get(TIMEOUT_REASON, 0)),

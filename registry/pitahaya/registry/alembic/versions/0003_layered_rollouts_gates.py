@@ -1,4 +1,4 @@
-"""Layered rollouts (``releases.earlier``) and quality gates (``rollout_gates``).
+"""Layered rollouts (``releases.earlier``), quality gates (``rollout_gates``), per-device tallies.
 
 Revision ID: 0003
 Revises: 0002
@@ -15,6 +15,17 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+DEVICE_TALLIES = (
+    "inferences",
+    "fallbacks",
+    "timeouts",
+    "outcomes",
+    "abs_error_sum_s",
+    "abs_error_sq_sum_s2",
+    "latency_sum_us",
+    "latency_sq_sum_us2",
+)
+
 
 def upgrade() -> None:
     with op.batch_alter_table("releases") as batch:
@@ -30,7 +41,6 @@ def upgrade() -> None:
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("step", sa.Integer(), nullable=False),
-        sa.Column("start_totals", sa.JSON(), nullable=False),
         sa.Column("step_inferences", sa.Float(), nullable=False),
         sa.Column("step_started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("evidence", sa.JSON(), nullable=True),
@@ -40,9 +50,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_rollout_gates_scene_channel", "rollout_gates", ["scene", "channel"])
     op.create_index("ix_rollout_gates_state", "rollout_gates", ["state"])
+    with op.batch_alter_table("telemetry_devices") as batch:
+        for column in DEVICE_TALLIES:
+            batch.add_column(sa.Column(column, sa.Float(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("telemetry_devices") as batch:
+        for column in DEVICE_TALLIES:
+            batch.drop_column(column)
     op.drop_index("ix_rollout_gates_state", table_name="rollout_gates")
     op.drop_index("ix_rollout_gates_scene_channel", table_name="rollout_gates")
     op.drop_table("rollout_gates")

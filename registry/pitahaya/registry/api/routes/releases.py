@@ -13,14 +13,18 @@ from fastapi import APIRouter, Path, Query, status
 
 from pitahaya.registry.api.deps import ContextDep, OperatorDep, SceneDep, SessionDep
 from pitahaya.registry.api.responses import JSON_WRITE, Responses
+from pitahaya.registry.models import ReleaseRow
 from pitahaya.registry.schemas import (
     CHANNEL_PATTERN,
+    GatePublic,
     KillSwitch,
     ReleaseCreate,
     ReleasePublic,
     ReleaseRollback,
     ReleaseWiden,
+    RolloutStatus,
 )
+from pitahaya.registry.services import gates
 from pitahaya.registry.services import releases as service
 
 router = APIRouter(prefix="/api/v1/scenes/{scene}", tags=["releases"])
@@ -33,21 +37,39 @@ _WRITE_RESPONSES: Responses = {**JSON_WRITE, 404: {}, 409: {}}
 def create_release(
     scene: SceneDep, body: ReleaseCreate, context: ContextDep, session: SessionDep, actor: OperatorDep
 ) -> ReleasePublic:
-    """Release a published package on a channel and publish the signed release document."""
-    row = service.create_release(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
-        scene=scene,
-        version=body.version,
-        channel=body.channel,
-        rollout_percent=body.rollout_percent,
-        kill_switch=body.kill_switch,
-        actor=actor.name,
-        targeting=body.targeting.to_targeting() if body.targeting is not None else None,
-        paused=body.paused,
-    )
-    return ReleasePublic.model_validate(row)
+    """Release a published package on a channel and publish the signed release document.
+
+    With a ``gate`` the release starts at the gate's first step and the registry advances,
+    pauses or rolls it back on its own as device telemetry arrives (see ``.../rollout``).
+    """
+    targeting = body.targeting.to_targeting() if body.targeting is not None else None
+    if body.gate is not None:
+        row = gates.create_gated_release(
+            session=session,
+            blobs=context.blobs,
+            tuf=context.tuf,
+            scene=scene,
+            version=body.version,
+            channel=body.channel,
+            spec=body.gate,
+            actor=actor.name,
+            targeting=targeting,
+        )
+    else:
+        row = service.create_release(
+            session=session,
+            blobs=context.blobs,
+            tuf=context.tuf,
+            scene=scene,
+            version=body.version,
+            channel=body.channel,
+            rollout_percent=body.rollout_percent,
+            kill_switch=body.kill_switch,
+            actor=actor.name,
+            targeting=targeting,
+            paused=body.paused,
+        )
+    return _published(context, session, row)
 
 
 @router.get("/releases", response_model=list[ReleasePublic])
@@ -57,6 +79,15 @@ def list_releases(
     """List a scene's releases, newest first, optionally on one channel."""
     rows = service.list_releases(session=session, scene=scene, channel=channel)
     return [ReleasePublic.model_validate(row) for row in rows]
+
+
+@router.get("/channels/{channel}/rollout", response_model=RolloutStatus, responses={404: {}})
+def rollout_status(scene: SceneDep, channel: ChannelPath, session: SessionDep, _actor: OperatorDep) -> RolloutStatus:
+    """The channel's live release and its quality gate: state, step, latest evidence, history."""
+    live, gate = gates.rollout_status(session=session, scene=scene, channel=channel)
+    release = ReleasePublic.model_validate(live).model_dump()
+    gate_public = GatePublic.model_validate(gate) if gate is not None else None
+    return RolloutStatus.model_validate({**release, "id": release["release_id"], "gate": gate_public})
 
 
 @router.post(
@@ -83,7 +114,7 @@ def widen_release(
         rollout_percent=body.rollout_percent,
         actor=actor.name,
     )
-    return ReleasePublic.model_validate(row)
+    return _published(context, session, row)
 
 
 @router.post(
@@ -136,7 +167,7 @@ def rollback_release(
         version=body.version,
         actor=actor.name,
     )
-    return ReleasePublic.model_validate(row)
+    return _published(context, session, row)
 
 
 @router.post(
@@ -152,7 +183,7 @@ def revert_rollout(
     row = service.revert_rollout(
         session=session, blobs=context.blobs, tuf=context.tuf, scene=scene, channel=channel, actor=actor.name
     )
-    return ReleasePublic.model_validate(row)
+    return _published(context, session, row)
 
 
 @router.post(
@@ -179,7 +210,7 @@ def set_kill_switch(
         enabled=body.enabled,
         actor=actor.name,
     )
-    return ReleasePublic.model_validate(row)
+    return _published(context, session, row)
 
 
 def _set_paused(
@@ -195,4 +226,10 @@ def _set_paused(
         paused=paused,
         actor=actor.name,
     )
+    return _published(context, session, row)
+
+
+def _published(context: ContextDep, session: SessionDep, row: ReleaseRow) -> ReleasePublic:
+    """Tell the ops view (MLflow) of the release, then answer with it."""
+    context.forwarder.mark_release(**service.announcement(session=session, row=row))
     return ReleasePublic.model_validate(row)
