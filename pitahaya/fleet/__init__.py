@@ -22,6 +22,23 @@ fraction in [0, 1]), ``canary_percent`` (the gate's first step, in percent) and
 with ``rollouts`` > 1, ``false_alarms`` and ``false_alarm_rate`` of the gate on good releases.
 """
 
-from pitahaya.fleet.run import SCENARIOS, FleetConfig, FleetError, default_gate, simulate_fleet
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["SCENARIOS", "FleetConfig", "FleetError", "default_gate", "simulate_fleet"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use (PEP 562): the worker processes import only what they run.
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from pitahaya.fleet import run
+
+    value = getattr(run, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -82,6 +82,8 @@ class FleetConfig:
         rollout_timeout_real_s: Longest real time one rollout is watched.
         data_dir: Project data folder; the run works in ``<data_dir>/fleet``.
         scene_path: The scene to train and package.
+        package: A built package of the scene to release as the stable version (re-versioned
+            ``1.0.0``) instead of training one.
     """
 
     devices: int = 100
@@ -101,6 +103,7 @@ class FleetConfig:
     rollout_timeout_real_s: float = 300.0
     data_dir: Path = Path(".pitahaya")
     scene_path: Path | None = None
+    package: Path | None = None
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -185,7 +188,10 @@ def simulate_fleet(config: FleetConfig, progress: Progress | None = None) -> dic
     scene_path = config.scene_path or DEFAULT_SCENE
     scene = Scene.load(scene_path)
 
-    stable = pkgs.stable_package(work, scene_path, seed=config.seed, progress=report_progress)
+    if config.package is not None:
+        stable = pkgs.with_version(config.package.read_bytes(), pkgs.STABLE_VERSION)
+    else:
+        stable = pkgs.stable_package(work, scene_path, seed=config.seed, progress=report_progress)
     candidates: list[tuple[str, bytes, bool]] = []
     for k in range(1, config.rollouts + 1):
         version = pkgs.candidate_version(k)
@@ -223,15 +229,15 @@ def simulate_fleet(config: FleetConfig, progress: Progress | None = None) -> dic
             fleet_started = time.monotonic()
             _wait_for_stable(fleet, config, report_progress)
             # Every device reports the stable version at least once before the release.
-            fleet.run_for(clock.real_seconds(config.flush_interval_s) + 0.5)
+            fleet.run_until(clock.now() + config.flush_interval_s, timeout_s=config.rollout_timeout_real_s)
             rollouts = []
             for index, (version, _, bad) in enumerate(candidates):
                 report_progress(f"rollout {version}", 0.0)
                 rollouts.append(_roll_out(fleet, operator, clock, config, version, bad, gate))
                 report_progress(f"rollout {version}", 1.0 if index + 1 < len(candidates) else 0.99)
-            after = registry_metrics.scrape(url)
             results = fleet.stop()
             fleet_real_s = time.monotonic() - fleet_started
+        after = registry_metrics.scrape(url)
         report_progress(f"rollout {candidates[-1][0]}", 1.0)
 
     return _report(
@@ -320,6 +326,7 @@ class _Fleet:
         self._conns = conns
         self._versions: dict[int, dict[str | None, int]] = {}
         self._lags: dict[int, float] = {}
+        self._loop_times: dict[int, float] = {}
 
     @classmethod
     @contextmanager
@@ -404,13 +411,26 @@ class _Fleet:
     def _take(self, conn: Connection, message: tuple[Any, ...]) -> dict[str, Any] | None:
         kind = message[0]
         if kind == "status":
-            _, index, versions, lag, _ = message
+            _, index, versions, lag, loop_time = message
             self._versions[index] = versions
             self._lags[index] = lag
+            self._loop_times[index] = loop_time
             return None
         if kind == "done":
             return dict(message[1])
         raise FleetError(str(message[1]))
+
+    def loop_time(self) -> float:
+        """Simulated time every worker's loop has reached (the most behind one's), as last said."""
+        if len(self._loop_times) < len(self._conns):
+            return 0.0
+        return min(self._loop_times.values())
+
+    def run_until(self, simulated: float, timeout_s: float) -> None:
+        """Take messages until every worker's loop reached ``simulated`` (or ``timeout_s`` real passed)."""
+        deadline = time.monotonic() + timeout_s
+        while self.loop_time() < simulated and time.monotonic() < deadline:
+            self.run_for(0.2)
 
     @property
     def lag_s(self) -> float:
@@ -446,14 +466,23 @@ class _Fleet:
             process.join(10)
         return [results[i] for i in sorted(results)]
 
-    def _terminate(self) -> None:
+    def _terminate(self, grace_s: float = 15.0) -> None:
+        """Stop whatever still runs: ask, read what the workers send meanwhile, then terminate and kill."""
         for conn in self._conns:
             try:
                 conn.send(("stop",))
             except OSError:
                 pass
+        deadline = time.monotonic() + grace_s
+        open_conns = list(self._conns)
+        while open_conns and any(p.is_alive() for p in self._processes) and time.monotonic() < deadline:
+            for conn in wait(open_conns, timeout=0.2):
+                try:
+                    conn.recv()  # drained so that no worker blocks on a full pipe
+                except (EOFError, OSError):
+                    open_conns.remove(conn)
         for process in self._processes:
-            process.join(5)
+            process.join(max(deadline - time.monotonic(), 0.1))
             if process.is_alive():
                 process.terminate()
                 process.join(5)
@@ -583,6 +612,7 @@ def _report(
             "outcomes": dict(sum((Counter(r["refreshes"]) for r in results), Counter())),
             "install_p50_ms": _ms(quantile(installs, 0.5)),
             "install_p99_ms": _ms(quantile(installs, 0.99)),
+            "longest_real_s": max((t for r in results for ts in r["refresh_real_s"].values() for t in ts), default=0.0),
         },
         "memory": {
             "peak_mib_per_process": [m["peak"] / 1024 for m in memory],

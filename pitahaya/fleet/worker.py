@@ -96,9 +96,15 @@ def run_worker(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point: run the devices until the parent says stop; send ("done", results) or ("error", text)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us in order
     try:
-        conn.send(("done", _Worker(spec, conn).run()))
+        message: tuple[str, Any] = ("done", _Worker(spec, conn).run())
+    except (BrokenPipeError, EOFError):  # the parent is gone: nobody to tell
+        return
     except BaseException:
-        conn.send(("error", f"worker {spec.index}:\n{traceback.format_exc()}"))
+        message = ("error", f"worker {spec.index}:\n{traceback.format_exc()}")
+    try:
+        conn.send(message)
+    except OSError:  # the parent stopped listening (it is stopping everything)
+        pass
     finally:
         conn.close()
 
@@ -188,7 +194,8 @@ class _Worker:
                     break
                 next_command = real + _COMMAND_INTERVAL_S
             if real >= next_status:
-                self.conn.send(("status", spec.index, self._versions(), lag_since_status, self.steps))
+                loop_time = min(clock.now(), heap[0][0])
+                self.conn.send(("status", spec.index, self._versions(), lag_since_status, loop_time))
                 lag_since_status = 0.0
                 next_status = real + spec.status_interval_s
             now = clock.now()

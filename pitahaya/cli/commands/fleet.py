@@ -64,6 +64,10 @@ def simulate(
     registry_workers: Annotated[int, typer.Option(min=1, help="Worker processes of the registry.")] = 1,
     rollout_timeout: Annotated[float, typer.Option(help="Longest real seconds one rollout is watched.")] = 300.0,
     seed: Annotated[int, typer.Option(help="Seed of the model, users, start times and jitter.")] = 0,
+    package: Annotated[
+        Path | None,
+        typer.Option(help="Release this built package as the stable version instead of training one.", dir_okay=False),
+    ] = None,
     data_dir: DataDir = default_data_dir(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -95,6 +99,7 @@ def simulate(
             registry_workers=registry_workers,
             rollout_timeout_real_s=rollout_timeout,
             data_dir=data_dir,
+            package=package,
         )
         with stage_progress(not as_json) as progress:
             summary = simulate_fleet(config, progress=progress)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from pitahaya.client_runtime import View
-from pitahaya.training import Dataset, GeneratorConfig, generate_views, split_by_time
+from pitahaya.training import GeneratorConfig, generate_views
 from pitahaya.training.simulation.errors import SessionSourceError
 
 #: A pause longer than this between two views starts a new session (as the scene's features do).
@@ -101,6 +101,8 @@ def held_out_from(views: Sequence[View], test_frac: float = 0.2) -> float:
     Uses `pitahaya.training.split_by_time` itself (on a featureless dataset), so the held-out
     period is exactly the one a model trained on ``views`` was evaluated on.
     """
+    from pitahaya.training import Dataset, split_by_time  # pandas: only when the split is recomputed
+
     n = len(views)
     dataset = Dataset(
         X=np.empty((n, 0), dtype=np.float32),
