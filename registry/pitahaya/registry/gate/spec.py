@@ -71,10 +71,10 @@ class GateSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _preset_under_explicit(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") is not None:
+        if isinstance(data, dict) and isinstance(data.get("preset"), str):
             preset = PRESETS.get(data["preset"])
-            if preset is None:
-                return data  # the Literal check names the valid presets
+            if preset is None or not isinstance(data.get("margins") or {}, dict):
+                return data  # the field checks name what is wrong
             margins = {**preset.get("margins", {}), **(data.get("margins") or {})}
             return {**preset, **data, "margins": margins}
         return data

@@ -81,7 +81,7 @@ def list_releases(
     return [ReleasePublic.model_validate(row) for row in rows]
 
 
-@router.get("/channels/{channel}/rollout", response_model=RolloutStatus, responses={404: {}})
+@router.get("/channels/{channel}/rollout", response_model=RolloutStatus, responses={401: {}, 403: {}, 404: {}})
 def rollout_status(scene: SceneDep, channel: ChannelPath, session: SessionDep, _actor: OperatorDep) -> RolloutStatus:
     """The channel's live release and its quality gate: state, step, latest evidence, history."""
     live, gate = gates.rollout_status(session=session, scene=scene, channel=channel)
