@@ -34,6 +34,22 @@ def test_train_package_push_release(live_registry: LiveRegistry, tmp_path: Path)
     released = invoke_json("release", "watch_time", "2.0.0", "--percent", "25", *registry)
     assert released["package_version"] == "2.0.0" and released["rollout_percent"] == 25
 
+    gate = tmp_path / "gate.toml"
+    gate.write_text('preset = "fast"\nsteps = [10, 100]\non_fail = "rollback"\n[margins]\nmae_relative = 0.3\n')
+    gated = invoke_json("release", "watch_time", "2.0.0", "--gate", str(gate), *registry)
+    assert gated["rollout_percent"] == 10 and gated["earlier"][0]["rollout_percent"] == 25
+    status = invoke_json("rollout", "status", "watch_time", *registry)
+    assert status["release_id"] == gated["release_id"]
+    assert (status["gate"]["state"], status["gate"]["steps"], status["gate"]["spec"]["on_fail"]) == (
+        "observing",
+        [10, 100],
+        "rollback",
+    )
+    shown = runner.invoke(app, ["rollout", "status", "watch_time", *registry])
+    assert shown.exit_code == 0 and "observing" in shown.output, shown.output
+    unknown = runner.invoke(app, ["release", "watch_time", "2.0.0", "--gate", "no-such-preset", *registry])
+    assert unknown.exit_code == 1 and "not a preset" in unknown.output
+
 
 def test_push_with_a_wrong_token_fails_cleanly(live_registry: LiveRegistry, tmp_path: Path) -> None:
     archive = tmp_path / "x.tar.xz"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from pitahaya.cli.commands import demo, fleet, keys, packaging, registry, simulate, training
+from pitahaya.cli.commands import demo, fleet, keys, packaging, registry, rollout, simulate, training
 
 app = typer.Typer(
     name="pitahaya",
@@ -22,6 +22,7 @@ for module in (training, packaging, registry, simulate, demo, fleet):
     app.registered_commands += module.app.registered_commands
     app.registered_groups += module.app.registered_groups
 app.add_typer(keys.app, name="keys")
+app.add_typer(rollout.app, name="rollout")
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """Commands that talk to or run a registry.
 
 Publishing: ``push`` (``--signing-key`` for a scene delegated to publisher keys). Rollouts (operator token): ``release``, ``widen``, ``pause``,
-``resume``, ``rollback``, ``kill-switch``. Tokens (admin token): ``tokens create|list|revoke``.
+``resume``, ``revert``, ``rollback``, ``kill-switch`` (``release --gate`` and ``rollout status``:
+`pitahaya.cli.commands.rollout`). Tokens (admin token): ``tokens create|list|revoke``.
 Running it: ``serve``, and ``registry gc`` for orphan blobs.
 """
 
@@ -31,7 +32,7 @@ Channel = Annotated[str, typer.Option(help="Release channel.")]
 Scene = Annotated[str, typer.Argument(help="Scene name.")]
 
 
-def _call(registry: str, token: str | None, operation: Callable[[RegistryClient], Any]) -> Any:
+def call_registry(registry: str, token: str | None, operation: Callable[[RegistryClient], Any]) -> Any:
     """Run one client call, turning registry errors into a one-line CLI error."""
     from pitahaya.registry import RegistryClient, RegistryClientError
 
@@ -53,8 +54,15 @@ def _show_release(result: dict[str, Any], as_json: bool) -> None:
         state.append("KILL SWITCH ON")
     console.print(
         f"{result.get('operation', 'create')}: {result['scene']} {result['package_version']} on "
-        f"{result['channel']} ({', '.join(state)}; others run {result['previous_version'] or 'the default policy'})"
+        f"{result['channel']} ({', '.join(state)}; others keep {_kept(result)})"
     )
+
+
+def _kept(result: dict[str, Any]) -> str:
+    earlier = [
+        f"{r['package_version']} where it reached ({r['rollout_percent']:g}%)" for r in result.get("earlier", [])
+    ]
+    return ", then ".join([*earlier, result["previous_version"] or "the default policy"])
 
 
 @app.command()
@@ -97,7 +105,7 @@ def push(
         except RegistryError as e:  # refused locally before anything was sent
             raise fail(str(e)) from None
 
-    result = _call(registry, token, upload)
+    result = call_registry(registry, token, upload)
     report(result, as_json, f"pushed {result['scene']} {result['version']} ({result['size_bytes']:,} bytes)")
 
 
@@ -106,7 +114,16 @@ def release(
     scene: Scene,
     version: Annotated[str, typer.Argument(help="Package version to release.")],
     channel: Channel = "stable",
-    percent: Annotated[float, typer.Option(help="Rollout percentage (0-100).")] = 100.0,
+    percent: Annotated[
+        float | None, typer.Option(help="Rollout percentage (0-100); default 100, or the gate's first step.")
+    ] = None,
+    gate: Annotated[
+        str | None,
+        typer.Option(
+            help="Roll out in steps gated on the devices' figures: a preset (standard, fast, cautious) "
+            "or a JSON/TOML spec file; see `pitahaya rollout status`."
+        ),
+    ] = None,
     kill_switch: Annotated[bool, typer.Option(help="Send every device to the default policy.")] = False,
     platform: Annotated[
         list[str] | None, typer.Option(help="Only devices on this platform (repeat for several).")
@@ -119,19 +136,25 @@ def release(
     as_json: JsonFlag = False,
 ) -> None:
     """Release a pushed package version on a channel (a new signed release document; operator token)."""
-    result = _call(
+    from pitahaya.cli.commands.rollout import read_gate
+
+    spec = read_gate(gate) if gate is not None else None
+    if spec is not None and (percent is not None or kill_switch or paused):
+        raise fail("--gate starts the release at the gate's first step: leave out --percent, --kill-switch, --paused")
+    result = call_registry(
         registry,
         token,
         lambda client: client.create_release(
             scene,
             version,
             channel=channel,
-            rollout_percent=percent,
+            rollout_percent=100.0 if percent is None else percent,
             kill_switch=kill_switch,
             platforms=platform or None,
             app_version_min=app_version_min,
             app_version_max=app_version_max,
             paused=paused,
+            gate=spec,
         ),
     )
     _show_release(result, as_json)
@@ -147,7 +170,9 @@ def widen(
     as_json: JsonFlag = False,
 ) -> None:
     """Raise the live release's rollout percentage."""
-    _show_release(_call(registry, token, lambda client: client.widen_release(scene, percent, channel=channel)), as_json)
+    _show_release(
+        call_registry(registry, token, lambda client: client.widen_release(scene, percent, channel=channel)), as_json
+    )
 
 
 @app.command()
@@ -159,7 +184,7 @@ def pause(
     as_json: JsonFlag = False,
 ) -> None:
     """Halt the live rollout: devices return to the previous version on their next refresh."""
-    _show_release(_call(registry, token, lambda client: client.pause_release(scene, channel=channel)), as_json)
+    _show_release(call_registry(registry, token, lambda client: client.pause_release(scene, channel=channel)), as_json)
 
 
 @app.command()
@@ -171,7 +196,19 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Resume a paused rollout at its percentage."""
-    _show_release(_call(registry, token, lambda client: client.resume_release(scene, channel=channel)), as_json)
+    _show_release(call_registry(registry, token, lambda client: client.resume_release(scene, channel=channel)), as_json)
+
+
+@app.command()
+def revert(
+    scene: Scene,
+    channel: Channel = "stable",
+    registry: RegistryUrl = "http://127.0.0.1:8000",
+    token: Token = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Undo the live rollout: every device returns to what it ran before that release."""
+    _show_release(call_registry(registry, token, lambda client: client.revert_release(scene, channel=channel)), as_json)
 
 
 @app.command()
@@ -185,7 +222,7 @@ def rollback(
 ) -> None:
     """Roll a channel back to an older package (a new release at 100 %)."""
     _show_release(
-        _call(registry, token, lambda client: client.rollback_release(scene, version, channel=channel)), as_json
+        call_registry(registry, token, lambda client: client.rollback_release(scene, version, channel=channel)), as_json
     )
 
 
@@ -199,7 +236,9 @@ def kill_switch(
     as_json: JsonFlag = False,
 ) -> None:
     """Send every device on a channel to the built-in default policy, or undo that."""
-    _show_release(_call(registry, token, lambda client: client.set_kill_switch(scene, on, channel=channel)), as_json)
+    _show_release(
+        call_registry(registry, token, lambda client: client.set_kill_switch(scene, on, channel=channel)), as_json
+    )
 
 
 @tokens_app.command("create")
@@ -211,7 +250,7 @@ def create_token(
     as_json: JsonFlag = False,
 ) -> None:
     """Mint a token; its secret is printed once and cannot be shown again."""
-    result = _call(registry, token, lambda client: client.create_token(name, role))
+    result = call_registry(registry, token, lambda client: client.create_token(name, role))
     if as_json:
         emit_json(result)
         return
@@ -226,7 +265,7 @@ def list_tokens(
     as_json: JsonFlag = False,
 ) -> None:
     """List tokens: names, roles, who created them, revocation (never secrets)."""
-    result = _call(registry, token, lambda client: client.list_tokens())
+    result = call_registry(registry, token, lambda client: client.list_tokens())
     if as_json:
         emit_json({"tokens": result})
         return
@@ -243,7 +282,7 @@ def revoke_token(
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a token: the registry refuses it (401) from the next request on."""
-    result = _call(registry, token, lambda client: client.revoke_token(name))
+    result = call_registry(registry, token, lambda client: client.revoke_token(name))
     report(result, as_json, f"revoked token {result['name']}")
 
 

@@ -16,7 +16,7 @@ to talk to an in-process app in tests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, UTC
 from types import TracebackType
 from typing import Any
@@ -144,13 +144,19 @@ class RegistryClient:
         app_version_min: str | None = None,
         app_version_max: str | None = None,
         paused: bool = False,
+        gate: str | Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Release a published package version on a channel.
 
         Args:
             platforms, app_version_min, app_version_max: Targeting; devices outside it keep
-                the previous version. None means no restriction.
+                the version they ran. None means no restriction.
             paused: Publish the release halted.
+            gate: A quality gate: a preset name (``standard``, ``fast``, ``cautious``) or a
+                spec (``{"steps": [1, 10, 50, 100], "on_fail": "rollback", ...}``). The
+                release then starts at the gate's first step and ``rollout_percent``,
+                ``kill_switch`` and ``paused`` are not sent; the registry advances, pauses or
+                rolls it back on the devices' telemetry (`rollout_status`).
 
         Returns:
             The release, including ``release_id`` and ``previous_version``.
@@ -160,13 +166,11 @@ class RegistryClient:
                 (404), unverifiable package (409), invalid values (422).
             RegistryUnavailable: the registry could not be reached or failed.
         """
-        body: dict[str, Any] = {
-            "version": version,
-            "channel": channel,
-            "rollout_percent": rollout_percent,
-            "kill_switch": kill_switch,
-            "paused": paused,
-        }
+        body: dict[str, Any] = {"version": version, "channel": channel}
+        if gate is None:
+            body |= {"rollout_percent": rollout_percent, "kill_switch": kill_switch, "paused": paused}
+        else:
+            body["gate"] = {"preset": gate} if isinstance(gate, str) else dict(gate)
         targeting = {"platforms": platforms, "app_version_min": app_version_min, "app_version_max": app_version_max}
         if any(value is not None for value in targeting.values()):
             body["targeting"] = targeting
@@ -183,6 +187,14 @@ class RegistryClient:
     def resume_release(self, scene: str, channel: str = "stable") -> dict[str, Any]:
         """Resume a paused rollout."""
         return self._channel_operation(scene, channel, "resume", None)
+
+    def revert_release(self, scene: str, channel: str = "stable") -> dict[str, Any]:
+        """Undo the live rollout: every device returns to what it ran before that release."""
+        return self._channel_operation(scene, channel, "revert", None)
+
+    def rollout_status(self, scene: str, channel: str = "stable") -> dict[str, Any]:
+        """The channel's live release and its quality gate: state, step, latest evidence, history (operator)."""
+        return dict(self._request("GET", f"/api/v1/scenes/{scene}/channels/{channel}/rollout").json())
 
     def rollback_release(self, scene: str, version: str, channel: str = "stable") -> dict[str, Any]:
         """Move every device on the channel to an older published version (a new release at 100 %)."""
