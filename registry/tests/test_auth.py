@@ -101,3 +101,17 @@ def test_an_address_over_its_limit_gets_429_but_tuf_files_are_not_limited(settin
 
     assert statuses == [200, 200, 429]
     assert tuf == [200] * 5
+
+
+def test_a_client_token_shared_by_a_fleet_is_not_limited_per_token(
+    settings: Settings, tmp_path: Path, token: str
+) -> None:
+    auth = {"Authorization": f"Bearer {token}"}
+    with _limited_client(settings, tmp_path, rate_limit_per_token="3/minute") as client:
+        secret = client.post("/api/v1/tokens", json={"name": "app", "role": "client"}, headers=auth).json()["secret"]
+        device = {"Authorization": f"Bearer {secret}"}
+        report = {"device_id": "d", "scene": "watch_time", "sent_at": "2026-03-01T12:35:02Z", "windows": []}
+        statuses = {client.post("/api/v1/telemetry", json=report, headers=device).status_code for _ in range(6)}
+        operator = [client.get("/api/v1/tokens", headers=auth).status_code for _ in range(3)]
+    assert statuses == {202}  # six reports from a fleet's token: none refused
+    assert operator[-1] == 429  # other roles keep their per-token limit

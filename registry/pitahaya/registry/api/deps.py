@@ -83,7 +83,8 @@ def authenticate(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller behind the bearer token, after counting the request against its rate limit.
+    """The caller behind the bearer token, after counting the request against its rate limit
+    (every role but ``client``, whose token a whole fleet shares).
 
     Raises:
         AuthenticationError: no token, or an unknown or revoked one (401).
@@ -99,7 +100,11 @@ def authenticate(
         principal = find_principal(session=session, secret=secret)
     if principal is None:
         raise AuthenticationError("invalid or revoked API token")
-    context.limiter.hit_token(principal.name)
+    if principal.role is not Role.CLIENT:
+        # A client token ships inside the app: the whole fleet shares it, so a per-token limit
+        # would cap the fleet's telemetry, not one caller. Clients are held by the per-address
+        # limit (and the telemetry service counts each device once per minute and version).
+        context.limiter.hit_token(principal.name)
     return principal
 
 
