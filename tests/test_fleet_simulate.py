@@ -27,20 +27,24 @@ pytestmark = pytest.mark.e2e
 HEADLINE_KEYS = ("adoption_p50_s", "adoption_p90_s", "adoption_p99_s", "paused", "exposure_max", "canary_percent")
 #: A small, fast fleet: 1 simulated minute between checks takes 0.3 s.
 SMALL_FLEET = (
-    "--devices", "20", "--processes", "2", "--compression", "200", "--poll-interval", "60",
+    "--processes", "2", "--compression", "200", "--poll-interval", "60",
     "--flush-interval", "60", "--idle-gap", "0", "--rollout-timeout", "120",
 )  # fmt: skip
+#: A gate for 30 devices: its first step reaches 4 of them (rollout buckets of fleet-00000..29),
+#: at least the 3 devices the gate needs before it trusts an interval.
+SMALL_GATE = {"preset": "fast", "steps": [20, 60, 100], "min_step_seconds": 0, "min_inferences": 60, "min_outcomes": 30}
 
 
-def _command(pipeline: Pipeline, data_dir: Path, *args: str) -> list[str]:
+def _command(pipeline: Pipeline, data_dir: Path, *args: str, devices: int = 20) -> list[str]:
     return [
-        sys.executable, "-m", "pitahaya.cli.app", "fleet", "simulate", *SMALL_FLEET,
+        sys.executable, "-m", "pitahaya.cli.app", "fleet", "simulate", "--devices", str(devices), *SMALL_FLEET,
         "--package", str(pipeline.built.path), "--data-dir", str(data_dir), *args,
     ]  # fmt: skip
 
 
-def _simulate(pipeline: Pipeline, data_dir: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(_command(pipeline, data_dir, *args, "--json"), capture_output=True, text=True, timeout=600)
+def _simulate(pipeline: Pipeline, data_dir: Path, *args: str, devices: int = 20) -> dict[str, Any]:
+    command = _command(pipeline, data_dir, *args, "--json", devices=devices)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _processes_mentioning(data_dir) == []  # the registry and the workers are gone
     return dict(json.loads(done.stdout))  # stdout holds only the JSON
@@ -113,6 +117,29 @@ def test_good_release_reaches_every_device_within_one_poll_delay(pipeline: Pipel
     assert decisions.get("1.0.0", 0) > 0 and decisions.get("1.1.0", 0) > 0
     assert summary["refresh"]["outcomes"]["installed"] == 2 * 20  # 1.0.0 then 1.1.0, once per device
     assert all(mib > 0 for mib in summary["memory"]["peak_mib_per_process"])
+
+
+def test_bad_canary_is_paused_before_it_reaches_more_than_its_first_step(pipeline: Pipeline, tmp_path: Path) -> None:
+    from pitahaya.client_runtime import rollout_bucket
+    from pitahaya.fleet.feeds import device_id
+
+    summary = _simulate(pipeline, tmp_path, "--scenario", "bad-canary", "--gate", json.dumps(SMALL_GATE), devices=30)
+
+    assert all(key in summary for key in HEADLINE_KEYS)
+    assert summary["canary_percent"] == 20.0
+    in_first_step = sum(rollout_bucket(device_id(i), "watch_time") < 2000 for i in range(30))
+    assert summary["canary_share"] == pytest.approx(in_first_step / 30, abs=1e-3)  # fractions keep 3 digits
+    assert summary["paused"] is True
+    rollout = summary["rollouts"][0]
+    assert rollout["gate_state"] == "paused" and [h["action"] for h in rollout["gate_history"]] == ["pause"]
+    assert rollout["gate_evidence"]["verdict"] == "worse"
+    # Only the first step's devices ever ran the bad version, and none still runs it.
+    assert 0 < summary["exposure_max"] <= summary["canary_share"]
+    assert summary["exposed_share"] <= summary["canary_share"]
+    assert rollout["outcome"] == "paused"
+    assert summary["paused_at_s"] > 0 and summary["paused_after_real_s"] > 0
+    assert summary["adoption_p50_s"] is None  # never reached half the fleet
+    assert summary["decisions"]["by_version"].get("1.1.0", 0) > 0
 
 
 def test_ctrl_c_stops_the_registry_and_every_worker(pipeline: Pipeline, tmp_path: Path) -> None:

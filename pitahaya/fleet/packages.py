@@ -16,7 +16,11 @@ replays (one fresh extractor per case, a few calls each), then misbehaves on dev
 - ``far-off``: every feature is scaled by `FAR_OFF_SCALE`, so the model predicts far off the
   real watch time (online MAE up, nothing falls back).
 
-Both pass the registry's pre-flight, as a subtle bug in real feature code would.
+Both pass the registry's pre-flight, as a subtle bug in real feature code would. A caveat on
+``fallback``: a decision the failing package could not make is answered by the last-known-good
+package (or the default policy) and reported under *that* version, so the gate, which compares
+the candidate's own figures with the baseline's, sees the candidate clean and the baseline
+worse; ``far-off`` is the default for that reason.
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ from pitahaya.client_runtime import FEATURES_FILE, build_archive, file_entry, re
 #: Version of the package every device runs before the release.
 STABLE_VERSION = "1.0.0"
 #: Calls a bad canary's extractor answers honestly before it misbehaves.
-CALM_CALLS = 16
+CALM_CALLS = 3
 #: In ``fallback`` mode, every this many calls one raises (1 in 5: a 20 % fallback rate).
 FAIL_EVERY = 5
 #: In ``far-off`` mode, every feature is multiplied by this.
 FAR_OFF_SCALE = 4.0
-BAD_MODES = ("fallback", "far-off")
+BAD_MODES = ("far-off", "fallback")
 
 _MODEL_VIEWS = 20_000
 _MODEL_USERS = 120

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -77,7 +77,8 @@ class FleetConfig:
         gate: Gate spec (dict), a preset name, or None for the scenario's default: none for a
             single ``good`` release (100 % at once), else `default_gate`.
         canary_percent: First step of the default gate.
-        bad_mode: How the bad canary misbehaves (`pitahaya.fleet.packages.BAD_MODES`).
+        bad_mode: How the bad canary misbehaves (`pitahaya.fleet.packages.BAD_MODES`): ``far-off``
+            predictions (default) or ``fallback`` on a share of its calls.
         registry_workers: Worker processes of the registry.
         rollout_timeout_real_s: Longest real time one rollout is watched.
         data_dir: Project data folder; the run works in ``<data_dir>/fleet``.
@@ -98,7 +99,7 @@ class FleetConfig:
     rollouts: int = 1
     gate: dict[str, Any] | str | None = None
     canary_percent: float = 5.0
-    bad_mode: str = "fallback"
+    bad_mode: str = "far-off"
     registry_workers: int = 1
     rollout_timeout_real_s: float = 300.0
     data_dir: Path = Path(".pitahaya")
@@ -155,15 +156,21 @@ def bucket_share(device_ids: list[str], percent: float) -> float:
 @dataclass
 class _Rollout:
     version: str
-    released_at: float  # on the run's clock
     released_at_by_worker: dict[int, float]  # on each worker's loop (behind the clock when it lags)
     real_started: float
+    released_wall: float
     bad: bool
     outcome: str = "timeout"
     gate: dict[str, Any] | None = None
-    paused_at: float | None = None
+    paused_at: float | None = None  # the loops' time when the run saw the gate stop the rollout
+    paused_after_real_s: float | None = None  # from the release to the gate's audited pause or rollback
+    lag_at_release_real_s: float = 0.0
     real_s: float = 0.0
-    statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def released_at(self) -> float:
+        """The release on the loops' time (the most behind loop's)."""
+        return min(self.released_at_by_worker.values())
 
 
 def simulate_fleet(config: FleetConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -229,12 +236,13 @@ def simulate_fleet(config: FleetConfig, progress: Progress | None = None) -> dic
             fleet_started = time.monotonic()
             _wait_for_stable(fleet, config, report_progress)
             # Every device reports the stable version at least once before the release.
-            fleet.run_until(clock.now() + config.flush_interval_s, timeout_s=config.rollout_timeout_real_s)
+            fleet.run_until(fleet.loop_time() + config.flush_interval_s, timeout_s=config.rollout_timeout_real_s)
             rollouts = []
             for index, (version, _, bad) in enumerate(candidates):
                 report_progress(f"rollout {version}", 0.0)
                 rollouts.append(_roll_out(fleet, operator, clock, config, version, bad, gate))
                 report_progress(f"rollout {version}", 1.0 if index + 1 < len(candidates) else 0.99)
+            effective = fleet.loop_time() / max(time.monotonic() - clock.start_monotonic, 1e-9)
             results = fleet.stop()
             fleet_real_s = time.monotonic() - fleet_started
         after = registry_metrics.scrape(url)
@@ -248,7 +256,7 @@ def simulate_fleet(config: FleetConfig, progress: Progress | None = None) -> dic
         results=results,
         registry=registry_metrics.delta(before, after),
         real={"total": time.monotonic() - started, "build": built_s, "fleet": fleet_real_s},
-        clock=clock,
+        effective_compression=effective,
     )
 
 
@@ -278,7 +286,8 @@ def _roll_out(
     """Release ``version`` and watch it until it is settled (see the module docstring)."""
     kwargs: dict[str, Any] = {} if gate is None else {"gate": gate}
     with fleet.paused() as loop_times:
-        rollout = _Rollout(version, clock.now(), loop_times, time.monotonic(), bad)
+        rollout = _Rollout(version, loop_times, time.monotonic(), time.time(), bad)
+        rollout.lag_at_release_real_s = clock.real_seconds(clock.now() - rollout.released_at)
         operator.create_release(SCENE, version, rollout_percent=100.0, **kwargs)
     deadline = rollout.real_started + config.rollout_timeout_real_s
     status: dict[str, Any] | None = None
@@ -289,7 +298,8 @@ def _roll_out(
             status = operator.rollout_status(SCENE)
             state = (status.get("gate") or {}).get("state")
             if state in ("paused", "rolled_back") and rollout.paused_at is None:
-                rollout.paused_at = _gate_stopped_at(status, clock)
+                rollout.paused_at = fleet.loop_time()
+                rollout.paused_after_real_s = _gate_stopped_at(status, rollout.released_wall)
             if state in ("paused", "rolled_back") and on == 0:
                 rollout.outcome = state
                 break
@@ -307,15 +317,16 @@ def _roll_out(
     return rollout
 
 
-def _gate_stopped_at(status: dict[str, Any], clock: CompressedClock) -> float:
-    """Simulated time of the gate's pause or rollback (from its audited history), else now."""
+def _gate_stopped_at(status: dict[str, Any], released_wall: float) -> float:
+    """Real seconds from the release to the gate's pause or rollback (its audited history), else to now."""
     for entry in reversed((status.get("gate") or {}).get("history") or []):
         if entry.get("action") in ("pause", "rollback") and entry.get("at"):
             try:
-                return clock.at_wall(datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00")).timestamp())
+                at = datetime.fromisoformat(str(entry["at"]).replace("Z", "+00:00")).timestamp()
             except ValueError:
                 break
-    return clock.now()
+            return at - released_wall
+    return time.time() - released_wall
 
 
 class _Fleet:
@@ -509,7 +520,7 @@ def _report(
     results: list[dict[str, Any]],
     registry: dict[str, Any],
     real: dict[str, float],
-    clock: CompressedClock,
+    effective_compression: float,
 ) -> dict[str, Any]:
     by_device = {device: changes for result in results for device, changes in result["devices"]}
     worker_of = {device: result["index"] for result in results for device, _ in result["devices"]}
@@ -528,6 +539,7 @@ def _report(
                 "gate_state": state,
                 "paused": state in ("paused", "rolled_back"),
                 "paused_at_s": None if rollout.paused_at is None else rollout.paused_at - rollout.released_at,
+                "paused_after_real_s": rollout.paused_after_real_s,
                 "adoption_p50_s": time_to_share(offsets, 0.50),
                 "adoption_p90_s": time_to_share(offsets, 0.90),
                 "adoption_p99_s": time_to_share(offsets, 0.99),
@@ -579,6 +591,7 @@ def _report(
         "adopted_share": first["adopted_share"],
         "paused": first["paused"],
         "paused_at_s": first["paused_at_s"],
+        "paused_after_real_s": first["paused_after_real_s"],
         "exposure_max": first["exposure_max"],
         "exposed_share": first["exposed_share"],
         "canary_percent": canary_percent,
@@ -620,10 +633,9 @@ def _report(
             "kib_per_device": per_device_kib,
         },
         "scheduler": {
+            "effective_compression": effective_compression,
             "max_lag_real_s": max(r["max_lag_s"] for r in results),
-            "lag_at_release_real_s": max(
-                clock.real_seconds(r.released_at - min(r.released_at_by_worker.values())) for r in rollouts
-            ),
+            "lag_at_release_real_s": max(r.lag_at_release_real_s for r in rollouts),
         },
         "real_s": real,
         "load_average": list(os.getloadavg()),

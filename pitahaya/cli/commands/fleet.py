@@ -60,7 +60,10 @@ def simulate(
     rollouts: Annotated[
         int, typer.Option(min=1, help="Good candidates released one after the other (counts the gate's false alarms).")
     ] = 1,
-    bad_mode: Annotated[str, typer.Option(help="How the bad canary misbehaves: fallback or far-off.")] = "fallback",
+    bad_mode: Annotated[
+        str,
+        typer.Option(help="How the bad canary misbehaves: far-off (predictions) or fallback (a share of calls fail)."),
+    ] = "far-off",
     registry_workers: Annotated[int, typer.Option(min=1, help="Worker processes of the registry.")] = 1,
     rollout_timeout: Annotated[float, typer.Option(help="Longest real seconds one rollout is watched.")] = 300.0,
     seed: Annotated[int, typer.Option(help="Seed of the model, users, start times and jitter.")] = 0,
@@ -142,7 +145,11 @@ def _table(s: dict[str, Any]) -> Table:
         )
         stopped = "yes" if s["paused"] else "no"
         table.add_row(
-            "gate paused", stopped, "" if s["paused_at_s"] is None else f"{s['paused_at_s']:,.1f} s after the release"
+            "gate paused",
+            stopped,
+            ""
+            if s["paused_at_s"] is None
+            else f"{s['paused_at_s']:,.1f} s after the release ({s['paused_after_real_s']:,.1f} s real)",
         )
         table.add_row(
             "exposure max", f"{100 * s['exposure_max']:.1f} %", f"{100 * s['exposed_share']:.1f} % ran it at all"
