@@ -134,15 +134,18 @@ def test_backpressure_drops_and_counts_without_blocking_predict(tmp_path: Path, 
     assert reporter.dropped_events == 0  # reported, so reset
 
 
-def test_failed_batches_are_kept_and_retried_rejected_ones_dropped(tmp_path: Path, collector: Collector) -> None:
+def test_failed_batches_are_resent_unchanged_and_rejected_ones_dropped(tmp_path: Path, collector: Collector) -> None:
     reporter = _reporter(collector, WallClock())
     rt = make_runtime(tmp_path, hooks=reporter)
     rt.predict(CANDIDATES)
     collector.statuses = [503]
-    assert not reporter.flush()  # server error: kept
+    assert not reporter.flush()  # server error: the batch is kept
     rt.predict(CANDIDATES)
-    assert reporter.flush()
-    assert [w["inferences"] for w in collector.posts[0]["windows"]] == [2]  # both, in one window
+    assert reporter.flush()  # the same batch again, byte for byte: the registry counts a batch id once
+    assert reporter.flush()  # the later decision, in the next batch
+    first, second = collector.posts
+    assert [w["inferences"] for w in first["windows"]] == [1] == [w["inferences"] for w in second["windows"]]
+    assert first["batch_id"] != second["batch_id"] and len(first["batch_id"]) == 32
     rt.predict(CANDIDATES)
     collector.statuses = [401]
     assert not reporter.flush()  # would never be accepted: dropped and counted

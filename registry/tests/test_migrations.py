@@ -25,6 +25,7 @@ def test_upgrade_head_matches_the_models_and_is_rerunnable(database_url: str) ->
         "telemetry_counters",
         "telemetry_devices",
         "rollout_gates",
+        "telemetry_batches",
     }
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []

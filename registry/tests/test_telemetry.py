@@ -367,3 +367,19 @@ def test_a_runtime_reports_to_a_real_registry_by_default(
             select(func.sum(TelemetryCounter.value)).where(TelemetryCounter.metric == "inferences")
         )
     assert inferences == 5
+
+
+def test_a_batch_resent_after_a_lost_answer_is_counted_once(
+    app: Any, client: TestClient, device_auth: dict[str, str]
+) -> None:
+    batch = {**_report("a", _window()), "batch_id": "b" * 32}
+    for _ in range(3):  # the answer was lost twice: the device sends the same batch again
+        assert client.post("/api/v1/telemetry", json=batch, headers=device_auth).status_code == 202
+    other = {**_report("a", _window()), "batch_id": "c" * 32}
+    assert client.post("/api/v1/telemetry", json=other, headers=device_auth).status_code == 202
+    same_id_other_device = {**_report("b", _window()), "batch_id": "b" * 32}
+    assert client.post("/api/v1/telemetry", json=same_id_other_device, headers=device_auth).status_code == 202
+
+    with app.state.registry.sessions() as session:
+        summary = minute_summary(session=session, key=("watch_time", "1.0.0", MINUTE_DT))
+    assert summary.value("inferences") == 30 and summary.value("reports") == 3

@@ -33,6 +33,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -165,6 +166,8 @@ class TelemetryReporter(Hooks):
         self._dropped = 0  # events dropped since the last accepted batch
         self._flush_lock = threading.Lock()
         self._windows: dict[tuple[int, str | None], _Window] = {}
+        #: The batch being sent (body, its windows, its drop count) until the registry answers.
+        self._in_flight: tuple[bytes, dict[tuple[int, str | None], _Window], int] | None = None
         self._versions: dict[int, str | None] = {}
         self._version: str | None = None
         self._stop = threading.Event()
@@ -222,7 +225,8 @@ class TelemetryReporter(Hooks):
     @property
     def dropped_events(self) -> int:
         """Events dropped (full queue, rejected or overflowing windows) and not yet reported."""
-        return self._dropped
+        in_flight = self._in_flight
+        return self._dropped + (in_flight[2] if in_flight is not None else 0)
 
     # ------------------------------------------------------------- background side
     def _window(self, at: float, version: str | None) -> _Window:
@@ -273,7 +277,12 @@ class TelemetryReporter(Hooks):
                 self._dropped += lost.inferences + lost.views + lost.outcomes
 
     def flush(self) -> bool:
-        """Drain the queue and send every pending window now. Never raises.
+        """Drain the queue and send the pending batch now. Never raises.
+
+        A batch carries a random ``batch_id`` and, once built, is sent byte for byte until the
+        registry answers (a timeout after the registry stored it must not count it twice: the
+        registry ignores a ``batch_id`` it has seen). Windows that fill up meanwhile wait for
+        the next batch.
 
         Returns:
             True when nothing was pending or the registry accepted the batch.
@@ -283,44 +292,46 @@ class TelemetryReporter(Hooks):
                 self._drain()
             except Exception:  # a bug here must not kill the thread or the host
                 logger.exception("telemetry aggregation failed; batch kept")
-            if not self._windows and not self._dropped:
-                return True
-            dropped = self._dropped
-            windows = dict(self._windows)
-            body = {
-                "device_id": self.device_id,
-                "scene": self.scene,
-                "sent_at": datetime.now(tz=UTC).isoformat(timespec="seconds"),
-                "windows": [w.to_json(minute, version) for (minute, version), w in sorted(windows.items(), key=_order)],
-                "dropped_events": dropped,
-            }
+            if self._in_flight is None:
+                if not self._windows and not self._dropped:
+                    return True
+                self._in_flight = self._freeze()
+            body, windows, dropped = self._in_flight
             try:
                 response = self._http.request(
-                    "POST",
-                    self.url,
-                    body=json.dumps(body).encode(),
-                    headers=self._headers,
-                    timeout=self._timeout,
-                    retries=False,
+                    "POST", self.url, body=body, headers=self._headers, timeout=self._timeout, retries=False
                 )
                 status = response.status
-            except Exception as e:  # network down, DNS, TLS...: keep the windows for the next batch
+            except Exception as e:  # network down, DNS, TLS...: the same batch goes again next time
                 logger.info("telemetry not sent (%s); kept for retry", e)
                 self.failed_batches += 1
                 return False
-            if status in (200, 202, 204) or status in _REJECTED:
-                for key in windows:
-                    self._windows.pop(key, None)
-                with self._drop_lock:
-                    self._dropped -= dropped
-                    if status in _REJECTED:
-                        logger.warning("registry rejected telemetry (HTTP %s); batch dropped", status)
-                        self._dropped += sum(w.inferences + w.views + w.outcomes for w in windows.values())
             if status in (200, 202, 204):
+                self._in_flight = None
                 self.sent_batches += 1
                 return True
+            if status in _REJECTED:
+                self._in_flight = None
+                logger.warning("registry rejected telemetry (HTTP %s); batch dropped", status)
+                with self._drop_lock:
+                    self._dropped += dropped + sum(w.inferences + w.views + w.outcomes for w in windows.values())
             self.failed_batches += 1
             return False
+
+    def _freeze(self) -> tuple[bytes, dict[tuple[int, str | None], _Window], int]:
+        """Take every pending window (and the drop count) into one batch to send until answered."""
+        windows, self._windows = self._windows, {}
+        with self._drop_lock:
+            dropped, self._dropped = self._dropped, 0
+        body = {
+            "device_id": self.device_id,
+            "scene": self.scene,
+            "batch_id": uuid.uuid4().hex,
+            "sent_at": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+            "windows": [w.to_json(minute, version) for (minute, version), w in sorted(windows.items(), key=_order)],
+            "dropped_events": dropped,
+        }
+        return json.dumps(body).encode(), windows, dropped
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> TelemetryReporter:

@@ -191,6 +191,22 @@ class TelemetryDevice(Base):
     latency_sq_sum_us2: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class TelemetryBatch(Base):
+    """A telemetry batch already counted (by device and ``batch_id``), so a resent one is not.
+
+    Its row commits with the batch's counters: both or neither. Rows older than
+    `services.telemetry.BATCH_MEMORY` are deleted as reports arrive.
+    """
+
+    __tablename__ = "telemetry_batches"
+    __table_args__ = (UniqueConstraint("device_id", "batch_id", name="uq_telemetry_batches"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    batch_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 class AuditEntry(Base):
     """Who changed what, when: one row per accepted write."""
 

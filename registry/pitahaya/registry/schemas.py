@@ -354,6 +354,12 @@ class TelemetryReport(BaseModel):
 
     device_id: str = Field(min_length=1, max_length=128)
     scene: str = Field(pattern=SCENE_PATTERN)
+    batch_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="Random id of the batch: a batch resent after a lost answer is counted once "
+        "(ids are remembered for TELEMETRY_BATCH_MEMORY; null from runtimes that predate it).",
+    )
     sent_at: DateTime
     windows: list[TelemetryWindow] = Field(max_length=1440)
     dropped_events: Count = 0

@@ -23,14 +23,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from pitahaya.client_runtime.errors import CallTimeoutError
-from pitahaya.registry.models import TelemetryCounter, TelemetryDevice
+from pitahaya.registry.models import TelemetryBatch, TelemetryCounter, TelemetryDevice
 from pitahaya.registry.schemas import LATENCY_US_BOUNDS, LEGACY_LATENCY_US_BOUNDS, TelemetryReport, TelemetryWindow
 
 #: A (scene, package version, minute) aggregate; package version '' is the default policy.
@@ -42,6 +42,9 @@ UV_WINDOWS: tuple[tuple[str, int], ...] = (("1m", 1), ("5m", 5), ("1h", 60))
 SCALAR_METRICS = ("inferences", "successes", "views", "outcomes", "abs_error_sum_s", "abs_error_sq_sum_s2")
 OVERFLOW_KEY = "+Inf"
 TIMEOUT_REASON = CallTimeoutError.reason
+#: How long a batch id is remembered: a device resends a batch until it is answered, so this
+#: covers a device that lost its answer and went offline for a while.
+BATCH_MEMORY = timedelta(days=2)
 
 
 def latency_key(index: int, bounds: tuple[int, ...] | list[int] = LATENCY_US_BOUNDS) -> str:
@@ -156,6 +159,14 @@ def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey
 
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    device_key = hashlib.sha256(report.device_id.encode()).hexdigest()
+    if report.batch_id is not None:
+        now = datetime.now(UTC)
+        session.execute(delete(TelemetryBatch).where(TelemetryBatch.received_at < now - BATCH_MEMORY))
+        seen = insert(TelemetryBatch).values(device_id=device_key, batch_id=report.batch_id, received_at=now)
+        if session.execute(seen.on_conflict_do_nothing().returning(TelemetryBatch.id)).first() is None:
+            session.commit()
+            return set()  # counted when it first arrived: the device resent it after a lost answer
     for (scene, version, minute, metric, label), value in sorted(increments.items()):
         statement = insert(TelemetryCounter).values(
             scene=scene, package_version=version, minute=minute, metric=metric, key=label, value=value
@@ -166,7 +177,6 @@ def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey
                 set_={"value": TelemetryCounter.value + statement.excluded.value},
             )
         )
-    device_key = hashlib.sha256(report.device_id.encode()).hexdigest()
     for (scene, version, minute), tally in sorted(tallies.items()):
         statement = insert(TelemetryDevice).values(
             scene=scene, package_version=version, minute=minute, device_id=device_key, **tally

@@ -1,4 +1,5 @@
-"""Layered rollouts (``releases.earlier``), quality gates (``rollout_gates``), per-device tallies.
+"""Layered rollouts (``releases.earlier``), quality gates (``rollout_gates``), per-device tallies,
+telemetry batch ids (``telemetry_batches``).
 
 Revision ID: 0003
 Revises: 0002
@@ -50,12 +51,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_rollout_gates_scene_channel", "rollout_gates", ["scene", "channel"])
     op.create_index("ix_rollout_gates_state", "rollout_gates", ["state"])
+    op.create_table(
+        "telemetry_batches",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("device_id", sa.String(128), nullable=False),
+        sa.Column("batch_id", sa.String(64), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("device_id", "batch_id", name="uq_telemetry_batches"),
+    )
+    op.create_index("ix_telemetry_batches_received_at", "telemetry_batches", ["received_at"])
     with op.batch_alter_table("telemetry_devices") as batch:
         for column in DEVICE_TALLIES:
             batch.add_column(sa.Column(column, sa.Float(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_telemetry_batches_received_at", table_name="telemetry_batches")
+    op.drop_table("telemetry_batches")
     with op.batch_alter_table("telemetry_devices") as batch:
         for column in DEVICE_TALLIES:
             batch.drop_column(column)
