@@ -107,10 +107,13 @@ def test_repeated_inference_failures_fall_back_to_last_known_good(tmp_path: Path
     # Each failing call is answered by the last-known-good package in the same call ...
     assert [(d.reason, d.package_version, d.used_model) for d in decisions] == [("inference_error", "1.0.0", True)] * 5
     assert hooks.fallbacks == ["inference_error"] * 5
+    # Monitoring counts them against the package that failed, not the one that covered for it.
+    assert [e.active_version for e in hooks.inferences[-5:]] == ["1.0.1"] * 5
     # ... and after breaker_failures in a row it takes over for good; 1.0.1 is remembered as bad.
     assert rt.active_version == "1.0.0" and rt.last_known_good_version is None
     assert (hooks.updates[-1].outcome, hooks.updates[-1].version) == ("demoted", "1.0.0")
     assert rt.predict(poison).reason == "ok"
+    assert hooks.inferences[-1].active_version == "1.0.0"
     assert rt.refresh().outcome == "rejected"  # 1.0.1 is never retried
 
 

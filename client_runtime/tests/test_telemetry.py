@@ -26,7 +26,7 @@ from pitahaya.client_runtime import (
     TelemetryReporter,
 )
 
-from package_factory import make_archive, sample_views
+from package_factory import failing_on_long_candidates, make_archive, sample_views
 from runtime_support import CANDIDATES, PATIENT, LocalUpdater, make_runtime
 
 
@@ -254,3 +254,23 @@ def test_latency_bounds_are_log_spaced_from_10_us_to_1_s() -> None:
     assert len(bounds) <= 64 and bounds[0] == 10 and bounds[-1] == 1_000_000
     ratios = [b / a for a, b in zip(bounds, bounds[1:], strict=False)]
     assert all(1.15 < r <= 1.25 for r in ratios)
+
+
+def test_fallbacks_are_counted_against_the_package_that_failed(tmp_path: Path, collector: Collector) -> None:
+    # A new version that raises leaves its decisions to the last-known-good one; its window
+    # must show the failures (the rollout gate compares versions on these windows).
+    reporter = _reporter(collector, WallClock())
+    updater = LocalUpdater(tmp_path)
+    updater.publish(make_archive(), "1.0.0")
+    rt = make_runtime(tmp_path, updater, reporter)
+    rt.refresh()
+    rt.predict(CANDIDATES)
+    updater.publish(failing_on_long_candidates("1.0.1"), "1.0.1")
+    assert rt.refresh().outcome == "installed"
+    for _ in range(3):
+        assert rt.predict([Candidate("long", 5000.0, 9_000_000)]).package_version == "1.0.0"
+    assert reporter.flush()
+    windows = {w["package_version"]: w for w in collector.posts[0]["windows"]}
+    assert (windows["1.0.1"]["inferences"], windows["1.0.1"]["successes"]) == (3, 0)
+    assert windows["1.0.1"]["fallbacks"] == {"inference_error": 3}
+    assert (windows["1.0.0"]["inferences"], windows["1.0.0"]["successes"]) == (1, 1)

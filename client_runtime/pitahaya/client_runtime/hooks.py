@@ -52,6 +52,10 @@ class InferenceEvent:
         success: True when the intended package answered (``reason == "ok"``); False when a
             fallback did (the last-known-good package or the default policy).
         reason: `REASON_OK` or the fallback's reason code.
+        active_version: The installed package the decision was asked of, whoever answered
+            (None: none was active). Monitoring counts a decision, fallbacks included, against
+            this version: a package that fails and leaves its decisions to the last-known-good
+            one must show its failures, not lend them to the version that covered for it.
     """
 
     prediction_id: int
@@ -61,6 +65,7 @@ class InferenceEvent:
     latency_s: float
     success: bool
     reason: str
+    active_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -638,6 +638,7 @@ class Runtime:
             self._next_id += 1
             prediction_id = self._next_id
             slot, reason = self._answering()
+            active = slot.version if slot is not None else None
             if slot is not None:
                 deadline = time.monotonic() + slot.contained.limits.call_timeout_s
                 try:
@@ -684,7 +685,7 @@ class Runtime:
             call_hook(self._hooks, "on_fallback", reason, error)
         if self._observed["on_inference"]:
             event = InferenceEvent(
-                prediction_id, self.scene, version, len(candidates), latency, reason == REASON_OK, reason
+                prediction_id, self.scene, version, len(candidates), latency, reason == REASON_OK, reason, active
             )
             call_hook(self._hooks, "on_inference", event)
         return decision

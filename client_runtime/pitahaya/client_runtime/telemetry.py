@@ -243,11 +243,13 @@ class TelemetryReporter(Hooks):
             kind, at, *rest = queue.popleft()
             if kind == "inference":
                 event: InferenceEvent = rest[0]
-                self._version = event.package_version
-                self._versions[event.prediction_id] = event.package_version
+                # Counted against the version asked, not the one that covered for it (see InferenceEvent).
+                version = event.active_version if event.active_version is not None else event.package_version
+                self._version = version
+                self._versions[event.prediction_id] = version
                 if len(self._versions) > _VERSIONS_KEPT:
                     del self._versions[next(iter(self._versions))]
-                window = self._window(at, event.package_version)
+                window = self._window(at, version)
                 window.inferences += 1
                 if event.reason == REASON_OK:
                     window.successes += 1
