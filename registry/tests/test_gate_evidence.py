@@ -19,6 +19,7 @@ from pitahaya.client_runtime.telemetry import LATENCY_US_BOUNDS
 from pitahaya.registry.gate import sequential
 from pitahaya.registry.gate.evidence import ArmTotals, DeviceTally, judge
 from pitahaya.registry.gate.spec import PRESETS, GateSpec, Margins
+from pitahaya.registry.services.telemetry import DEVICE_TALLIES
 
 SPEC = GateSpec(steps=[5.0, 25.0, 100.0], min_inferences=300, min_outcomes=100, min_step_seconds=0.0)
 KEYS = [str(bound) for bound in LATENCY_US_BOUNDS] + ["+Inf"]
@@ -46,16 +47,7 @@ def _fleet(rng: np.random.Generator, devices: int) -> Fleet:
 class Arm:
     """One arm's running totals: per device (numpy) and the latency histogram."""
 
-    FIELDS = (
-        "inferences",
-        "fallbacks",
-        "timeouts",
-        "outcomes",
-        "abs_error_sum_s",
-        "abs_error_sq_sum_s2",
-        "latency_sum_us",
-        "latency_sq_sum_us2",
-    )
+    FIELDS = DEVICE_TALLIES
 
     def __init__(self, devices: int) -> None:
         self.per_device = {name: np.zeros(devices) for name in self.FIELDS}
