@@ -20,6 +20,7 @@ either, or a mix, back as one histogram).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from pitahaya.client_runtime.errors import CallTimeoutError
 from pitahaya.registry.models import TelemetryBatch, TelemetryCounter, TelemetryDevice
@@ -123,6 +125,33 @@ def _device_tally(window: TelemetryWindow) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class _Upserts:
+    """The three statements a report runs, built once per dialect and run with all its rows at once."""
+
+    counters: Insert
+    devices: Insert
+    batch: Insert
+
+
+@functools.cache
+def _upserts(dialect: str) -> _Upserts:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    counters_table, devices_table = TelemetryCounter.__table__, TelemetryDevice.__table__
+    counters = insert(counters_table)
+    counters = counters.on_conflict_do_update(
+        index_elements=["scene", "package_version", "minute", "metric", "key"],
+        set_={"value": counters_table.c.value + counters.excluded.value},
+    )
+    devices = insert(devices_table)
+    devices = devices.on_conflict_do_update(
+        index_elements=["scene", "package_version", "minute", "device_id"],
+        set_={name: devices_table.c[name] + devices.excluded[name] for name in DEVICE_TALLIES},
+    )
+    batch = insert(TelemetryBatch.__table__).on_conflict_do_nothing().returning(TelemetryBatch.__table__.c.id)
+    return _Upserts(counters, devices, batch)  # type: ignore[arg-type]
+
+
 def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey]:
     """Add one device report to the aggregates and commit.
 
@@ -157,36 +186,28 @@ def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey
         first = report.windows[0]
         add((report.scene, first.package_version or "", first.minute), "dropped_events", "", report.dropped_events)
 
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upserts = _upserts(session.get_bind().dialect.name)
+    connection = session.connection()
     device_key = hashlib.sha256(report.device_id.encode()).hexdigest()
     if report.batch_id is not None:
         now = datetime.now(UTC)
-        session.execute(delete(TelemetryBatch).where(TelemetryBatch.received_at < now - BATCH_MEMORY))
-        seen = insert(TelemetryBatch).values(device_id=device_key, batch_id=report.batch_id, received_at=now)
-        if session.execute(seen.on_conflict_do_nothing().returning(TelemetryBatch.id)).first() is None:
+        connection.execute(delete(TelemetryBatch).where(TelemetryBatch.received_at < now - BATCH_MEMORY))
+        seen = {"device_id": device_key, "batch_id": report.batch_id, "received_at": now}
+        if connection.execute(upserts.batch, seen).first() is None:
             session.commit()
             return set()  # counted when it first arrived: the device resent it after a lost answer
-    for (scene, version, minute, metric, label), value in sorted(increments.items()):
-        statement = insert(TelemetryCounter).values(
-            scene=scene, package_version=version, minute=minute, metric=metric, key=label, value=value
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["scene", "package_version", "minute", "metric", "key"],
-                set_={"value": TelemetryCounter.value + statement.excluded.value},
-            )
-        )
-    for (scene, version, minute), tally in sorted(tallies.items()):
-        statement = insert(TelemetryDevice).values(
-            scene=scene, package_version=version, minute=minute, device_id=device_key, **tally
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["scene", "package_version", "minute", "device_id"],
-                set_={name: getattr(TelemetryDevice, name) + getattr(statement.excluded, name) for name in tally},
-            )
-        )
+    counters = [
+        {"scene": scene, "package_version": version, "minute": minute, "metric": metric, "key": label, "value": value}
+        for (scene, version, minute, metric, label), value in sorted(increments.items())
+    ]
+    if counters:
+        connection.execute(upserts.counters, counters)
+    rows = [
+        {"scene": scene, "package_version": version, "minute": minute, "device_id": device_key, **tally}
+        for (scene, version, minute), tally in sorted(tallies.items())
+    ]
+    if rows:
+        connection.execute(upserts.devices, rows)
     session.commit()
     return devices
 
