@@ -107,6 +107,9 @@ def test_a_good_release_advances_step_by_step_to_everyone_with_audited_evidence(
     advances = [e for e in audit if e["action"] == "gate_advance"]
     assert len(advances) == 2 and all(e["actor"] == "gate" for e in advances)
     assert {c["name"] for c in advances[0]["detail"]["evidence"]["checks"]} >= {"fallback_rate", "mae"}
+    metrics = client.get("/metrics").text
+    assert 'pitahaya_rollout_percent{channel="stable",package_version="1.1.0",scene="watch_time"} 100.0' in metrics
+    assert 'pitahaya_rollout_gate_state{channel="stable",scene="watch_time",state="complete"} 1.0' in metrics
 
 
 @pytest.mark.usefixtures("published")

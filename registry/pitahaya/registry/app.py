@@ -31,7 +31,12 @@ from pitahaya.registry.api.methods import install_method_not_allowed
 from pitahaya.registry.api.routes import audit, health, packages, releases, telemetry, tokens, tuf
 from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
-from pitahaya.registry.observability import ObservabilityMiddleware, RequestMetrics, TelemetryCollector
+from pitahaya.registry.observability import (
+    ObservabilityMiddleware,
+    RequestMetrics,
+    RolloutCollector,
+    TelemetryCollector,
+)
 from pitahaya.registry.ratelimit import RequestLimiter
 from pitahaya.registry.services.gates import evaluate_gates
 from pitahaya.registry.services.releases import announcement
@@ -87,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry = context
     metrics_registry = CollectorRegistry()
     metrics_registry.register(TelemetryCollector(context.sessions))
+    metrics_registry.register(RolloutCollector(context.sessions))
     app.state.metrics_registry = metrics_registry
     install_error_handlers(app)
     install_method_not_allowed(app)

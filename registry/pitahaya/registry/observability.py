@@ -34,6 +34,7 @@ from pitahaya.registry.api.errors import error_response
 from pitahaya.registry.errors import RateLimitedError
 from pitahaya.registry.ratelimit import RequestLimiter
 from pitahaya.registry.schemas import LATENCY_US_BOUNDS
+from pitahaya.registry.services.gates import live_rollouts
 from pitahaya.registry.services.telemetry import (
     SCALAR_METRICS,
     counter_totals,
@@ -161,6 +162,40 @@ class TelemetryCollector(Collector):
             uv.add_metric([scene, version or "default-policy", window], devices)
         yield from scalars.values()
         yield from (fallbacks, errors, histogram, uv)
+
+
+class RolloutCollector(Collector):
+    """Where each channel's rollout stands, from SQL: its percent, and its quality gate's state and step.
+
+    ``pitahaya_rollout_percent`` is the share of devices the live release reaches (0 while it
+    is paused or killed); ``pitahaya_rollout_gate_state`` is 1 for the newest gate's state.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def collect(self) -> Iterable[Metric]:
+        with self._sessions() as session:
+            rollouts = live_rollouts(session=session)
+        labels = ["scene", "channel"]
+        percent = GaugeMetricFamily(
+            "pitahaya_rollout_percent",
+            "Share of devices the live release reaches.",
+            labels=[*labels, "package_version"],
+        )
+        state = GaugeMetricFamily(
+            "pitahaya_rollout_gate_state",
+            "1 for the state of the channel's newest quality gate.",
+            labels=[*labels, "state"],
+        )
+        step = GaugeMetricFamily("pitahaya_rollout_gate_step", "Index of the gate's current step.", labels=labels)
+        for live, gate in rollouts:
+            reaching = 0.0 if live.paused or live.kill_switch else live.rollout_percent
+            percent.add_metric([live.scene, live.channel, live.package_version], reaching)
+            if gate is not None:
+                state.add_metric([live.scene, live.channel, gate.state], 1.0)
+                step.add_metric([live.scene, live.channel], float(gate.step))
+        yield from (percent, state, step)
 
 
 ASGIApp = Callable[..., Any]

@@ -161,6 +161,17 @@ def rollout_status(*, session: Session, scene: str, channel: str) -> tuple[Relea
     return live, gate
 
 
+def live_rollouts(*, session: Session) -> list[tuple[ReleaseRow, RolloutGate | None]]:
+    """Every channel's live release with its newest gate (for /metrics), one query each."""
+    newest = select(func.max(ReleaseRow.id)).group_by(ReleaseRow.scene, ReleaseRow.channel)
+    lives = list(session.scalars(select(ReleaseRow).where(ReleaseRow.id.in_(newest))))
+    newest_gates = select(func.max(RolloutGate.id)).group_by(RolloutGate.scene, RolloutGate.channel)
+    gates = {
+        (g.scene, g.channel): g for g in session.scalars(select(RolloutGate).where(RolloutGate.id.in_(newest_gates)))
+    }
+    return [(live, gates.get((live.scene, live.channel))) for live in lives]
+
+
 def judge_gate(session: Session, gate: RolloutGate) -> Judgement:
     """The gate's verdict on the telemetry received so far."""
     since = gate.created_at.replace(second=0, microsecond=0)
