@@ -127,7 +127,7 @@ def _table(s: dict[str, Any]) -> Table:
         "clock",
         f"x{s['compression']:g}",
         f"poll every {s['poll_interval_s']:g} s ± {100 * s['jitter']:g} %, telemetry every {s['flush_interval_s']:g} s "
-        "(simulated)",
+        f"(simulated); the loops reached x{s['scheduler']['effective_compression']:.1f}",
     )
     table.add_row(
         "release",
