@@ -16,11 +16,9 @@ replays (one fresh extractor per case, a few calls each), then misbehaves on dev
 - ``far-off``: every feature is scaled by `FAR_OFF_SCALE`, so the model predicts far off the
   real watch time (online MAE up, nothing falls back).
 
-Both pass the registry's pre-flight, as a subtle bug in real feature code would. A caveat on
-``fallback``: a decision the failing package could not make is answered by the last-known-good
-package (or the default policy) and reported under *that* version, so the gate, which compares
-the candidate's own figures with the baseline's, sees the candidate clean and the baseline
-worse; ``far-off`` is the default for that reason.
+Both pass the registry's pre-flight, as a subtle bug in real feature code would. The gate sees
+both: the online error of ``far-off``, and the fallbacks of ``fallback`` (the last-known-good
+package answers those calls, but telemetry counts them against the candidate that was asked).
 """
 
 from __future__ import annotations
