@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from e2e_support import LiveRegistry
 from fleet_feed import client_token, feed_fleet
+from package_factory import make_archive
 
 INFRA = Path(__file__).resolve().parents[1] / "infra"
 DASHBOARD = INFRA / "grafana" / "dashboards" / "pitahaya-registry.json"
@@ -74,6 +75,11 @@ def test_the_parser_finds_metrics_and_labels() -> None:
 @pytest.mark.e2e
 def test_every_dashboard_query_uses_metrics_and_labels_the_registry_exposes(live_registry: LiveRegistry) -> None:
     url = live_registry.url
+    with live_registry.client() as registry:  # a gated rollout, so the rollout gauges have samples
+        for version in ("1.0.0", "1.1.0"):
+            registry.push(make_archive(version=version))
+        registry.create_release("watch_time", "1.0.0")
+        registry.create_release("watch_time", "1.1.0", gate="fast")
     token = client_token(url, live_registry.token)
     assert feed_fleet(url, token, versions=("1.0.0", "1.1.0"), devices=2, minutes=2) == 4
     httpx.get(f"{url}/tuf/metadata/timestamp.json").raise_for_status()
@@ -108,6 +114,8 @@ def test_every_dashboard_query_uses_metrics_and_labels_the_registry_exposes(live
         "pitahaya_device_outcomes_total",
         "pitahaya_device_dropped_events_total",
         "pitahaya_device_errors_total",
+        "pitahaya_rollout_percent",
+        "pitahaya_rollout_gate_state",
         "pitahaya_device_reports_total",
     } <= used
     assert any('status="429"' in e for e in expressions) and any('reason="timeout"' in e for e in expressions)
