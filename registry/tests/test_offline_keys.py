@@ -27,7 +27,7 @@ from pitahaya.client_runtime.package import target_path
 from pitahaya.registry import RegistryClient, Settings, create_app
 from pitahaya.registry.errors import InvalidArgumentError, SigningKeyError
 from pitahaya.registry.key_files import KEY_FILE_MODE, load_private_key
-from pitahaya.registry._files import atomic_write
+from pitahaya.client_runtime.files import write_atomic
 from pitahaya.registry.tuf_repo import TufRepository, publisher_role
 
 pytestmark = pytest.mark.e2e
@@ -259,7 +259,7 @@ def _old_layout(tuf_dir: Path) -> None:
         role: CryptoSigner.generate_ed25519() for role in (Root.type, Targets.type, Snapshot.type, Timestamp.type)
     }
     for role, signer in signers.items():
-        atomic_write(tuf_dir / "keys" / f"{role}.pem", signer.private_bytes, mode=KEY_FILE_MODE)
+        write_atomic(tuf_dir / "keys" / f"{role}.pem", signer.private_bytes, mode=KEY_FILE_MODE)
     root = Metadata(Root(expires=now + timedelta(days=365), consistent_snapshot=True))
     for role, signer in signers.items():
         root.signed.add_key(signer.public_key, role)
@@ -268,4 +268,4 @@ def _old_layout(tuf_dir: Path) -> None:
     for name, md in (("1.targets", Metadata(Targets(expires=now + timedelta(days=90)))), ("1.snapshot", snapshot),
                      ("timestamp", timestamp), ("1.root", root)):  # fmt: skip
         md.sign(signers[md.signed.type])
-        atomic_write(tuf_dir / "metadata" / f"{name}.json", md.to_bytes())
+        write_atomic(tuf_dir / "metadata" / f"{name}.json", md.to_bytes())

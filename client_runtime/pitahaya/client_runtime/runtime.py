@@ -62,7 +62,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from pitahaya.client_runtime._fs import write_atomic
+from pitahaya.client_runtime.files import write_atomic
 from pitahaya.client_runtime.containment import ContainedPackage, Isolation, Limits, RequestTooLarge
 from pitahaya.client_runtime.containment.limits import checked_isolation
 from pitahaya.client_runtime.errors import (

@@ -47,6 +47,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from pitahaya.client_runtime.files import write_atomic
 from pitahaya.client_runtime import (
     FEATURES_FILE,
     MODEL_FILE,
@@ -208,18 +209,6 @@ def _n_features(model: Any) -> int | None:
     return getattr(model, "n_features_in_", None)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _check_budgets(scene: Scene, size_bytes: int, report: ParityReport) -> tuple[str, ...]:
     """Refuse a package over the size budget; return the latency budget's warning, if any.
 
@@ -317,7 +306,7 @@ def build_package(
 
             report_progress("write", 0.0)
             path = out_dir / Path(target_path(scene.name, version)).name
-            _write_atomically(path, archive)
+            write_atomic(path, archive)
             report_path = Path(tmp) / PARITY_REPORT_FILE
             report_path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
             client.log_artifact(run_id, str(path), PACKAGE_ARTIFACT_DIR)

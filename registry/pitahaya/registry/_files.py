@@ -1,58 +1,20 @@
-"""Filesystem primitives shared by the blob store and the TUF repository.
-
-`atomic_write` is the only way registry code writes a file: readers (and a crash) see
-either the old file or the complete new one, never a half-written file. `FileLock`
-serializes writers across threads *and* processes (several uvicorn workers share one data
-dir), which an in-memory lock alone cannot.
+"""`FileLock`: serializes the registry's writers across threads *and* processes (several
+uvicorn workers share one data dir), which an in-memory lock alone cannot. Files themselves
+are written with `pitahaya.client_runtime.files.write_atomic`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
 
 
-#: Suffix of `atomic_write`'s temp files (named ``.<target name>.<random>.tmp``).
-TEMP_SUFFIX = ".tmp"
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``.
-
-    A process killed before the rename leaves the temp file behind (`is_temp_file`);
-    ``pitahaya registry gc`` removes those of the blob store.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def is_temp_file(path: Path) -> bool:
-    """Whether ``path`` is named like a temp file of `atomic_write`."""
-    return path.name.startswith(".") and path.name.endswith(TEMP_SUFFIX)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Persist the rename itself, so a power cut cannot resurrect the old file."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+#: Mode of the files the registry serves (metadata, blobs): public bytes that a proxy or CDN
+#: on the host may read; private keys are written with `key_files.KEY_FILE_MODE`.
+PUBLIC_FILE_MODE = 0o644
 
 
 class FileLock:

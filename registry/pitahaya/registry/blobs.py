@@ -24,7 +24,8 @@ from datetime import datetime, UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pitahaya.registry._files import TEMP_SUFFIX, atomic_write, is_temp_file
+from pitahaya.client_runtime.files import TEMP_SUFFIX, is_temp_file, write_atomic
+from pitahaya.registry._files import PUBLIC_FILE_MODE
 from pitahaya.registry.errors import NotFoundError, StorageUnavailableError
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ class LocalBlobStore(BlobStore):
 
     def _write(self, sha256: str, data: bytes) -> None:
         try:
-            atomic_write(self.path(sha256), data)
+            write_atomic(self.path(sha256), data, mode=PUBLIC_FILE_MODE)
         except OSError as e:  # a full or read-only disk: retry once an operator freed it
             raise StorageUnavailableError(f"cannot write blob {sha256} under {self.root}: {e}") from e
 
@@ -179,7 +180,7 @@ class LocalBlobStore(BlobStore):
                 yield digest, datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
     def _list_partial(self) -> Iterator[tuple[str, datetime]]:
-        """`atomic_write`'s temp files anywhere under the root (blob folders, the readiness probe)."""
+        """`write_atomic`'s temp files anywhere under the root (blob folders, the readiness probe)."""
         for path in self.root.rglob(f"*{TEMP_SUFFIX}"):
             try:
                 modified = path.stat().st_mtime
@@ -197,7 +198,7 @@ class LocalBlobStore(BlobStore):
     def _check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.root / ".ready", b"ok")
+            write_atomic(self.root / ".ready", b"ok", mode=PUBLIC_FILE_MODE)
         except OSError as e:
             raise StorageUnavailableError(f"blob folder {self.root} is not writable: {e}") from e
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
-from pitahaya.registry._files import atomic_write
+from pitahaya.client_runtime.files import write_atomic
 from pitahaya.registry.errors import SigningKeyError
 
 KEY_FILE_MODE = 0o600
@@ -68,6 +68,6 @@ def create_key_pair(private_path: Path, public_path: Path) -> CryptoSigner:
     signer = CryptoSigner.generate_ed25519()
     private = load_pem_private_key(signer.private_bytes, password=None)
     public_pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    atomic_write(private_path, signer.private_bytes, mode=KEY_FILE_MODE)
-    atomic_write(public_path, public_pem, mode=0o644)
+    write_atomic(private_path, signer.private_bytes, mode=KEY_FILE_MODE)
+    write_atomic(public_path, public_pem, mode=0o644)
     return signer

@@ -74,7 +74,9 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from pitahaya.registry._files import FileLock, atomic_write, fsync_dir
+from pitahaya.client_runtime.files import fsync_dir, write_atomic
+from pitahaya.registry._files import PUBLIC_FILE_MODE
+from pitahaya.registry._files import FileLock
 from pitahaya.registry.key_files import KEY_FILE_MODE, load_private_key
 from pitahaya.registry.blobs import check_digest
 from pitahaya.registry.errors import (
@@ -704,7 +706,7 @@ class TufRepository:
                 for keyid in list(top.signed.delegations.roles[ONLINE_ROLE].keyids):  # type: ignore[union-attr,index]
                     top.signed.revoke_key(keyid, ONLINE_ROLE)
                 top.signed.add_key(new_signer.public_key, ONLINE_ROLE)
-                atomic_write(pending_key, new_signer.private_bytes, mode=KEY_FILE_MODE)
+                write_atomic(pending_key, new_signer.private_bytes, mode=KEY_FILE_MODE)
                 online = self._load_current(ONLINE_ROLE)
                 online.signed.version += 1
                 self._publish_top_and_online(top, online, new_signer)
@@ -719,7 +721,7 @@ class TufRepository:
                 root.sign(self._signer(Root.type))
                 if role == Root.type:
                     root.sign(new_signer, append=True)
-                atomic_write(pending_key, new_signer.private_bytes, mode=KEY_FILE_MODE)
+                write_atomic(pending_key, new_signer.private_bytes, mode=KEY_FILE_MODE)
                 self._write(root)
                 os.replace(pending_key, key_path)
                 if role != Root.type:
@@ -836,8 +838,10 @@ class TufRepository:
         targets = {path: target.hashes["sha256"] for path, target in added.items()}
         try:
             for name, md in zip(names, pending.values(), strict=True):
-                atomic_write(self.staging_dir / name, md.to_bytes())
-            atomic_write(self._journal, json.dumps({"files": names, "targets": targets}).encode())
+                write_atomic(self.staging_dir / name, md.to_bytes(), mode=PUBLIC_FILE_MODE)
+            write_atomic(
+                self._journal, json.dumps({"files": names, "targets": targets}).encode(), mode=PUBLIC_FILE_MODE
+            )
         except BaseException:
             self._discard_staged()
             raise
@@ -909,7 +913,7 @@ class TufRepository:
 
     def _write(self, md: Metadata, role: str | None = None) -> None:
         """Write ``md`` under its served name; ``role`` names a delegated role (type ``targets``)."""
-        atomic_write(self.metadata_dir / self._served_name(md, role), md.to_bytes())
+        write_atomic(self.metadata_dir / self._served_name(md, role), md.to_bytes(), mode=PUBLIC_FILE_MODE)
 
     @staticmethod
     def _served_name(md: Metadata, role: str | None = None) -> str:
@@ -931,7 +935,7 @@ class TufRepository:
             return load_private_key(path)
         signer = CryptoSigner.generate_ed25519()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(path, signer.private_bytes, mode=KEY_FILE_MODE)
+        write_atomic(path, signer.private_bytes, mode=KEY_FILE_MODE)
         return signer
 
     def _trusted_keyids(self, role: str) -> list[str]:

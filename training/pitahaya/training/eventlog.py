@@ -21,8 +21,6 @@ import csv
 import gzip
 import io
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pitahaya.client_runtime import VIEW_FIELDS, View
+from pitahaya.client_runtime.files import atomic_output
 from pitahaya.training.adapters import Adapter, Converted, get_adapter
 from pitahaya.training.errors import EventLogError
 from pitahaya.training.sources import EventSource, resolve_sources
@@ -373,7 +372,8 @@ def _write_quarantine(path: Path, checked: list[_Checked], bad: list[tuple[int, 
             record = {"source": checked[s].source, "line": line, "reason": reason, "detail": detail, "row": fields}
             raw.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
-    _atomic_write(path, write)
+    with atomic_output(path) as raw:
+        write(raw)
 
 
 def _good_table(c: _Checked) -> ViewTable:
@@ -428,7 +428,8 @@ def write_events(path: str | Path, views: Iterable[View] | ViewTable) -> None:
         else:
             fmt.write(_Unclosable(raw), table)
 
-    _atomic_write(path, write)
+    with atomic_output(path) as raw:
+        write(raw)
 
 
 class _Unclosable(io.RawIOBase):
@@ -442,15 +443,3 @@ class _Unclosable(io.RawIOBase):
 
     def write(self, b: Any) -> int:
         return self._inner.write(b)
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
