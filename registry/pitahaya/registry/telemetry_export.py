@@ -52,7 +52,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pitahaya.registry.models import PackageRow
-from pitahaya.registry.services.telemetry import MinuteKey, MinuteSummary, latency_buckets, minute_summary
+from pitahaya.registry.services.telemetry import MinuteKey, MinuteSummary, latency_quantile_us, minute_summary
 
 logger = logging.getLogger(__name__)
 
@@ -111,42 +111,6 @@ def summary_metrics(summary: MinuteSummary) -> dict[str, float]:
         if value is not None:
             metrics[f"latency_us_p{round(quantile * 100)}"] = value
     return metrics
-
-
-def latency_quantile_us(counts: dict[str, float], quantile: float) -> float | None:
-    """The ``quantile`` of a stored latency histogram, in µs; None when it is empty.
-
-    Observations are taken as spread evenly over their bucket ``(lower, upper]`` (as
-    Prometheus' ``histogram_quantile`` does), so the answer is interpolated within the bucket
-    holding the quantile rather than its upper bound. Buckets of the legacy layout stored
-    beside current ones overlap them; the spread makes that a mixture, not an error. A
-    quantile in the overflow bucket is reported as that bucket's lower edge (a floor).
-    """
-    buckets = [b for b in latency_buckets(counts) if b.count > 0]
-    total = sum(b.count for b in buckets)
-    if not total:
-        return None
-    target = quantile * total
-    edges = sorted({b.lower_us for b in buckets} | {b.upper_us for b in buckets if math.isfinite(b.upper_us)})
-
-    def below(x: float) -> float:  # observations at or below x
-        seen = 0.0
-        for b in buckets:
-            if x >= b.upper_us:
-                seen += b.count
-            elif x > b.lower_us:
-                seen += b.count * (x - b.lower_us) / (b.upper_us - b.lower_us)
-        return seen
-
-    previous_x, previous_seen = 0.0, 0.0
-    for x in edges:
-        seen = below(x)
-        if seen >= target:
-            if seen <= previous_seen:
-                return x
-            return previous_x + (target - previous_seen) / (seen - previous_seen) * (x - previous_x)
-        previous_x, previous_seen = x, seen
-    return edges[-1] if edges else 0.0  # in the overflow bucket
 
 
 @dataclass(frozen=True)

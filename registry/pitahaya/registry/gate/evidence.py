@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pitahaya.registry.gate import sequential
 from pitahaya.registry.gate.spec import GateSpec
-from pitahaya.registry.services.telemetry import latency_buckets
+from pitahaya.registry.services.telemetry import latency_quantile_us
 
 Verdict = Literal["worse", "hold", "pass"]
 #: Fewest devices in an arm before its interval is trusted (the interval is asymptotic).
@@ -95,21 +95,6 @@ class ArmTotals:
             abs_error_sq_sum_s2=scalar("abs_error_sq_sum_s2"),
             tallies=tallies,
         )
-
-    def latency_quantile_us(self, quantile: float) -> float | None:
-        """Interpolated quantile of the latency histogram (None without data)."""
-        buckets = latency_buckets(self.latency_us)
-        total = sum(bucket.count for bucket in buckets)
-        if not total:
-            return None
-        target, seen = quantile * total, 0.0
-        for bucket in buckets:
-            if bucket.count and seen + bucket.count >= target:
-                if math.isinf(bucket.upper_us):
-                    return bucket.lower_us
-                return bucket.lower_us + (bucket.upper_us - bucket.lower_us) * (target - seen) / bucket.count
-            seen += bucket.count
-        return buckets[-1].lower_us
 
 
 @dataclass(frozen=True)
@@ -243,10 +228,10 @@ def _latency_check(new: ArmTotals, baseline: ArmTotals | None, spec: GateSpec, a
     the minimum sample. A tail-only regression therefore holds the rollout rather than advancing it.
     """
     name, ratio = "latency_p99", spec.margins.latency_p99_ratio
-    new_p99 = new.latency_quantile_us(0.99)
+    new_p99 = latency_quantile_us(new.latency_us, 0.99)
     if baseline is None:
         return Check(name, "pass", new_p99, None, None, None, None, "no baseline version to compare with")
-    base_p99 = baseline.latency_quantile_us(0.99)
+    base_p99 = latency_quantile_us(baseline.latency_us, 0.99)
     timed = [
         ArmTotals(tallies=[d for d in arm.tallies if d.inferences > 0 and d.latency_sum_us > 0])
         for arm in (new, baseline)

@@ -1,9 +1,10 @@
 """Quality-gated rollouts: open a gate with its release, evaluate it, apply its steps.
 
-Workflow: `create_release` with a `GateSpec` publishes the release at the spec's first step and
-calls `open_gate` in the same transaction, which records the baseline (the versions the other
-devices run: the rollouts underneath and ``previous_version``); the evidence counts both arms'
-telemetry from that minute on. The app's background task calls `evaluate_gates` every ``gate_interval_seconds``; for
+Workflow: a release with a `GateSpec` is published at the spec's first step, and `open_gate`
+runs in its transaction (`releases.create_release(before_commit=...)`): it records the
+baseline (the versions the other devices run: the rollouts underneath and
+``previous_version``); the evidence counts both arms' telemetry from that minute on. The app's
+background task calls `evaluate_gates` every ``gate_interval_seconds``; for
 each observing gate, under the publish lock (so several workers or replicas step it once):
 
 1. follow the channel: a newer create, rollback or revert supersedes the gate; an operator's
@@ -28,7 +29,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pitahaya.client_runtime.releases import Targeting
 from pitahaya.registry.blobs import BlobStore
 from pitahaya.registry.errors import NotFoundError
 from pitahaya.registry.gate.evidence import ArmTotals, DeviceTally, Judgement, judge
@@ -80,39 +80,6 @@ def open_gate(*, session: Session, release: ReleaseRow, spec: GateSpec, clock: C
     )
     session.add(gate)
     return gate
-
-
-def create_gated_release(
-    *,
-    session: Session,
-    blobs: BlobStore,
-    tuf: TufRepository,
-    scene: str,
-    version: str,
-    channel: str,
-    spec: GateSpec,
-    actor: str,
-    targeting: Targeting | None = None,
-    clock: Clock = _now,
-) -> ReleaseRow:
-    """`releases.create_release` at the gate's first step, with the gate opened in the same commit.
-
-    Raises:
-        The errors of `releases.create_release`.
-    """
-    return releases.create_release(
-        session=session,
-        blobs=blobs,
-        tuf=tuf,
-        scene=scene,
-        version=version,
-        channel=channel,
-        rollout_percent=spec.steps[0],
-        kill_switch=False,
-        actor=actor,
-        targeting=targeting,
-        before_commit=lambda row: open_gate(session=session, release=row, spec=spec, clock=clock),
-    )
 
 
 def evaluate_gates(

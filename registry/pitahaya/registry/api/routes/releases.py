@@ -42,33 +42,21 @@ def create_release(
     With a ``gate`` the release starts at the gate's first step and the registry advances,
     pauses or rolls it back on its own as device telemetry arrives (see ``.../rollout``).
     """
-    targeting = body.targeting.to_targeting() if body.targeting is not None else None
-    if body.gate is not None:
-        row = gates.create_gated_release(
-            session=session,
-            blobs=context.blobs,
-            tuf=context.tuf,
-            scene=scene,
-            version=body.version,
-            channel=body.channel,
-            spec=body.gate,
-            actor=actor.name,
-            targeting=targeting,
-        )
-    else:
-        row = service.create_release(
-            session=session,
-            blobs=context.blobs,
-            tuf=context.tuf,
-            scene=scene,
-            version=body.version,
-            channel=body.channel,
-            rollout_percent=body.rollout_percent,
-            kill_switch=body.kill_switch,
-            actor=actor.name,
-            targeting=targeting,
-            paused=body.paused,
-        )
+    gate = body.gate
+    row = service.create_release(
+        session=session,
+        blobs=context.blobs,
+        tuf=context.tuf,
+        scene=scene,
+        version=body.version,
+        channel=body.channel,
+        rollout_percent=gate.steps[0] if gate is not None else body.rollout_percent,
+        kill_switch=body.kill_switch,
+        actor=actor.name,
+        targeting=body.targeting.to_targeting() if body.targeting is not None else None,
+        paused=body.paused,
+        before_commit=(lambda row: gates.open_gate(session=session, release=row, spec=gate)) if gate else None,
+    )
     return _published(context, session, row)
 
 
