@@ -1,0 +1,1 @@
+"""Publisher client: push signed packages to a pitahaya registry and manage releases."""

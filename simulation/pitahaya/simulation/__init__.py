@@ -1,0 +1,1 @@
+"""Preloading simulator: viewing sessions x network traces -> the bytes and stalls of each policy."""
