@@ -24,18 +24,26 @@ with ``rollouts`` > 1, ``false_alarms`` and ``false_alarm_rate`` of the gate on 
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["SCENARIOS", "FleetConfig", "FleetError", "default_gate", "simulate_fleet"]
 
+#: The module of each public name: loaded on first use (PEP 562), so the worker processes
+#: import only what they run.
+_HOMES = {
+    "SCENARIOS": "config",
+    "FleetConfig": "config",
+    "FleetError": "config",
+    "default_gate": "config",
+    "simulate_fleet": "run",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first use (PEP 562): the worker processes import only what they run.
-    if name not in __all__:
+    if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from pitahaya.fleet import run
-
-    value = getattr(run, name)
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
     globals()[name] = value
     return value
 
