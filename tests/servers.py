@@ -5,8 +5,9 @@ exit, so several test sessions can run side by side. When a server's binary is n
 installed the context manager raises `ServerUnavailable`; fixtures turn that into a skip
 with the reason, and ``.ci/run`` installs both so CI always runs these tests.
 
-Import by name (``from servers import seaweedfs``): the root ``tests`` folder is on the
-pytest ``pythonpath`` of the workspace.
+SeaweedFS runs through the CLI's child-process helpers (`pitahaya.cli._server`): started with
+its log, polled until ready, always stopped. Import by name (``from servers import
+seaweedfs``): the root ``tests`` folder is on the pytest ``pythonpath`` of the workspace.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from pitahaya.cli._server import child_process, free_port, wait_ready
 
 
 class ServerUnavailable(RuntimeError):
@@ -63,34 +65,16 @@ def free_ports(count: int, *, grpc_offset: int | None = None) -> list[int]:
     """``count`` free ports; with ``grpc_offset``, ``port + offset`` is free too."""
     ports: list[int] = []
     while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
+        port = free_port()
         if port in ports or (grpc_offset and (port + grpc_offset > 65535 or not _port_is_free(port + grpc_offset))):
             continue
         ports.append(port)
     return ports
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"server did not listen on {port} within {timeout_s}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextmanager
@@ -114,30 +98,26 @@ def seaweedfs(workdir: Path, *, access_key: str = "pitahaya-test", secret_key: s
         f"-metricsPort={metrics}", f"-webdav.port={webdav}",
     ]  # fmt: skip
     # Without these variables weed mini accepts any credentials; with them it enforces them.
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait_for_port(s3, process, log, timeout_s=60)
+    env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    with child_process(command, log_path=log, env=env, stop_timeout_s=15) as process:
+        wait_ready(process, lambda: _listening(s3), what=f"SeaweedFS S3 port {s3}", log_path=log, timeout_s=60)
         endpoint = S3Endpoint(f"http://127.0.0.1:{s3}", access_key, secret_key)
-        _wait_until_s3_answers(endpoint, process, log)
+        # The S3 port opens before the filer behind it is ready: poll a real request.
+        wait_ready(process, _s3_answers(endpoint), what="SeaweedFS S3", log_path=log, timeout_s=60, interval_s=0.3)
         yield endpoint
-    finally:
-        _stop(process)
 
 
-def _wait_until_s3_answers(endpoint: S3Endpoint, process: subprocess.Popen[bytes], log: Path) -> None:
-    """The S3 port opens before the filer behind it is ready; poll a real request."""
+def _s3_answers(endpoint: S3Endpoint) -> Callable[[], bool]:
     client = endpoint.client()
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers() -> bool:
         try:
             client.list_buckets()
-            return
         except Exception:  # any error until the backend is up
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"SeaweedFS S3 never answered:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.3)
+            return False
+        return True
+
+    return answers
 
 
 def _postgres_bin(name: str) -> str:
