@@ -23,7 +23,7 @@ def checked_isolation(mode: str) -> Isolation:
     """``mode`` if it names an isolation mode, else ValueError (a misconfigured host, caught at once)."""
     if mode not in ISOLATION_MODES:
         raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {mode!r}")
-    return mode  # type: ignore[return-value]
+    return mode
 
 
 #: Policy key (in ``scene.toml``'s ``[policy]``, shipped in the manifest) for a scene's per-call deadline.

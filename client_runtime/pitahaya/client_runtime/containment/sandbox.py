@@ -31,8 +31,10 @@ import os
 import resource
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Landlock syscall numbers are the same on every architecture (asm-generic, Linux 5.13+).
 _SYS_LANDLOCK_CREATE_RULESET = 444
@@ -215,7 +217,7 @@ def _landlock(workdir: Path) -> int:
     return int(abi)
 
 
-def _allow(syscall: ctypes._CFuncPtr, ruleset: int, path: str, access: int) -> bool:
+def _allow(syscall: Callable[..., int], ruleset: int, path: str, access: int) -> bool:
     """Add one path-beneath rule (a file gets only the rights that apply to files)."""
     beneath = _PathBeneath()
     beneath.parent_fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -240,13 +242,15 @@ class _AuditGuard:
     def _inside(self, path: object) -> bool:
         if isinstance(path, int):
             return True  # an already open descriptor: its opening was checked
+        if not isinstance(path, str | bytes | os.PathLike):
+            return False
         try:
-            real = os.path.realpath(os.fsdecode(path))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            real = os.path.realpath(os.fsdecode(path))
+        except (TypeError, ValueError):  # a __fspath__ that returns neither str nor bytes, an embedded NUL
             return False
         return real == self._root or real.startswith(self._root + os.sep)
 
-    def __call__(self, event: str, args: tuple) -> None:
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
         if event.startswith(_DENIED_EVENTS):
             raise PermissionError(f"sandboxed package code may not {event}")
         if event == "open":

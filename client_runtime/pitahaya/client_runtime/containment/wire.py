@@ -98,7 +98,9 @@ def send_frame(fd: int, header: dict[str, Any], blobs: Sequence[bytes] = ()) -> 
         _write_all(fd, blob)
 
 
-def read_frame(fd: int, *, deadline: float | None = None, max_bytes: int = MAX_REPLY_BYTES) -> tuple[dict, list[bytes]]:
+def read_frame(
+    fd: int, *, deadline: float | None = None, max_bytes: int = MAX_REPLY_BYTES
+) -> tuple[dict[str, Any], list[bytes]]:
     """Read one frame; ``deadline`` is a `time.monotonic` instant (None: wait as long as it takes).
 
     Raises:
@@ -269,7 +271,14 @@ def read_request(page: mmap.mmap, last_seq: int) -> tuple[int, Step] | None:
         strings.append(text[start : start + length].decode())
         start += length
     views = [
-        View(strings[2 * i], strings[2 * i + 1], *values[4 * i : 4 * i + 3], int(values[4 * i + 3]))
+        View(
+            strings[2 * i],
+            strings[2 * i + 1],
+            values[4 * i],
+            values[4 * i + 1],
+            values[4 * i + 2],
+            int(values[4 * i + 3]),
+        )
         for i in range(n_views)
     ]
     base = 4 * n_views

@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from pitahaya.client_runtime.containment import sandbox, wire
 from pitahaya.client_runtime.loader import Engine, LoadedPackage, load_failure
@@ -36,7 +37,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:1000]
 
 
-def _load(header: dict, blobs: list[bytes]) -> Engine:
+def _load(header: dict[str, Any], blobs: list[bytes]) -> Engine:
     """Load the package sent by the host (no self-test here; the host judges it)."""
     manifest = Manifest.from_dict(header["manifest"])
     features, model = blobs
@@ -49,7 +50,7 @@ def _load(header: dict, blobs: list[bytes]) -> Engine:
     return Engine(LoadedPackage.load(package, selftest=False))
 
 
-def _load_reply(header: dict, blobs: list[bytes]) -> tuple[Engine | None, dict]:
+def _load_reply(header: dict[str, Any], blobs: list[bytes]) -> tuple[Engine | None, dict[str, Any]]:
     try:
         return _load(header, blobs), {"ok": True}
     except BaseException as e:  # the package's code may raise anything, SystemExit included
