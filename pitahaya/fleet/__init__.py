@@ -24,28 +24,22 @@ with ``rollouts`` > 1, ``false_alarms`` and ``false_alarm_rate`` of the gate on 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from pitahaya.fleet.config import SCENARIOS, FleetConfig, FleetError, default_gate
 
 __all__ = ["SCENARIOS", "FleetConfig", "FleetError", "default_gate", "simulate_fleet"]
 
-#: The module of each public name: loaded on first use (PEP 562), so the worker processes
-#: import only what they run.
-_HOMES = {
-    "SCENARIOS": "config",
-    "FleetConfig": "config",
-    "FleetError": "config",
-    "default_gate": "config",
-    "simulate_fleet": "run",
-}
-
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
+    # The workflow is loaded on first use (PEP 562): the worker processes, which import this
+    # package, never load what only the parent runs.
+    if name != "simulate_fleet":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
-    globals()[name] = value
-    return value
+    from pitahaya.fleet.run import simulate_fleet
+
+    globals()[name] = simulate_fleet
+    return simulate_fleet
 
 
 def __dir__() -> list[str]:
