@@ -14,10 +14,7 @@ from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, T
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pitahaya.client_runtime.releases import release_target_path
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from pitahaya.registry.clock import utcnow
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -22,7 +22,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -31,6 +30,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from pitahaya.registry.api.errors import error_response
+from pitahaya.registry.clock import Clock, utcnow
 from pitahaya.registry.errors import RateLimitedError
 from pitahaya.registry.ratelimit import RequestLimiter
 from pitahaya.registry.schemas import LATENCY_US_BOUNDS
@@ -112,9 +112,7 @@ class TelemetryCollector(Collector):
         clock: The current time (timezone-aware), for the UV windows.
     """
 
-    def __init__(
-        self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock = utcnow) -> None:
         self._sessions = sessions
         self._clock = clock
 

@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pitahaya.registry.blobs import BlobStore
-from pitahaya.registry.models import PackageRow, ReleaseRow, utcnow
+from pitahaya.registry.clock import utcnow
+from pitahaya.registry.models import PackageRow, ReleaseRow
 
 
 @dataclass(frozen=True)

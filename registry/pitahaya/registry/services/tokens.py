@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pitahaya.registry.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from pitahaya.registry.models import ApiToken, utcnow
+from pitahaya.registry.clock import utcnow
+from pitahaya.registry.models import ApiToken
 from pitahaya.registry.services.audit import log_action
 
 #: Prefix of every minted secret, so leaked tokens are easy to recognise (and to scan for).
