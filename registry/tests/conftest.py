@@ -7,7 +7,8 @@ gets its own PostgreSQL database and bucket. Without the servers the second vari
 (it fails under ``CI=true``).
 
 Test modules take the archive factory and auth headers as fixtures (``make_archive``,
-``auth``), so no helper module has to be importable under ``--import-mode=importlib``.
+``auth``, ``client_auth``, ``device_auth``), so no helper module has to be importable under
+``--import-mode=importlib``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ with warnings.catch_warnings():
 TOKEN = "test-registry-token-0123456789"
 
 
-def build_test_archive(scene: str = "watch_time", version: str = "1.0.0") -> bytes:
-    """A well-formed package; the model is dummy bytes (the registry never loads it)."""
+def build_test_archive(
+    scene: str = "watch_time", version: str = "1.0.0", *, mlflow: dict[str, Any] | None = None
+) -> bytes:
+    """A well-formed package; the model is dummy bytes (the registry never loads it).
+
+    ``mlflow``: the manifest's provenance (the training run), as the packager writes it.
+    """
     payload = {
         MODEL_FILE: f"dummy onnx model {scene} {version}".encode(),
         FEATURES_FILE: b"class Extractor:\n    pass\n",
@@ -58,6 +64,7 @@ def build_test_archive(scene: str = "watch_time", version: str = "1.0.0") -> byt
         input=TensorSpec("input", "float32", (None, 2)),
         output=TensorSpec("output", "float32", (None, 1)),
         files={name: file_entry(data) for name, data in payload.items()},
+        mlflow=mlflow or {},
     )
     return build_archive(manifest, payload)
 
@@ -75,6 +82,24 @@ def token() -> str:
 @pytest.fixture
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client_auth(auth: dict[str, str]) -> Callable[[TestClient], dict[str, str]]:
+    """Mints a ``client``-role token (what devices send telemetry with) on a registry; its headers."""
+
+    def mint(client: TestClient) -> dict[str, str]:
+        created = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth)
+        assert created.status_code == 201, created.text
+        return {"Authorization": f"Bearer {created.json()['secret']}"}
+
+    return mint
+
+
+@pytest.fixture
+def device_auth(client: TestClient, client_auth: Callable[[TestClient], dict[str, str]]) -> dict[str, str]:
+    """Client-token headers on the test's registry (``client``)."""
+    return client_auth(client)
 
 
 @dataclass(frozen=True)

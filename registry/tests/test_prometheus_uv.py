@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,12 +21,6 @@ def _report(device: str, version: str | None, *minutes: datetime) -> dict[str, A
     ]
     sent_at = datetime.now(UTC).isoformat()
     return {"device_id": device, "scene": "watch_time", "sent_at": sent_at, "windows": windows, "dropped_events": 0}
-
-
-@pytest.fixture
-def device_auth(client: TestClient, auth: dict[str, str]) -> dict[str, str]:
-    secret = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth).json()["secret"]
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def _uv(text: str) -> dict[tuple[str, str], float]:

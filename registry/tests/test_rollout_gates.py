@@ -33,12 +33,6 @@ def published(client: TestClient, auth: dict[str, str], make_archive: Callable[.
     assert client.post(f"{SCENE}/releases", json={"version": "1.0.0"}, headers=auth).status_code == 201
 
 
-@pytest.fixture
-def device_auth(client: TestClient, auth: dict[str, str]) -> dict[str, str]:
-    secret = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth).json()["secret"]
-    return {"Authorization": f"Bearer {secret}"}
-
-
 def _live(client: TestClient, auth: dict[str, str]) -> Release:
     status = client.get(f"{SCENE}/channels/stable/rollout", headers=auth).json()
     document = client.get(f"/tuf/targets/releases/watch_time/{status['sha256']}.stable.json")

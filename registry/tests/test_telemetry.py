@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
@@ -14,18 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from pitahaya.client_runtime import (
-    LATENCY_US_BOUNDS,
-    Candidate,
-    Manifest,
-    Runtime,
-    TelemetryConfig,
-    TensorSpec,
-    build_archive,
-    file_entry,
-    read_package,
-)
-from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE
+from pitahaya.client_runtime import LATENCY_US_BOUNDS, Candidate, Runtime, TelemetryConfig
 from pitahaya.registry import Settings, create_app
 from pitahaya.registry.models import TelemetryCounter
 from pitahaya.registry.services.telemetry import minute_summary
@@ -55,12 +44,6 @@ def _window(**fields: Any) -> dict[str, Any]:
 def _report(device: str, *windows: dict[str, Any]) -> dict[str, Any]:
     return {"device_id": device, "scene": "watch_time", "sent_at": "2026-03-01T12:35:02Z", "windows": list(windows),
             "dropped_events": 0}  # fmt: skip
-
-
-@pytest.fixture
-def device_auth(client: TestClient, auth: dict[str, str]) -> dict[str, str]:
-    secret = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth).json()["secret"]
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def test_reports_aggregate_per_scene_version_and_minute(
@@ -142,34 +125,19 @@ def test_metrics_expose_fleet_totals_and_request_metrics(client: TestClient, dev
     assert 'pitahaya_registry_requests_total{method="POST",route="/api/v1/telemetry",status="202"} 1.0' in text
 
 
-def _archive_from_training_run(run_id: str, experiment_id: str) -> bytes:
-    """A well-formed package whose manifest names its training run, as the packager writes it."""
-    payload = {
-        MODEL_FILE: b"dummy onnx model",
-        FEATURES_FILE: b"class Extractor:\n    pass\n",
-        SELFTEST_FILE: json.dumps({"cases": []}).encode(),
-    }
-    manifest = Manifest(
-        scene="watch_time",
-        version="1.0.0",
-        feature_names=("a", "b"),
-        input=TensorSpec("input", "float32", (None, 2)),
-        output=TensorSpec("output", "float32", (None, 1)),
-        files={name: file_entry(data) for name, data in payload.items()},
-        mlflow={"run_id": run_id, "experiment_id": experiment_id},
-    )
-    return build_archive(manifest, payload)
-
-
 def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version_linked_to_its_training(
-    settings: Settings, tmp_path: Path, token: str
+    settings: Settings,
+    tmp_path: Path,
+    auth: dict[str, str],
+    make_archive: Callable[..., bytes],
+    client_auth: Callable[[TestClient], dict[str, str]],
 ) -> None:
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)
     training = mlflow.create_run(mlflow.create_experiment("watch_time-training")).info
-    archive = _archive_from_training_run(training.run_id, training.experiment_id)
+    archive = make_archive(mlflow={"run_id": training.run_id, "experiment_id": training.experiment_id})
     sha256 = hashlib.sha256(archive).hexdigest()
     mlflow.create_registered_model("watch_time")  # what the packager registers, tagged with the package
     model_version = mlflow.create_model_version(
@@ -181,13 +149,11 @@ def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version_linked_t
 
     forwarding = settings.model_copy(update={"mlflow_tracking_uri": uri, "mlflow_forwarding": True})
     app = create_app(forwarding)
-    auth = {"Authorization": f"Bearer {token}"}
     with TestClient(app) as client:
         pushed = client.post("/api/v1/packages", content=archive, headers=auth)
         assert pushed.status_code == 201, pushed.text
         published = pushed.json()["created_at"]
-        secret = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth).json()["secret"]
-        device = {"Authorization": f"Bearer {secret}"}
+        device = client_auth(client)
         first = _window(
             minute=_minute_after(published, 3),
             fallbacks={"timeout": 1},
@@ -201,16 +167,9 @@ def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version_linked_t
             assert response.status_code == 202
         forwarder = app.state.registry.forwarder
         assert forwarder.flush(app.state.registry.sessions) == 2
-        forwarder.mark_release(
-            scene="watch_time",
-            channel="stable",
-            release_id=7,
-            package_version="1.0.0",
-            rollout_percent=100.0,
-            fully_rolled_out=True,
-            manifest=json.loads(read_package(archive).manifest.to_json()),
-        )
-    # the app's shutdown flushed the release
+        released = client.post("/api/v1/scenes/watch_time/releases", json={"version": "1.0.0"}, headers=auth)
+        assert released.status_code == 201, released.text
+    # the app's shutdown flushed the release the route announced
 
     experiment = mlflow.get_experiment_by_name("watch_time-monitoring")
     (run,) = mlflow.search_runs([experiment.experiment_id])
@@ -221,7 +180,10 @@ def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version_linked_t
     assert tags["pitahaya.package_version"] == "1.0.0" and tags["pitahaya.package_sha256"] == sha256
     assert tags["pitahaya.training_run_id"] == training.run_id
     assert (tags["pitahaya.model_name"], tags["pitahaya.model_version"]) == ("watch_time", str(model_version))
-    assert (tags["pitahaya.release_id"], tags["pitahaya.release_channel"]) == ("7", "stable")
+    assert (tags["pitahaya.release_id"], tags["pitahaya.release_channel"]) == (
+        str(released.json()["release_id"]),
+        "stable",
+    )
     assert (tags["pitahaya.rollout_percent"], tags["pitahaya.fully_rolled_out"]) == ("100", "true")
     assert str(mlflow.get_model_version_by_alias("watch_time", "champion").version) == str(model_version)
 
@@ -261,7 +223,11 @@ def test_forwarding_is_on_by_default_to_the_projects_store_and_can_be_turned_off
 
 
 def test_a_broken_mlflow_never_breaks_ingestion_and_what_failed_is_retried(
-    settings: Settings, tmp_path: Path, token: str
+    settings: Settings,
+    tmp_path: Path,
+    auth: dict[str, str],
+    make_archive: Callable[..., bytes],
+    client_auth: Callable[[TestClient], dict[str, str]],
 ) -> None:
     # A store MLflow cannot open (its folder is a file) stands for MLflow being down.
     (tmp_path / "not-a-folder").write_text("")
@@ -272,21 +238,14 @@ def test_a_broken_mlflow_never_breaks_ingestion_and_what_failed_is_retried(
         }
     )
     app = create_app(broken)
-    auth = {"Authorization": f"Bearer {token}"}
     with TestClient(app) as client:
-        secret = client.post("/api/v1/tokens", json={"name": "fleet", "role": "client"}, headers=auth).json()["secret"]
-        device = {"Authorization": f"Bearer {secret}"}
+        device = client_auth(client)
         assert client.post("/api/v1/telemetry", json=_report("a", _window()), headers=device).status_code == 202
+        assert client.post("/api/v1/packages", content=make_archive(), headers=auth).status_code == 201
+        release = {"version": "1.0.0", "rollout_percent": 10}
+        # Releasing does not wait for MLflow either: the route only queues the announcement.
+        assert client.post("/api/v1/scenes/watch_time/releases", json=release, headers=auth).status_code == 201
         forwarder = app.state.registry.forwarder
-        forwarder.mark_release(
-            scene="watch_time",
-            channel="stable",
-            release_id=1,
-            package_version="1.0.0",
-            rollout_percent=10.0,
-            fully_rolled_out=False,
-            manifest={},
-        )
         assert forwarder.flush(app.state.registry.sessions) == 0  # never raises
         assert len(forwarder._pending) == 1 and len(forwarder._releases) == 1  # kept for the next round
         assert client.post("/api/v1/telemetry", json=_report("b", _window()), headers=device).status_code == 202
