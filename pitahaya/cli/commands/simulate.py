@@ -75,7 +75,8 @@ def _model(package: Path | None, registry: str | None, trusted_root: Path | None
     return ModelPolicy(local_runtime_factory(package, cache / "devices"))
 
 
-def _change(row: dict[str, Any]) -> str:
+def change_with_ci(row: dict[str, Any]) -> str:
+    """One ``versus_fixed`` row as a table cell: the change in percent and its 95 % CI (also the demo's)."""
     if row["change"] is None:
         return "n/a"
     return f"{100 * row['change']:+.1f}% [{100 * row['ci_low']:+.0f}, {100 * row['ci_high']:+.0f}]"
@@ -89,7 +90,7 @@ def _table(summary: dict[str, Any]) -> Table:
         table.add_column(column, justify="left" if column in ("policy", "class") else "right")
     for policy, by_class in summary["versus_fixed"].items():
         for cls, row in by_class.items():
-            table.add_row(policy, cls, *(_change(row[label]) for label in labels))
+            table.add_row(policy, cls, *(change_with_ci(row[label]) for label in labels))
     return table
 
 
