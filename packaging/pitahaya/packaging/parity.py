@@ -107,7 +107,7 @@ def _feature_mismatches(
     differs = ~((expected == got) | (np.isnan(expected) & np.isnan(got)))
     counts = {names[j]: int(n) for j, n in enumerate(differs.sum(axis=0)) if n}
     worst = []
-    for j in np.flatnonzero(differs.any(axis=0)):
+    for j in np.flatnonzero(differs.any(axis=0)).tolist():
         rows = np.flatnonzero(differs[:, j])
         i = int(rows[np.argmax(np.abs(got[rows, j].astype(np.float64) - expected[rows, j]))])
         worst.append(ParityMismatch(i, views[i].user_id, names[j], float(expected[i, j]), float(got[i, j])))
@@ -167,7 +167,7 @@ def check_parity(
     bad_predictions = ~(rel_diff <= PREDICTION_RTOL)  # NaN counts as a mismatch
     worst_predictions = [
         ParityMismatch(int(i), views[i].user_id, PREDICTION, float(expected_predictions[i]), float(got_predictions[i]))
-        for i in np.argsort(-np.nan_to_num(rel_diff, nan=np.inf), kind="stable")[: WORST_ROWS]
+        for i in np.argsort(-np.nan_to_num(rel_diff, nan=np.inf), kind="stable")[:WORST_ROWS]
         if bad_predictions[i]
     ]
     latencies_us = latencies_ns / 1000.0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -71,36 +72,44 @@ class _Arrays:
     roots: list[int] = field(default_factory=list)
 
 
-def _attributes(node: onnx.NodeProto) -> dict[str, object]:
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """The node's attributes by name: ints, floats, bytes, lists of them or tensors, as onnx decodes each."""
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _trees(attrs: dict[str, object]) -> dict[int, _Tree]:
+def _floats(attrs: dict[str, Any], name: str) -> list[float]:
+    """A float-list attribute, read from its ``_as_tensor`` spelling (doubles) when that is the one set."""
+    if name in attrs:
+        return [float(v) for v in attrs[name]]
+    return [float(v) for v in numpy_helper.to_array(attrs[name + "_as_tensor"])]
+
+
+def _trees(attrs: dict[str, Any]) -> dict[int, _Tree]:
     """Group the regressor's parallel node and target lists into trees."""
     trees: dict[int, _Tree] = defaultdict(_Tree)
-    n = len(attrs["nodes_nodeids"])  # type: ignore[arg-type]
+    n = len(attrs["nodes_nodeids"])
     missing = attrs.get("nodes_missing_value_tracks_true") or [0] * n
-    values = attrs.get("nodes_values") or attrs.get("nodes_values_as_tensor")
+    values = _floats(attrs, "nodes_values")
     for i in range(n):
-        tree = trees[attrs["nodes_treeids"][i]]  # type: ignore[index]
-        nid = attrs["nodes_nodeids"][i]  # type: ignore[index]
-        tree.modes[nid] = attrs["nodes_modes"][i]  # type: ignore[index]
-        tree.features[nid] = attrs["nodes_featureids"][i]  # type: ignore[index]
-        tree.values[nid] = float(values[i])  # type: ignore[index]
-        tree.true_ids[nid] = attrs["nodes_truenodeids"][i]  # type: ignore[index]
-        tree.false_ids[nid] = attrs["nodes_falsenodeids"][i]  # type: ignore[index]
-        tree.missing_true[nid] = int(missing[i])  # type: ignore[index]
-    weights = attrs.get("target_weights") or attrs.get("target_weights_as_tensor")
+        tree = trees[attrs["nodes_treeids"][i]]
+        nid = attrs["nodes_nodeids"][i]
+        tree.modes[nid] = attrs["nodes_modes"][i]
+        tree.features[nid] = attrs["nodes_featureids"][i]
+        tree.values[nid] = values[i]
+        tree.true_ids[nid] = attrs["nodes_truenodeids"][i]
+        tree.false_ids[nid] = attrs["nodes_falsenodeids"][i]
+        tree.missing_true[nid] = int(missing[i])
+    weights = _floats(attrs, "target_weights")
     for tid, nid, target, weight in zip(
         attrs["target_treeids"],
         attrs["target_nodeids"],
         attrs["target_ids"],
         weights,
-        strict=True,  # type: ignore[call-overload]
+        strict=True,
     ):
         if target != 0:
             raise ConversionError("only single-target tree regressors can be rewritten to TreeEnsemble")
-        trees[tid].weights[nid] = trees[tid].weights.get(nid, 0.0) + float(weight)
+        trees[tid].weights[nid] = trees[tid].weights.get(nid, 0.0) + weight
     return trees
 
 
@@ -133,11 +142,12 @@ def _append_tree(tree: _Tree, out: _Arrays) -> None:
     if tree.modes[0] == _LEAF:  # a constant tree: TreeEnsemble roots must be interior nodes
         index = len(out.modes)
         only = leaf(0)
-        for lst, value in (
-            (out.featureids, 0), (out.modes, 0), (out.splits, 0.0), (out.missing_true, 0),
+        out.splits.append(0.0)
+        for ints, value in (
+            (out.featureids, 0), (out.modes, 0), (out.missing_true, 0),
             (out.truenodeids, only), (out.trueleafs, 1), (out.falsenodeids, only), (out.falseleafs, 1),
         ):  # fmt: skip
-            lst.append(value)  # type: ignore[attr-defined]
+            ints.append(value)
         out.roots.append(index)
     else:
         out.roots.append(interior(0))
