@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from pitahaya.client_runtime.package import target_path
 from pitahaya.registry import Settings, create_app
 from pitahaya.registry.blobs import sha256_hex
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.errors import PublicationPendingError
+from pitahaya.registry.tuf import TufRepository
 
 
 def _next_snapshot_file(tuf: TufRepository) -> str:
@@ -25,7 +26,7 @@ def test_a_commit_whose_metadata_did_not_become_visible_is_published_on_restart(
     app: FastAPI, client: TestClient, settings: Settings, auth: dict[str, str], make_archive: Callable[..., bytes]
 ) -> None:
     tuf: TufRepository = app.state.registry.tuf
-    blocker = tuf.metadata_dir / _next_snapshot_file(tuf)  # the rename into place fails after the commit
+    blocker = tuf.store.metadata_dir / _next_snapshot_file(tuf)  # the rename into place fails after the commit
     blocker.mkdir()
     (blocker / "in-the-way").touch()
     with pytest.raises(OSError):
@@ -33,7 +34,7 @@ def test_a_commit_whose_metadata_did_not_become_visible_is_published_on_restart(
 
     assert client.get("/api/v1/scenes/watch_time/packages/1.0.0").status_code == 200  # committed
     assert target_path("watch_time", "1.0.0") not in tuf.targets()  # not yet visible
-    with pytest.raises(RuntimeError, match="pending"):  # nothing may publish over it
+    with pytest.raises(PublicationPendingError, match="pending"):  # nothing may publish over it
         tuf.refresh(margin=1.0)
 
     (blocker / "in-the-way").unlink()
@@ -57,7 +58,7 @@ def test_metadata_staged_for_a_push_that_never_committed_is_dropped_and_the_push
     assert tuf.pending_publication() is not None
 
     with TestClient(create_app(settings)) as restarted:
-        assert tuf.pending_publication() is None and not any(tuf.staging_dir.iterdir())
+        assert tuf.pending_publication() is None and not any(tuf.staging.folder.iterdir())
         assert tuf.metadata_bytes("timestamp.json") == before and tuf.targets() == {}
         assert restarted.post("/api/v1/packages", content=archive, headers=auth).status_code == 201
     assert target_path("watch_time", "1.0.0") in tuf.targets()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pitahaya.registry.errors import NotFoundError, SigningKeyError
-from pitahaya.registry.tuf_repo import OFFLINE_ROLES, ONLINE_ROLE, ROLES, TufRepository, parse_consistent_target
+from pitahaya.registry.errors import ExpiredMetadataError, NotFoundError, SigningKeyError
+from pitahaya.registry.tuf import OFFLINE_ROLES, ONLINE_ROLE, TOP_LEVEL_ROLES, TufRepository, parse_consistent_target
 
 
 class FakeClock:
@@ -45,7 +45,7 @@ def test_initialize_writes_keys_and_version_1_once(repo: TufRepository) -> None:
 
     assert repo.metadata_bytes("root.json") == before == repo.metadata_bytes("1.root.json")
     assert _signed(repo, "1.root.json")["consistent_snapshot"] is True
-    assert sorted(p.name for p in repo.metadata_dir.iterdir()) == [
+    assert sorted(p.name for p in repo.store.metadata_dir.iterdir()) == [
         "1.registry.json",
         "1.root.json",
         "1.snapshot.json",
@@ -53,8 +53,8 @@ def test_initialize_writes_keys_and_version_1_once(repo: TufRepository) -> None:
         "timestamp.json",
     ]
     for folder, roles in (
-        (repo.keys_dir, ["registry", "snapshot", "timestamp"]),
-        (repo.offline_keys_dir, OFFLINE_ROLES),
+        (repo.keys.keys_dir, ["registry", "snapshot", "timestamp"]),
+        (repo.keys.offline_keys_dir, OFFLINE_ROLES),
     ):
         assert sorted(p.name for p in folder.iterdir()) == sorted(f"{role}.pem" for role in roles)
         assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
@@ -90,13 +90,23 @@ def test_add_targets_bumps_targets_snapshot_and_timestamp(repo: TufRepository) -
 def test_refresh_resigns_online_roles_past_half_their_lifetime_without_the_offline_keys(
     repo: TufRepository, clock: FakeClock, elapsed: timedelta, expected: list[str]
 ) -> None:
-    shutil.rmtree(repo.offline_keys_dir)  # the server never has them
+    shutil.rmtree(repo.keys.offline_keys_dir)  # the server never has them
     clock.now += elapsed
 
     assert repo.refresh() == expected
-    repo.check_keys()
+    repo.check_ready()
     expires = datetime.fromisoformat(str(_signed(repo, "timestamp.json")["expires"]).replace("Z", "+00:00"))
     assert expires - clock.now >= timedelta(hours=12)
+
+
+def test_an_expired_timestamp_makes_the_repository_not_ready_until_refreshed(
+    repo: TufRepository, clock: FakeClock
+) -> None:
+    clock.now += timedelta(days=1, seconds=1)
+    with pytest.raises(ExpiredMetadataError, match="timestamp.json expired"):
+        repo.check_ready()
+    assert repo.refresh() == ["timestamp"]
+    repo.check_ready()
 
 
 @pytest.mark.parametrize(
@@ -115,7 +125,7 @@ def test_resign_offline_renews_root_and_top_level_targets(
 
     assert repo.resign_offline() == expected
     assert not any(info.resign_due for info in repo.key_info() if info.location == "offline")
-    shutil.rmtree(repo.offline_keys_dir)
+    shutil.rmtree(repo.keys.offline_keys_dir)
     with pytest.raises(SigningKeyError, match="no key file"):
         repo.resign_offline(margin=2.0)
     assert [(i.role, i.present) for i in repo.key_info() if not i.present] == [("root", False), ("targets", False)]
@@ -135,7 +145,7 @@ def _versions(repo: TufRepository) -> dict[str, int]:
     }
 
 
-@pytest.mark.parametrize("role", [*ROLES, ONLINE_ROLE])
+@pytest.mark.parametrize("role", [*TOP_LEVEL_ROLES, ONLINE_ROLE])
 def test_rotate_key_publishes_one_root_version_and_resigns_the_chain_below(
     repo: TufRepository, clock: FakeClock, role: str
 ) -> None:
@@ -164,11 +174,11 @@ def test_rotate_key_publishes_one_root_version_and_resigns_the_chain_below(
     assert {i.role: i.keyid for i in repo.key_info() if i.role != role} == {
         r: k for r, k in before_keys.items() if r != role
     }
-    repo.check_keys()  # every role's key loads and is trusted by the new root
+    repo.check_ready()  # every role's key loads and is trusted by the new root
 
 
 def test_rotate_key_refuses_an_unsafe_key_and_changes_nothing(repo: TufRepository) -> None:
-    (repo.keys_dir / "snapshot.pem").chmod(0o640)
+    (repo.keys.keys_dir / "snapshot.pem").chmod(0o640)
     with pytest.raises(SigningKeyError, match="must be 0600"):
         repo.rotate_key("targets")
     assert repo.metadata_bytes("root.json") == repo.metadata_bytes("1.root.json")

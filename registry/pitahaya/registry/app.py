@@ -44,7 +44,7 @@ from pitahaya.registry.services.preflight import Preflight
 from pitahaya.registry.services.publication import refresh_signatures
 from pitahaya.registry.settings import Settings
 from pitahaya.registry.telemetry_export import TelemetryForwarder
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.tuf import TufRepository
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +115,7 @@ def _open_registry(settings: Settings) -> RegistryContext:
         upgrade_to_head(engine)
         tuf_repo.initialize()
         _refresh_signatures(sessions, tuf_repo)  # completes or discards a publication a crash left staged
-    if not tuf_repo.has_online_role():
-        logger.warning(
-            "TUF repository %s has the old layout (its targets key signs online): run `pitahaya keys migrate`",
-            settings.resolved_tuf_dir,
-        )
-    elif offline := tuf_repo.offline_keys_here():
+    if offline := tuf_repo.keys.offline_keys_here():
         logger.warning(
             "offline TUF keys %s are on the registry host; the server never uses them: move them off it",
             ", ".join(map(str, offline)),

@@ -13,7 +13,7 @@ from pitahaya.registry.blobs import open_blob_store
 from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
 from pitahaya.registry.services.blob_gc import GcResult, collect_orphan_blobs
 from pitahaya.registry.settings import Settings
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.tuf import TufRepository
 
 
 def collect_garbage(settings: Settings, *, min_age_seconds: float | None = None, dry_run: bool = False) -> GcResult:

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pitahaya.registry.api.routes.tuf import metadata_answer
 from pitahaya.registry.errors import NotFoundError
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.tuf import TufRepository
 
 PREFIX = "/tuf/metadata/"
 

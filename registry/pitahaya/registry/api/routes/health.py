@@ -56,7 +56,7 @@ def _blobs(context: RegistryContext) -> None:
 
 
 def _tuf(context: RegistryContext) -> None:
-    context.tuf.check_keys()
+    context.tuf.check_ready()
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

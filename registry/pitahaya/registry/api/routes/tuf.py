@@ -18,7 +18,7 @@ from fastapi import APIRouter, Header, Response, status
 
 from pitahaya.registry.api.deps import ContextDep, SessionDep
 from pitahaya.registry.services.targets import get_target_sha256
-from pitahaya.registry.tuf_repo import TufRepository, parse_consistent_target
+from pitahaya.registry.tuf import TufRepository, parse_consistent_target
 
 router = APIRouter(prefix="/tuf", tags=["tuf"])
 
