@@ -8,9 +8,9 @@ history. Schema changes go through Alembic migrations in ``alembic/versions/``.
 from __future__ import annotations
 
 from datetime import datetime, UTC
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, Table, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pitahaya.client_runtime.releases import release_target_path
@@ -31,6 +31,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     """Declarative base; its metadata is Alembic's ``target_metadata``."""
+
+    #: Every model maps one plain table (SQLAlchemy types it as any FROM clause).
+    __table__: ClassVar[Table]
 
 
 class PackageRow(Base):

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -69,7 +69,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
-    converter = time.gmtime
+    converter = staticmethod(time.gmtime)
 
 
 def configure_logging(*, json_lines: bool, level: int = logging.INFO) -> None:
@@ -143,14 +143,14 @@ class TelemetryCollector(Collector):
         histogram = HistogramMetricFamily(
             "pitahaya_device_inference_latency_us", "Device inference latency (µs), all time.", labels=labels
         )
-        for label_values, counts in sorted(latency.items()):
+        for pair, counts in sorted(latency.items()):
             # Every bound of the current layout, plus the legacy layout's keys where old runtimes reported.
             every = {latency_key(index): 0.0 for index in range(len(LATENCY_US_BOUNDS) + 1)} | counts
             cumulative, buckets = 0.0, []
             for bucket in latency_buckets(every):
                 cumulative += bucket.count
                 buckets.append((bucket.key, cumulative))
-            histogram.add_metric(list(label_values), buckets, sum_value=None)
+            histogram.add_metric(list(pair), buckets, sum_value=None)
         uv = GaugeMetricFamily(
             "pitahaya_device_uv",
             "Distinct devices that reported, over the last complete minute, 5 minutes or hour (window).",
@@ -216,7 +216,7 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         status = 500
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

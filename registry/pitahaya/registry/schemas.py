@@ -19,10 +19,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
 from pitahaya.client_runtime import LATENCY_US_BOUNDS
 from pitahaya.client_runtime.releases import Targeting
 from pitahaya.registry.gate.spec import GateSpec
+from pitahaya.registry.models import ReleaseRow
 
 #: Scene names as the package format defines them (`validate_scene_name`), published in the OpenAPI document.
 SCENE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -190,12 +192,12 @@ class ReleasePublic(BaseModel):
     @classmethod
     def _targeting_from_row(cls, data: object) -> object:
         """Rows keep targeting in three columns; the API shows one object."""
-        if hasattr(data, "app_version_min"):
+        if isinstance(data, ReleaseRow):
             return {
-                "id": data.id,  # type: ignore[attr-defined]
+                "id": data.id,
                 **{name: getattr(data, name) for name in _RELEASE_ROW_FIELDS},
                 "targeting": {
-                    "platforms": data.platforms,  # type: ignore[attr-defined]
+                    "platforms": data.platforms,
                     "app_version_min": data.app_version_min,
                     "app_version_max": data.app_version_max,
                 },
@@ -293,7 +295,7 @@ def _utc_minute(value: datetime) -> datetime:
 
 #: Label-keyed counters: pydantic documents the key pattern as ``patternProperties``, which
 #: alone lets any other key through; the server refuses them, so the schema must too.
-_LABELS_ONLY = {"additionalProperties": False}
+_LABELS_ONLY: JsonDict = {"additionalProperties": False}
 
 
 class TelemetryWindow(BaseModel):

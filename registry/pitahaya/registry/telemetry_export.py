@@ -341,7 +341,7 @@ class TelemetryForwarder:
             run = _Run(found[0].info.run_id, int(found[0].info.start_time))
         else:
             package = _package(session, scene, version)
-            candidates = [t for t in (first_minute, package and package.published_at) if t is not None]
+            candidates = [t for t in (first_minute, package.published_at if package else None) if t is not None]
             start = min(candidates) if candidates else datetime.fromtimestamp(at or self._clock(), tz=UTC)
             start_ms = int(start.replace(second=0, microsecond=0).timestamp() * 1000)
             created = client.create_run(

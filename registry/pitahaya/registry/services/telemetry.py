@@ -186,7 +186,7 @@ def _upserts(dialect: str) -> _Upserts:
         set_={name: devices_table.c[name] + devices.excluded[name] for name in DEVICE_TALLIES},
     )
     batch = insert(TelemetryBatch.__table__).on_conflict_do_nothing().returning(TelemetryBatch.__table__.c.id)
-    return _Upserts(counters, devices, batch)  # type: ignore[arg-type]
+    return _Upserts(counters, devices, batch)
 
 
 def record_report(*, session: Session, report: TelemetryReport) -> set[MinuteKey]:
@@ -329,7 +329,7 @@ def recent_unique_devices(
         )
         for _, minutes in windows
     ]
-    out = []
+    out: list[tuple[str, str, str, int]] = []
     for scene, version in sorted(pairs):
         row = session.execute(
             select(*counts).where(
