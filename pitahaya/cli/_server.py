@@ -74,7 +74,7 @@ def wait_ready(
     deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}:\n{_tail(log_path)}")
+            raise RuntimeError(f"{what}: its process exited with {process.returncode}:\n{_tail(log_path)}")
         if ready():
             return
         if time.monotonic() > deadline:

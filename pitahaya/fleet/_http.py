@@ -66,10 +66,10 @@ class TimedPool(urllib3.PoolManager):
         super().__init__(**kwargs)
         self._log = log
 
-    def urlopen(self, method: str, url: str, redirect: bool = True, **kw: Any) -> Any:
+    def urlopen(self, method: str, url: str, *args: Any, **kw: Any) -> urllib3.BaseHTTPResponse:
         started = time.perf_counter()
         try:
-            response = super().urlopen(method, url, redirect=redirect, **kw)
+            response = super().urlopen(method, url, *args, **kw)
         except Exception:
             self._log.add("telemetry", time.perf_counter() - started, failed=True)
             raise

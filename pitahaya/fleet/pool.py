@@ -16,17 +16,21 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pitahaya.fleet._clock import CompressedClock
 from pitahaya.fleet.config import SCENE, FleetConfig, FleetError
+
+if TYPE_CHECKING:  # ForkServerContext is not defined on Windows
+    from multiprocessing.context import ForkServerContext, SpawnContext
 
 
 class WorkerPool:
     """The worker processes: started, followed through their status messages, stopped."""
 
-    def __init__(self, processes: list[Any], conns: list[Connection]) -> None:
+    def __init__(self, processes: list[BaseProcess], conns: list[Connection]) -> None:
         self._processes = processes
         self._conns = conns
         self._versions: dict[int, dict[str | None, int]] = {}
@@ -48,10 +52,13 @@ class WorkerPool:
     ) -> Iterator[WorkerPool]:
         from pitahaya.fleet.worker import WorkerSpec, run_worker
 
-        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        if context.get_start_method() == "forkserver":
+        if os.name == "posix":
+            context: ForkServerContext | SpawnContext = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["pitahaya.fleet.worker"])
-        processes, conns = [], []
+        else:
+            context = multiprocessing.get_context("spawn")
+        processes: list[BaseProcess] = []
+        conns: list[Connection] = []
         fleet = cls(processes, conns)
         try:
             count = min(config.processes, config.devices)
@@ -92,11 +99,11 @@ class WorkerPool:
         deadline = time.monotonic() + timeout_s
         try:
             while len(times) < len(self._conns):
-                ready = wait(self._conns, timeout=max(deadline - time.monotonic(), 0.0))
+                ready = _ready(self._conns, max(deadline - time.monotonic(), 0.0))
                 if not ready:
                     raise FleetError(f"workers did not pause within {timeout_s:.0f}s")
                 for conn in ready:
-                    message = conn.recv() if _readable(conn) else ("error", "a worker process died")
+                    message = _receive(conn)
                     if message[0] == "paused":
                         times[message[1]] = message[2]
                     else:
@@ -110,8 +117,8 @@ class WorkerPool:
         """Take the workers' messages for ``real_s`` seconds (a failed worker raises `FleetError`)."""
         deadline = time.monotonic() + real_s
         while (left := deadline - time.monotonic()) > 0:
-            for conn in wait(self._conns, timeout=left):
-                self._take(conn, conn.recv() if _readable(conn) else ("error", "a worker process died"))
+            for conn in _ready(self._conns, left):
+                self._take(conn, _receive(conn))
 
     def _take(self, conn: Connection, message: tuple[Any, ...]) -> dict[str, Any] | None:
         kind = message[0]
@@ -157,7 +164,7 @@ class WorkerPool:
         deadline = time.monotonic() + timeout_s
         pending = list(self._conns)
         while pending:
-            ready = wait(pending, timeout=max(deadline - time.monotonic(), 0.0))
+            ready = _ready(pending, max(deadline - time.monotonic(), 0.0))
             if not ready:
                 raise FleetError(f"{len(pending)} worker(s) did not stop within {timeout_s:.0f}s")
             for conn in ready:
@@ -181,7 +188,7 @@ class WorkerPool:
         deadline = time.monotonic() + grace_s
         open_conns = list(self._conns)
         while open_conns and any(p.is_alive() for p in self._processes) and time.monotonic() < deadline:
-            for conn in wait(open_conns, timeout=0.2):
+            for conn in _ready(open_conns, 0.2):
                 try:
                     conn.recv()  # drained so that no worker blocks on a full pipe
                 except (EOFError, OSError):
@@ -196,6 +203,17 @@ class WorkerPool:
                 process.join()
         for conn in self._conns:
             conn.close()
+
+
+def _ready(conns: list[Connection], timeout: float) -> list[Connection]:
+    """The pipes of ``conns`` with a message or an end to read (`wait` returns some of what it is given)."""
+    return cast("list[Connection]", wait(conns, timeout=timeout))
+
+
+def _receive(conn: Connection) -> tuple[Any, ...]:
+    """The worker's next message; a closed pipe reads as the worker's death."""
+    message: tuple[Any, ...] = conn.recv() if _readable(conn) else ("error", "a worker process died")
+    return message
 
 
 def _readable(conn: Connection) -> bool:

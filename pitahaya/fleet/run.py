@@ -204,3 +204,4 @@ def _gate_stopped_at(status: dict[str, Any], released_wall: float) -> float:
             except ValueError:
                 break
             return at - released_wall
+    return time.time() - released_wall

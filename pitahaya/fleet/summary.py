@@ -56,7 +56,7 @@ def summarize(
     by_device = {device: changes for result in results for device, changes in result["devices"]}
     worker_of = {device: result["index"] for result in results for device, _ in result["devices"]}
     transitions = [by_device[d] for d in ids]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rollout in rollouts:
         released = [rollout.released_at_by_worker[worker_of[d]] for d in ids]
         offsets, clamped = adoption_offsets(transitions, rollout.version, released)
