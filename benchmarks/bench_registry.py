@@ -52,7 +52,7 @@ from pitahaya.cli._server import child_server, free_port
 from pitahaya.client_runtime import Manifest, TensorSpec, build_archive
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE, file_entry
 from pitahaya.client_runtime.telemetry import LATENCY_US_BOUNDS, TELEMETRY_PATH
-from pitahaya.registry import RegistryClient
+from pitahaya.publisher import RegistryClient
 
 
 def hello_app() -> FastAPI:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pitahaya.client_runtime import Limits, RuntimeConfig, Scene, View
 from pitahaya.packaging import BuildResult
-from pitahaya.registry import RegistryClient
+from pitahaya.publisher import RegistryClient
 from pitahaya.training import TrainResult
 
 #: Devices of the end-to-end tests wait long for a package (tests about timeouts set their own):

@@ -36,7 +36,7 @@ from pitahaya.cli._server import registry_process
 from pitahaya.client_runtime import Candidate, Limits, Runtime, RuntimeConfig, Scene
 from pitahaya.client_runtime.containment import CALL_TIMEOUT_KEY
 from pitahaya.client_runtime.state import Mode
-from pitahaya.registry import RegistryClient, RegistryRejected
+from pitahaya.publisher import RegistryClient, RegistryRejected
 
 from package_factory import SCENE_DIR, make_archive, sample_views
 

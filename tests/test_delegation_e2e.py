@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 from pitahaya.cli.app import app
 from pitahaya.client_runtime import Runtime
 from pitahaya.client_runtime.package import target_path
-from pitahaya.registry.key_files import load_private_key
-from pitahaya.registry.tuf_repo import TufRepository, next_delegated_metadata, publisher_role
+from pitahaya.publisher import load_private_key
+from pitahaya.publisher.wire import next_delegated_metadata
+from pitahaya.registry.tuf_repo import TufRepository, publisher_role
 
 from e2e_support import PATIENT_DEVICE, LiveRegistry, Pipeline
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from venvs import pip_install
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCKED_MODULES = {"lightgbm", "sklearn", "mlflow", "fastapi", "boto3", "sqlalchemy", "pandas", "onnxmltools", "skl2onnx", "polars", "dask"}
@@ -58,21 +59,8 @@ print(len(fixed_plan([Candidate("v", 10.0, 1_000_000)]).items))
 @pytest.mark.network
 def test_installing_the_client_alone_pulls_no_heavy_dependency(tmp_path: Path) -> None:
     """Resolve what ``pip install ./client_runtime`` would install into a fresh venv."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     report = tmp_path / "report.json"
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    result = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report),
-         str(REPO / "client_runtime")],  # fmt: skip
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    if result.returncode != 0 and "Could not find a version" in result.stderr + result.stdout:
-        pytest.skip(f"package index unreachable: {result.stderr[-300:]}")
-    assert result.returncode == 0, result.stderr
+    pip_install(tmp_path, "--dry-run", "--quiet", "--report", str(report), str(REPO / "client_runtime"))
     installed = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
     assert "pitahaya-client" in installed and "onnxruntime" in installed
     assert installed & HEAVY == set()

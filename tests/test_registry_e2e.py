@@ -36,7 +36,7 @@ from typer.testing import CliRunner
 
 from pitahaya.cli._server import child_server, free_port
 from pitahaya.client_runtime import Candidate, Runtime, build_archive, read_package
-from pitahaya.registry import RegistryClient, RegistryRejected
+from pitahaya.publisher import RegistryClient, RegistryRejected
 
 from e2e_support import PATIENT_DEVICE, Pipeline
 from servers import S3Endpoint

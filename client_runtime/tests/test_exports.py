@@ -71,6 +71,7 @@ PUBLIC = [
     "release_target_path",
     "rollout_bucket",
     "target_path",
+    "validate_scene_name",
 ]
 
 

@@ -51,7 +51,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo and print its summary; returns the summary as a dict."""
     from pitahaya.client_runtime import Runtime, Scene, TelemetryConfig
     from pitahaya.packaging import build_package
-    from pitahaya.registry import RegistryClient
+    from pitahaya.publisher import RegistryClient
     from pitahaya.training import GeneratorConfig, TrainConfig, generate_views, train, write_events
     from pitahaya.training.simulation import (
         TRACE_CLASSES,

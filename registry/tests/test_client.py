@@ -1,4 +1,4 @@
-"""`RegistryClient` against the app in-process, and its error translation."""
+"""The publisher client (`pitahaya.publisher.RegistryClient`) against the registry on a real socket, and its error translation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from pitahaya.registry import RegistryClient, RegistryRejected, RegistryUnavailable
+from pitahaya.publisher import RegistryClient, RegistryRejected, RegistryUnavailable
 
 
 def test_push_release_and_list_over_http(live_url: str, token: str, make_archive: Callable[..., bytes]) -> None:

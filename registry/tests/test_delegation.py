@@ -20,14 +20,10 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
 from pitahaya.client_runtime.package import target_path
-from pitahaya.registry import RegistryClient, RegistryRejected, RegistryUnavailable
+from pitahaya.publisher import RegistryClient, RegistryRejected, RegistryUnavailable, SigningRefusedError
+from pitahaya.publisher.wire import PublisherSignatures, next_delegated_metadata
 from pitahaya.registry.errors import InvalidArgumentError, PublisherSignatureError
-from pitahaya.registry.tuf_repo import (
-    PublisherSignatures,
-    TufRepository,
-    next_delegated_metadata,
-    publisher_role,
-)
+from pitahaya.registry.tuf_repo import TufRepository, publisher_role
 
 SCENE = "watch_time"
 
@@ -104,7 +100,7 @@ def test_pushes_without_the_publishers_signatures_change_nothing(
         with pytest.raises(RegistryRejected) as unsigned:
             registry.push(archive)
         assert unsigned.value.status_code == 403 and "--signing-key" in unsigned.value.message
-        with pytest.raises(PublisherSignatureError, match="does not delegate scene watch_time to key"):
+        with pytest.raises(SigningRefusedError, match="does not delegate scene watch_time to key"):
             registry.push(archive, signers=[outsider])  # refused locally: nothing is sent
 
     target = TargetFile.from_data(target_path(SCENE, "1.0.0"), archive)
@@ -196,7 +192,7 @@ def test_re_delegating_replaces_the_keys_and_devices_refuse_the_old_signatures(
         device.get_targetinfo(target_path(SCENE, "1.0.0"))
     # The successor does not sign on top of targets it cannot verify, unless told to, once.
     with RegistryClient(live_url, token=token) as registry:
-        with pytest.raises(PublisherSignatureError, match="--trust-current-targets"):
+        with pytest.raises(SigningRefusedError, match="--trust-current-targets"):
             registry.push(make_archive(version="1.1.0"), signers=[successor])
         registry.push(make_archive(version="1.1.0"), signers=[successor], trust_current=True)
         registry.push(make_archive(version="1.2.0"), signers=[successor])  # verifies again from now on

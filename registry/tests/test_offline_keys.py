@@ -24,9 +24,10 @@ from tuf.ngclient import Updater
 from pitahaya.client_runtime import PackageUpdater
 from pitahaya.client_runtime.errors import UpdateVerificationError
 from pitahaya.client_runtime.package import target_path
-from pitahaya.registry import RegistryClient, Settings, create_app
+from pitahaya.publisher import RegistryClient
+from pitahaya.registry import Settings, create_app
 from pitahaya.registry.errors import InvalidArgumentError, SigningKeyError
-from pitahaya.registry.key_files import KEY_FILE_MODE, load_private_key
+from pitahaya.publisher.keys import KEY_FILE_MODE, load_private_key
 from pitahaya.client_runtime.files import write_atomic
 from pitahaya.registry.tuf_repo import TufRepository, publisher_role
 

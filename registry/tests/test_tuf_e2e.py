@@ -18,7 +18,7 @@ from tuf.ngclient import Updater
 from pitahaya.client_runtime import Release
 from pitahaya.client_runtime.package import target_path
 from pitahaya.client_runtime.releases import release_target_path
-from pitahaya.registry import RegistryClient
+from pitahaya.publisher import RegistryClient
 
 pytestmark = pytest.mark.e2e
 

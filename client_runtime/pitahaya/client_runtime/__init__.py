@@ -84,6 +84,7 @@ _EXPORTS = {
     "release_target_path": "releases",
     "rollout_bucket": "releases",
     "target_path": "package",
+    "validate_scene_name": "package",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -82,7 +82,7 @@ def simulate(
     gate paused the release and how much of the fleet ran it.
     """
     from pitahaya.fleet import FleetConfig, FleetError, simulate_fleet
-    from pitahaya.registry import RegistryClientError
+    from pitahaya.publisher import PublisherError
 
     try:
         config = FleetConfig(
@@ -106,7 +106,7 @@ def simulate(
         )
         with stage_progress(not as_json) as progress:
             summary = simulate_fleet(config, progress=progress)
-    except (ValueError, OSError, FleetError, RegistryClientError, RuntimeError) as e:
+    except (ValueError, OSError, FleetError, PublisherError, RuntimeError) as e:
         raise fail(str(e)) from None
     if as_json:
         emit_json(summary)

@@ -37,7 +37,7 @@ from pitahaya.cli._common import console, default_data_dir, emit_json, fail, rep
 from pitahaya.cli._options import DataDir, JsonFlag
 
 if TYPE_CHECKING:
-    from pitahaya.registry.tuf_repo import KeyInfo, TufRepository
+    from pitahaya.registry import KeyInfo, TufRepository
 
 app = typer.Typer(
     help="Manage the registry's TUF signing keys (init, list, rotate, resign, migrate) and publisher delegations.",
@@ -61,7 +61,7 @@ OfflineKeys = Annotated[
 
 
 def _repository(tuf_dir: Path | None, data_dir: Path, offline_keys: Path | None) -> TufRepository:
-    from pitahaya.registry.tuf_repo import TufRepository
+    from pitahaya.registry import TufRepository
 
     return TufRepository(tuf_dir or data_dir / "registry" / "tuf", offline_keys_dir=offline_keys)
 
@@ -69,7 +69,7 @@ def _repository(tuf_dir: Path | None, data_dir: Path, offline_keys: Path | None)
 @contextmanager
 def _key_errors_as_cli_errors() -> Iterator[None]:
     """A key or repository error becomes a one-line error (with the `keys init` hint when nothing exists)."""
-    from pitahaya.registry.errors import NotFoundError, RequestError, SigningKeyError
+    from pitahaya.registry import NotFoundError, RequestError, SigningKeyError
 
     try:
         yield
@@ -181,8 +181,7 @@ def publisher_init_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a publisher's ed25519 key pair; give the .pub.pem to the registry admin, keep the .pem."""
-    from pitahaya.registry.errors import SigningKeyError
-    from pitahaya.registry.key_files import create_key_pair
+    from pitahaya.publisher import SigningKeyError, create_key_pair
 
     private_path, public_path = out / "publisher.pem", out / "publisher.pub.pem"
     try:
@@ -210,8 +209,8 @@ def delegate_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Delegate packages/<scene>/* to the role publisher-<scene> (admin, with the offline targets key)."""
-    from pitahaya.client_runtime.package import validate_scene_name
-    from pitahaya.registry.key_files import load_public_key
+    from pitahaya.client_runtime import validate_scene_name
+    from pitahaya.publisher import load_public_key
 
     with _key_errors_as_cli_errors():
         validate_scene_name(scene)

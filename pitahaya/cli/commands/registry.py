@@ -20,7 +20,7 @@ from pitahaya.cli._common import console, default_data_dir, emit_json, fail, rep
 from pitahaya.cli._options import DataDir, JsonFlag, RegistryUrl, Token
 
 if TYPE_CHECKING:
-    from pitahaya.registry import RegistryClient
+    from pitahaya.publisher import RegistryClient
 
 app = typer.Typer()
 tokens_app = typer.Typer(help="Create, list and revoke API tokens (needs an admin token).", no_args_is_help=True)
@@ -33,13 +33,13 @@ Scene = Annotated[str, typer.Argument(help="Scene name.")]
 
 
 def call_registry(registry: str, token: str | None, operation: Callable[[RegistryClient], Any]) -> Any:
-    """Run one client call, turning registry errors into a one-line CLI error."""
-    from pitahaya.registry import RegistryClient, RegistryClientError
+    """Run one client call, turning publisher-client errors into a one-line CLI error."""
+    from pitahaya.publisher import PublisherError, RegistryClient
 
     try:
         with RegistryClient(registry, token=token) as client:
             return operation(client)
-    except RegistryClientError as e:
+    except PublisherError as e:
         raise fail(str(e)) from None
 
 
@@ -89,21 +89,11 @@ def push(
     as_json: JsonFlag = False,
 ) -> None:
     """Upload a package to a registry (publisher token); a delegated scene's push is signed with --signing-key."""
-    from pitahaya.registry.errors import RegistryClientError, RegistryError
-    from pitahaya.registry.key_files import load_private_key
-
-    try:
-        signers = [load_private_key(path) for path in signing_key or []]
-    except RegistryError as e:
-        raise fail(str(e)) from None
+    from pitahaya.publisher import load_private_key
 
     def upload(client: RegistryClient) -> Any:
-        try:
-            return client.push(archive.read_bytes(), signers=signers, trust_current=trust_current_targets)
-        except RegistryClientError:
-            raise
-        except RegistryError as e:  # refused locally before anything was sent
-            raise fail(str(e)) from None
+        signers = [load_private_key(path) for path in signing_key or []]
+        return client.push(archive.read_bytes(), signers=signers, trust_current=trust_current_targets)
 
     result = call_registry(registry, token, upload)
     report(result, as_json, f"pushed {result['scene']} {result['version']} ({result['size_bytes']:,} bytes)")

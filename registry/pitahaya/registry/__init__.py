@@ -1,16 +1,17 @@
 """pitahaya registry: stores algorithm packages and delivers them to devices as signed TUF targets.
 
-Publishers push package archives and create releases over the HTTP API (or with
-`RegistryClient`); devices fetch static, signed TUF metadata and targets from ``/tuf/``.
-A scene may be delegated to publisher keys: then only pushes signed with them publish its
-packages (``RegistryClient.push(archive, signers=[...])``, `PublisherSignatureError`
-otherwise). Operators move rollouts (widen, pause, resume, rollback, kill switch); devices post
-telemetry, aggregated per minute and forwarded to MLflow and ``/metrics``. Run it with
-``serve(load_settings())`` or ``create_app(settings)`` under any ASGI server.
+Publishers push package archives and create releases over the HTTP API (or with the light
+publisher client, ``pitahaya.publisher.RegistryClient``); devices fetch static, signed TUF
+metadata and targets from ``/tuf/``. A scene may be delegated to publisher keys: then only
+pushes signed with them publish its packages (``RegistryClient.push(archive, signers=[...])``,
+`PublisherSignatureError` otherwise). Operators move rollouts (widen, pause, resume, rollback,
+kill switch); devices post telemetry, aggregated per minute and forwarded to MLflow and
+``/metrics``. Run it with ``serve(load_settings())`` or ``create_app(settings)`` under any ASGI
+server. `TufRepository` is the registry's signed metadata and its keys, for the admin's key
+operations (``pitahaya keys``: init, list, rotate, resign, delegate).
 """
 
 from pitahaya.registry.app import create_app
-from pitahaya.registry.client import RegistryClient
 from pitahaya.registry.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -23,10 +24,7 @@ from pitahaya.registry.errors import (
     PreflightError,
     PublisherSignatureError,
     RateLimitedError,
-    RegistryClientError,
     RegistryError,
-    RegistryRejected,
-    RegistryUnavailable,
     RequestError,
     SigningKeyError,
     StaleDelegationError,
@@ -38,6 +36,7 @@ from pitahaya.registry.maintenance import collect_garbage
 from pitahaya.registry.server import serve
 from pitahaya.registry.services.blob_gc import GcResult
 from pitahaya.registry.settings import Settings, load_settings
+from pitahaya.registry.tuf import KeyInfo, TufRepository
 
 __all__ = [
     "AlreadyExistsError",
@@ -47,21 +46,19 @@ __all__ = [
     "GcResult",
     "InvalidArgumentError",
     "InvalidPackageError",
+    "KeyInfo",
     "NotFoundError",
     "PermissionDeniedError",
     "PreflightError",
     "PublisherSignatureError",
     "RateLimitedError",
-    "RegistryClient",
-    "RegistryClientError",
     "RegistryError",
-    "RegistryRejected",
-    "RegistryUnavailable",
     "RequestError",
     "Settings",
     "SigningKeyError",
     "StaleDelegationError",
     "StorageUnavailableError",
+    "TufRepository",
     "UnverifiablePackageError",
     "UploadTooLargeError",
     "collect_garbage",

@@ -13,7 +13,7 @@ from types import TracebackType
 
 
 #: Mode of the files the registry serves (metadata, blobs): public bytes that a proxy or CDN
-#: on the host may read; private keys are written with `key_files.KEY_FILE_MODE`.
+#: on the host may read; private keys are written with `pitahaya.publisher.keys.KEY_FILE_MODE`.
 PUBLIC_FILE_MODE = 0o644
 
 

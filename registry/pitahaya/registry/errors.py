@@ -6,31 +6,32 @@
     ├── ConfigurationError        settings are missing or invalid: fix the environment, restart
     ├── StorageUnavailableError   the database or blob store failed: retry later (503)
     ├── BusyError                 every pre-flight slot is taken: retry after ``retry_after_seconds`` (503)
-    ├── SigningKeyError           a TUF key file is missing, unsafe or untrusted: fix the file (CLI/admin)
-    ├── RequestError              the request can never succeed as sent: fix it, don't retry
-    │   ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
-    │   ├── InvalidPackageError   the archive failed validation (422)
-    │   │   └── PreflightError    a device would reject the package (its ``reason``): fix the package (422)
-    │   ├── UploadTooLargeError   a body or a manifest exceeds its size limit (413)
-    │   ├── AlreadyExistsError    that scene/version is already published; bump the version (409)
-    │   ├── UnverifiablePackageError  the package's stored archive is missing or corrupt (409)
-    │   ├── NotFoundError         the package, release or token does not exist (404)
-    │   ├── AuthenticationError   no token or an unknown/revoked one (401)
-    │   ├── PermissionDeniedError the token's role may not do this (403)
-    │   │   └── PublisherSignatureError  a delegated scene's push lacks valid publisher signatures (403)
-    │   ├── StaleDelegationError  the signed delegated version is not current + 1: re-fetch, re-sign (409)
-    │   └── RateLimitedError      too many requests; wait ``retry_after_seconds`` (429)
-    └── RegistryClientError       raised by `RegistryClient` only
-        ├── RegistryUnavailable   network failure or 5xx: retry later with backoff
-        └── RegistryRejected      the server refused the request (4xx): fix it, don't retry
+    └── RequestError              the request can never succeed as sent: fix it, don't retry
+        ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
+        ├── InvalidPackageError   the archive failed validation (422)
+        │   └── PreflightError    a device would reject the package (its ``reason``): fix the package (422)
+        ├── UploadTooLargeError   a body or a manifest exceeds its size limit (413)
+        ├── AlreadyExistsError    that scene/version is already published; bump the version (409)
+        ├── UnverifiablePackageError  the package's stored archive is missing or corrupt (409)
+        ├── NotFoundError         the package, release or token does not exist (404)
+        ├── AuthenticationError   no token or an unknown/revoked one (401)
+        ├── PermissionDeniedError the token's role may not do this (403)
+        │   └── PublisherSignatureError  a delegated scene's push lacks valid publisher signatures (403)
+        ├── StaleDelegationError  the signed delegated version is not current + 1: re-fetch, re-sign (409)
+        └── RateLimitedError      too many requests; wait ``retry_after_seconds`` (429)
 
 The service layer raises the `RequestError` leaves; ``pitahaya.registry.api.errors`` maps
-each to its HTTP status in one table, and `RegistryClient` turns the status back into a
-`RegistryRejected` carrying the server's message. Misuse of the API (calling in the wrong
-order, wrong types) stays ``ValueError``/``RuntimeError`` outside this tree.
+each to its HTTP status in one table, and the publisher client (`pitahaya.publisher`) turns
+the status back into a ``RegistryRejected`` carrying the server's message.
+`SigningKeyError` is the publisher's (``pitahaya.publisher.errors``), imported here: key files
+have one format and one loader (``pitahaya.publisher.keys``) for the registry's role keys and
+a publisher's alike. Misuse of the API (calling in the wrong order, wrong types) stays
+``ValueError``/``RuntimeError`` outside this tree.
 """
 
 from __future__ import annotations
+
+from pitahaya.publisher.errors import SigningKeyError as SigningKeyError
 
 
 class RegistryError(Exception):
@@ -55,11 +56,6 @@ class BusyError(RegistryError):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
-
-
-class SigningKeyError(RegistryError):
-    """A TUF signing key file is missing, readable by others, not a key, or not trusted by
-    the current root; nothing was changed. Restore or ``chmod 600`` the file."""
 
 
 class RequestError(RegistryError):
@@ -132,33 +128,3 @@ class RateLimitedError(RequestError):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
-
-
-class RegistryClientError(RegistryError):
-    """Root of the errors `RegistryClient` raises."""
-
-
-class RegistryUnavailable(RegistryClientError):
-    """The registry could not be reached or failed (5xx); retry later with backoff.
-
-    Attributes:
-        status_code: The HTTP status when the server answered, else None.
-    """
-
-    def __init__(self, message: str, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-
-
-class RegistryRejected(RegistryClientError):
-    """The registry refused the request (4xx); fix the request rather than retry.
-
-    Attributes:
-        status_code: The HTTP status (401, 404, 409, 413, 422, ...).
-        message: The server's explanation, meant to be shown to the user.
-    """
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(f"registry rejected the request ({status_code}): {message}")
-        self.status_code = status_code
-        self.message = message

@@ -5,7 +5,9 @@ turns them into ``{"detail": message}`` with the status below, the same shape Fa
 for its own errors, so clients read one field. 401 adds ``WWW-Authenticate``, 429 adds
 ``Retry-After``; a package refused at pre-flight (`PreflightError`) adds ``reason``, the
 device's reason code. A failing backend (`StorageUnavailableError`) or no free pre-flight
-slot (`BusyError`) is a 503 with ``Retry-After``: retry later.
+slot (`BusyError`) is a 503 with ``Retry-After``: retry later. A malformed publisher-signatures
+header (`pitahaya.publisher.errors.SignatureHeaderError`, from the push wire format's parser)
+answers as an `InvalidArgumentError`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from pitahaya.publisher.errors import SignatureHeaderError
 from pitahaya.registry.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -74,6 +77,11 @@ async def _request_error_handler(_request: Request, exc: Exception) -> JSONRespo
     return error_response(exc)
 
 
+async def _signature_header_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SignatureHeaderError)  # registered for it only
+    return error_response(InvalidArgumentError(str(exc)))
+
+
 async def _validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, with each offending input shown as a short repr.
 
@@ -108,6 +116,7 @@ async def _unavailable_handler(_request: Request, exc: Exception) -> JSONRespons
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestError, _request_error_handler)
+    app.add_exception_handler(SignatureHeaderError, _signature_header_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StorageUnavailableError, _unavailable_handler)
     app.add_exception_handler(BusyError, _unavailable_handler)

@@ -1,4 +1,4 @@
-"""`RegistryClient`: what publishers (the CLI, CI jobs) use to talk to a registry.
+"""`RegistryClient`: what publishers (a CI job, the CLI) use to talk to a registry over HTTP.
 
     >>> client = RegistryClient("http://127.0.0.1:8000", token=os.environ["PITAHAYA_REGISTRY_TOKEN"])
     >>> client.push(archive_bytes)["sha256"]
@@ -8,10 +8,11 @@
     >>> client.pause_release("watch_time")               # devices keep the previous version
     >>> client.rollback_release("watch_time", "0.9.0")   # a new release at 100 %
 
-Errors say what to do next: `RegistryUnavailable` (no answer or 5xx: retry later) and
-`RegistryRejected` (4xx: the request is wrong; ``status_code`` and the server's ``message``
-explain why). Pass ``transport`` (e.g. ``httpx.MockTransport``, or a WSGI/ASGI transport)
-to talk to an in-process app in tests.
+Errors say what to do next (`pitahaya.publisher.errors`): `RegistryUnavailable` (no answer or
+5xx: retry later), `RegistryRejected` (4xx: the request is wrong; ``status_code`` and the
+server's ``message`` explain why) and `SigningRefusedError` (a signed push refused before
+anything was sent). Pass ``transport`` (e.g. ``httpx.MockTransport``, or a WSGI/ASGI
+transport) to talk to an in-process app in tests.
 """
 
 from __future__ import annotations
@@ -26,15 +27,9 @@ from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
 
-from pitahaya.client_runtime import PackageFormatError, read_package
-from pitahaya.client_runtime.package import target_path
-from pitahaya.registry.errors import (
-    InvalidPackageError,
-    PublisherSignatureError,
-    RegistryRejected,
-    RegistryUnavailable,
-)
-from pitahaya.registry.tuf_repo import DELEGATED_EXPIRY, PublisherSignatures, next_delegated_metadata
+from pitahaya.client_runtime import PackageFormatError, read_package, target_path
+from pitahaya.publisher.errors import RegistryRejected, RegistryUnavailable, SigningRefusedError
+from pitahaya.publisher.wire import DELEGATED_EXPIRY, PublisherSignatures, next_delegated_metadata
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 """Seconds; pushes upload up to tens of MB, so the read/write timeout is generous."""
@@ -79,9 +74,9 @@ class RegistryClient:
             RegistryRejected: invalid token (401), unsigned push to a delegated scene or bad
                 signatures (403), version already published or another push signed first
                 (409), archive too large (413) or invalid (422).
-            PublisherSignatureError: the registry's delegation does not trust these keys, or its
-                current role version does not verify (nothing was sent).
-            InvalidPackageError: ``signers`` given and the archive is malformed (nothing was sent).
+            SigningRefusedError: ``signers`` given and the archive is malformed, the registry's
+                delegation does not trust these keys, or its current role version does not
+                verify (nothing was sent).
             RegistryUnavailable: the registry could not be reached or failed.
         """
         headers = {"Content-Type": "application/octet-stream"}
@@ -102,7 +97,7 @@ class RegistryClient:
         try:
             package = read_package(archive)
         except PackageFormatError as e:
-            raise InvalidPackageError(f"not a valid package archive, nothing signed: {e}") from e
+            raise SigningRefusedError(f"not a valid package archive, nothing signed: {e}") from e
         scene = package.manifest.scene
         found = self.get_delegation(scene)
         name = found["role"]
@@ -111,7 +106,7 @@ class RegistryClient:
         delegator = Targets(delegations=Delegations(keys=keys, roles={name: role}))
         for signer in signers:
             if signer.public_key.keyid not in keys:
-                raise PublisherSignatureError(
+                raise SigningRefusedError(
                     f"the registry does not delegate scene {scene} to key {signer.public_key.keyid}"
                 )
         current = Metadata[Targets].from_dict(dict(found["metadata"])) if found["metadata"] else None
@@ -119,7 +114,7 @@ class RegistryClient:
             try:
                 delegator.verify_delegate(name, current.signed_bytes, current.signatures)
             except UnsignedMetadataError as e:
-                raise PublisherSignatureError(
+                raise SigningRefusedError(
                     f"the registry's current {name} metadata does not verify under the delegation; "
                     f"refusing to sign on top of it (after a re-delegation to new keys, check its targets and "
                     f"push with --trust-current-targets): {e}"

@@ -1,8 +1,15 @@
 """Signing key files: ed25519 private keys (PEM, mode 0600) and their public halves (PEM).
 
-The registry's role keys (``<tuf_dir>/keys/<role>.pem``) and a publisher's key pair
-(``pitahaya keys publisher-init``) use the same format, so every tool reads them the same
-way and refuses a private key that other users can read.
+A publisher creates its key pair once (`create_key_pair`, what ``pitahaya keys
+publisher-init`` runs), keeps the private half, and gives the public half to the registry's
+admin, who delegates a scene to it (`load_public_key`). Each push of that scene is then
+signed with the private half (`load_private_key`, passed to `RegistryClient.push`)::
+
+    signer = create_key_pair(Path("publisher.pem"), Path("publisher.pub.pem"))
+    client.push(archive, signers=[load_private_key(Path("publisher.pem"))])
+
+The registry's own role keys use the same format and these same functions, so every tool
+reads them alike and refuses a private key that other users can read.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from cryptography.hazmat.primitives.serialization import (
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
 from pitahaya.client_runtime.files import write_atomic
-from pitahaya.registry.errors import SigningKeyError
+from pitahaya.publisher.errors import SigningKeyError
 
+#: A private key file's mode: readable and writable by its owner only.
 KEY_FILE_MODE = 0o600
 
 
@@ -59,8 +67,12 @@ def load_public_key(path: Path) -> Key:
 def create_key_pair(private_path: Path, public_path: Path) -> CryptoSigner:
     """Generate an ed25519 key: the private half 0600 (never wider), the public half 0644.
 
+    Returns:
+        The new key's signer (``signer.public_key.keyid`` is what the delegation lists).
+
     Raises:
         SigningKeyError: a file already exists (a key is never overwritten).
+        OSError: a file could not be written (nothing is left half-written).
     """
     for path in (private_path, public_path):
         if path.exists():
