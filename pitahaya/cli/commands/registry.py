@@ -165,40 +165,39 @@ def widen(
     )
 
 
-@app.command()
-def pause(
-    scene: Scene,
-    channel: Channel = "stable",
-    registry: RegistryUrl = "http://127.0.0.1:8000",
-    token: Token = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Halt the live rollout: devices return to the previous version on their next refresh."""
-    _show_release(call_registry(registry, token, lambda client: client.pause_release(scene, channel=channel)), as_json)
+def _channel_command(name: str, operation: Callable[[RegistryClient, str, str], Any], summary: str) -> None:
+    """Add ``pitahaya <name> SCENE [--channel C]``: a release operation that needs nothing else.
+
+    ``operation(client, scene, channel)`` makes the call; ``summary`` is the command's help.
+    """
+
+    def command(
+        scene: Scene,
+        channel: Channel = "stable",
+        registry: RegistryUrl = "http://127.0.0.1:8000",
+        token: Token = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        _show_release(call_registry(registry, token, lambda client: operation(client, scene, channel)), as_json)
+
+    app.command(name, help=summary)(command)
 
 
-@app.command()
-def resume(
-    scene: Scene,
-    channel: Channel = "stable",
-    registry: RegistryUrl = "http://127.0.0.1:8000",
-    token: Token = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Resume a paused rollout at its percentage."""
-    _show_release(call_registry(registry, token, lambda client: client.resume_release(scene, channel=channel)), as_json)
-
-
-@app.command()
-def revert(
-    scene: Scene,
-    channel: Channel = "stable",
-    registry: RegistryUrl = "http://127.0.0.1:8000",
-    token: Token = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Undo the live rollout: every device returns to what it ran before that release."""
-    _show_release(call_registry(registry, token, lambda client: client.revert_release(scene, channel=channel)), as_json)
+_channel_command(
+    "pause",
+    lambda client, scene, channel: client.pause_release(scene, channel=channel),
+    "Halt the live rollout: devices return to the previous version on their next refresh.",
+)
+_channel_command(
+    "resume",
+    lambda client, scene, channel: client.resume_release(scene, channel=channel),
+    "Resume a paused rollout at its percentage.",
+)
+_channel_command(
+    "revert",
+    lambda client, scene, channel: client.revert_release(scene, channel=channel),
+    "Undo the live rollout: every device returns to what it ran before that release.",
+)
 
 
 @app.command()
