@@ -8,7 +8,7 @@ history. Schema changes go through Alembic migrations in ``alembic/versions/``.
 from __future__ import annotations
 
 from datetime import datetime, UTC
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, Table, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -89,6 +89,10 @@ class ReleaseRow(Base):
     def target_path(self) -> str:
         """The TUF target path of this channel's release document."""
         return release_target_path(self.scene, self.channel)
+
+
+#: Where a quality gate stands (see `RolloutGate`).
+GateState = Literal["observing", "paused", "rolled_back", "complete", "superseded"]
 
 
 class RolloutGate(Base):

@@ -24,7 +24,8 @@ from pydantic.json_schema import JsonDict
 from pitahaya.client_runtime import LATENCY_US_BOUNDS
 from pitahaya.client_runtime.releases import Targeting
 from pitahaya.registry.gate.spec import GateSpec
-from pitahaya.registry.models import ReleaseRow
+from pitahaya.registry.models import GateState, ReleaseRow
+from pitahaya.registry.services.tokens import Role
 
 #: Scene names as the package format defines them (`validate_scene_name`), published in the OpenAPI document.
 SCENE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -211,7 +212,7 @@ class GatePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     gate_id: int = Field(validation_alias="id")
-    state: str = Field(description="observing, paused, rolled_back, complete or superseded.")
+    state: GateState
     package_version: str
     baseline_versions: list[str] = Field(description="Versions the devices outside the rollout run.")
     step: int = Field(description="Index of the current step in spec.steps.")
@@ -252,7 +253,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Unique, e.g. ci-publisher.")
-    role: str = Field(pattern=r"^(publisher|operator|client|admin)$")
+    role: Role
 
 
 class TokenPublic(BaseModel):
@@ -261,7 +262,7 @@ class TokenPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     name: str
-    role: str
+    role: Role
     created_at: datetime
     created_by: str
     revoked_at: datetime | None

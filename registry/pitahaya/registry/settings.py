@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -45,6 +46,9 @@ CONFIG_FILE_VARIABLE = f"{ENV_PREFIX}CONFIG_FILE"
 
 #: Tokens shorter than this are guessable, so the registry refuses to start with one.
 MIN_TOKEN_LENGTH = 16
+
+#: The logging levels the registry may be set to (``logging``'s names).
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class Settings(BaseSettings):
@@ -132,7 +136,7 @@ class Settings(BaseSettings):
     preflight_load_timeout_seconds: float = Field(default=3 * Limits.load_timeout_s, gt=0, le=3600)
     preflight_memory_bytes: int = Field(default=Limits.memory_bytes, gt=0)
     log_json: bool = True
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_level: LogLevel = "INFO"
 
     @classmethod
     def settings_customise_sources(
@@ -205,7 +209,7 @@ def load_settings() -> Settings:
         ConfigurationError: a required variable (e.g. ``PITAHAYA_REGISTRY_TOKEN``) is missing or invalid.
     """
     try:
-        return Settings()  # type: ignore[call-arg]  # pydantic-settings fills fields from the environment
+        return Settings()
     except ValidationError as e:
         problems = "; ".join(
             f"{ENV_PREFIX}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()

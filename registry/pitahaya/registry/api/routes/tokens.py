@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TokenCreated, responses={**JSON_WRITE, 409: {}})
 def create_token(body: TokenCreate, session: SessionDep, actor: AdminDep) -> TokenCreated:
     """Mint a token with a role; the response holds its secret, which is never shown again."""
-    row, secret = service.create_token(session=session, name=body.name, role=service.Role(body.role), actor=actor.name)
+    row, secret = service.create_token(session=session, name=body.name, role=body.role, actor=actor.name)
     return TokenCreated.model_validate({**TokenPublic.model_validate(row).model_dump(), "secret": secret})
 
 
