@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
@@ -47,9 +47,9 @@ class RequestLimiter:
         """
         self._hit(self._per_ip, "ip", address)
 
-    def _hit(self, limit: object, kind: str, key: str) -> None:
-        if self._limiter.hit(limit, kind, key):  # type: ignore[arg-type]
+    def _hit(self, limit: RateLimitItem, kind: str, key: str) -> None:
+        if self._limiter.hit(limit, kind, key):
             return
-        stats = self._limiter.get_window_stats(limit, kind, key)  # type: ignore[arg-type]
+        stats = self._limiter.get_window_stats(limit, kind, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimitedError(f"rate limit of {limit} per {kind} exceeded; retry in {retry_after} s", retry_after)

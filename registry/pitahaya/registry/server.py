@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -45,12 +46,18 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     configure_logging(json_lines=settings.log_json, level=logging.getLevelName(settings.log_level))
-    options = {"host": host, "port": port, "proxy_headers": True, "log_config": None, "access_log": False}
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "proxy_headers": True,
+        "log_config": None,
+        "access_log": False,
+    }
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(settings), **options)
         return
     os.environ.update(settings_environment(settings))
-    uvicorn.run(FACTORY, factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    uvicorn.run(FACTORY, factory=True, workers=workers, **options)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
