@@ -30,7 +30,10 @@ _WILDCARDS = "*?["
 class EventSource(abc.ABC):
     """One event log file, wherever it lives; ``name`` is what errors and reports show."""
 
-    name: str
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The file's path or URL."""
 
     def read_bytes(self) -> bytes:
         """The file's raw bytes.
@@ -55,7 +58,7 @@ class LocalSource(EventSource):
     path: Path
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return str(self.path)
 
     def _read(self) -> bytes:
@@ -69,7 +72,7 @@ class S3Source(EventSource):
     client: Any  # a boto3 S3 client
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
     def _read(self) -> bytes:
