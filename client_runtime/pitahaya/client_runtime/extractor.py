@@ -59,6 +59,45 @@ class FeatureExtractor(abc.ABC):
         return out
 
 
+def load_code(source: str, *, name: str, file: str = "features.py") -> types.ModuleType:
+    """Execute Python source in a fresh module that is never registered in ``sys.modules``.
+
+    Args:
+        source: Text of the code.
+        name: Module name used in tracebacks.
+        file: File the source came from, for the error message.
+
+    Raises:
+        FeatureCodeError: the code fails to compile or import.
+    """
+    module = types.ModuleType(name)
+    module.__file__ = f"<{name}>"
+    try:
+        code = compile(source, module.__file__, "exec")
+        exec(code, module.__dict__)  # noqa: S102 - verified package code, see the security model
+    except Exception as e:  # any error in third-party code is a bad package, not a crash
+        raise FeatureCodeError(f"{file} failed to import: {type(e).__name__}: {e}") from e
+    return module
+
+
+def load_feature_module(source: str, *, name: str = "pitahaya_features") -> types.ModuleType:
+    """Execute ``features.py`` source in an isolated module (`load_code`) and check its extractor.
+
+    Returns:
+        The module; its ``Extractor`` is a valid `FeatureExtractor` subclass.
+
+    Raises:
+        FeatureCodeError: the code fails to compile or import, or defines no valid extractor.
+    """
+    module = load_code(source, name=name)
+    cls = getattr(module, EXTRACTOR_CLASS, None)
+    if not (isinstance(cls, type) and issubclass(cls, FeatureExtractor)):
+        raise FeatureCodeError(f"features.py must define class {EXTRACTOR_CLASS}(FeatureExtractor)")
+    if not cls.feature_names or len(set(cls.feature_names)) != len(cls.feature_names):
+        raise FeatureCodeError("Extractor.feature_names must be a non-empty tuple of unique names")
+    return module
+
+
 def load_feature_code(source: str, *, name: str = "pitahaya_features") -> type[FeatureExtractor]:
     """Execute ``features.py`` source in an isolated module and return its extractor class.
 
@@ -72,16 +111,5 @@ def load_feature_code(source: str, *, name: str = "pitahaya_features") -> type[F
     Raises:
         FeatureCodeError: the code fails to compile or import, or defines no valid extractor.
     """
-    module = types.ModuleType(name)
-    module.__file__ = f"<{name}>"
-    try:
-        code = compile(source, module.__file__, "exec")
-        exec(code, module.__dict__)  # noqa: S102 - verified package code, see the security model
-    except Exception as e:  # any error in third-party code is a bad package, not a crash
-        raise FeatureCodeError(f"features.py failed to import: {type(e).__name__}: {e}") from e
-    cls = getattr(module, EXTRACTOR_CLASS, None)
-    if not (isinstance(cls, type) and issubclass(cls, FeatureExtractor)):
-        raise FeatureCodeError(f"features.py must define class {EXTRACTOR_CLASS}(FeatureExtractor)")
-    if not cls.feature_names or len(set(cls.feature_names)) != len(cls.feature_names):
-        raise FeatureCodeError("Extractor.feature_names must be a non-empty tuple of unique names")
-    return cls
+    extractor: type[FeatureExtractor] = getattr(load_feature_module(source, name=name), EXTRACTOR_CLASS)
+    return extractor

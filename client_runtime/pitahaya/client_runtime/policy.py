@@ -48,13 +48,16 @@ from pitahaya.client_runtime.events import Candidate
 #: Most decisions a plan may be averaged over.
 MAX_SMOOTHING = 32
 
+#: The industry's fixed preload, every device's default policy: the next 3 videos, 800 KB each.
+FIXED_COUNT, FIXED_BYTES = 3, 800_000
+
 #: Knobs of the default policy and the floors/caps of the model policy.
 DEFAULT_POLICY: dict[str, Any] = {
-    "fixed_count": 3,
-    "fixed_bytes": 800_000,
-    "count": 3,
+    "fixed_count": FIXED_COUNT,
+    "fixed_bytes": FIXED_BYTES,
+    "count": FIXED_COUNT,
     "min_bytes": 200_000,
-    "max_bytes": 800_000,
+    "max_bytes": FIXED_BYTES,
     "startup_s": 1.0,
     "safety": 1.25,
     "horizon_s": 30.0,

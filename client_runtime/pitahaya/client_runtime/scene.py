@@ -1,17 +1,22 @@
-"""A scene on disk: ``scene.toml`` plus the feature code it names.
+"""A scene on disk: ``scene.toml`` plus the code it names.
 
 Training and packaging both start from a scene folder (``scenes/<name>/``); devices never
-see one, they get the same feature code from inside a verified package.
+see one, they get the same feature code from inside a verified package. ``[scene]`` names
+the streaming feature code (``features``, default ``features.py``: it ships to devices) and,
+optionally, its vectorized twin for training (``batch_features``: build-time code, never
+packaged). Both load the same way: executed from their text into fresh modules that are
+never registered in ``sys.modules``.
 """
 
 from __future__ import annotations
 
 import tomllib
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pitahaya.client_runtime.extractor import FeatureExtractor, load_feature_code
+from pitahaya.client_runtime.extractor import EXTRACTOR_CLASS, FeatureExtractor, load_code, load_feature_module
 from pitahaya.client_runtime.package import validate_scene_name
 
 
@@ -23,6 +28,8 @@ class Scene:
         name: Scene name (also the MLflow experiment name).
         path: Folder the scene was loaded from.
         feature_source: Text of the scene's ``features.py``.
+        batch_feature_source: Text of the scene's batch feature module, or None when
+            ``scene.toml`` names none (training then replays the streaming extractor).
         target: Name of the predicted quantity (``watch_s``).
         policy: Decision knobs shipped in package manifests.
         budgets: Limits the packager enforces (``max_package_bytes``, ``max_p99_decision_us``).
@@ -37,17 +44,33 @@ class Scene:
     policy: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    batch_feature_source: str | None = None
+
+    def feature_module(self) -> types.ModuleType:
+        """Load the scene's ``features.py`` exactly as a device would (its ``Extractor`` checked)."""
+        return load_feature_module(self.feature_source, name=f"{self.name}_features")
 
     def extractor_class(self) -> type[FeatureExtractor]:
         """Load the scene's ``Extractor`` class exactly as a device would."""
-        return load_feature_code(self.feature_source, name=f"{self.name}_features")
+        extractor: type[FeatureExtractor] = getattr(self.feature_module(), EXTRACTOR_CLASS)
+        return extractor
+
+    def batch_module(self) -> types.ModuleType | None:
+        """Load the scene's batch feature module like ``features.py``; None when it has none.
+
+        Raises:
+            FeatureCodeError: the module fails to compile or import.
+        """
+        if self.batch_feature_source is None:
+            return None
+        return load_code(self.batch_feature_source, name=f"{self.name}_batch_features", file="the batch feature module")
 
     @classmethod
     def load(cls, path: str | Path) -> Scene:
         """Load ``scene.toml`` and its feature code from a scene folder.
 
         Raises:
-            FileNotFoundError: the folder, ``scene.toml`` or the feature file is missing.
+            FileNotFoundError: the folder, ``scene.toml`` or a file it names is missing.
             ValueError: ``scene.toml`` is malformed.
         """
         folder = Path(path)
@@ -60,6 +83,7 @@ class Scene:
         if "name" not in meta:
             raise ValueError(f"{config_path}: [scene] needs a name")
         features_path = folder / meta.get("features", "features.py")
+        batch_path = folder / meta["batch_features"] if "batch_features" in meta else None
         return cls(
             name=validate_scene_name(meta["name"]),
             path=folder,
@@ -69,4 +93,5 @@ class Scene:
             policy=dict(config.get("policy", {})),
             budgets=dict(config.get("budgets", {})),
             training=dict(config.get("training", {})),
+            batch_feature_source=batch_path.read_text() if batch_path else None,
         )

@@ -1,0 +1,132 @@
+"""The parity set: what a training run leaves for the packager's parity gate, written and read here only.
+
+Training and packaging never import each other; both import this module, so the set's names,
+layout and views codec are defined once. A training run logs the set as the folder
+`PARITY_DIR` of its MLflow artifacts; the packager downloads it, replays every view through
+the package loaded as a device loads it, and compares features and predictions.
+
+Layout of the folder:
+
+- ``views.csv.gz``: the full, time-ordered streams of some held-out users (a `VIEW_FIELDS`
+  header, floats in their shortest round-trip form, gzip with a zero mtime: the same views
+  give the same bytes);
+- ``features.npy``: float32, one row per view in file order, as the scene's streaming
+  extractor computes it;
+- ``predictions.npy``: float32, the trained model's prediction for each of those rows.
+
+The views codec (`write_views_csv`, `read_views_csv`) is also how event logs are written as
+CSV or TSV, so every views CSV pitahaya writes has one format. NumPy and the standard library
+only: this is the light leaf.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from pitahaya.client_runtime.events import VIEW_FIELDS, View
+from pitahaya.client_runtime.files import atomic_output, write_atomic
+
+#: MLflow artifact folder of a training run that holds the parity set.
+PARITY_DIR = "parity"
+#: File names inside the folder.
+VIEWS_FILE = "views.csv.gz"
+FEATURES_ARRAY_FILE = "features.npy"
+PREDICTIONS_FILE = "predictions.npy"
+
+
+@dataclass(frozen=True, eq=False)
+class ParitySet:
+    """Held-out views with the features and predictions training computed for them.
+
+    Attributes:
+        views: Whole user streams, each user's views in time order.
+        features: float32, shape ``(len(views), n_features)``.
+        predictions: float32, shape ``(len(views),)``.
+
+    Raises:
+        ValueError: the arrays do not have one float32 row per view.
+    """
+
+    views: Sequence[View]
+    features: np.ndarray
+    predictions: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.views)
+        if self.features.dtype != np.float32 or self.features.ndim != 2 or len(self.features) != n:
+            raise ValueError(
+                f"features must be float32 of shape ({n}, n_features), got {self.features.dtype} {self.features.shape}"
+            )
+        if self.predictions.dtype != np.float32 or self.predictions.shape != (n,):
+            raise ValueError(
+                f"predictions must be float32 of shape ({n},), got {self.predictions.dtype} {self.predictions.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def write(self, folder: Path) -> None:
+        """Write the three files into ``folder`` (created if missing), each all-or-nothing."""
+        text = io.StringIO()
+        write_views_csv(
+            text, ((v.user_id, v.video_id, v.start_ts, v.duration_s, v.watch_s, v.size_bytes) for v in self.views)
+        )
+        write_atomic(folder / VIEWS_FILE, gzip.compress(text.getvalue().encode("utf-8"), mtime=0))
+        for name, array in ((FEATURES_ARRAY_FILE, self.features), (PREDICTIONS_FILE, self.predictions)):
+            with atomic_output(folder / name) as stream:
+                np.save(stream, array)
+
+    @classmethod
+    def read(cls, folder: Path) -> ParitySet:
+        """Read a parity set written by `write` (a training run's `PARITY_DIR`, downloaded).
+
+        Raises:
+            ValueError: a file is malformed (a views error names the line), or the files disagree
+                in length or type.
+            OSError: a file is missing or cannot be read.
+        """
+        with gzip.open(folder / VIEWS_FILE, "rt", encoding="utf-8", newline="") as stream:
+            views = read_views_csv(stream, name=str(folder / VIEWS_FILE))
+        return cls(views, np.load(folder / FEATURES_ARRAY_FILE), np.load(folder / PREDICTIONS_FILE))
+
+
+def write_views_csv(stream: TextIO, rows: Iterable[Sequence[Any]], *, delimiter: str = ",") -> None:
+    """Write a `VIEW_FIELDS` header, then one line per row of view fields (in `VIEW_FIELDS` order).
+
+    Times and durations are written as the ``repr`` of a float, its shortest round-trip form,
+    so reading the file back gives equal views.
+    """
+    writer = csv.writer(stream, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(VIEW_FIELDS)
+    for user_id, video_id, start_ts, duration_s, watch_s, size_bytes in rows:
+        writer.writerow(
+            (user_id, video_id, repr(float(start_ts)), repr(float(duration_s)), repr(float(watch_s)), int(size_bytes))
+        )
+
+
+def read_views_csv(stream: TextIO, *, name: str = "<views>") -> list[View]:
+    """Read views, in file order, from CSV text with a `VIEW_FIELDS` header (extra columns ignored).
+
+    Raises:
+        ValueError: the header lacks a column or a row is not a valid view (names ``name``
+            and the line).
+    """
+    reader = csv.DictReader(stream)
+    missing = [field for field in VIEW_FIELDS if field not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{name}: header lacks {', '.join(missing)}")
+    views = []
+    for row in reader:
+        try:
+            views.append(View.from_dict(row))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{name}:{reader.line_num}: malformed view: {e}") from e
+    return views
