@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pitahaya.client_runtime.events import View
 
@@ -20,6 +20,9 @@ logger = logging.getLogger("pitahaya.client_runtime")
 
 #: The callbacks of `Hooks`, in the order they are documented.
 HOOK_NAMES = ("on_inference", "on_fallback", "on_view", "on_update", "on_outcome", "on_error")
+
+#: What an update check did (`UpdateEvent.outcome`).
+UpdateOutcome = Literal["installed", "unchanged", "rejected", "failed", "default_policy", "demoted"]
 
 #: Reason code of a decision made by the model.
 REASON_OK = "ok"
@@ -84,7 +87,7 @@ class UpdateEvent:
     """
 
     scene: str
-    outcome: str
+    outcome: UpdateOutcome
     version: str | None
     reason: str
     detail: str = ""
