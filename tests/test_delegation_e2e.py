@@ -23,7 +23,9 @@ from pitahaya.client_runtime import Runtime
 from pitahaya.client_runtime.package import target_path
 from pitahaya.publisher import load_private_key
 from pitahaya.publisher.wire import next_delegated_metadata
-from pitahaya.registry.tuf_repo import TufRepository, publisher_role
+from pitahaya.registry.tuf import TufRepository, publisher_role
+from pitahaya.registry.tuf.publication import Publication
+from pitahaya.registry.clock import utcnow
 
 from e2e_support import PATIENT_DEVICE, LiveRegistry, Pipeline
 
@@ -74,43 +76,47 @@ def test_devices_install_only_what_the_scenes_publisher_signed(
     )  # fmt: skip
 
     # A registry that holds its online keys but not the publisher's (nor the offline targets
-    # key). The attacker works on the registry's own TUF folder; `_publish` is the registry's
-    # signing path minus the guard that `add_targets` puts in front of it. The online role's
+    # key). The attacker works on the registry's own TUF folder; a `Publication` is the registry's
+    # signing path minus the guard that `stage_targets` puts in front of it. The online role's
     # entry under the delegated path is never what ngclient resolves (the publisher's
     # terminating delegation comes first), and the device refuses it all the same.
     repo = TufRepository(tuf_dir)
     online_key = load_private_key(tuf_dir / "keys" / "registry.pem")
     entry = TargetFile(pushed["size_bytes"], {"sha256": pushed["sha256"]}, target_path(SCENE, "1.0.0"))
     with repo.publish_lock:
-        online = repo._load_current("registry")
-        online.signed.targets[entry.path] = entry
-        repo._publish({"registry": online})
+        forged_online = Publication(repo.store, repo.keys, utcnow)
+        with forged_online.edit_targets("registry") as online:
+            online.targets[entry.path] = entry
+        repo.store.write(forged_online.finish())
     _assert_refused(live_registry, trusted_root, tmp_path / "b", pipeline)
     assert installed.refresh().reason == "verification_failed"
     assert installed.predict([pipeline.views[0].as_candidate()]).reason == "ok"  # keeps its verified package
 
     with repo.publish_lock:  # the attacker retreats: devices install again
-        online = repo._load_current("registry")
-        del online.signed.targets[entry.path]
-        repo._publish({"registry": online})
+        retreat = Publication(repo.store, repo.keys, utcnow)
+        with retreat.edit_targets("registry") as online:
+            del online.targets[entry.path]
+        repo.store.write(retreat.finish())
     assert device(live_registry, trusted_root, tmp_path / "c").refresh().outcome == "installed"
 
     forged = next_delegated_metadata(
-        repo.delegated_metadata(SCENE), entry, datetime.now(UTC) + timedelta(days=30)
+        repo.publishers.metadata(SCENE), entry, datetime.now(UTC) + timedelta(days=30)
     )  # the same targets, one version later, signed by the registry instead of the publisher
     forged.sign(online_key)
-    repo.publish_delegated(SCENE, forged)
+    repo.publishers.publish(SCENE, forged)
     _assert_refused(live_registry, trusted_root, tmp_path / "d", pipeline)
 
     # Nor can it hand the scene to a key of its own: that takes a new top-level targets, which
     # only the offline targets key signs.
     with repo.publish_lock:
-        top = repo._load_current("targets")
+        top = repo.store.current("targets")
         top.signed.add_key(CryptoSigner.generate_ed25519().public_key, publisher_role(SCENE))
         top.signed.version += 1
         top.signatures.clear()
         top.sign(online_key)
-        repo._publish({"targets": top}, sign=False)
+        handover = Publication(repo.store, repo.keys, utcnow)
+        handover.add_signed("targets", top)
+        repo.store.write(handover.finish())
     _assert_refused(live_registry, trusted_root, tmp_path / "e", pipeline)
 
 

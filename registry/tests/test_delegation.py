@@ -23,7 +23,7 @@ from pitahaya.client_runtime.package import target_path
 from pitahaya.publisher import RegistryClient, RegistryRejected, RegistryUnavailable, SigningRefusedError
 from pitahaya.publisher.wire import PublisherSignatures, next_delegated_metadata
 from pitahaya.registry.errors import InvalidArgumentError, PublisherSignatureError
-from pitahaya.registry.tuf_repo import TufRepository, publisher_role
+from pitahaya.registry.tuf import TufRepository, publisher_role
 
 SCENE = "watch_time"
 
@@ -58,7 +58,7 @@ def test_a_delegated_scene_is_signed_by_its_publisher_and_devices_resolve_it(
 ) -> None:
     repo = _tuf(app)
     trusted_root = repo.metadata_bytes("root.json")
-    role = repo.delegate(SCENE, [publisher.public_key])
+    role = repo.publishers.delegate(SCENE, [publisher.public_key])
     assert (role.name, role.threshold, role.terminating, role.paths) == (
         "publisher-watch_time", 1, True, ["packages/watch_time/*"]
     )  # fmt: skip
@@ -92,7 +92,7 @@ def test_pushes_without_the_publishers_signatures_change_nothing(
     app: FastAPI, live_url: str, token: str, make_archive: Callable[..., bytes], publisher: CryptoSigner
 ) -> None:
     repo = _tuf(app)
-    repo.delegate(SCENE, [publisher.public_key])
+    repo.publishers.delegate(SCENE, [publisher.public_key])
     archive = make_archive()
     outsider = CryptoSigner.generate_ed25519()
     before = repo.metadata_bytes("timestamp.json")
@@ -125,7 +125,7 @@ def test_pushes_without_the_publishers_signatures_change_nothing(
     assert post([publisher], header=other_bytes.to_header()).status_code == 403  # signed another archive
 
     assert repo.metadata_bytes("timestamp.json") == before
-    assert repo.delegated_metadata(SCENE) is None
+    assert repo.publishers.metadata(SCENE) is None
     with RegistryClient(live_url, token=token) as registry:
         assert registry.list_packages() == []
         registry.push(archive, signers=[publisher])  # the real publisher still can
@@ -135,7 +135,7 @@ def test_pushes_without_the_publishers_signatures_change_nothing(
         with pytest.raises(RegistryRejected) as undelegated:
             registry.push(make_archive(scene="other_scene"), signers=[publisher])
         assert undelegated.value.status_code == 404  # no delegation to sign for
-    signed = repo.delegated_metadata(SCENE)
+    signed = repo.publishers.metadata(SCENE)
     assert signed is not None and signed.signed.version == 1
 
 
@@ -143,13 +143,13 @@ def test_a_threshold_needs_that_many_publisher_keys(
     app: FastAPI, live_url: str, token: str, make_archive: Callable[..., bytes], publisher: CryptoSigner
 ) -> None:
     second = CryptoSigner.generate_ed25519()
-    _tuf(app).delegate(SCENE, [publisher.public_key, second.public_key], threshold=2)
+    _tuf(app).publishers.delegate(SCENE, [publisher.public_key, second.public_key], threshold=2)
     with RegistryClient(live_url, token=token) as registry:
         with pytest.raises(RegistryRejected) as one_key:
             registry.push(make_archive(), signers=[publisher])
         assert one_key.value.status_code == 403
         assert registry.push(make_archive(), signers=[publisher, second])["version"] == "1.0.0"
-    current = _tuf(app).delegated_metadata(SCENE)
+    current = _tuf(app).publishers.metadata(SCENE)
     keyids = sorted([publisher.public_key.keyid, second.public_key.keyid])
     assert current is not None and sorted(current.signatures) == keyids
     with RegistryClient(live_url, token=token) as registry:
@@ -162,11 +162,11 @@ def test_the_online_key_never_signs_under_a_delegated_scene(tmp_path: Path, publ
     repo.initialize()
     repo.add_targets({"packages/early/early-1.0.0.tar.xz": b"signed before delegation"})
     with pytest.raises(InvalidArgumentError, match="delegate a scene before its first push"):
-        repo.delegate("early", [publisher.public_key])
+        repo.publishers.delegate("early", [publisher.public_key])
     for keys, threshold in (([], 1), ([publisher.public_key], 2), ([publisher.public_key], 0)):
         with pytest.raises(InvalidArgumentError, match="threshold"):
-            repo.delegate(SCENE, keys, threshold)
-    repo.delegate(SCENE, [publisher.public_key])
+            repo.publishers.delegate(SCENE, keys, threshold)
+    repo.publishers.delegate(SCENE, [publisher.public_key])
     before = repo.metadata_bytes("timestamp.json")
     with pytest.raises(PublisherSignatureError, match="delegated to publisher-watch_time"):
         repo.add_targets({"packages/watch_time/watch_time-9.9.9.tar.xz": b"forged", "releases/x/stable.json": b"{}"})
@@ -179,11 +179,11 @@ def test_re_delegating_replaces_the_keys_and_devices_refuse_the_old_signatures(
 ) -> None:
     repo = _tuf(app)
     trusted_root = repo.metadata_bytes("root.json")
-    repo.delegate(SCENE, [publisher.public_key])
+    repo.publishers.delegate(SCENE, [publisher.public_key])
     with RegistryClient(live_url, token=token) as registry:
         registry.push(make_archive(), signers=[publisher])
     successor = CryptoSigner.generate_ed25519()
-    repo.delegate(SCENE, [successor.public_key])
+    repo.publishers.delegate(SCENE, [successor.public_key])
     delegation = RegistryClient(live_url).get_delegation(SCENE)
     assert list(delegation["keys"]) == [successor.public_key.keyid]  # the old key is gone
     device = _device(live_url, trusted_root, tmp_path / "device")
@@ -207,19 +207,19 @@ def test_a_delegated_push_that_fails_while_publishing_leaves_nothing_visible(
     app: FastAPI, live_url: str, token: str, make_archive: Callable[..., bytes], publisher: CryptoSigner
 ) -> None:
     repo = _tuf(app)
-    repo.delegate(SCENE, [publisher.public_key])
+    repo.publishers.delegate(SCENE, [publisher.public_key])
     before = repo.metadata_bytes("timestamp.json")
     # A directory where the role's version 1 is staged: the blob and the row are written, then
     # writing the signed metadata fails, as a full disk would.
-    blocker = repo.staging_dir / "1.publisher-watch_time.json"
+    blocker = repo.staging.folder / "1.publisher-watch_time.json"
     blocker.mkdir(parents=True)
     archive = make_archive()
     with RegistryClient(live_url, token=token) as registry, pytest.raises(RegistryUnavailable):
         registry.push(archive, signers=[publisher])
     with RegistryClient(live_url, token=token) as registry:  # uvicorn closes the connection after a 500
         assert registry.list_packages() == []
-        assert repo.metadata_bytes("timestamp.json") == before and repo.delegated_metadata(SCENE) is None
+        assert repo.metadata_bytes("timestamp.json") == before and repo.publishers.metadata(SCENE) is None
         blocker.rmdir()
         assert registry.push(archive, signers=[publisher])["version"] == "1.0.0"  # the same push, again
-    current = repo.delegated_metadata(SCENE)
+    current = repo.publishers.metadata(SCENE)
     assert current is not None and list(current.signed.targets) == [target_path(SCENE, "1.0.0")]

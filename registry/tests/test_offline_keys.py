@@ -26,10 +26,12 @@ from pitahaya.client_runtime.errors import UpdateVerificationError
 from pitahaya.client_runtime.package import target_path
 from pitahaya.publisher import RegistryClient
 from pitahaya.registry import Settings, create_app
-from pitahaya.registry.errors import InvalidArgumentError, SigningKeyError
+from pitahaya.registry.errors import ConfigurationError, SigningKeyError
 from pitahaya.publisher.keys import KEY_FILE_MODE, load_private_key
 from pitahaya.client_runtime.files import write_atomic
-from pitahaya.registry.tuf_repo import TufRepository, publisher_role
+from pitahaya.registry.tuf import TufRepository, publisher_role
+from pitahaya.registry.tuf.publication import Publication
+from pitahaya.registry.clock import utcnow
 
 pytestmark = pytest.mark.e2e
 
@@ -70,9 +72,9 @@ def test_the_registry_serves_publishes_and_releases_without_the_offline_keys(
     admin: TufRepository, publisher: CryptoSigner,
 ) -> None:  # fmt: skip
     server: TufRepository = app.state.registry.tuf
-    assert server.offline_keys_here() == [] and not (admin.keys_dir.parent / "offline").exists()
+    assert server.keys.offline_keys_here() == [] and not (admin.keys.keys_dir.parent / "offline").exists()
     assert httpx.get(f"{live_url}/readyz").json() == {"database": "ok", "blobs": "ok", "tuf": "ok"}
-    admin.delegate(SCENE, [publisher.public_key])
+    admin.publishers.delegate(SCENE, [publisher.public_key])
     trusted_root = server.metadata_bytes("root.json")
 
     delegated, undelegated = make_archive(scene=SCENE), make_archive(scene=OTHER)
@@ -92,7 +94,7 @@ def test_the_registry_serves_publishes_and_releases_without_the_offline_keys(
     # The server re-signs what it signs (online role, snapshot, timestamp), never the offline roles.
     assert server.refresh(margin=2.0) == ["registry", "snapshot", "timestamp"]
     with pytest.raises(SigningKeyError, match="no key file"):
-        server.delegate(OTHER, [publisher.public_key])
+        server.publishers.delegate(OTHER, [publisher.public_key])
     with pytest.raises(SigningKeyError, match="no key file"):
         server.resign_offline(margin=2.0)
     assert _device(live_url, SCENE, trusted_root, tmp_path / SCENE).check().version == "1.0.0"
@@ -104,7 +106,7 @@ def test_a_registry_with_only_its_online_keys_cannot_change_a_delegation(
     admin: TufRepository, publisher: CryptoSigner, stolen_role: str,
 ) -> None:  # fmt: skip
     server: TufRepository = app.state.registry.tuf
-    admin.delegate(SCENE, [publisher.public_key])
+    admin.publishers.delegate(SCENE, [publisher.public_key])
     trusted_root = server.metadata_bytes("root.json")
     _publish(live_url, token, make_archive(), SCENE, "1.0.0", [publisher])
     installed = _device(live_url, SCENE, trusted_root, tmp_path / "installed")
@@ -114,10 +116,10 @@ def test_a_registry_with_only_its_online_keys_cannot_change_a_delegation(
     # scene to its own key in a new top-level targets, signs that with a key it has, then
     # signs a scene role with a forged package under its own key, and chains both in.
     attacker = CryptoSigner.generate_ed25519()
-    stolen = load_private_key(server.keys_dir / f"{stolen_role}.pem")
+    stolen = load_private_key(server.keys.keys_dir / f"{stolen_role}.pem")
     forged_archive = make_archive(version="6.6.6")
     with server.publish_lock:
-        top = server._load_current(Targets.type)
+        top = server.store.current(Targets.type)
         name = publisher_role(SCENE)
         for keyid in list(top.signed.delegations.roles[name].keyids):
             top.signed.revoke_key(keyid, name)
@@ -125,7 +127,7 @@ def test_a_registry_with_only_its_online_keys_cannot_change_a_delegation(
         top.signed.version += 1
         top.signatures.clear()
         top.sign(stolen)
-        scene_role = server.delegated_metadata(SCENE)
+        scene_role = server.publishers.metadata(SCENE)
         assert scene_role is not None
         scene_role.signed.targets[target_path(SCENE, "6.6.6")] = TargetFile.from_data(
             target_path(SCENE, "6.6.6"), forged_archive
@@ -133,7 +135,10 @@ def test_a_registry_with_only_its_online_keys_cannot_change_a_delegation(
         scene_role.signed.version += 1
         scene_role.signatures.clear()
         scene_role.sign(attacker)
-        server._publish({Targets.type: top, name: scene_role}, sign=False)
+        forged = Publication(server.store, server.keys, utcnow)  # snapshot and timestamp by the stolen keys
+        forged.add_signed(Targets.type, top)
+        forged.add_signed(name, scene_role)
+        server.store.write(forged.finish())
 
     for device in (installed, _device(live_url, SCENE, trusted_root, tmp_path / "fresh")):
         with pytest.raises(UpdateVerificationError, match="UnsignedMetadataError: targets was signed by 0/1 keys"):
@@ -147,7 +152,7 @@ def test_devices_never_resolve_a_delegated_scene_through_the_online_role(
     admin: TufRepository, publisher: CryptoSigner,
 ) -> None:  # fmt: skip
     server: TufRepository = app.state.registry.tuf
-    admin.delegate(SCENE, [publisher.public_key])
+    admin.publishers.delegate(SCENE, [publisher.public_key])
     trusted_root = server.metadata_bytes("root.json")
     genuine = make_archive()
     _publish(live_url, token, genuine, SCENE, "1.0.0", [publisher])
@@ -155,11 +160,12 @@ def test_devices_never_resolve_a_delegated_scene_through_the_online_role(
     # The attacker signs, with the online key it holds, other bytes for the released version
     # and a version the publisher never signed, in the online role.
     with server.publish_lock:
-        online = server._load_current("registry")
-        for version in ("1.0.0", "6.6.6"):
-            path = target_path(SCENE, version)
-            online.signed.targets[path] = TargetFile.from_data(path, make_archive(version="6.6.6"))
-        server._publish({"registry": online})
+        forged = Publication(server.store, server.keys, utcnow)
+        with forged.edit_targets("registry") as online:
+            for version in ("1.0.0", "6.6.6"):
+                path = target_path(SCENE, version)
+                online.targets[path] = TargetFile.from_data(path, make_archive(version="6.6.6"))
+        server.store.write(forged.finish())
 
     plain = Updater(
         metadata_dir=str(_mkdir(tmp_path / "ngclient")),
@@ -181,7 +187,7 @@ def test_rotating_the_online_and_the_offline_targets_keys_keeps_devices_updating
     app: FastAPI, live_url: str, token: str, tmp_path: Path, make_archive: Callable[..., bytes],
     admin: TufRepository, publisher: CryptoSigner,
 ) -> None:  # fmt: skip
-    admin.delegate(SCENE, [publisher.public_key])
+    admin.publishers.delegate(SCENE, [publisher.public_key])
     trusted_root = admin.metadata_bytes("root.json")
     devices = {scene: _device(live_url, scene, trusted_root, tmp_path / scene) for scene in (SCENE, OTHER)}
     before = {info.role: info.keyid for info in admin.key_info()}
@@ -198,42 +204,15 @@ def test_rotating_the_online_and_the_offline_targets_keys_keeps_devices_updating
     assert json.loads(admin.metadata_bytes("root.json"))["signed"]["version"] == 2  # only targets' rotation
 
 
-def test_an_old_layout_repository_migrates_and_its_devices_follow(
-    settings: Settings, token: str, tmp_path: Path, make_archive: Callable[..., bytes], publisher: CryptoSigner,
-    request: pytest.FixtureRequest,
-) -> None:  # fmt: skip
+def test_a_repository_of_the_pre_release_layout_is_refused_with_what_to_do(settings: Settings) -> None:
+    """The migration from the layout without the online role was dropped before 1.0: the
+    registry refuses such a repository at start instead of serving or re-signing it."""
     _old_layout(settings.resolved_tuf_dir)
-    live_url = request.getfixturevalue("live_url")  # the registry starts on the old layout as it is
-    repo: TufRepository = request.getfixturevalue("admin")
-    assert not repo.has_online_role() and repo.online_roles() == ("root", "targets", "snapshot", "timestamp")
-    repo.delegate(SCENE, [publisher.public_key])  # delegation already worked in the old layout
-    trusted_root = repo.metadata_bytes("1.root.json")
-    _publish(live_url, token, make_archive(scene=SCENE), SCENE, "1.0.0", [publisher])
-    _publish(live_url, token, make_archive(scene=OTHER), OTHER, "1.0.0", [])
-    devices = {scene: _device(live_url, scene, trusted_root, tmp_path / scene) for scene in (SCENE, OTHER)}
-    assert all(device.check().version == "1.0.0" for device in devices.values())
-    old_targets = repo.targets()
+    before = sorted((p.name, p.read_bytes()) for p in (settings.resolved_tuf_dir / "metadata").iterdir())
 
-    assert repo.migrate_to_online_role() == 3  # other_scene's package and both release documents
-    with pytest.raises(InvalidArgumentError, match="already"):
-        repo.migrate_to_online_role()
-    assert repo.has_online_role() and repo.targets() == old_targets
-    assert sorted(p.name for p in repo.offline_keys_dir.iterdir()) == ["root.pem", "targets.pem"]
-    assert sorted(p.name for p in repo.keys_dir.iterdir()) == ["registry.pem", "snapshot.pem", "timestamp.pem"]
-    assert json.loads(repo.metadata_bytes("root.json"))["signed"]["version"] == 1  # no new root needed
-    top = json.loads(repo.metadata_bytes(f"{_top_version(repo)}.targets.json"))["signed"]
-    assert top["targets"] == {}
-    assert [role["name"] for role in top["delegations"]["roles"]] == [publisher_role(SCENE), "registry"]
-    assert httpx.get(f"{live_url}/readyz").json()["tuf"] == "ok"
-
-    # The same devices (and a fresh one with the same root) follow, and keep getting updates
-    # the running registry signs with its new online key, without the offline keys.
-    (tmp_path / "usb").mkdir()
-    repo.offline_keys_dir.rename(tmp_path / "usb" / "offline")
-    _publish(live_url, token, make_archive(scene=SCENE, version="1.1.0"), SCENE, "1.1.0", [publisher])
-    _publish(live_url, token, make_archive(scene=OTHER, version="1.1.0"), OTHER, "1.1.0", [])
-    devices["fresh"] = _device(live_url, OTHER, trusted_root, tmp_path / "fresh")
-    assert all(device.check().version == "1.1.0" for device in devices.values())
+    with pytest.raises(ConfigurationError, match="no online role 'registry'.*initialize a new one"):
+        create_app(settings)
+    assert sorted((p.name, p.read_bytes()) for p in (settings.resolved_tuf_dir / "metadata").iterdir()) == before
 
 
 def _mkdir(path: Path) -> Path:

@@ -1,12 +1,12 @@
 """``pitahaya keys``: the registry's TUF signing keys, and publisher keys for delegated scenes.
 
-Registry keys (``init``, ``list``, ``rotate``, ``resign``, ``migrate``) are ed25519 files of
+Registry keys (``init``, ``list``, ``rotate``, ``resign``) are ed25519 files of
 mode 0600 in two places (`TufRepository`): online keys (``registry``, ``snapshot``,
 ``timestamp``) in ``<tuf_dir>/keys/``, which the running server signs with, and offline keys
 (``root``, top-level ``targets``) in ``--offline-keys`` (default ``<tuf_dir>/offline/``),
 which the server never loads: after ``init``, move that folder off the host and bring it back
 (or point ``--offline-keys`` at it) only for the commands that need it: ``delegate``,
-``rotate``, ``resign`` and ``migrate``. ``list`` shows where each key is and when a role
+``rotate`` and ``resign``. ``list`` shows where each key is and when a role
 needs re-signing (the server renews online roles itself; ``resign`` renews root and
 top-level targets). These commands print key ids, never key material.
 
@@ -17,10 +17,6 @@ trusting the public half(s). It edits the TUF folder directly rather than callin
 endpoint: who a scene's packages must be signed by is a trust decision taken with the offline
 ``targets`` key, so neither a leaked admin API token nor the registry host itself can hand a
 scene to an attacker's key. ``pitahaya push --signing-key`` then signs that scene's pushes.
-
-``migrate`` upgrades a repository created before the online role (top-level ``targets``
-signing targets itself with a key on the host): one new top-level targets version moves its
-targets into the online role; devices follow with the root they already trust.
 """
 
 from __future__ import annotations
@@ -40,7 +36,7 @@ if TYPE_CHECKING:
     from pitahaya.registry import KeyInfo, TufRepository
 
 app = typer.Typer(
-    help="Manage the registry's TUF signing keys (init, list, rotate, resign, migrate) and publisher delegations.",
+    help="Manage the registry's TUF signing keys (init, list, rotate, resign) and publisher delegations.",
     no_args_is_help=True,
 )
 
@@ -155,26 +151,6 @@ def resign_command(
     report({"resigned": roles}, as_json, f"re-signed {', '.join(roles)}" if roles else "nothing to re-sign yet")
 
 
-@app.command("migrate")
-def migrate_command(
-    tuf_dir: TufDir = None,
-    offline_keys: OfflineKeys = None,
-    data_dir: DataDir = default_data_dir(),
-    as_json: JsonFlag = False,
-) -> None:
-    """Move an old repository's targets into the online registry role; root and targets keys go offline.
-
-    Stop the registry first. Devices follow with the root they already trust.
-    """
-    repo = _repository(tuf_dir, data_dir, offline_keys)
-    with _key_errors_as_cli_errors():
-        moved = repo.migrate_to_online_role()
-    result = {"moved_targets": moved, "offline_keys": str(repo.offline_keys_dir)}
-    report(
-        result, as_json, f"moved {moved} target(s) into the online role; now move {repo.offline_keys_dir} off this host"
-    )
-
-
 @app.command("publisher-init")
 def publisher_init_command(
     out: Annotated[Path, typer.Option("--out", help="Folder for publisher.pem (0600) and publisher.pub.pem.")],
@@ -215,7 +191,7 @@ def delegate_command(
     with _key_errors_as_cli_errors():
         validate_scene_name(scene)
         keys = [load_public_key(path) for path in publisher_key]
-        role = _repository(tuf_dir, data_dir, offline_keys).delegate(scene, keys, threshold)
+        role = _repository(tuf_dir, data_dir, offline_keys).publishers.delegate(scene, keys, threshold)
     result = {
         "scene": scene,
         "role": role.name,

@@ -71,8 +71,9 @@ class PublisherDelegations:
             raise InvalidArgumentError(f"threshold {threshold} needs between 1 and {len(unique)} distinct keys")
         name = publisher_role(scene)
         with self._lock:
+            self._store.root_version()  # NotFoundError first when nothing is initialized
             self._staging.check_clear()
-            self._keys.signer(Targets.type)  # without the offline key, say so before anything else
+            self._keys.signer(Targets.type)  # then, without the offline key, say so before anything else
             online = self._store.current(ONLINE_ROLE).signed.targets
             signed_online = sorted(path for path in online if path.startswith(f"packages/{scene}/"))
             if signed_online:
