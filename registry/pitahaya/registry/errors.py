@@ -6,6 +6,8 @@
     ├── ConfigurationError        settings are missing or invalid: fix the environment, restart
     ├── StorageUnavailableError   the database or blob store failed: retry later (503)
     ├── BusyError                 every pre-flight slot is taken: retry after ``retry_after_seconds`` (503)
+    ├── ExpiredMetadataError      the served timestamp expired: start the registry's re-signing
+    ├── PublicationPendingError   a staged publication awaits recovery: start the registry, retry
     └── RequestError              the request can never succeed as sent: fix it, don't retry
         ├── InvalidArgumentError  a parameter is malformed, e.g. a scene name (422)
         ├── InvalidPackageError   the archive failed validation (422)
@@ -56,6 +58,16 @@ class BusyError(RegistryError):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class ExpiredMetadataError(RegistryError):
+    """The served TUF timestamp has expired, so devices refuse every update: the registry's
+    re-signing is not running (start the registry, check its online keys)."""
+
+
+class PublicationPendingError(RegistryError):
+    """A signed publication waits in the staging folder for recovery; publishing over it would
+    fork the version chain. Start the registry (it applies or discards it), then retry."""
 
 
 class RequestError(RegistryError):
