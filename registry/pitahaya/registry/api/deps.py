@@ -34,7 +34,7 @@ from pitahaya.registry.schemas import SCENE_PATTERN
 from pitahaya.registry.services.preflight import Preflight
 from pitahaya.registry.services.tokens import Principal, Role, find_principal
 from pitahaya.registry.settings import Settings
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.tuf import TufRepository
 
 if TYPE_CHECKING:
     from pitahaya.registry.telemetry_export import TelemetryForwarder

@@ -38,7 +38,7 @@ from pitahaya.registry.services import releases
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.publication import publishing
 from pitahaya.registry.services.telemetry import DEVICE_TALLIES
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.tuf import TufRepository
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ from pitahaya.registry.models import PackageRow
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.preflight import Preflight, preflight_package
 from pitahaya.registry.services.publication import commit_and_publish, publishing
-from pitahaya.registry.tuf_repo import PublisherSignatures, TufRepository, publisher_role
+from pitahaya.publisher.wire import PublisherSignatures
+from pitahaya.registry.tuf import TufRepository, publisher_role
 
 
 def push_package(
@@ -118,7 +119,7 @@ def push_package(
             detail["publisher_keyids"] = sorted(delegated.signatures)
         log_action(session=session, actor=actor, action="push_package", detail=detail)
         if delegated is not None:
-            commit_and_publish(session=session, stage=lambda: tuf.stage_delegated(scene, delegated))
+            commit_and_publish(session=session, stage=lambda: tuf.publishers.stage(scene, delegated))
         else:
             commit_and_publish(session=session, stage=lambda: tuf.stage_targets({path: (row.size_bytes, sha256)}))
     return row
@@ -136,8 +137,8 @@ def _authorize(
         raise _already_published(scene, version)
     if signatures is not None:
         target = TargetFile(length=package.size_bytes, hashes={"sha256": package.sha256}, path=path)
-        return tuf.verify_delegated(scene, target, signatures)
-    if tuf.delegation(scene) is not None:
+        return tuf.publishers.verify(scene, target, signatures)
+    if tuf.publishers.of(scene) is not None:
         raise PublisherSignatureError(
             f"scene {scene} is delegated to {publisher_role(scene)}: sign the push with the publisher key "
             "(pitahaya push --signing-key KEY.pem)"

@@ -7,7 +7,7 @@ Committing before signing leaves the reverse, a published row devices never see,
 retried push refused as a duplicate. So every publish runs, under the publish lock:
 
 1. **prepare**: the service flushes its rows, then `TufRepository.stage_targets` (or
-   `stage_delegated`) signs the new metadata into ``<tuf_dir>/staging/``, which nothing
+   `PublisherDelegations.stage`) signs the new metadata into ``<tuf_dir>/staging/``, which nothing
    serves, ending with a journal of the targets it adds. Everything that needs disk space is
    written here; a failure rolls the transaction back and removes the staged files.
 2. **commit** the transaction: the database is the record of the decision. A failure
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from pitahaya.registry.errors import NotFoundError, StorageUnavailableError
 from pitahaya.registry.services.targets import get_target_sha256
-from pitahaya.registry.tuf_repo import StagedPublication, TufRepository
+from pitahaya.registry.tuf import StagedPublication, TufRepository
 
 logger = logging.getLogger(__name__)
 

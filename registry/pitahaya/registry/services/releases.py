@@ -38,7 +38,7 @@ from pitahaya.registry.models import ReleaseRow
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.packages import get_package
 from pitahaya.registry.services.publication import commit_and_publish, publishing
-from pitahaya.registry.tuf_repo import TufRepository
+from pitahaya.registry.tuf import TufRepository
 
 
 @dataclass(frozen=True)

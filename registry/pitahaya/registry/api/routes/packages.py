@@ -10,7 +10,8 @@ from pitahaya.registry.api.deps import ArchiveBodyDep, ContextDep, PublisherDep,
 from pitahaya.registry.errors import NotFoundError
 from pitahaya.registry.schemas import SCENE_PATTERN, VERSION_PATTERN, DelegationPublic, PackagePublic
 from pitahaya.registry.services import packages as service
-from pitahaya.registry.tuf_repo import PublisherSignatures, publisher_role
+from pitahaya.publisher.wire import PublisherSignatures
+from pitahaya.registry.tuf import publisher_role
 
 SignaturesHeader = Annotated[
     str | None,
@@ -74,11 +75,11 @@ def push_package(
 @router.get("/scenes/{scene}/delegation", response_model=DelegationPublic, responses={404: {}})
 def get_delegation(scene: SceneDep, context: ContextDep) -> DelegationPublic:
     """The scene's publisher delegation and the current signed version of its role (404: not delegated)."""
-    found = context.tuf.delegation(scene)
+    found = context.tuf.publishers.of(scene)
     if found is None:
         raise NotFoundError(f"scene {scene} is not delegated: the registry's online key signs its packages")
     role, keys = found
-    current = context.tuf.delegated_metadata(scene)
+    current = context.tuf.publishers.metadata(scene)
     return DelegationPublic(
         scene=scene,
         role=publisher_role(scene),
