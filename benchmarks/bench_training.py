@@ -5,7 +5,8 @@ For each size, a log of generated views is featurized by:
 - the *streaming* path (`build_matrix`: the scene's ``features.py``, one Python call per
   view, what devices run) — the baseline the ratio is taken to; on a prefix of at most
   ``--stream-views`` views when the log is larger (the streaming cost is linear in views),
-- the *batch* path (`build_matrix_batch`: NumPy over whole columns) on the full log,
+- the *batch* path (`build_matrix_batch`: the scene's ``batch_features.py``, NumPy over whole
+  columns) on the full log,
 
 the batch path timed twice (the faster of the two counts; both are printed), once more
 on the same log shuffled (generated logs come in (user, time) order, which lets the batch path
@@ -41,10 +42,10 @@ def _timed(fn):
     return result, time.perf_counter() - started
 
 
-def _timed_on_shuffled(table, extractor) -> float:
+def _timed_on_shuffled(table, scene) -> float:
     """Seconds of the batch path on ``table``'s rows in a random order."""
     shuffled = table.take(np.random.default_rng(2).permutation(len(table)))
-    return _timed(lambda: build_matrix_batch(shuffled, extractor))[1]
+    return _timed(lambda: build_matrix_batch(shuffled, scene))[1]
 
 
 def _peak_allocated(fn) -> int:
@@ -64,11 +65,11 @@ def bench(n_views: int, stream_views: int, do_train: bool) -> dict[str, float]:
     table, gen_s = _timed(lambda: generate_table(GeneratorConfig(n_views=n_views, n_users=users, seed=1)))
     prefix = table.take(np.arange(min(stream_views, n_views)))  # generated logs are in (user, time) order
     streamed, stream_s = _timed(lambda: build_matrix(prefix, extractor))
-    batch, cold_s = _timed(lambda: build_matrix_batch(table, extractor))
-    warm_s = _timed(lambda: build_matrix_batch(table, extractor))[1]
-    shuffled_s = _timed_on_shuffled(table, extractor)
-    batch_peak_bytes = _peak_allocated(lambda: build_matrix_batch(table, extractor))
-    batch_prefix = build_matrix_batch(prefix, extractor)
+    batch, cold_s = _timed(lambda: build_matrix_batch(table, scene))
+    warm_s = _timed(lambda: build_matrix_batch(table, scene))[1]
+    shuffled_s = _timed_on_shuffled(table, scene)
+    batch_peak_bytes = _peak_allocated(lambda: build_matrix_batch(table, scene))
+    batch_prefix = build_matrix_batch(prefix, scene)
     assert np.array_equal(batch_prefix.X, streamed.X), "batch path differs from streaming"
     figures = {
         "views": float(n_views),

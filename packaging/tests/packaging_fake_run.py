@@ -3,7 +3,10 @@
 The packager's tests must not depend on ``pitahaya.training`` (packaging only imports the
 client runtime), so this module plays the training job's part of the contract: generate
 views, replay them through the scene's extractor, train a small LightGBM, and log the model,
-the scene files, test metrics and the ``parity/`` artifacts the packager checks against.
+the scene files, test metrics and the parity set the packager checks against (written by the
+client runtime's `ParitySet`, as the training job writes it). The run is logged with MLflow's
+fluent API, as any MLflow user would, pointed at the store by ``MLFLOW_TRACKING_URI`` for the
+duration of the call only.
 The model is a LightGBM booster or, with ``flavor="sklearn"``, a scikit-learn
 ``HistGradientBoostingRegressor`` logged with ``mlflow.sklearn`` and tagged
 ``pitahaya.model_flavor=sklearn`` as the training job's ``--model sklearn`` does. Imported by
@@ -12,9 +15,6 @@ name (``packaging_fake_run``) from this folder's conftest and from the root CLI 
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +26,10 @@ import lightgbm as lgb
 import mlflow
 import mlflow.sklearn
 import numpy as np
+import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from pitahaya.client_runtime import VIEW_FIELDS, Scene, View
+from pitahaya.client_runtime import PARITY_DIR, ParitySet, Scene, View
 
 #: Small enough for a 2-core machine, large enough to exercise every feature branch.
 N_USERS = 24
@@ -68,24 +69,6 @@ def replay_features(scene: Scene, views: Sequence[View]) -> np.ndarray:
         extractor.transform([view.as_candidate()], view.start_ts, rows[i : i + 1])
         extractor.update(view)
     return rows
-
-
-def _views_csv_gz(views: Sequence[View]) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(VIEW_FIELDS)
-    writer.writerows(
-        (
-            v.user_id,
-            v.video_id,
-            repr(v.start_ts),
-            repr(v.duration_s),
-            repr(v.watch_s),
-            v.size_bytes,
-        )
-        for v in views
-    )
-    return gzip.compress(text.getvalue().encode(), mtime=0)
 
 
 @dataclass(frozen=True)
@@ -146,30 +129,31 @@ def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str 
     predictions = model.predict(features[parity_rows]).astype(np.float32)
     mae = float(np.mean(np.abs(predictions - target[parity_rows])))
 
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.set_experiment(scene.name)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        if flavor == "sklearn":
-            # MLflow 3 saves with skops, which must be told the tree type is safe to load.
-            mlflow.sklearn.log_model(model, name="model", skops_trusted_types=[SKOPS_TREE_TYPE])
-            mlflow.set_tag("pitahaya.model_flavor", "sklearn")
-        else:
-            mlflow.lightgbm.log_model(model, name="model")
-        mlflow.log_metrics(
-            {
-                "test_mae": mae,
-                "test_xauc": 0.7,
-                "baseline_user_mean_mae": mae * 1.2,
-                "baseline_user_mean_xauc": 0.6,
-            }
-        )
-        folder = Path(tmp)
-        (folder / "views.csv.gz").write_bytes(_views_csv_gz(parity_views))
-        np.save(folder / "features.npy", features[parity_rows])
-        np.save(folder / "predictions.npy", predictions)
-        np.save(folder / "is_test.npy", np.ones(len(parity_rows), dtype=bool))
-        for name in ("views.csv.gz", "features.npy", "predictions.npy", "is_test.npy"):
-            mlflow.log_artifact(str(folder / name), artifact_path="parity")
-        for name in ("features.py", "scene.toml"):
-            mlflow.log_artifact(str(scene.path / name), artifact_path="scene")
-    return FakeRun(run.info.run_id, experiment.experiment_id, tracking_uri, model)
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(scene.name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(scene.name)
+    with (
+        pytest.MonkeyPatch.context() as env,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        env.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            if flavor == "sklearn":
+                # MLflow 3 saves with skops, which must be told the tree type is safe to load.
+                mlflow.sklearn.log_model(model, name="model", skops_trusted_types=[SKOPS_TREE_TYPE])
+                mlflow.set_tag("pitahaya.model_flavor", "sklearn")
+            else:
+                mlflow.lightgbm.log_model(model, name="model")
+            mlflow.log_metrics(
+                {
+                    "test_mae": mae,
+                    "test_xauc": 0.7,
+                    "baseline_user_mean_mae": mae * 1.2,
+                    "baseline_user_mean_xauc": 0.6,
+                }
+            )
+            ParitySet(parity_views, features[parity_rows], predictions).write(Path(tmp))
+            mlflow.log_artifacts(tmp, artifact_path=PARITY_DIR)
+            for name in ("features.py", "scene.toml"):
+                mlflow.log_artifact(str(scene.path / name), artifact_path="scene")
+    return FakeRun(run.info.run_id, experiment_id, tracking_uri, model)

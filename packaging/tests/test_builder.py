@@ -1,12 +1,14 @@
 import dataclasses
+import json
 import re
 import shutil
 
+import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from pitahaya.client_runtime import LoadedPackage, Scene, read_package
+from pitahaya.client_runtime import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE, LoadedPackage, Scene, read_package
 from pitahaya.packaging import BudgetError, ParityError, build_package
 from pitahaya.packaging.parity import PREDICTION_RTOL
 
@@ -20,7 +22,7 @@ def built(fake_run, scene, tmp_path_factory):
         version="1.0.0",
         tracking_uri=fake_run.tracking_uri,
         out_dir=tmp_path_factory.mktemp("out"),
-        progress=lambda stage, fraction: stages.append((stage, fraction)),
+        progress=lambda stage, fraction: stages.append((stage, fraction, mlflow.is_tracking_uri_set())),
     )
     return result, stages
 
@@ -36,6 +38,8 @@ def test_package_loads_and_self_tests_on_the_client_runtime(built, fake_run, sce
     assert manifest.mlflow == {"run_id": fake_run.run_id, "experiment_id": fake_run.experiment_id}
     assert set(manifest.metrics) == {"test_mae", "test_xauc", "baseline_user_mean_mae", "baseline_user_mean_xauc"}
     assert manifest.policy == scene.policy and manifest.opsets["ai.onnx.ml"] >= 1
+    assert scene.batch_feature_source is not None  # build-time code: never in the package
+    assert set(manifest.files) == {MODEL_FILE, FEATURES_FILE, SELFTEST_FILE}
     assert len(package.selftest["cases"]) == 8
 
 
@@ -54,13 +58,22 @@ def test_onnx_in_package_matches_lightgbm(built, fake_run, sample_features):
 
 
 def test_progress_reports_every_stage(built):
-    stages = [stage for stage, _ in built[1]]
+    stages = [stage for stage, _, _ in built[1]]
     assert list(dict.fromkeys(stages)) == ["download", "convert", "selftest", "parity", "write", "register"]
+
+
+def test_packaging_leaves_mlflows_process_wide_uri_alone(built):
+    assert not any(uri_set for _, _, uri_set in built[1]) and not mlflow.is_tracking_uri_set()
 
 
 def test_rebuilding_the_same_run_gives_the_same_bytes(built, fake_run, scene, tmp_path):
     again = build_package(
-        run_id=fake_run.run_id, scene=scene, version="1.0.0", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+        run_id=fake_run.run_id,
+        scene=scene,
+        version="1.0.0",
+        tracking_uri=fake_run.tracking_uri,
+        out_dir=tmp_path,
+        register=False,
     )
     assert again.sha256 == built[0].sha256 and again.model_version is None
     assert again.path.read_bytes() == built[0].path.read_bytes()
@@ -71,6 +84,13 @@ def test_model_version_is_registered_with_package_tags(built, fake_run):
     client = MlflowClient(tracking_uri=fake_run.tracking_uri, registry_uri=fake_run.tracking_uri)
     version = client.get_model_version("watch_time", result.model_version)
     assert version.run_id == fake_run.run_id
+    [model] = client.search_logged_models(
+        experiment_ids=[fake_run.experiment_id], filter_string=f"source_run_id = '{fake_run.run_id}'"
+    )
+    assert version.source == model.model_uri  # as mlflow.register_model records it, linked both ways
+    assert json.loads(client.get_logged_model(model.model_id).tags["mlflow.modelVersions"]) == [
+        {"name": "watch_time", "version": int(result.model_version)}
+    ]
     assert version.tags["package.version"] == "1.0.0"
     assert version.tags["package.sha256"] == result.sha256
     assert version.tags["package.size_bytes"] == str(result.size_bytes)
@@ -107,7 +127,12 @@ def test_package_over_the_size_budget_is_refused(fake_run, scene, tmp_path):
     tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_package_bytes": 1_000})
     with pytest.raises(BudgetError, match="over the scene budget"):
         build_package(
-            run_id=fake_run.run_id, scene=tight, version="1.0.2", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+            run_id=fake_run.run_id,
+            scene=tight,
+            version="1.0.2",
+            tracking_uri=fake_run.tracking_uri,
+            out_dir=tmp_path,
+            register=False,
         )
     assert not list(tmp_path.iterdir())
 
@@ -117,17 +142,29 @@ def test_a_package_over_the_latency_budget_is_built_with_a_warning(fake_run, sce
     # packages); a budget no real decision can meet yields a warning naming the measured p99.
     tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_p99_decision_us": 0.001})
     built = build_package(
-        run_id=fake_run.run_id, scene=tight, version="1.0.3", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+        run_id=fake_run.run_id,
+        scene=tight,
+        version="1.0.3",
+        tracking_uri=fake_run.tracking_uri,
+        out_dir=tmp_path,
+        register=False,
     )
     assert built.path.exists()
     assert len(built.warnings) == 1
-    assert re.search(r"p99 decision latency measured on this machine is \d+ us, over the scene budget of 0.001 us", built.warnings[0])
+    assert re.search(
+        r"p99 decision latency measured on this machine is \d+ us, over the scene budget of 0.001 us", built.warnings[0]
+    )
 
 
 def test_a_budget_refusal_carries_the_parity_figures(fake_run, scene, tmp_path):
     tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_package_bytes": 1_000})
     with pytest.raises(BudgetError) as caught:
         build_package(
-            run_id=fake_run.run_id, scene=tight, version="1.0.4", tracking_uri=fake_run.tracking_uri, out_dir=tmp_path, register=False
+            run_id=fake_run.run_id,
+            scene=tight,
+            version="1.0.4",
+            tracking_uri=fake_run.tracking_uri,
+            out_dir=tmp_path,
+            register=False,
         )
     assert caught.value.report is not None and caught.value.report.passed

@@ -1,5 +1,7 @@
 """Where a package's model comes from: a run (LightGBM or scikit-learn) or a registered model version."""
 
+import os
+
 import mlflow
 import numpy as np
 import onnx
@@ -13,6 +15,7 @@ from pitahaya.packaging import (
     build_package,
     convert_sklearn,
 )
+from pitahaya.packaging.builder import _registry_store_tracking_uri
 from pitahaya.packaging.convert import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -68,20 +71,24 @@ def test_sklearn_run_packages_and_passes_parity(sklearn_run, scene, tmp_path):
     assert loaded.manifest.mlflow["run_id"] == sklearn_run.run_id
 
 
-def _register(run, name: str) -> str:
+def _register(run, name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Register the run's model the way an MLflow user does (``MLFLOW_TRACKING_URI`` set)."""
     client = MlflowClient(tracking_uri=run.tracking_uri, registry_uri=run.tracking_uri)
     logged = client.search_logged_models(
         experiment_ids=[run.experiment_id],
         filter_string=f"source_run_id = '{run.run_id}'",
     )
-    mlflow.set_registry_uri(run.tracking_uri)
-    version = mlflow.register_model(logged[0].model_uri, name).version
+    with monkeypatch.context() as env:
+        env.setenv("MLFLOW_TRACKING_URI", run.tracking_uri)
+        version = mlflow.register_model(logged[0].model_uri, name).version
     return str(version)
 
 
 @pytest.mark.parametrize("by_alias", [False, True])
-def test_a_registered_version_of_the_scene_model_is_packaged_and_tagged(sklearn_run, scene, tmp_path, by_alias):
-    number = _register(sklearn_run, scene.name)
+def test_a_registered_version_of_the_scene_model_is_packaged_and_tagged(
+    sklearn_run, scene, tmp_path, by_alias, monkeypatch
+):
+    number = _register(sklearn_run, scene.name, monkeypatch)
     client = MlflowClient(tracking_uri=sklearn_run.tracking_uri, registry_uri=sklearn_run.tracking_uri)
     uri = f"models:/{scene.name}/{number}"
     if by_alias:
@@ -120,3 +127,18 @@ def test_an_unknown_model_version_is_a_packaging_error(fake_run, scene, tmp_path
             tracking_uri=fake_run.tracking_uri,
             out_dir=tmp_path,
         )
+
+
+@pytest.mark.parametrize("user_uri", [None, "sqlite:///elsewhere.db"])
+def test_registering_leaves_mlflows_tracking_uri_as_it_was(user_uri, monkeypatch, tmp_path):
+    """The one scoped change (see `_registry_store_tracking_uri`) is undone, whatever the user had."""
+    if user_uri is None:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", user_uri)
+    before = mlflow.is_tracking_uri_set(), mlflow.get_tracking_uri()
+    inside = f"sqlite:///{tmp_path}/mlflow.db"
+    with _registry_store_tracking_uri(inside):
+        assert mlflow.get_tracking_uri() == inside
+    assert (mlflow.is_tracking_uri_set(), mlflow.get_tracking_uri()) == before
+    assert os.environ.get("MLFLOW_TRACKING_URI") == user_uri

@@ -1,4 +1,4 @@
-"""The vectorized feature path equals the scene's streaming extractor; training refuses when it does not."""
+"""The scene's batch feature module equals its streaming extractor; training refuses when it does not."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pitahaya.client_runtime import Scene, View, load_feature_code
+from pitahaya.client_runtime import Scene, View
 from pitahaya.training import (
     FeatureMismatchError,
     GeneratorConfig,
@@ -19,11 +19,12 @@ from pitahaya.training import (
     generate_views,
     train,
 )
-from pitahaya.training.batch_features import _in_stream_order, _user_starts, supports
+from pitahaya.training.batch_features import _in_stream_order, _user_starts
 from pitahaya.training.dataset import stream_order
 
 SCENE_DIR = Path(__file__).parents[2] / "scenes" / "watch_time"
-EXTRACTOR = Scene.load(SCENE_DIR).extractor_class()
+SCENE = Scene.load(SCENE_DIR)
+EXTRACTOR = SCENE.extractor_class()
 VIEWS = generate_views(GeneratorConfig(n_views=6_000, n_users=40, n_videos=500, seed=21))
 
 
@@ -44,7 +45,7 @@ def _edge_cases() -> list[View]:
 
 def assert_same_features(table: ViewTable) -> None:
     streamed = build_matrix(table, EXTRACTOR)
-    batch = build_matrix_batch(table, EXTRACTOR)
+    batch = build_matrix_batch(table, SCENE)
     np.testing.assert_array_equal(batch.index, streamed.index)
     np.testing.assert_array_equal(batch.y, streamed.y)
     for j, name in enumerate(EXTRACTOR.feature_names):  # every feature, every row, float32 tolerance
@@ -96,25 +97,37 @@ def test_batch_sort_is_stream_order(n_users):
 
 
 def test_batch_of_an_empty_table_is_empty():
-    data = build_matrix_batch(ViewTable.from_views([]), EXTRACTOR)
+    data = build_matrix_batch(ViewTable.from_views([]), SCENE)
     assert data.X.shape == (0, len(EXTRACTOR.feature_names))
 
 
-def _scene_copy(tmp_path: Path, edit: tuple[str, str]) -> Path:
+def _scene_copy(tmp_path: Path, edit: tuple[str, str], file: str = "features.py") -> Path:
     folder = tmp_path / "scene"
     shutil.copytree(SCENE_DIR, folder)
-    source = (folder / "features.py").read_text()
+    source = (folder / file).read_text()
     assert edit[0] in source
-    (folder / "features.py").write_text(source.replace(*edit))
+    (folder / file).write_text(source.replace(*edit))
     return folder
 
 
 def test_scene_constants_flow_into_the_batch_path(tmp_path):
-    folder = _scene_copy(tmp_path, ("QUICK_SWIPE_S = 3.0", "QUICK_SWIPE_S = 6.0"))
-    retuned = Scene.load(folder).extractor_class()
+    retuned = Scene.load(_scene_copy(tmp_path, ("QUICK_SWIPE_S = 3.0", "QUICK_SWIPE_S = 6.0")))
     table = ViewTable.from_views(VIEWS[:1_500])
-    np.testing.assert_allclose(build_matrix_batch(table, retuned).X, build_matrix(table, retuned).X, rtol=1e-6)
-    assert not np.allclose(build_matrix_batch(table, retuned).X, build_matrix_batch(table, EXTRACTOR).X)
+    batch = build_matrix_batch(table, retuned).X
+    np.testing.assert_allclose(batch, build_matrix(table, retuned.extractor_class()).X, rtol=1e-6)
+    assert not np.allclose(batch, build_matrix_batch(table, SCENE).X)
+
+
+def test_feature_order_comes_from_the_feature_module(tmp_path):
+    """Columns follow features.py's names, not an order the batch module keeps."""
+    names = EXTRACTOR.feature_names
+    swapped = f'"{names[0]}",\n        "{names[1]}",', f'"{names[1]}",\n        "{names[0]}",'
+    reordered = Scene.load(_scene_copy(tmp_path, swapped))
+    batch = build_matrix_batch(ViewTable.from_views(VIEWS[:500]), reordered)
+    assert batch.feature_names == (names[1], names[0], *names[2:])
+    np.testing.assert_array_equal(
+        batch.X[:, [1, 0]], build_matrix_batch(ViewTable.from_views(VIEWS[:500]), SCENE).X[:, :2]
+    )
 
 
 def test_training_refuses_when_the_scene_formula_changed(tmp_path):
@@ -131,9 +144,24 @@ def test_training_refuses_when_the_scene_formula_changed(tmp_path):
     assert info.value.feature == "hour_of_day"
 
 
-def test_unknown_features_have_no_batch_path(tmp_path):
-    folder = _scene_copy(tmp_path, ('"hour_of_day",', '"hour_of_day_renamed",'))
-    renamed = load_feature_code((folder / "features.py").read_text())
-    assert supports(EXTRACTOR) and not supports(renamed)
-    with pytest.raises(ValueError, match="no batch path"):
+def test_a_feature_the_batch_module_does_not_compute_is_refused(tmp_path):
+    renamed = Scene.load(_scene_copy(tmp_path, ('"hour_of_day",', '"hour_of_day_renamed",')))
+    with pytest.raises(ValueError, match="hour_of_day_renamed"):
         build_matrix_batch(ViewTable.from_views(VIEWS[:10]), renamed)
+
+
+def test_a_scene_without_a_batch_module_has_no_batch_path(tmp_path):
+    """Such a scene trains through its extractor (see test_trainer_options); asking for batch is refused."""
+    folder = _scene_copy(tmp_path, ('batch_features = "batch_features.py"\n', ""), file="scene.toml")
+    scene = Scene.load(folder)
+    assert scene.batch_feature_source is None and scene.batch_module() is None
+    with pytest.raises(ValueError, match="no batch_features module"):
+        build_matrix_batch(ViewTable.from_views(VIEWS[:10]), scene)
+    config = TrainConfig(
+        scene=folder,
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        generator=GeneratorConfig(n_views=3_000, n_users=20, n_videos=300, seed=2),
+        features="batch",
+    )
+    with pytest.raises(ValueError, match="no batch_features module"):
+        train(config)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
-from pitahaya.client_runtime import Scene
+from pitahaya.client_runtime import PARITY_DIR, ParitySet, Scene
 from pitahaya.training import (
     GeneratorConfig,
     TrainConfig,
     TrainingError,
     build_matrix,
     generate_views,
-    read_events,
     train,
     write_events,
 )
@@ -26,21 +26,28 @@ PARITY_MIN_TEST_ROWS = 1_000
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A throwaway tracking store; the fluent API points at it so the tests can read runs back."""
+    """A throwaway tracking store, named only in each TrainConfig (training never sets MLflow's global URI)."""
     root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    yield {"tracking_uri": uri, "artifact_location": root / "mlartifacts"}
-    mlflow.set_tracking_uri(previous)
+    return {"tracking_uri": f"sqlite:///{root}/mlflow.db", "artifact_location": root / "mlartifacts"}
+
+
+@pytest.fixture
+def user_env(store, monkeypatch):
+    """MLflow's fluent API pointed at the store the way a user does it: ``MLFLOW_TRACKING_URI``."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["tracking_uri"])
 
 
 @pytest.fixture(scope="module")
 def trained(store):
+    """One run; each progress report also records what MLflow's process-wide URI was then."""
     stages = []
     config = TrainConfig(scene=SCENE_DIR, generator=GENERATOR, parity_min_test_rows=PARITY_MIN_TEST_ROWS, **store)
-    result = train(config, progress=lambda stage, fraction: stages.append((stage, fraction)))
+    result = train(config, progress=lambda stage, fraction: stages.append((stage, fraction, _global_uri())))
     return result, stages, mlflow.MlflowClient(store["tracking_uri"])
+
+
+def _global_uri() -> tuple[bool, str | None]:
+    return mlflow.is_tracking_uri_set(), os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def test_model_beats_the_baselines(trained):
@@ -55,13 +62,19 @@ def test_model_beats_the_baselines(trained):
 
 def test_progress_reports_every_stage_in_order(trained):
     _, stages, _ = trained
-    order = list(dict.fromkeys(stage for stage, _ in stages))
+    order = list(dict.fromkeys(stage for stage, _, _ in stages))
     assert order == ["events", "features", "train", "evaluate", "log"]
-    assert all(0.0 <= f <= 1.0 for _, f in stages)
-    assert all((stage, 1.0) in stages for stage in order)
+    assert all(0.0 <= f <= 1.0 for _, f, _ in stages)
+    assert all((stage, 1.0) in [(s, f) for s, f, _ in stages] for stage in order)
 
 
-def test_run_layout(trained, store):
+def test_training_never_sets_mlflows_process_wide_uri(trained):
+    """Even while the run is being logged (the "log" reports come from inside it)."""
+    _, stages, _ = trained
+    assert {uri for _, _, uri in stages} == {_global_uri()} and not mlflow.is_tracking_uri_set()
+
+
+def test_run_layout(trained, store, user_env):
     result, _, client = trained
     run = client.get_run(result.run_id)
     experiment = client.get_experiment(result.experiment_id)
@@ -94,15 +107,12 @@ def test_run_layout(trained, store):
     assert sorted(importance["data"][i][0] for i in range(len(importance["data"]))) == sorted(result.feature_names)
 
 
-def test_parity_artifacts_reproduce_training_side(trained, tmp_path):
+def test_parity_artifacts_reproduce_training_side(trained, tmp_path, user_env):
     result, _, client = trained
-    folder = Path(client.download_artifacts(result.run_id, "parity", str(tmp_path)))
-    views = read_events(folder / "views.csv.gz")
-    features = np.load(folder / "features.npy")
-    predictions = np.load(folder / "predictions.npy")
-    is_test = np.load(folder / "is_test.npy")
-    assert features.dtype == np.float32 and predictions.dtype == np.float32 and is_test.dtype == bool
-    assert len(views) == len(features) == len(predictions) == len(is_test) == result.n_parity_rows
+    parity = ParitySet.read(Path(client.download_artifacts(result.run_id, PARITY_DIR, str(tmp_path))))
+    views, features, predictions = parity.views, parity.features, parity.predictions
+    assert len(parity) == result.n_parity_rows
+    is_test = np.array([v.start_ts >= result.test_from for v in views])
     assert PARITY_MIN_TEST_ROWS <= is_test.sum() < result.n_test  # a sample of users, not everyone
     # Full streams, in time order per user, every user with test rows.
     assert [(v.user_id, v.start_ts) for v in views] == sorted((v.user_id, v.start_ts) for v in views)

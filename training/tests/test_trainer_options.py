@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+from pitahaya.client_runtime import PARITY_DIR, ParitySet
 from pitahaya.training import GeneratorConfig, TrainConfig, generate_views, train, write_events
 
 SCENE_DIR = Path(__file__).parents[2] / "scenes" / "watch_time"
@@ -66,6 +68,8 @@ def test_run_holds_plots_dataset_segments_and_preload_effect(dirty_run, store):
     result, _ = dirty_run
     client = mlflow.MlflowClient(store["tracking_uri"])
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    scene_files = {a.path for a in client.list_artifacts(result.run_id, "scene")}
+    assert scene_files == {"scene/features.py", "scene/scene.toml", "scene/batch_features.py"}
     assert plots == {"plots/feature_importance.png", "plots/predicted_vs_actual.png"}
     for path in plots:
         local = client.download_artifacts(result.run_id, path, str(store["root"]))
@@ -86,45 +90,36 @@ def test_run_holds_plots_dataset_segments_and_preload_effect(dirty_run, store):
     assert m["preload_wasted_mb_model"] < m["preload_wasted_mb_fixed"]
 
 
-def test_sklearn_model_is_logged_with_its_flavor(store):
+def test_sklearn_model_is_logged_with_its_flavor_and_a_scene_without_batch_module_streams(store, tmp_path, monkeypatch):
+    scene = tmp_path / "scene"
+    shutil.copytree(SCENE_DIR, scene)
+    toml = (scene / "scene.toml").read_text()
+    (scene / "scene.toml").write_text(toml.replace('batch_features = "batch_features.py"\n', ""))
     config = TrainConfig(
-        scene=SCENE_DIR,
+        scene=scene,
         tracking_uri=store["tracking_uri"],
         artifact_location=store["artifact_location"],
         generator=GeneratorConfig(n_views=10_000, n_users=60, n_videos=2_000, seed=8),
         model="sklearn",
         params={"n_estimators": 80},
         parity_min_test_rows=500,
+        batch_min_rows=0,  # a scene with a batch module would take the batch path
     )
     result = train(config)
     m = result.metrics
-    assert result.model_flavor == "sklearn"
+    assert result.model_flavor == "sklearn" and result.features_path == "stream"
     assert m["test_mae"] < m["baseline_user_mean_mae"] and m["test_xauc"] > m["baseline_user_mean_xauc"]
     client = mlflow.MlflowClient(store["tracking_uri"])
     run = client.get_run(result.run_id)
     assert run.data.tags["pitahaya.model_flavor"] == "sklearn"
     assert run.data.params["loss"] == "absolute_error" and run.data.params["max_leaf_nodes"] == "63"
-    with _uri(store):
-        model = mlflow.sklearn.load_model(result.model_uri)
-    parity = Path(client.download_artifacts(result.run_id, "parity", str(store["root"] / "sk")))
-    features = np.load(parity / "features.npy")
-    np.testing.assert_allclose(model.predict(features), np.load(parity / "predictions.npy"), rtol=1e-6)
+    assert {a.path for a in client.list_artifacts(result.run_id, "scene")} == {"scene/features.py", "scene/scene.toml"}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["tracking_uri"])  # as a user loading the model would
+    model = mlflow.sklearn.load_model(result.model_uri)
+    parity = ParitySet.read(Path(client.download_artifacts(result.run_id, PARITY_DIR, str(tmp_path))))
+    np.testing.assert_allclose(model.predict(parity.features), parity.predictions, rtol=1e-6)
 
 
 def test_dask_engine_rejects_sklearn(store):
     with pytest.raises(ValueError, match="lightgbm"):
         TrainConfig(scene=SCENE_DIR, tracking_uri=store["tracking_uri"], model="sklearn", engine="dask")
-
-
-class _uri:
-    """Point MLflow's fluent API at the test store for a block."""
-
-    def __init__(self, store):
-        self.uri = store["tracking_uri"]
-
-    def __enter__(self):
-        self.previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.uri)
-
-    def __exit__(self, *exc):
-        mlflow.set_tracking_uri(self.previous)

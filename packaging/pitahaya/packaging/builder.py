@@ -6,7 +6,8 @@ Workflow of `build_package`:
    before anything is downloaded or built.
 1. **download**: resolve ``--run`` or ``--model-uri`` (``models:/NAME/VERSION``,
    ``models:/NAME@alias``) to a run and a model; fetch the run's metrics, the model (LightGBM
-   or scikit-learn, by its MLflow flavor) and the run's ``parity/`` artifacts.
+   or scikit-learn, by its MLflow flavor) and the run's parity set
+   (`pitahaya.client_runtime.ParitySet`, under ``parity/``).
 2. **convert**: model -> deterministic, compact ONNX (`convert_lightgbm` / `convert_sklearn`).
 3. **selftest**: golden cases from the parity views (`build_selftest`).
 4. **archive**: manifest + ``model.onnx`` + the scene's CURRENT ``features.py`` +
@@ -22,7 +23,14 @@ Workflow of `build_package`:
 
 Shipping the scene's current feature code rather than the copy logged with the run is
 deliberate: it is what the parity gate checks, so feature code edited after training is
-caught here instead of on devices. Nothing is written or registered unless every check passes.
+caught here instead of on devices. Only ``features.py`` ships: a scene's batch feature module
+is build-time code (training's fast path, checked against ``features.py``), which no device
+runs, so it stays out of the signed package. Nothing is written or registered unless every
+check passes.
+
+Every MLflow call goes through one `MlflowClient` built for ``tracking_uri`` (the model is
+downloaded by its artifact location, then loaded from the local copy), so building a package
+never changes MLflow's process-wide tracking or registry URI.
 """
 
 from __future__ import annotations
@@ -40,12 +48,15 @@ from typing import Any
 
 import lightgbm as lgb
 import mlflow
+import mlflow.artifacts
 import mlflow.lightgbm
 import mlflow.sklearn
-import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from pitahaya.client_runtime.files import write_atomic
 from pitahaya.client_runtime import (
@@ -53,8 +64,10 @@ from pitahaya.client_runtime import (
     MODEL_FILE,
     SELFTEST_FILE,
     ClientRuntimeError,
+    PARITY_DIR,
     LoadedPackage,
     Manifest,
+    ParitySet,
     Scene,
     View,
     build_archive,
@@ -63,7 +76,6 @@ from pitahaya.client_runtime import (
     target_path,
 )
 
-from pitahaya.packaging._views import read_views_csv
 from pitahaya.packaging.convert import ConvertedModel, convert_lightgbm, convert_sklearn
 from pitahaya.packaging.errors import (
     BudgetError,
@@ -77,9 +89,8 @@ from pitahaya.packaging.selftest import build_selftest
 
 logger = logging.getLogger("pitahaya.packaging")
 
-#: Artifact paths of the training run this module reads (the training job's contract).
+#: Name of the training run's model (the training job's contract; its parity set is `PARITY_DIR`).
 MODEL_ARTIFACT = "model"
-PARITY_DIR = "parity"
 #: Run metrics copied into the manifest: test figures and the baselines they beat.
 METRIC_PREFIXES = ("test_", "baseline_")
 #: Where the package and its parity report are logged on the training run.
@@ -88,6 +99,10 @@ PARITY_REPORT_FILE = "parity_report.json"
 
 #: Registry model URIs the packager accepts: ``models:/NAME/VERSION`` and ``models:/NAME@alias``.
 _REGISTRY_URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[^/@]+))$")
+#: The environment variable MLflow reads (and ``mlflow.set_tracking_uri`` writes) the tracking URI from.
+_TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+#: URI of an MLflow 3 LoggedModel (``models:/m-<hex>``), the source of a version registered from one.
+_LOGGED_MODEL_URI_RE = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
 
 #: Progress callback: ``(stage, fraction of that stage done)``.
 Progress = Callable[[str, float], None]
@@ -117,46 +132,41 @@ class BuildResult:
     warnings: tuple[str, ...] = ()
 
 
-@contextlib.contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at ``uri`` for the block (it only reads the global URI)."""
-    # set_tracking_uri also exports MLFLOW_TRACKING_URI; restoring "the default" by value
-    # would leak MLflow's cwd-relative default into the environment, so unset it instead.
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets
-
-
 @dataclass(frozen=True)
 class _ModelSource:
     """Where the model to package comes from.
 
     Attributes:
-        run: The training run (metrics, ``parity/`` artifacts, where the package is logged).
-        load_uri: URI the model loads from.
+        run: The training run (metrics, parity set, where the package is logged).
+        model_uri: The model's MLflow URI: ``models:/<model_id>`` for an MLflow 3 LoggedModel,
+            ``runs:/<run_id>/model`` for a model logged by MLflow 2 (what a new model version
+            records as its source).
+        artifact_uri: Where the model's files are (what is downloaded).
+        model_id: The LoggedModel's id, or None for an MLflow 2 model.
         registered: ``(name, version)`` when the build started from a registered model version.
     """
 
     run: Run
-    load_uri: str
+    model_uri: str
+    artifact_uri: str
+    model_id: str | None = None
     registered: tuple[str, str] | None = None
 
 
-def _run_model_uri(client: MlflowClient, run: Run) -> str:
-    """URI of the run's model: its MLflow 3 LoggedModel (``models:/<id>``) when there is one.
+def _run_model(client: MlflowClient, run: Run) -> _ModelSource:
+    """The run's model: its MLflow 3 LoggedModel when there is one, else the run's ``model/`` folder.
 
-    MLflow 3 keeps models as LoggedModels outside the run's artifacts; ``runs:/`` URIs still
-    resolve, with a warning, and are the only way to reach models logged by MLflow 2.
+    MLflow 3 keeps models as LoggedModels outside the run's artifacts; models logged by
+    MLflow 2 live in the run's artifacts.
     """
     logged = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{MODEL_ARTIFACT}'",
         max_results=1,
     )
-    return logged[0].model_uri if logged else f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}"
+    if logged:
+        return _ModelSource(run, logged[0].model_uri, logged[0].artifact_location, logged[0].model_id)
+    return _ModelSource(run, f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}", f"{run.info.artifact_uri}/{MODEL_ARTIFACT}")
 
 
 def _resolve_source(client: MlflowClient, run_id: str | None, model_uri: str | None) -> _ModelSource:
@@ -164,8 +174,7 @@ def _resolve_source(client: MlflowClient, run_id: str | None, model_uri: str | N
     if (run_id is None) == (model_uri is None):
         raise ValueError("pass exactly one of run_id and model_uri")
     if run_id is not None:
-        run = client.get_run(run_id)
-        return _ModelSource(run, _run_model_uri(client, run))
+        return _run_model(client, client.get_run(run_id))
     match = _REGISTRY_URI_RE.match(model_uri or "")
     if match is None:
         raise PackagingError(f"model URI {model_uri!r} is not of the form models:/NAME/VERSION or models:/NAME@alias")
@@ -173,27 +182,34 @@ def _resolve_source(client: MlflowClient, run_id: str | None, model_uri: str | N
     registered = client.get_model_version(name, number) if number else client.get_model_version_by_alias(name, alias)
     if not registered.run_id:
         raise PackagingError(f"{model_uri} has no source run: the packager needs the training run's parity artifacts")
+    logged = _LOGGED_MODEL_URI_RE.match(registered.source)
     return _ModelSource(
         client.get_run(registered.run_id),
         registered.source,
+        client.get_model_version_download_uri(name, registered.version),
+        logged["model_id"] if logged else None,
         (name, str(registered.version)),
     )
 
 
-def _load_model(model_uri: str) -> Any:
-    """The model behind ``model_uri``: a LightGBM Booster or a scikit-learn estimator, by flavor."""
-    flavors = mlflow.models.get_model_info(model_uri).flavors
+def _load_model(source: _ModelSource, tracking_uri: str, folder: Path) -> Any:
+    """The model's files, downloaded into ``folder`` and loaded by flavor: a LightGBM Booster or
+    a scikit-learn estimator."""
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=source.artifact_uri, dst_path=str(folder), tracking_uri=tracking_uri
+    )
+    flavors = Model.load(local).flavors
     try:
         if "lightgbm" in flavors:
-            model = mlflow.lightgbm.load_model(model_uri)
+            model = mlflow.lightgbm.load_model(local)
         elif "sklearn" in flavors:
-            model = mlflow.sklearn.load_model(model_uri)
+            model = mlflow.sklearn.load_model(local)
         else:
             raise ConversionError(
-                f"{model_uri} has flavors {sorted(flavors)}; the packager converts lightgbm and sklearn models"
+                f"{source.model_uri} has flavors {sorted(flavors)}; the packager converts lightgbm and sklearn models"
             )
     except lgb.basic.LightGBMError as e:
-        raise ConversionError(f"{model_uri} does not load as a LightGBM model: {e}") from e
+        raise ConversionError(f"{source.model_uri} does not load as a LightGBM model: {e}") from e
     return getattr(model, "booster_", model)  # an LGBMRegressor logged either way -> its Booster
 
 
@@ -271,22 +287,16 @@ def build_package(
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     origin = model_uri or f"run {run_id}"
     try:
-        with (
-            _tracking_uri(tracking_uri),
-            tempfile.TemporaryDirectory(prefix="pitahaya-package-") as tmp,
-        ):
+        with tempfile.TemporaryDirectory(prefix="pitahaya-package-") as tmp:
             report_progress("download", 0.0)
             source = _resolve_source(client, run_id, model_uri)
             run = source.run
             run_id = run.info.run_id
-            parity_dir = Path(client.download_artifacts(run_id, PARITY_DIR, tmp))
-            views = read_views_csv(parity_dir / "views.csv.gz")
-            expected_features = np.load(parity_dir / "features.npy")
-            expected_predictions = np.load(parity_dir / "predictions.npy")
-            model = _load_model(source.load_uri)
+            parity = _read_parity_set(Path(client.download_artifacts(run_id, PARITY_DIR, tmp)))
+            model = _load_model(source, tracking_uri, Path(tmp) / MODEL_ARTIFACT)
             report_progress("download", 1.0)
 
-            manifest, payload = _assemble(scene, version, model, views, run, report_progress)
+            manifest, payload = _assemble(scene, version, model, parity.views, run, report_progress)
             archive = build_archive(manifest, payload)
             package = read_package(archive)
 
@@ -294,9 +304,9 @@ def build_package(
             loaded = LoadedPackage.load(package)
             report = check_parity(
                 loaded,
-                views,
-                expected_features,
-                expected_predictions,
+                parity.views,
+                parity.features,
+                parity.predictions,
                 progress=lambda f: report_progress("parity", f),
             )
             report_progress("parity", 1.0)
@@ -318,6 +328,7 @@ def build_package(
                 report_progress("register", 0.0)
                 model_version = _register(
                     client,
+                    tracking_uri,
                     source,
                     scene.name,
                     _package_tags(version, package.sha256, package.size_bytes, report),
@@ -343,14 +354,69 @@ def _package_tags(version: str, sha256: str, size_bytes: int, report: ParityRepo
     }
 
 
-def _register(client: MlflowClient, source: _ModelSource, scene_name: str, tags: dict[str, str]) -> str:
-    """Tag the scene's model version for this package (registering one when needed); its number."""
+def _read_parity_set(folder: Path) -> ParitySet:
+    """The run's parity set, downloaded to ``folder``.
+
+    Raises:
+        PackagingError: a file of the set is malformed.
+    """
+    try:
+        return ParitySet.read(folder)
+    except ValueError as e:
+        raise PackagingError(f"the run's parity set is malformed: {e}") from e
+
+
+def _register(
+    client: MlflowClient, tracking_uri: str, source: _ModelSource, scene_name: str, tags: dict[str, str]
+) -> str:
+    """Tag the scene's model version for this package (registering one when needed); its number.
+
+    A new version records the model's URI as its source and, as ``mlflow.register_model``
+    does, is listed on its LoggedModel (tag ``mlflow.modelVersions``).
+    """
     if source.registered is not None and source.registered[0] == scene_name:
         name, number = source.registered
         for key, value in tags.items():
             client.set_model_version_tag(name, number, key, value)
         return number
-    return str(mlflow.register_model(source.load_uri, scene_name, tags=tags).version)
+    try:
+        client.create_registered_model(scene_name)
+    except MlflowException as e:
+        if e.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(ALREADY_EXISTS)):
+            raise
+    with _registry_store_tracking_uri(tracking_uri):
+        version = client.create_model_version(
+            scene_name, source.model_uri, run_id=source.run.info.run_id, tags=tags, model_id=source.model_id
+        )
+    if source.model_id is not None:
+        listed = client.get_logged_model(source.model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+        versions = [*json.loads(listed or "[]"), {"name": version.name, "version": version.version}]
+        client.set_logged_model_tags(source.model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
+    return str(version.version)
+
+
+@contextlib.contextmanager
+def _registry_store_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking URI at ``uri`` for one registry call, then restore it.
+
+    The one place pitahaya changes it, because MLflow leaves no other way: a SQL or file model
+    registry resolves a ``models:/<model_id>`` source by looking the LoggedModel up with a
+    default ``MlflowClient()``, which reads the process-wide URI (MLflow 3's
+    ``SqlAlchemyStore.create_model_version`` says so in a TODO), whatever client called it. A
+    REST registry resolves it on the server. Registering the artifact location instead would
+    cut the version's link to its LoggedModel.
+    """
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI, and a URI may come from that variable
+    # alone: restore the variable as it was and re-pin a URI only if one was pinned apart from it.
+    env = os.environ.get(_TRACKING_URI_VARIABLE)
+    pinned = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(pinned if pinned != env else None)  # type: ignore[arg-type]  # None unsets
+        if env is not None:
+            os.environ[_TRACKING_URI_VARIABLE] = env
 
 
 def _assemble(

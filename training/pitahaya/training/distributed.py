@@ -1,9 +1,9 @@
 """The Dask engine: featurize on the workers, train with `lightgbm.dask`.
 
 Views are shuffled so that each partition holds *whole users* (features are per-user
-streams); every worker loads the scene's ``features.py`` from its source text and featurizes
-its partitions with the batch path (or the streaming extractor when the scene has no batch
-twin). Training rows stay on the workers for `DaskLGBMRegressor`; the client then gathers
+streams); every worker loads the scene's code from its source text (the `Scene` travels with
+the task) and featurizes its partitions with the scene's batch module (or the streaming
+extractor when the scene has none). Training rows stay on the workers for `DaskLGBMRegressor`; the client then gathers
 the feature matrix once, for evaluation, the streaming check and the parity set.
 
 `lightgbm.dask` has no early stopping, so the full ``rounds`` are trained with the valid
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pitahaya.client_runtime import load_feature_code
-from pitahaya.training.batch_features import build_matrix_batch, supports
+from pitahaya.client_runtime import Scene
+from pitahaya.training.batch_features import build_matrix_batch
 from pitahaya.training.dataset import Dataset, build_matrix, make_dataset, stream_order
 from pitahaya.training.models import FittedModel, trimmed_lightgbm
 from pitahaya.training.table import ViewTable
@@ -49,9 +49,8 @@ def dask_client(scheduler: str | None, n_workers: int = LOCAL_WORKERS) -> Iterat
         yield client
 
 
-def _featurize_partition(part: pd.DataFrame, source: str, names: tuple[str, ...]) -> pd.DataFrame:
+def _featurize_partition(part: pd.DataFrame, scene: Scene, names: tuple[str, ...]) -> pd.DataFrame:
     """Runs on a worker: the feature rows of one partition of whole users."""
-    extractor_cls = load_feature_code(source, name="worker_features")
     table = ViewTable(
         part["user_id"].to_numpy(dtype=object),
         part["video_id"].to_numpy(dtype=object),
@@ -60,8 +59,10 @@ def _featurize_partition(part: pd.DataFrame, source: str, names: tuple[str, ...]
         part["watch_s"].to_numpy(dtype=np.float64),
         part["size_bytes"].to_numpy(dtype=np.int64),
     )
-    build = build_matrix_batch if supports(extractor_cls) else build_matrix
-    dataset = build(table, extractor_cls)
+    if scene.batch_feature_source is not None:
+        dataset = build_matrix_batch(table, scene)
+    else:
+        dataset = build_matrix(table, scene.extractor_class())
     out = pd.DataFrame(dataset.X, columns=list(names))
     out["row"] = part["row"].to_numpy()[dataset.index]
     out["start_ts"] = dataset.start_ts
@@ -70,15 +71,17 @@ def _featurize_partition(part: pd.DataFrame, source: str, names: tuple[str, ...]
 
 
 def featurize_on_workers(
-    client: Any, table: ViewTable, feature_source: str, names: tuple[str, ...], *, partitions: int | None = None
+    client: Any, table: ViewTable, scene: Scene, *, partitions: int | None = None
 ) -> tuple[Any, Dataset]:
-    """Featurize ``table`` on the cluster.
+    """Featurize ``table`` on the cluster with ``scene``'s code.
 
     Returns:
-        The persisted dask frame of features (columns ``names``, ``row``, ``start_ts``, ``y``)
-        and the same rows gathered as a `Dataset` in `stream_order`.
+        The persisted dask frame of features (columns: the feature names, ``row``,
+        ``start_ts``, ``y``) and the same rows gathered as a `Dataset` in `stream_order`.
     """
     import dask.dataframe as dd
+
+    names = tuple(scene.extractor_class().feature_names)
 
     n_parts = partitions or max(2 * len(client.scheduler_info()["workers"]), 1)
     frame = pd.DataFrame({f: getattr(table, f) for f in _FIELDS})
@@ -87,7 +90,7 @@ def featurize_on_workers(
     meta = pd.DataFrame({**{n: pd.Series(dtype=np.float32) for n in names}, "row": pd.Series(dtype=np.int64)})
     meta["start_ts"] = pd.Series(dtype=np.float64)
     meta["y"] = pd.Series(dtype=np.float64)
-    features = views.map_partitions(_featurize_partition, feature_source, names, meta=meta).persist()
+    features = views.map_partitions(_featurize_partition, scene, names, meta=meta).persist()
     gathered = features.compute()
     order = stream_order(table)
     position = np.empty(len(order), dtype=np.int64)

@@ -4,10 +4,13 @@
   users (fewer than ``NEW_USER_VIEWS`` earlier views in the log) — a model can win overall
   while losing where it matters (cold users).
 - *Preload effect*: each test view is an upcoming candidate once. The fixed policy
-  (`fixed_plan`, 3 x 800 KB by default) and the model policy (`model_plan` with the
-  scene's ``[policy]`` knobs, fed the model's prediction) each preload some bytes of it;
-  bytes beyond what the user then watched are *wasted*, and a preload smaller than what was
-  watched (up to the policy cap, where the player's own buffering takes over) is *short*.
+  (`fixed_plan`, the runtime's default unless the scene's ``[policy]`` overrides it) and the
+  model policy (`model_plan` with the scene's ``[policy]`` knobs, fed the model's
+  prediction) each preload some bytes of it; bytes beyond what the user then watched are
+  *wasted*, and a preload smaller than what was watched (up to the model policy's cap
+  ``max_bytes``, where the player's own buffering takes over) is *short*.
+
+`evaluate` scores the model and the baselines on the test rows with all of the above.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pitahaya.client_runtime import Candidate, fixed_plan, model_plan
-from pitahaya.training.dataset import Dataset
-from pitahaya.training.metrics import mae
+from pitahaya.client_runtime import Candidate, PolicyKnobs, fixed_plan, model_plan
+from pitahaya.training.baselines import global_median, user_running_mean
+from pitahaya.training.dataset import Dataset, TimeSplit
+from pitahaya.training.metrics import mae, xauc
+from pitahaya.training.models import FittedModel
 
 #: Videos up to this long count as short.
 SHORT_VIDEO_S = 20.0
@@ -77,7 +82,7 @@ def preload_effect(
         fixed[i] = fixed_plan(candidate, policy).total_bytes
         model[i] = model_plan(candidate, [p], policy).total_bytes
     consumed = np.minimum(watch, duration) * (size / duration)
-    cap = float(policy.get("max_bytes", policy.get("fixed_bytes", 800_000)))
+    cap = float(PolicyKnobs.from_policy(policy).max_bytes)
     needed = np.minimum(consumed, cap)
     metrics = {}
     for name, planned in (("fixed", fixed), ("model", model)):
@@ -87,6 +92,29 @@ def preload_effect(
     if metrics["preload_mb_fixed"] > 0:
         metrics["preload_saving_pct"] = 100.0 * (1.0 - metrics["preload_mb_model"] / metrics["preload_mb_fixed"])
     return metrics
+
+
+def evaluate(
+    fitted: FittedModel, dataset: Dataset, split: TimeSplit, policy: Mapping[str, Any]
+) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics of the model and the baselines on the test rows; also returns the model's test predictions."""
+    y_test = dataset.y[split.test]
+    median = global_median(dataset.y[split.train], len(dataset))
+    predictions = {
+        "test": fitted.predict(dataset.X[split.test]),
+        "baseline_user_mean": user_running_mean(dataset, fallback=float(median[0]))[split.test],
+        "baseline_global_median": median[split.test],
+    }
+    metrics = {
+        "valid_mae": mae(dataset.y[split.valid], fitted.predict(dataset.X[split.valid])),
+        "best_iteration": float(fitted.best_iteration),
+    }
+    for prefix, p in predictions.items():
+        metrics[f"{prefix}_mae"] = mae(y_test, p)
+        metrics[f"{prefix}_xauc"] = xauc(y_test, p)
+    metrics.update(segment_mae(dataset, split.test, predictions))
+    metrics.update(preload_effect(dataset, split.test, predictions["test"], policy))
+    return metrics, predictions["test"]
 
 
 def importance_figure(importance: pd.DataFrame) -> Figure:

@@ -35,6 +35,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pitahaya.client_runtime import VIEW_FIELDS, View
 from pitahaya.client_runtime.files import atomic_output
+from pitahaya.client_runtime.parity_set import write_views_csv
 from pitahaya.training.adapters import Adapter, Converted, get_adapter
 from pitahaya.training.errors import EventLogError
 from pitahaya.training.sources import EventSource, resolve_sources
@@ -154,11 +155,8 @@ def _empty(columns: Sequence[str]) -> pd.DataFrame:
 def _write_delimited(delimiter: str) -> Writer:
     def write(raw: IO[bytes], table: ViewTable) -> None:
         with io.TextIOWrapper(raw, encoding="utf-8", newline="") as stream:
-            writer = csv.writer(stream, delimiter=delimiter, lineterminator="\n")
-            writer.writerow(VIEW_FIELDS)
-            # repr() of a float is its shortest round-trip form, so reading back gives equal views.
-            for row in zip(*(getattr(table, f).tolist() for f in VIEW_FIELDS), strict=True):
-                writer.writerow((row[0], row[1], repr(row[2]), repr(row[3]), repr(row[4]), row[5]))
+            rows = zip(*(getattr(table, f).tolist() for f in VIEW_FIELDS), strict=True)
+            write_views_csv(stream, rows, delimiter=delimiter)  # the parity set's codec: one views CSV
 
     return write
 

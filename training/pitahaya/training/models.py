@@ -1,10 +1,10 @@
 """Model families the job can fit, behind one small interface: `FittedModel`.
 
 - ``lightgbm``: `lightgbm.train` with early stopping on the time-ordered valid rows; the
-  booster is trimmed to its best iteration so every copy of it predicts the same. Logged
+  booster is trimmed to its best iteration so every copy of it predicts the same. Saved
   with ``mlflow.lightgbm`` (the packager converts it with onnxmltools).
 - ``sklearn``: `HistGradientBoostingRegressor`, early-stopped on the same valid rows
-  (``X_val``/``y_val``, not a random hold-out). Logged with ``mlflow.sklearn`` (the
+  (``X_val``/``y_val``, not a random hold-out). Saved with ``mlflow.sklearn`` (the
   packager converts it with skl2onnx).
 
 Hyper-parameters come from the scene's ``[training]`` table in LightGBM's vocabulary and are
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
-import mlflow
+import mlflow.lightgbm
+import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import sklearn
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.inspection import permutation_importance
 
@@ -81,23 +83,31 @@ class FittedModel:
         table = pd.DataFrame({"feature": list(feature_names), "gain": result.importances_mean})
         return table.sort_values("gain", ascending=False, ignore_index=True)
 
-    def log(self, example: pd.DataFrame) -> str:
-        """Log under `MODEL_NAME` with a signature and input example; returns the model URI."""
+    def save(self, path: Path, mlflow_model: Model, example: pd.DataFrame) -> None:
+        """Save as an MLflow model with its flavor's ``save_model``, with a signature and input example.
+
+        Args:
+            path: Folder to create.
+            mlflow_model: The model's MLflow metadata (ids of its LoggedModel and run).
+            example: A few feature rows (named columns): the input example and the signature's input.
+        """
         signature = infer_signature(example, self.predict(example.to_numpy()))
         pins = [f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
         # Requirements are pinned, not inferred: inference imports the model in a subprocess (~10 s).
         if self.flavor == "lightgbm":
-            info = mlflow.lightgbm.log_model(
+            mlflow.lightgbm.save_model(
                 self.model,
-                name=MODEL_NAME,
+                str(path),
+                mlflow_model=mlflow_model,
                 signature=signature,
                 input_example=example,
                 pip_requirements=[f"lightgbm=={lgb.__version__}", *pins],
             )
         else:
-            info = mlflow.sklearn.log_model(
+            mlflow.sklearn.save_model(
                 self.model,
-                name=MODEL_NAME,
+                str(path),
+                mlflow_model=mlflow_model,
                 signature=signature,
                 input_example=example,
                 pip_requirements=[f"scikit-learn=={sklearn.__version__}", *pins],
@@ -105,7 +115,6 @@ class FittedModel:
                 # loss objects; the run is our own trusted output, so cloudpickle it.
                 serialization_format="cloudpickle",
             )
-        return info.model_uri
 
 
 def fit_lightgbm(
