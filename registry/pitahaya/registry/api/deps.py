@@ -32,6 +32,7 @@ from pitahaya.registry.errors import (
 from pitahaya.registry.ratelimit import RequestLimiter
 from pitahaya.registry.schemas import SCENE_PATTERN
 from pitahaya.registry.services.preflight import Preflight
+from pitahaya.registry.services.publication import PublicationStore
 from pitahaya.registry.services.tokens import Principal, Role, find_principal
 from pitahaya.registry.settings import Settings
 from pitahaya.registry.tuf import TufRepository
@@ -74,6 +75,14 @@ def get_session(context: ContextDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_store(context: ContextDep, session: SessionDep) -> PublicationStore:
+    """The request's session with the registry's blob store and TUF repository, for a publishing service."""
+    return PublicationStore(session=session, blobs=context.blobs, tuf=context.tuf)
+
+
+StoreDep = Annotated[PublicationStore, Depends(get_store)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token, or the bootstrap PITAHAYA_REGISTRY_TOKEN.")
 

@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pitahaya.registry.blobs import BlobStore
+from pitahaya.registry.clock import Clock, utcnow
 from pitahaya.registry.errors import NotFoundError
 from pitahaya.registry.gate.evidence import ArmTotals, DeviceTally, Judgement, judge
 from pitahaya.registry.gate.spec import GateSpec
 from pitahaya.registry.models import ReleaseRow, RolloutGate, TelemetryCounter, TelemetryDevice
 from pitahaya.registry.services import releases
 from pitahaya.registry.services.audit import log_action
-from pitahaya.registry.services.publication import publishing
+from pitahaya.registry.services.publication import PublicationStore, publishing
 from pitahaya.registry.services.telemetry import DEVICE_TALLIES
 from pitahaya.registry.tuf import TufRepository
 
@@ -47,14 +48,8 @@ OBSERVING = "observing"
 #: Release operations that keep a gated rollout (an operator adjusting it); any other replaces it.
 _ADJUSTMENTS = frozenset({"widen", "pause", "resume", "kill", "unkill"})
 
-Clock = Callable[[], datetime]
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def open_gate(*, session: Session, release: ReleaseRow, spec: GateSpec, clock: Clock = _now) -> RolloutGate:
+def open_gate(*, session: Session, release: ReleaseRow, spec: GateSpec, clock: Clock = utcnow) -> RolloutGate:
     """Start gating ``release`` (flushed, not committed: the caller commits both together).
 
     Any gate still observing on the channel is superseded by this one.
@@ -87,7 +82,7 @@ def evaluate_gates(
     sessions: sessionmaker[Session],
     blobs: BlobStore,
     tuf: TufRepository,
-    clock: Clock = _now,
+    clock: Clock = utcnow,
     on_release: Callable[[Session, ReleaseRow], None] = lambda _session, _row: None,
 ) -> list[dict[str, Any]]:
     """Evaluate every observing gate once; returns the automatic steps taken.
@@ -222,7 +217,7 @@ def _act(
         gate.state = {"pause": "paused", "rollback": "rolled_back", "complete": "complete"}[action]
     detail = {"gate_id": gate.id, "scene": gate.scene, "channel": gate.channel, "package_version": gate.package_version}
     log_action(session=session, actor=GATE_ACTOR, action=f"gate_{action}", detail={**detail, **entry})
-    where = {"session": session, "blobs": blobs, "tuf": tuf, "scene": gate.scene, "channel": gate.channel}
+    where = {"store": PublicationStore(session, blobs, tuf), "scene": gate.scene, "channel": gate.channel}
     published: ReleaseRow | None = None
     if action == "advance":
         published = releases.widen_release(**where, rollout_percent=to_percent, actor=GATE_ACTOR)

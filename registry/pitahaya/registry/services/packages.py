@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from pitahaya.client_runtime import Manifest, Package, PackageFormatError, read_package
 from pitahaya.client_runtime.package import target_path
-from pitahaya.registry.blobs import BlobStore
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from pitahaya.registry.errors import (
@@ -39,16 +38,14 @@ from pitahaya.registry.errors import (
 from pitahaya.registry.models import PackageRow
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.preflight import Preflight, preflight_package
-from pitahaya.registry.services.publication import commit_and_publish, publishing
+from pitahaya.registry.services.publication import PublicationStore, commit_and_publish, publishing
 from pitahaya.publisher.wire import PublisherSignatures
 from pitahaya.registry.tuf import TufRepository, publisher_role
 
 
 def push_package(
     *,
-    session: Session,
-    blobs: BlobStore,
-    tuf: TufRepository,
+    store: PublicationStore,
     archive: bytes,
     actor: str,
     preflight: Preflight,
@@ -58,6 +55,7 @@ def push_package(
     """Validate, store and sign a package archive.
 
     Args:
+        store: Where the package is written (database session, blobs, TUF repository).
         archive: The ``.tar.xz`` bytes as built by the packager.
         actor: Who pushes (recorded in the row and the audit log).
         preflight: Loads the package as a device would before anything is stored or signed.
@@ -80,6 +78,7 @@ def push_package(
         InvalidArgumentError: signatures for a scene that is not delegated (nothing was changed).
         StorageUnavailableError: the disk or database failed, e.g. full (nothing was published).
     """
+    session, blobs, tuf = store.session, store.blobs, store.tuf
     try:
         package = read_package(archive)
     except PackageFormatError as e:

@@ -29,15 +29,30 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from pitahaya.registry.blobs import BlobStore
 from pitahaya.registry.errors import NotFoundError, StorageUnavailableError
 from pitahaya.registry.services.targets import get_target_sha256
 from pitahaya.registry.tuf import StagedPublication, TufRepository
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublicationStore:
+    """Where a publication is written: the database session, the blob store and the TUF repository.
+
+    Services that publish (a push, a release) take one rather than the three apart; the API
+    builds it per request (``StoreDep``), the gate loop from its own session.
+    """
+
+    session: Session
+    blobs: BlobStore
+    tuf: TufRepository
 
 
 @contextlib.contextmanager

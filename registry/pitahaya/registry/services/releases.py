@@ -22,8 +22,9 @@ A release only ever names a package whose stored archive exists and still verifi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import select
@@ -32,29 +33,16 @@ from sqlalchemy.orm import Session
 from pitahaya.client_runtime import Release
 from pitahaya.client_runtime.package import parse_version
 from pitahaya.client_runtime.releases import Rollout, Targeting, layered
-from pitahaya.registry.blobs import BlobStore
 from pitahaya.registry.errors import InvalidArgumentError, NotFoundError, UnverifiablePackageError
 from pitahaya.registry.models import ReleaseRow
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.packages import get_package
-from pitahaya.registry.services.publication import commit_and_publish, publishing
-from pitahaya.registry.tuf import TufRepository
-
-
-@dataclass(frozen=True)
-class ReleaseStore:
-    """Where a release is written: the session, the blob store and the TUF repository."""
-
-    session: Session
-    blobs: BlobStore
-    tuf: TufRepository
+from pitahaya.registry.services.publication import PublicationStore, commit_and_publish, publishing
 
 
 def create_release(
     *,
-    session: Session,
-    blobs: BlobStore,
-    tuf: TufRepository,
+    store: PublicationStore,
     scene: str,
     version: str,
     channel: str,
@@ -68,6 +56,7 @@ def create_release(
     """Point a channel at a published package and publish the signed release document.
 
     Args:
+        store: Where the release is written (database session, blobs, TUF repository).
         scene: Scene name.
         version: Published package version devices inside the rollout take.
         channel: Channel name (``stable``, ``canary``, ...).
@@ -86,9 +75,8 @@ def create_release(
         NotFoundError: ``version`` of ``scene`` is not published.
         UnverifiablePackageError: the package's stored archive is missing or corrupt.
     """
-    store = ReleaseStore(session, blobs, tuf)
-    with publishing(session=session, tuf=tuf):
-        earlier, floor = _underneath(latest_release(session=session, scene=scene, channel=channel))
+    with publishing(session=store.session, tuf=store.tuf):
+        earlier, floor = _underneath(latest_release(session=store.session, scene=scene, channel=channel))
         return _publish(
             store,
             operation="create",
@@ -107,14 +95,7 @@ def create_release(
 
 
 def widen_release(
-    *,
-    session: Session,
-    blobs: BlobStore,
-    tuf: TufRepository,
-    scene: str,
-    channel: str,
-    rollout_percent: float,
-    actor: str,
+    *, store: PublicationStore, scene: str, channel: str, rollout_percent: float, actor: str
 ) -> ReleaseRow:
     """Raise the live release's rollout percent (same version, same targeting).
 
@@ -122,46 +103,35 @@ def widen_release(
         NotFoundError: the channel has no release.
         InvalidArgumentError: ``rollout_percent`` is not above the current one (create a release to narrow).
     """
-    with publishing(session=session, tuf=tuf):
-        live = _live(session=session, scene=scene, channel=channel)
+    with _live_release(store, scene, channel) as live:
         if rollout_percent <= live.rollout_percent:
             raise InvalidArgumentError(
                 f"widen needs a rollout above the current {live.rollout_percent:g}%, got {rollout_percent:g}%"
             )
-        return _republish(ReleaseStore(session, blobs, tuf), live, "widen", actor, rollout_percent=rollout_percent)
+        return _republish(store, live, "widen", actor, rollout_percent=rollout_percent)
 
 
-def set_paused(
-    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, paused: bool, actor: str
-) -> ReleaseRow:
+def set_paused(*, store: PublicationStore, scene: str, channel: str, paused: bool, actor: str) -> ReleaseRow:
     """Pause (every device keeps ``previous_version``) or resume the live release.
 
     Raises:
         NotFoundError: the channel has no release.
     """
-    with publishing(session=session, tuf=tuf):
-        live = _live(session=session, scene=scene, channel=channel)
-        operation = "pause" if paused else "resume"
-        return _republish(ReleaseStore(session, blobs, tuf), live, operation, actor, paused=paused)
+    with _live_release(store, scene, channel) as live:
+        return _republish(store, live, "pause" if paused else "resume", actor, paused=paused)
 
 
-def set_kill_switch(
-    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, enabled: bool, actor: str
-) -> ReleaseRow:
+def set_kill_switch(*, store: PublicationStore, scene: str, channel: str, enabled: bool, actor: str) -> ReleaseRow:
     """Send every device on the channel to the default policy (``enabled``), or undo that.
 
     Raises:
         NotFoundError: the channel has no release.
     """
-    with publishing(session=session, tuf=tuf):
-        live = _live(session=session, scene=scene, channel=channel)
-        operation = "kill" if enabled else "unkill"
-        return _republish(ReleaseStore(session, blobs, tuf), live, operation, actor, kill_switch=enabled)
+    with _live_release(store, scene, channel) as live:
+        return _republish(store, live, "kill" if enabled else "unkill", actor, kill_switch=enabled)
 
 
-def rollback_release(
-    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, version: str, actor: str
-) -> ReleaseRow:
+def rollback_release(*, store: PublicationStore, scene: str, channel: str, version: str, actor: str) -> ReleaseRow:
     """Move every device on the channel to an older published package: a new release at 100 %.
 
     Raises:
@@ -169,14 +139,13 @@ def rollback_release(
         InvalidArgumentError: ``version`` is not older than the live release's version.
         UnverifiablePackageError: the package's stored archive is missing or corrupt.
     """
-    with publishing(session=session, tuf=tuf):
-        live = _live(session=session, scene=scene, channel=channel)
+    with _live_release(store, scene, channel) as live:
         if parse_version(version) >= parse_version(live.package_version):
             raise InvalidArgumentError(
                 f"rollback needs a version older than the live {live.package_version}, got {version}"
             )
         return _publish(
-            ReleaseStore(session, blobs, tuf),
+            store,
             operation="rollback",
             actor=actor,
             scene=scene,
@@ -191,9 +160,7 @@ def rollback_release(
         )
 
 
-def revert_rollout(
-    *, session: Session, blobs: BlobStore, tuf: TufRepository, scene: str, channel: str, actor: str
-) -> ReleaseRow:
+def revert_rollout(*, store: PublicationStore, scene: str, channel: str, actor: str) -> ReleaseRow:
     """Undo the live rollout: every device runs what it ran before that release.
 
     The rollout underneath becomes the live one (same percent and targeting), or, with none,
@@ -203,9 +170,7 @@ def revert_rollout(
     Raises:
         NotFoundError: the channel has no release.
     """
-    with publishing(session=session, tuf=tuf):
-        live = _live(session=session, scene=scene, channel=channel)
-        store = ReleaseStore(session, blobs, tuf)
+    with _live_release(store, scene, channel) as live:
         earlier = rollouts_of(live)
         if earlier:
             top, rest = earlier[0], earlier[1:]
@@ -292,14 +257,21 @@ def _underneath(live: ReleaseRow | None) -> tuple[tuple[Rollout, ...], str | Non
     return layered([*own, *rollouts_of(live)], live.previous_version)
 
 
-def _live(*, session: Session, scene: str, channel: str) -> ReleaseRow:
-    live = latest_release(session=session, scene=scene, channel=channel)
-    if live is None:
-        raise NotFoundError(f"scene {scene} has no release on channel {channel}")
-    return live
+@contextmanager
+def _live_release(store: PublicationStore, scene: str, channel: str) -> Iterator[ReleaseRow]:
+    """Under the publish lock, the channel's live release, which an operation adjusts.
+
+    Raises:
+        NotFoundError: the channel has no release.
+    """
+    with publishing(session=store.session, tuf=store.tuf):
+        live = latest_release(session=store.session, scene=scene, channel=channel)
+        if live is None:
+            raise NotFoundError(f"scene {scene} has no release on channel {channel}")
+        yield live
 
 
-def _republish(store: ReleaseStore, live: ReleaseRow, operation: str, actor: str, **changes: object) -> ReleaseRow:
+def _republish(store: PublicationStore, live: ReleaseRow, operation: str, actor: str, **changes: object) -> ReleaseRow:
     """A new release equal to ``live`` except for ``changes`` (rollout_percent, paused, kill_switch)."""
     fields: dict[str, object] = {
         "rollout_percent": live.rollout_percent,
@@ -322,7 +294,7 @@ def _republish(store: ReleaseStore, live: ReleaseRow, operation: str, actor: str
 
 
 def _publish(
-    store: ReleaseStore,
+    store: PublicationStore,
     *,
     operation: str,
     actor: str,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, status
 
-from pitahaya.registry.api.deps import ArchiveBodyDep, ContextDep, PublisherDep, SceneDep, SessionDep
+from pitahaya.registry.api.deps import ArchiveBodyDep, ContextDep, PublisherDep, SceneDep, SessionDep, StoreDep
 from pitahaya.registry.errors import NotFoundError
 from pitahaya.registry.schemas import SCENE_PATTERN, VERSION_PATTERN, DelegationPublic, PackagePublic
 from pitahaya.registry.services import packages as service
@@ -47,7 +47,7 @@ def push_package(
     actor: PublisherDep,
     archive: ArchiveBodyDep,
     context: ContextDep,
-    session: SessionDep,
+    store: StoreDep,
     signatures: SignaturesHeader = None,
 ) -> PackagePublic:
     """Publish a package archive: validate it, store it, and sign it as a TUF target.
@@ -60,9 +60,7 @@ def push_package(
     """
     # `actor` comes first so a request without a valid token is refused before its body is read.
     row = service.push_package(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
+        store=store,
         archive=archive,
         actor=actor.name,
         preflight=context.preflight,

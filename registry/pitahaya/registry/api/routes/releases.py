@@ -7,11 +7,13 @@ kill-switch) each publish a new signed release derived from the live one. All ne
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.types import DecoratedCallable
 
-from pitahaya.registry.api.deps import ContextDep, OperatorDep, SceneDep, SessionDep
+from pitahaya.registry.api.deps import ContextDep, OperatorDep, SceneDep, SessionDep, StoreDep
 from pitahaya.registry.api.responses import JSON_WRITE, Responses
 from pitahaya.registry.models import ReleaseRow
 from pitahaya.registry.schemas import (
@@ -26,6 +28,7 @@ from pitahaya.registry.schemas import (
 )
 from pitahaya.registry.services import gates
 from pitahaya.registry.services import releases as service
+from pitahaya.registry.services.publication import PublicationStore
 
 router = APIRouter(prefix="/api/v1/scenes/{scene}", tags=["releases"])
 
@@ -33,9 +36,17 @@ ChannelPath = Annotated[str, Path(pattern=CHANNEL_PATTERN)]
 _WRITE_RESPONSES: Responses = {**JSON_WRITE, 404: {}, 409: {}}
 
 
-@router.post("/releases", status_code=status.HTTP_201_CREATED, response_model=ReleasePublic, responses=_WRITE_RESPONSES)
+def _publishes_release(path: str, **route: Any) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """``POST <path>``, a write that publishes a new release and answers it (201); ``route``:
+    more `APIRouter.post` arguments."""
+    return router.post(
+        path, status_code=status.HTTP_201_CREATED, response_model=ReleasePublic, responses=_WRITE_RESPONSES, **route
+    )
+
+
+@_publishes_release("/releases")
 def create_release(
-    scene: SceneDep, body: ReleaseCreate, context: ContextDep, session: SessionDep, actor: OperatorDep
+    scene: SceneDep, body: ReleaseCreate, store: StoreDep, context: ContextDep, actor: OperatorDep
 ) -> ReleasePublic:
     """Release a published package on a channel and publish the signed release document.
 
@@ -44,9 +55,7 @@ def create_release(
     """
     gate = body.gate
     row = service.create_release(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
+        store=store,
         scene=scene,
         version=body.version,
         channel=body.channel,
@@ -55,9 +64,9 @@ def create_release(
         actor=actor.name,
         targeting=body.targeting.to_targeting() if body.targeting is not None else None,
         paused=body.paused,
-        before_commit=(lambda row: gates.open_gate(session=session, release=row, spec=gate)) if gate else None,
+        before_commit=(lambda row: gates.open_gate(session=store.session, release=row, spec=gate)) if gate else None,
     )
-    return _published(context, session, row)
+    return _published(context, store, row)
 
 
 @router.get("/releases", response_model=list[ReleasePublic])
@@ -78,146 +87,70 @@ def rollout_status(scene: SceneDep, channel: ChannelPath, session: SessionDep, _
     return RolloutStatus.model_validate({**release, "id": release["release_id"], "gate": gate_public})
 
 
-@router.post(
-    "/channels/{channel}/widen",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReleasePublic,
-    responses=_WRITE_RESPONSES,
-)
+@_publishes_release("/channels/{channel}/widen")
 def widen_release(
-    scene: SceneDep,
-    channel: ChannelPath,
-    body: ReleaseWiden,
-    context: ContextDep,
-    session: SessionDep,
-    actor: OperatorDep,
+    scene: SceneDep, channel: ChannelPath, body: ReleaseWiden, store: StoreDep, context: ContextDep, actor: OperatorDep
 ) -> ReleasePublic:
     """Raise the live release's rollout percentage."""
-    row = service.widen_release(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
-        scene=scene,
-        channel=channel,
-        rollout_percent=body.rollout_percent,
-        actor=actor.name,
-    )
-    return _published(context, session, row)
+    percent = body.rollout_percent
+    row = service.widen_release(store=store, scene=scene, channel=channel, rollout_percent=percent, actor=actor.name)
+    return _published(context, store, row)
 
 
-@router.post(
-    "/channels/{channel}/pause",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReleasePublic,
-    responses=_WRITE_RESPONSES,
+def _pausing_route(name: str, *, paused: bool, description: str) -> None:
+    """Add ``POST .../channels/{channel}/<name>`` (operation ``<name>_release``): publish the live
+    release again with ``paused`` set (pause) or cleared (resume)."""
+
+    def set_paused(
+        scene: SceneDep, channel: ChannelPath, store: StoreDep, context: ContextDep, actor: OperatorDep
+    ) -> ReleasePublic:
+        row = service.set_paused(store=store, scene=scene, channel=channel, paused=paused, actor=actor.name)
+        return _published(context, store, row)
+
+    _publishes_release(f"/channels/{{channel}}/{name}", name=f"{name}_release", description=description)(set_paused)
+
+
+_pausing_route(
+    "pause",
+    paused=True,
+    description="Halt the rollout: every device returns to the previous version on its next refresh.",
 )
-def pause_release(
-    scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
-) -> ReleasePublic:
-    """Halt the rollout: every device returns to the previous version on its next refresh."""
-    return _set_paused(context, session, scene, channel, actor, paused=True)
+_pausing_route("resume", paused=False, description="Resume a paused rollout at its percentage.")
 
 
-@router.post(
-    "/channels/{channel}/resume",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReleasePublic,
-    responses=_WRITE_RESPONSES,
-)
-def resume_release(
-    scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
-) -> ReleasePublic:
-    """Resume a paused rollout at its percentage."""
-    return _set_paused(context, session, scene, channel, actor, paused=False)
-
-
-@router.post(
-    "/channels/{channel}/rollback",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReleasePublic,
-    responses=_WRITE_RESPONSES,
-)
+@_publishes_release("/channels/{channel}/rollback")
 def rollback_release(
     scene: SceneDep,
     channel: ChannelPath,
     body: ReleaseRollback,
+    store: StoreDep,
     context: ContextDep,
-    session: SessionDep,
     actor: OperatorDep,
 ) -> ReleasePublic:
     """Move every device on the channel to an older package (a new release at 100 %)."""
-    row = service.rollback_release(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
-        scene=scene,
-        channel=channel,
-        version=body.version,
-        actor=actor.name,
-    )
-    return _published(context, session, row)
+    row = service.rollback_release(store=store, scene=scene, channel=channel, version=body.version, actor=actor.name)
+    return _published(context, store, row)
 
 
-@router.post(
-    "/channels/{channel}/revert",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReleasePublic,
-    responses=_WRITE_RESPONSES,
-)
+@_publishes_release("/channels/{channel}/revert")
 def revert_rollout(
-    scene: SceneDep, channel: ChannelPath, context: ContextDep, session: SessionDep, actor: OperatorDep
+    scene: SceneDep, channel: ChannelPath, store: StoreDep, context: ContextDep, actor: OperatorDep
 ) -> ReleasePublic:
     """Undo the live rollout: every device returns to what it ran before that release."""
-    row = service.revert_rollout(
-        session=session, blobs=context.blobs, tuf=context.tuf, scene=scene, channel=channel, actor=actor.name
-    )
-    return _published(context, session, row)
+    row = service.revert_rollout(store=store, scene=scene, channel=channel, actor=actor.name)
+    return _published(context, store, row)
 
 
-@router.post(
-    "/channels/{channel}/kill-switch",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReleasePublic,
-    responses=_WRITE_RESPONSES,
-)
+@_publishes_release("/channels/{channel}/kill-switch")
 def set_kill_switch(
-    scene: SceneDep,
-    channel: ChannelPath,
-    body: KillSwitch,
-    context: ContextDep,
-    session: SessionDep,
-    actor: OperatorDep,
+    scene: SceneDep, channel: ChannelPath, body: KillSwitch, store: StoreDep, context: ContextDep, actor: OperatorDep
 ) -> ReleasePublic:
     """Send every device on the channel to the default policy (``enabled: true``), or undo it."""
-    row = service.set_kill_switch(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
-        scene=scene,
-        channel=channel,
-        enabled=body.enabled,
-        actor=actor.name,
-    )
-    return _published(context, session, row)
+    row = service.set_kill_switch(store=store, scene=scene, channel=channel, enabled=body.enabled, actor=actor.name)
+    return _published(context, store, row)
 
 
-def _set_paused(
-    context: ContextDep, session: SessionDep, scene: str, channel: str, actor: OperatorDep, *, paused: bool
-) -> ReleasePublic:
-    """Pause or resume: a new release of the channel with ``paused`` set, audited."""
-    row = service.set_paused(
-        session=session,
-        blobs=context.blobs,
-        tuf=context.tuf,
-        scene=scene,
-        channel=channel,
-        paused=paused,
-        actor=actor.name,
-    )
-    return _published(context, session, row)
-
-
-def _published(context: ContextDep, session: SessionDep, row: ReleaseRow) -> ReleasePublic:
+def _published(context: ContextDep, store: PublicationStore, row: ReleaseRow) -> ReleasePublic:
     """Tell the ops view (MLflow) of the release, then answer with it."""
-    context.forwarder.mark_release(**service.announcement(session=session, row=row))
+    context.forwarder.mark_release(**service.announcement(session=store.session, row=row))
     return ReleasePublic.model_validate(row)
