@@ -22,6 +22,9 @@
         ├── StaleDelegationError  the signed delegated version is not current + 1: re-fetch, re-sign (409)
         └── RateLimitedError      too many requests; wait ``retry_after_seconds`` (429)
 
+`BusyError` and `RateLimitedError` both derive from `RetryLaterError`, which carries
+``retry_after_seconds`` (the response's ``Retry-After``).
+
 The service layer raises the `RequestError` leaves; ``pitahaya.registry.api.errors`` maps
 each to its HTTP status in one table, and the publisher client (`pitahaya.publisher`) turns
 the status back into a ``RegistryRejected`` carrying the server's message.
@@ -48,8 +51,8 @@ class StorageUnavailableError(RegistryError):
     """The blob store (or another backend) failed or is unreachable; retry later."""
 
 
-class BusyError(RegistryError):
-    """The registry is at its capacity for this kind of work (pre-flights); retry later.
+class RetryLaterError(RegistryError):
+    """An error that says when the same request may succeed: the HTTP ``Retry-After``.
 
     Attributes:
         retry_after_seconds: When the caller may try again.
@@ -58,6 +61,10 @@ class BusyError(RegistryError):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class BusyError(RetryLaterError):
+    """The registry is at its capacity for this kind of work (pre-flights); retry after ``retry_after_seconds``."""
 
 
 class ExpiredMetadataError(RegistryError):
@@ -130,13 +137,5 @@ class StaleDelegationError(RequestError):
     push landed first): fetch the delegation again, re-sign and retry."""
 
 
-class RateLimitedError(RequestError):
-    """Too many requests from this token or address.
-
-    Attributes:
-        retry_after_seconds: When the caller may try again.
-    """
-
-    def __init__(self, message: str, retry_after_seconds: int) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
+class RateLimitedError(RequestError, RetryLaterError):
+    """Too many requests from this token or address; retry after ``retry_after_seconds``."""

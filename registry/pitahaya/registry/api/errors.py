@@ -31,6 +31,7 @@ from pitahaya.registry.errors import (
     PreflightError,
     RateLimitedError,
     RequestError,
+    RetryLaterError,
     StaleDelegationError,
     StorageUnavailableError,
     UnverifiablePackageError,
@@ -64,7 +65,7 @@ def error_response(exc: RequestError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, RetryLaterError):
         headers["Retry-After"] = str(exc.retry_after_seconds)
     content = {"detail": str(exc)}
     if isinstance(exc, PreflightError):
@@ -106,7 +107,7 @@ def _shown(value: object) -> object:
 
 async def _unavailable_handler(_request: Request, exc: Exception) -> JSONResponse:
     """503 for a failing backend or no free capacity: the same request may succeed later."""
-    retry_after = exc.retry_after_seconds if isinstance(exc, BusyError) else 5
+    retry_after = exc.retry_after_seconds if isinstance(exc, RetryLaterError) else 5
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": str(exc)},
