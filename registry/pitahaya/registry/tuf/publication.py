@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from copy import deepcopy
+from typing import Any
 
 from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Targets
@@ -47,10 +48,10 @@ class Publication(Repository):
         self._keys = keys
         self._clock = clock
         self._signers = signers or {}
-        self._current: dict[str, Metadata] = {}
-        self._changes: dict[str, Metadata] = {}
+        self._current: dict[str, Metadata[Any]] = {}
+        self._changes: dict[str, Metadata[Any]] = {}
 
-    def open(self, role: str) -> Metadata:
+    def open(self, role: str) -> Metadata[Any]:
         """A copy of ``role``'s newest version: this publication's, else the served one."""
         if role in self._changes:
             return deepcopy(self._changes[role])
@@ -58,7 +59,7 @@ class Publication(Repository):
             self._current[role] = self._store.current(role)
         return deepcopy(self._current[role])
 
-    def close(self, role: str, md: Metadata) -> None:
+    def close(self, role: str, md: Metadata[Any]) -> None:
         """Record ``md`` as the served version + 1, expiring a role's lifetime from now and
         signed by the role's key (however often the role is edited in this publication)."""
         md.signed.version = self._current[role].signed.version + 1
@@ -85,7 +86,7 @@ class Publication(Repository):
     def snapshot_info(self) -> MetaFile:
         return MetaFile(version=self.open(Snapshot.type).signed.version)
 
-    def finish(self, *, snapshot: bool = False, timestamp: bool = False) -> dict[str, Metadata]:
+    def finish(self, *, snapshot: bool = False, timestamp: bool = False) -> dict[str, Metadata[Any]]:
         """Snapshot and timestamp the changes; returns every new version by role, in chain order.
 
         Args:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Delegations, Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
@@ -126,7 +127,7 @@ class TufRepository:
             top.signed.add_key(signers[ONLINE_ROLE].public_key, ONLINE_ROLE)
             snapshot = Metadata(Snapshot(expires=expiry(self._clock, Snapshot.type)))
             snapshot.signed.meta[f"{ONLINE_ROLE}.json"] = MetaFile(version=1)
-            first: dict[str, Metadata] = {
+            first: dict[str, Metadata[Any]] = {
                 Targets.type: top,
                 ONLINE_ROLE: Metadata(Targets(expires=expiry(self._clock, ONLINE_ROLE))),
                 Snapshot.type: snapshot,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import Any
 
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Snapshot, Targets, Timestamp
 
@@ -62,7 +63,7 @@ def expiry(clock: Clock, role: str) -> datetime:
     return clock().replace(microsecond=0) + EXPIRY[role]
 
 
-def is_expiring(md: Metadata, role: str, clock: Clock, margin: float) -> bool:
+def is_expiring(md: Metadata[Any], role: str, clock: Clock, margin: float) -> bool:
     """Whether less than ``margin`` of ``role``'s lifetime is left on ``md``."""
     return md.signed.expires - clock() < EXPIRY[role] * margin
 
@@ -84,7 +85,7 @@ def delegated_role_for(targets: Targets, path: str) -> DelegatedRole | None:
     return next((role for role in targets.delegations.roles.values() if role.is_delegated_path(path)), None)
 
 
-def served_name(md: Metadata, role: str | None = None) -> str:
+def served_name(md: Metadata[Any], role: str | None = None) -> str:
     """``timestamp.json`` or ``<version>.<role>.json``; ``role`` names a delegated role."""
     role = role or md.signed.type
     return f"{role}.json" if role == Timestamp.type else f"{md.signed.version}.{role}.json"

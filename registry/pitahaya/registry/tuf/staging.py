@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuf.api.metadata import Metadata, TargetFile
 
@@ -76,7 +77,7 @@ class Staging:
                 "or discards it against the database), then retry"
             )
 
-    def stage(self, changes: Mapping[str, Metadata], added: Mapping[str, TargetFile]) -> StagedPublication:
+    def stage(self, changes: Mapping[str, Metadata[Any]], added: Mapping[str, TargetFile]) -> StagedPublication:
         """Write signed versions by role name (chain order) and then the journal that makes them
         a staged publication; on failure remove what was written and re-raise.
 

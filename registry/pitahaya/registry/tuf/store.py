@@ -18,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
@@ -105,7 +106,7 @@ class MetadataStore:
             return None
         return Metadata[Targets].from_file(str(self.metadata_dir / f"{meta.version}.{role}.json"))
 
-    def current(self, role: str) -> Metadata:
+    def current(self, role: str) -> Metadata[Any]:
         """The current version of any role.
 
         Raises:
@@ -122,7 +123,7 @@ class MetadataStore:
             raise NotFoundError(f"no TUF role {role!r} in the current snapshot")
         return md
 
-    def write(self, changes: Mapping[str, Metadata]) -> None:
+    def write(self, changes: Mapping[str, Metadata[Any]]) -> None:
         """Write signed versions by role name, in the given (chain) order, so ``timestamp.json``
         (last) only ever points at complete files."""
         for role, md in changes.items():
