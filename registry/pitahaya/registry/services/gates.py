@@ -217,14 +217,16 @@ def _act(
         gate.state = {"pause": "paused", "rollback": "rolled_back", "complete": "complete"}[action]
     detail = {"gate_id": gate.id, "scene": gate.scene, "channel": gate.channel, "package_version": gate.package_version}
     log_action(session=session, actor=GATE_ACTOR, action=f"gate_{action}", detail={**detail, **entry})
-    where = {"store": PublicationStore(session, blobs, tuf), "scene": gate.scene, "channel": gate.channel}
+    store, scene, channel = PublicationStore(session, blobs, tuf), gate.scene, gate.channel
     published: ReleaseRow | None = None
     if action == "advance":
-        published = releases.widen_release(**where, rollout_percent=to_percent, actor=GATE_ACTOR)
+        published = releases.widen_release(
+            store=store, scene=scene, channel=channel, rollout_percent=to_percent, actor=GATE_ACTOR
+        )
     elif action == "pause":
-        published = releases.set_paused(**where, paused=True, actor=GATE_ACTOR)
+        published = releases.set_paused(store=store, scene=scene, channel=channel, paused=True, actor=GATE_ACTOR)
     elif action == "rollback":
-        published = releases.revert_rollout(**where, actor=GATE_ACTOR)
+        published = releases.revert_rollout(store=store, scene=scene, channel=channel, actor=GATE_ACTOR)
     else:
         session.commit()
     if published is not None:  # committed with the gate's change; remember it as the gate's release
