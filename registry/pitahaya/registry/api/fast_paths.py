@@ -11,8 +11,6 @@ hands everything else on, errors included, so the app still owns every error res
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -54,7 +52,7 @@ class TufMetadataFastPath:
         await send({"type": "http.response.body", "body": body})
 
 
-def _if_none_match(scope: dict[str, Any]) -> str | None:
+def _if_none_match(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"if-none-match":
             return value.decode("latin-1")

@@ -89,7 +89,7 @@ def get_tuf_target(
     media_type = "application/json" if target_path.endswith(".json") else "application/octet-stream"
     data = context.blobs.get(sha256)
     if range is not None and (span := _byte_range(range, len(data))) is not None:
-        if span == ():
+        if not span:  # unsatisfiable
             headers["Content-Range"] = f"bytes */{len(data)}"
             return Response(status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE, headers=headers)
         start, end = span
