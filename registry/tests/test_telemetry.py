@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -125,12 +127,30 @@ def test_metrics_expose_fleet_totals_and_request_metrics(client: TestClient, dev
     assert 'pitahaya_registry_requests_total{method="POST",route="/api/v1/telemetry",status="202"} 1.0' in text
 
 
+#: The app, its client, the push's answer and client-token headers of a registry that forwards to MLflow.
+Forwarding = tuple[FastAPI, TestClient, dict[str, Any], dict[str, str]]
+StartForwarding = Callable[[str, bytes], AbstractContextManager[Forwarding]]
+
+
+@pytest.fixture
+def forwarding_registry(
+    settings: Settings, auth: dict[str, str], client_auth: Callable[[TestClient], dict[str, str]]
+) -> StartForwarding:
+    """Starts a registry forwarding to the MLflow store at a URI, with an archive pushed."""
+
+    @contextmanager
+    def start(tracking_uri: str, archive: bytes) -> Iterator[Forwarding]:
+        app = create_app(settings.model_copy(update={"mlflow_tracking_uri": tracking_uri, "mlflow_forwarding": True}))
+        with TestClient(app) as client:
+            pushed = client.post("/api/v1/packages", content=archive, headers=auth)
+            assert pushed.status_code == 201, pushed.text
+            yield app, client, pushed.json(), client_auth(client)
+
+    return start
+
+
 def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version_linked_to_its_training(
-    settings: Settings,
-    tmp_path: Path,
-    auth: dict[str, str],
-    make_archive: Callable[..., bytes],
-    client_auth: Callable[[TestClient], dict[str, str]],
+    tmp_path: Path, auth: dict[str, str], make_archive: Callable[..., bytes], forwarding_registry: StartForwarding
 ) -> None:
     from mlflow import MlflowClient
 
@@ -147,13 +167,8 @@ def test_aggregates_are_forwarded_to_one_mlflow_run_per_package_version_linked_t
         tags={"package.sha256": sha256, "package.version": "1.0.0"},
     ).version
 
-    forwarding = settings.model_copy(update={"mlflow_tracking_uri": uri, "mlflow_forwarding": True})
-    app = create_app(forwarding)
-    with TestClient(app) as client:
-        pushed = client.post("/api/v1/packages", content=archive, headers=auth)
-        assert pushed.status_code == 201, pushed.text
-        published = pushed.json()["created_at"]
-        device = client_auth(client)
+    with forwarding_registry(uri, archive) as (app, client, pushed, device):
+        published = pushed["created_at"]
         first = _window(
             minute=_minute_after(published, 3),
             fallbacks={"timeout": 1},
@@ -223,25 +238,13 @@ def test_forwarding_is_on_by_default_to_the_projects_store_and_can_be_turned_off
 
 
 def test_a_broken_mlflow_never_breaks_ingestion_and_what_failed_is_retried(
-    settings: Settings,
-    tmp_path: Path,
-    auth: dict[str, str],
-    make_archive: Callable[..., bytes],
-    client_auth: Callable[[TestClient], dict[str, str]],
+    tmp_path: Path, auth: dict[str, str], make_archive: Callable[..., bytes], forwarding_registry: StartForwarding
 ) -> None:
     # A store MLflow cannot open (its folder is a file) stands for MLflow being down.
     (tmp_path / "not-a-folder").write_text("")
-    broken = settings.model_copy(
-        update={
-            "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}",
-            "mlflow_forwarding": True,
-        }
-    )
-    app = create_app(broken)
-    with TestClient(app) as client:
-        device = client_auth(client)
+    broken = f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}"
+    with forwarding_registry(broken, make_archive()) as (app, client, _, device):
         assert client.post("/api/v1/telemetry", json=_report("a", _window()), headers=device).status_code == 202
-        assert client.post("/api/v1/packages", content=make_archive(), headers=auth).status_code == 201
         release = {"version": "1.0.0", "rollout_percent": 10}
         # Releasing does not wait for MLflow either: the route only queues the announcement.
         assert client.post("/api/v1/scenes/watch_time/releases", json=release, headers=auth).status_code == 201
