@@ -180,8 +180,10 @@ def _resolve_source(client: MlflowClient, run_id: str | None, model_uri: str | N
         raise PackagingError(f"model URI {model_uri!r} is not of the form models:/NAME/VERSION or models:/NAME@alias")
     name, number, alias = match["name"], match["version"], match["alias"]
     registered = client.get_model_version(name, number) if number else client.get_model_version_by_alias(name, alias)
-    if not registered.run_id:
-        raise PackagingError(f"{model_uri} has no source run: the packager needs the training run's parity artifacts")
+    if not registered.run_id or not registered.source:
+        raise PackagingError(
+            f"{model_uri} has no source run or model: the packager needs the training run's parity artifacts"
+        )
     logged = _LOGGED_MODEL_URI_RE.match(registered.source)
     return _ModelSource(
         client.get_run(registered.run_id),
