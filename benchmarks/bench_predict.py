@@ -145,7 +145,7 @@ RSS_CHILD = textwrap.dedent(
     cands = [Candidate(f"v{i}", 20.0 + i, 2_000_000) for i in range(8)]
     for _ in range(2000):
         assert rt.predict(cands[:1]).reason == "ok"
-    backend = rt._state.active.contained._backend
+    backend = rt._packages.state.active.contained._backend
     print(before, rss_kb(), rss_kb(backend.pid) if hasattr(backend, "pid") else 0)
     rt.close()
     """

@@ -69,7 +69,7 @@ def test_close_stops_the_update_thread_promptly(tmp_path: Path) -> None:
     rt = make_runtime(tmp_path, updater, config=RuntimeConfig(limits=PATIENT.limits, refresh_interval_s=3600.0))
     rt.start()
     rt.close(timeout_s=10.0)  # the default wait is an event that close() sets
-    assert rt._thread is None and updater.checks >= 1
+    assert rt._refresher.thread is None and updater.checks >= 1
 
 
 def test_an_older_release_document_is_refused(tmp_path: Path) -> None:
