@@ -102,8 +102,9 @@ def _in_stream_order(table: ViewTable) -> tuple[np.ndarray, SortedViews]:
     sorted_users = user_by_time[by_user]
     first = np.ones(len(table), dtype=bool)
     np.not_equal(sorted_users[1:], sorted_users[:-1], out=first[1:])
-    columns = (table.start_ts, table.duration_s, table.watch_s, table.size_bytes)
-    return order, SortedViews(*(column[order] for column in columns), first)
+    return order, SortedViews(
+        table.start_ts[order], table.duration_s[order], table.watch_s[order], table.size_bytes[order], first
+    )
 
 
 def _user_starts(table: ViewTable) -> np.ndarray | None:

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -300,8 +300,8 @@ def load_events(
     _mark_duplicates(checked)
     bad = _bad_rows(checked)
     if strict and bad:
-        source, line, reason, detail, _ = min(bad, key=lambda b: (b[0], b[1]))
-        raise EventLogError(checked[source].source, line, f"{reason}: {detail}")
+        first, line, reason, detail, _ = min(bad, key=lambda b: (b[0], b[1]))
+        raise EventLogError(checked[first].source, line, f"{reason}: {detail}")
     counts: dict[str, int] = {}
     for *_, reason, _, _ in bad:
         counts[reason] = counts.get(reason, 0) + 1
@@ -349,10 +349,14 @@ def _mark_duplicates(checked: list[_Checked]) -> None:
         offset += len(rows)
 
 
-def _bad_rows(checked: list[_Checked]) -> list[tuple[int, int, str, str, dict[str, Any]]]:
+#: A rejected record: (source index, line, reason, detail, raw fields).
+_BadRow = tuple[int, int, str, str, dict[str, Any]]
+
+
+def _bad_rows(checked: list[_Checked]) -> list[_BadRow]:
     """(source index, line, reason, detail, raw fields) of every rejected record."""
     reasons = list(BAD_ROW_REASONS)
-    bad = []
+    bad: list[_BadRow] = []
     for s, c in enumerate(checked):
         for line, detail, text in c.malformed:
             bad.append((s, line, "malformed_row", detail, {"text": text}))
@@ -364,7 +368,7 @@ def _bad_rows(checked: list[_Checked]) -> list[tuple[int, int, str, str, dict[st
     return bad
 
 
-def _write_quarantine(path: Path, checked: list[_Checked], bad: list[tuple[int, int, str, str, dict]]) -> None:
+def _write_quarantine(path: Path, checked: list[_Checked], bad: list[_BadRow]) -> None:
     def write(raw: IO[bytes]) -> None:
         for s, line, reason, detail, fields in sorted(bad, key=lambda b: (b[0], b[1])):
             record = {"source": checked[s].source, "line": line, "reason": reason, "detail": detail, "row": fields}
@@ -422,18 +426,24 @@ def write_events(path: str | Path, views: Iterable[View] | ViewTable) -> None:
     def write(raw: IO[bytes]) -> None:
         if compressed:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
-                fmt.write(_Unclosable(zipped), table)
+                fmt.write(_unclosable(zipped), table)
         else:
-            fmt.write(_Unclosable(raw), table)
+            fmt.write(_unclosable(raw), table)
 
     with atomic_output(path) as raw:
         write(raw)
 
 
+def _unclosable(inner: IO[bytes] | gzip.GzipFile) -> IO[bytes]:
+    """``inner`` for a writer, which may wrap it in a text layer and close that."""
+    # A RawIOBase is a binary file; typeshed's IO[bytes] is a class of its own, not a protocol.
+    return cast(IO[bytes], _Unclosable(inner))
+
+
 class _Unclosable(io.RawIOBase):
     """Lets a writer wrap (and close) a text layer without closing the file beneath it."""
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: IO[bytes] | gzip.GzipFile) -> None:
         self._inner = inner
 
     def writable(self) -> bool:

@@ -33,6 +33,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.numpy_dataset import from_numpy
 from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag, LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
@@ -61,9 +62,10 @@ def ensure_experiment(client: mlflow.MlflowClient, name: str, artifact_location:
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException as e:  # another job created it in between
-        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+        found = client.get_experiment_by_name(name)
+        if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS) or found is None:
             raise
-        return client.get_experiment_by_name(name).experiment_id
+        return found.experiment_id
 
 
 @contextmanager
@@ -148,7 +150,8 @@ def log_training_data(
     """Record the training matrix as the run's MLflow dataset input (shape, schema, digest, source)."""
     with warnings.catch_warnings():  # MLflow registers its local source class twice, then warns
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-        data = mlflow.data.from_numpy(X, targets=y, source=source, name=name, digest=digest[:16])
+        # MLflow annotates source without the None its default and its docstring allow (the calling code).
+        data = from_numpy(X, targets=y, source=source, name=name, digest=digest[:16])  # type: ignore[arg-type]
     dataset = DatasetEntity(**data.to_dict())  # what mlflow.log_input records
     client.log_inputs(run_id, [DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
