@@ -116,7 +116,7 @@ class RolloutGate(Base):
     package_version: Mapped[str] = mapped_column(String(32))
     baseline_versions: Mapped[list[str]] = mapped_column(JSON)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[GateState] = mapped_column(String(16), index=True)
     step: Mapped[int] = mapped_column(Integer, default=0)
     step_inferences: Mapped[float] = mapped_column(Float, default=0.0)
     step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

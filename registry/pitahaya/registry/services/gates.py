@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,7 +34,7 @@ from pitahaya.registry.clock import Clock, utcnow
 from pitahaya.registry.errors import NotFoundError
 from pitahaya.registry.gate.evidence import ArmTotals, DeviceTally, Judgement, judge
 from pitahaya.registry.gate.spec import GateSpec
-from pitahaya.registry.models import ReleaseRow, RolloutGate, TelemetryCounter, TelemetryDevice
+from pitahaya.registry.models import GateState, ReleaseRow, RolloutGate, TelemetryCounter, TelemetryDevice
 from pitahaya.registry.services import releases
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.publication import PublicationStore, publishing
@@ -44,7 +44,11 @@ from pitahaya.registry.tuf import TufRepository
 logger = logging.getLogger(__name__)
 
 GATE_ACTOR = "gate"
-OBSERVING = "observing"
+OBSERVING: GateState = "observing"
+#: What an evaluation does to a gate: widen to its next step, stop it (pause or roll back), or close it.
+GateAction = Literal["advance", "pause", "rollback", "complete"]
+#: The state each action but ``advance`` leaves a gate in.
+_STOPPED: dict[GateAction, GateState] = {"pause": "paused", "rollback": "rolled_back", "complete": "complete"}
 #: Release operations that keep a gated rollout (an operator adjusting it); any other replaces it.
 _ADJUSTMENTS = frozenset({"widen", "pause", "resume", "kill", "unkill"})
 
@@ -172,11 +176,10 @@ def _evaluate(
             session.commit()
             return None
         if judgement.verdict == "worse":
-            action = "rollback" if spec.on_fail == "rollback" else "pause"
-            return _act(session, blobs, tuf, gate, live, spec, action, judgement, now, on_release)
+            return _act(session, blobs, tuf, gate, live, spec, spec.on_fail, judgement, now, on_release)
         dwelt = (now - gate.step_started_at).total_seconds() >= spec.min_step_seconds
         if judgement.verdict == "pass" and dwelt:
-            action = "advance" if gate.step + 1 < len(spec.steps) else "complete"
+            action: GateAction = "advance" if gate.step + 1 < len(spec.steps) else "complete"
             return _act(session, blobs, tuf, gate, live, spec, action, judgement, now, on_release)
         session.commit()
         return None
@@ -189,7 +192,7 @@ def _act(
     gate: RolloutGate,
     live: ReleaseRow,
     spec: GateSpec,
-    action: str,
+    action: GateAction,
     judgement: Judgement,
     now: datetime,
     on_release: Callable[[Session, ReleaseRow], None],
@@ -214,7 +217,7 @@ def _act(
         gate.step_started_at = now
         gate.step_inferences = judgement.new_inferences
     else:
-        gate.state = {"pause": "paused", "rollback": "rolled_back", "complete": "complete"}[action]
+        gate.state = _STOPPED[action]
     detail = {"gate_id": gate.id, "scene": gate.scene, "channel": gate.channel, "package_version": gate.package_version}
     log_action(session=session, actor=GATE_ACTOR, action=f"gate_{action}", detail={**detail, **entry})
     store, scene, channel = PublicationStore(session, blobs, tuf), gate.scene, gate.channel
