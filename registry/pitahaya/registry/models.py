@@ -56,6 +56,11 @@ class PackageRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
 
 
+#: How a release came about: created, rolled back to an older package, its rollout reverted,
+#: or the live release widened, paused, resumed, killed or unkilled.
+ReleaseOperation = Literal["create", "rollback", "revert", "widen", "pause", "resume", "kill", "unkill"]
+
+
 class ReleaseRow(Base):
     """One release of a scene on a channel; the newest row per channel is the live one.
 
@@ -81,7 +86,7 @@ class ReleaseRow(Base):
     platforms: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     app_version_min: Mapped[str | None] = mapped_column(String(32), nullable=True)
     app_version_max: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    operation: Mapped[str] = mapped_column(String(32), default="create")
+    operation: Mapped[ReleaseOperation] = mapped_column(String(32), default="create")
     #: Rollouts still in progress underneath this one, newest first (`Rollout` as dicts).
     earlier: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 

@@ -24,7 +24,7 @@ from pydantic.json_schema import JsonDict
 from pitahaya.client_runtime import LATENCY_US_BOUNDS
 from pitahaya.client_runtime.releases import Targeting
 from pitahaya.registry.gate.spec import GateSpec
-from pitahaya.registry.models import GateState, ReleaseRow
+from pitahaya.registry.models import GateState, ReleaseOperation, ReleaseRow
 from pitahaya.registry.services.tokens import Role
 
 #: Scene names as the package format defines them (`validate_scene_name`), published in the OpenAPI document.
@@ -183,7 +183,7 @@ class ReleasePublic(BaseModel):
         description="Rollouts still in progress underneath this one, newest first: devices this "
         "release does not reach run the first that reaches them, else previous_version.",
     )
-    operation: str
+    operation: ReleaseOperation
     target_path: str
     sha256: str
     created_at: datetime

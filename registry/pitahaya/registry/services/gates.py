@@ -34,7 +34,14 @@ from pitahaya.registry.clock import Clock, utcnow
 from pitahaya.registry.errors import NotFoundError
 from pitahaya.registry.gate.evidence import ArmTotals, DeviceTally, Judgement, judge
 from pitahaya.registry.gate.spec import GateSpec
-from pitahaya.registry.models import GateState, ReleaseRow, RolloutGate, TelemetryCounter, TelemetryDevice
+from pitahaya.registry.models import (
+    GateState,
+    ReleaseOperation,
+    ReleaseRow,
+    RolloutGate,
+    TelemetryCounter,
+    TelemetryDevice,
+)
 from pitahaya.registry.services import releases
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.publication import PublicationStore, publishing
@@ -50,7 +57,7 @@ GateAction = Literal["advance", "pause", "rollback", "complete"]
 #: The state each action but ``advance`` leaves a gate in.
 _STOPPED: dict[GateAction, GateState] = {"pause": "paused", "rollback": "rolled_back", "complete": "complete"}
 #: Release operations that keep a gated rollout (an operator adjusting it); any other replaces it.
-_ADJUSTMENTS = frozenset({"widen", "pause", "resume", "kill", "unkill"})
+_ADJUSTMENTS: frozenset[ReleaseOperation] = frozenset({"widen", "pause", "resume", "kill", "unkill"})
 
 
 def open_gate(*, session: Session, release: ReleaseRow, spec: GateSpec, clock: Clock = utcnow) -> RolloutGate:

@@ -34,7 +34,7 @@ from pitahaya.client_runtime import Release
 from pitahaya.client_runtime.package import parse_version
 from pitahaya.client_runtime.releases import Rollout, Targeting, layered
 from pitahaya.registry.errors import InvalidArgumentError, NotFoundError, UnverifiablePackageError
-from pitahaya.registry.models import ReleaseRow
+from pitahaya.registry.models import ReleaseOperation, ReleaseRow
 from pitahaya.registry.services.audit import log_action
 from pitahaya.registry.services.packages import get_package
 from pitahaya.registry.services.publication import PublicationStore, commit_and_publish, publishing
@@ -271,14 +271,17 @@ def _live_release(store: PublicationStore, scene: str, channel: str) -> Iterator
         yield live
 
 
-def _republish(store: PublicationStore, live: ReleaseRow, operation: str, actor: str, **changes: object) -> ReleaseRow:
-    """A new release equal to ``live`` except for ``changes`` (rollout_percent, paused, kill_switch)."""
-    fields: dict[str, object] = {
-        "rollout_percent": live.rollout_percent,
-        "kill_switch": live.kill_switch,
-        "paused": live.paused,
-        **changes,
-    }
+def _republish(
+    store: PublicationStore,
+    live: ReleaseRow,
+    operation: ReleaseOperation,
+    actor: str,
+    *,
+    rollout_percent: float | None = None,
+    paused: bool | None = None,
+    kill_switch: bool | None = None,
+) -> ReleaseRow:
+    """A new release equal to ``live`` except for what is given (None keeps ``live``'s)."""
     return _publish(
         store,
         operation=operation,
@@ -286,17 +289,19 @@ def _republish(store: PublicationStore, live: ReleaseRow, operation: str, actor:
         scene=live.scene,
         channel=live.channel,
         version=live.package_version,
+        rollout_percent=live.rollout_percent if rollout_percent is None else rollout_percent,
         previous_version=live.previous_version,
         earlier=rollouts_of(live),
+        kill_switch=live.kill_switch if kill_switch is None else kill_switch,
         targeting=targeting_of(live),
-        **fields,  # type: ignore[arg-type]
+        paused=live.paused if paused is None else paused,
     )
 
 
 def _publish(
     store: PublicationStore,
     *,
-    operation: str,
+    operation: ReleaseOperation,
     actor: str,
     scene: str,
     channel: str,
@@ -316,8 +321,9 @@ def _publish(
         StorageUnavailableError: the disk or database failed, e.g. full (nothing was published).
     """
     session = store.session
-    for named in {version, previous_version, *(rollout.package_version for rollout in earlier)} - {None}:
-        package = get_package(session=session, scene=scene, version=named)  # type: ignore[arg-type]
+    versions = (version, previous_version, *(rollout.package_version for rollout in earlier))
+    for named in {name for name in versions if name is not None}:
+        package = get_package(session=session, scene=scene, version=named)
         if not store.blobs.verify(package.sha256):
             raise UnverifiablePackageError(
                 f"package {scene} {named} is published but its stored archive is missing or corrupt; "
