@@ -6,10 +6,13 @@ targeting and stack of rollouts Hypothesis can draw.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitahaya.client_runtime import Release, Targeting
+from pitahaya.client_runtime import Release, ReleaseError, Targeting
 from pitahaya.client_runtime.package import parse_version
 from pitahaya.client_runtime.releases import (
     BUCKETS,
@@ -151,3 +154,34 @@ def test_a_release_document_reads_back_as_written(
         release_id=release_id,
     )
     assert Release.from_json(release.to_json()) == release
+
+
+#: What a broken or hostile document may hold where a field belongs: any JSON value, and
+#: numbers past what a float takes.
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+) | st.integers(min_value=2**1024, max_value=2**1100)
+
+
+@st.composite
+def broken_documents(draw: st.DrawFn) -> Any:
+    raw: dict[str, Any] = json.loads(_release(previous_version="1.0.0", earlier=(Rollout("1.0.0", 50.0),)).to_json())
+    for key in draw(st.lists(st.sampled_from(sorted(raw)), min_size=1, max_size=3, unique=True)):
+        if draw(st.booleans()):
+            del raw[key]
+        else:
+            raw[key] = draw(junk)
+    if draw(st.booleans()) and isinstance(raw.get("earlier"), list) and raw["earlier"]:
+        raw["earlier"][0][draw(st.sampled_from(["package_version", "rollout_percent", "targeting"]))] = draw(junk)
+    return raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=broken_documents())
+def test_any_release_document_parses_or_is_a_release_error(raw: Any) -> None:
+    try:
+        Release.from_json(json.dumps(raw).encode())
+    except ReleaseError:
+        pass

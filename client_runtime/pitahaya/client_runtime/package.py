@@ -168,7 +168,8 @@ class Manifest:
             parse_version(manifest.version)
         except PackageFormatError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        # ArithmeticError: an integer too large for a float
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
             raise PackageFormatError(f"invalid manifest: {type(e).__name__}: {e}") from e
         if set(manifest.files) != set(PAYLOAD_FILES):
             raise PackageFormatError(
@@ -313,7 +314,7 @@ def _parse_json(data: bytes, name: str) -> Any:
         document = json.loads(data)
     except RecursionError:
         raise too_deep from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except ValueError as e:  # not UTF-8, not JSON, or a number past Python's int parser (4,300 digits)
         raise PackageFormatError(f"{name} is not valid JSON: {e}") from e
     pending: list[tuple[Any, int]] = [(document, 1)]
     while pending:  # iterative: the check itself must not recurse

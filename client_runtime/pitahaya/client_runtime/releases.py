@@ -286,7 +286,8 @@ class Release:
                 parse_version(release.previous_version)
         except ReleaseError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        # ArithmeticError: an integer too large for a float
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as e:
             raise ReleaseError(f"invalid release document: {type(e).__name__}: {e}") from e
         if not 0.0 <= release.rollout_percent <= 100.0:
             raise ReleaseError(f"rollout_percent must be within [0, 100], got {release.rollout_percent}")
