@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pitahaya.training.generator import GeneratorConfig
-from pitahaya.training.models import MODEL_FAMILIES
+from pitahaya.training.models import MODEL_FAMILIES, ModelFamily
 
 #: ``progress(stage, fraction)``: called as each stage advances, fraction in [0, 1].
 Progress = Callable[[str, float], None]
 
 #: Feature paths (``TrainConfig.features``) and engines (``TrainConfig.engine``).
-FEATURE_PATHS = ("auto", "batch", "stream")
-ENGINES = ("local", "dask")
+FeaturePath = Literal["auto", "batch", "stream"]
+Engine = Literal["local", "dask"]
+FEATURE_PATHS: tuple[FeaturePath, ...] = get_args(FeaturePath)
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,9 @@ class TrainConfig:
     quarantine_path: str | Path | None = None
     generator: GeneratorConfig | None = None
     artifact_location: str | Path | None = None
-    model: str = "lightgbm"
-    features: str = "auto"
-    engine: str = "local"
+    model: ModelFamily = "lightgbm"
+    features: FeaturePath = "auto"
+    engine: Engine = "local"
     scheduler: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -128,7 +130,7 @@ class TrainResult:
     dataset_digest: str
     test_from: float
     elapsed_s: float
-    model_flavor: str = "lightgbm"
+    model_flavor: ModelFamily = "lightgbm"
     features_path: str = "stream"
     bad_rows: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightgbm as lgb
 import mlflow.lightgbm
@@ -30,8 +30,9 @@ from sklearn.inspection import permutation_importance
 
 #: Name of the logged model within the run.
 MODEL_NAME = "model"
-#: Model families by ``TrainConfig.model``.
-MODEL_FAMILIES = ("lightgbm", "sklearn")
+#: Model families (``TrainConfig.model``): LightGBM, or scikit-learn's histogram gradient boosting.
+ModelFamily = Literal["lightgbm", "sklearn"]
+MODEL_FAMILIES: tuple[ModelFamily, ...] = get_args(ModelFamily)
 #: LightGBM parameter -> HistGradientBoostingRegressor parameter.
 SKLEARN_PARAMS = {
     "learning_rate": "learning_rate",
@@ -56,7 +57,7 @@ class FittedModel:
         params: The parameters it was fitted with (logged as run params).
     """
 
-    flavor: str
+    flavor: ModelFamily
     model: Any
     best_iteration: int
     valid_curve: list[float]
