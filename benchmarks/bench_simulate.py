@@ -15,13 +15,13 @@ import argparse
 import json
 import time
 
-from pitahaya.training.simulation import (
+from pitahaya.cli.commands.simulate import default_generated_sessions
+from pitahaya.simulation import (
     TRACE_CLASSES,
     FixedPolicy,
     OraclePolicy,
     PlaybackConfig,
     at_bitrate,
-    generated_sessions,
     generated_traces,
     play,
 )
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    sessions = at_bitrate(generated_sessions(), 1_000_000)
+    sessions = at_bitrate(default_generated_sessions(), 1_000_000)
     lanes, traces, offsets = [], [], []
     for cls in TRACE_CLASSES:
         class_traces = generated_traces(cls)

@@ -15,7 +15,7 @@ import pytest
 
 from pitahaya.cli._server import registry_process
 from pitahaya.client_runtime import Hooks, Runtime, TelemetryReporter, UpdateEvent
-from pitahaya.training.simulation import generated_sessions
+from pitahaya.simulation import generated_sessions
 
 from e2e_support import PATIENT_DEVICE, LiveRegistry, Pipeline
 

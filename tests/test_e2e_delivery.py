@@ -10,7 +10,7 @@ import pytest
 from tuf.ngclient import Urllib3Fetcher
 
 from pitahaya.client_runtime import Candidate, Hooks, PackageUpdater, Runtime, UpdateEvent
-from pitahaya.training.simulation import (
+from pitahaya.simulation import (
     ModelPolicy,
     SimulationConfig,
     at_bitrate,

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pitahaya.cli.commands.simulate import app
-from pitahaya.training.simulation import TRACE_CLASSES
+from pitahaya.simulation import TRACE_CLASSES
 
 from e2e_support import LiveRegistry, Pipeline
 

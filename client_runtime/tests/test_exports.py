@@ -48,6 +48,7 @@ PUBLIC = [
     "Runtime",
     "RuntimeConfig",
     "SELFTEST_FILE",
+    "SESSION_GAP_S",
     "SandboxCrashError",
     "SandboxUnavailableError",
     "Scene",

@@ -5,7 +5,7 @@ generate events -> train (MLflow) -> package (ONNX + parity gate, MLflow model v
 pulls the package over HTTP through TUF and answers for its user's sessions, reporting its
 telemetry to the registry (a client token) -> the registry forwards it to the same MLflow
 store (experiment ``<scene>-monitoring``, one run per package version; the demo waits for it
-before stopping the registry) -> the preload simulator (`pitahaya.training.simulation`) plays
+before stopping the registry) -> the preload simulator (`pitahaya.simulation`) plays
 those sessions over generated bandwidth traces with the device's plans, the fixed 3 x 800 KB
 policy and the oracle -> summary table (and the simulation as an MLflow run).
 
@@ -53,7 +53,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     from pitahaya.packaging import build_package
     from pitahaya.publisher import RegistryClient
     from pitahaya.training import GeneratorConfig, TrainConfig, generate_views, train, write_events
-    from pitahaya.training.simulation import (
+    from pitahaya.simulation import (
         TRACE_CLASSES,
         ModelPolicy,
         SimulationConfig,

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from pitahaya.client_runtime import Runtime, TelemetryReporter, UpdateEvent
-from pitahaya.training.simulation import HostStep, Session, host_steps
+from pitahaya.simulation import HostStep, Session, host_steps
 
 from pitahaya.fleet.feeds import endless_sessions
 

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 
 from pitahaya.client_runtime import View
-from pitahaya.training.simulation import Session
+from pitahaya.simulation import Session
 
 #: Views generated per device; about half become history, half the sittings it plays.
 VIEWS_PER_DEVICE = 80
@@ -33,7 +33,7 @@ def device_feeds(devices: int, *, seed: int, views_per_device: int = VIEWS_PER_D
     devices share users in turn (each still has its own runtime and state).
     """
     from pitahaya.training import GeneratorConfig, generate_views
-    from pitahaya.training.simulation import generated_sessions
+    from pitahaya.simulation import generated_sessions
 
     config = GeneratorConfig(n_views=max(devices, 1) * views_per_device, n_users=max(devices, 1), seed=seed)
     views = generate_views(config)

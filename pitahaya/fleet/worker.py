@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pitahaya.client_runtime import PackageUpdater, Runtime, RuntimeConfig, TelemetryReporter
-from pitahaya.training.simulation import Session
+from pitahaya.simulation import Session
 
 from pitahaya.fleet._clock import CompressedClock
 from pitahaya.fleet._http import RequestLog, TimedFetcher, TimedPool

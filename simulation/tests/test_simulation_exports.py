@@ -1,6 +1,9 @@
-"""The simulator's public API is pinned: it grows only on purpose."""
+"""The simulator's public API is pinned (it grows only on purpose), and it runs without the training library."""
 
-from pitahaya.training import simulation
+import subprocess
+import sys
+
+from pitahaya import simulation
 
 
 def test_public_api_is_pinned_and_sorted() -> None:
@@ -9,6 +12,26 @@ def test_public_api_is_pinned_and_sorted() -> None:
         "FixedPolicy", "HostStep", "ModelPolicy", "NetworkSourceError", "OraclePolicy", "PlayDecision", "PlaybackConfig",
         "PlaybackLog", "Policy", "Session", "SessionSourceError", "SimulationConfig", "SimulationError",
         "SimulationResult", "TRACE_CLASSES", "Trace", "at_bitrate", "dashlet_sessions", "generated_sessions",
-        "generated_traces", "held_out_from", "host_steps", "kuairand_sessions", "local_runtime_factory", "log_simulation",
+        "generated_traces", "host_steps", "kuairand_sessions", "local_runtime_factory", "log_simulation",
         "mmgc_traces", "play", "pull_package", "simulate",
     }  # fmt: skip
+
+
+def test_it_simulates_where_the_training_library_and_lightgbm_cannot_be_imported() -> None:
+    code = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"lightgbm", "sklearn", "dask"} or name.startswith("pitahaya.training"):
+            raise ImportError(f"{name} is not installed")
+sys.meta_path.insert(0, Block())
+from pitahaya.client_runtime import View
+from pitahaya.simulation import Session, SimulationConfig, generated_sessions, generated_traces, simulate
+views = [View(f"u{i % 3}", f"v{i}", 1_000.0 + 30.0 * i, 20.0, 5.0 + i % 7, 2_500_000) for i in range(60)]
+sessions = generated_sessions(views, test_from=1_900.0, min_views=2)
+result = simulate(sessions, {"low": generated_traces("low", 1, samples=200)}, config=SimulationConfig(margins=(1.0,)))
+print(sorted(result.summary["policies"]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['fixed', 'oracle']"

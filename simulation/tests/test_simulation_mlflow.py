@@ -7,8 +7,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from pitahaya.training import GeneratorConfig, generate_views
-from pitahaya.training.simulation import (
+from pitahaya.training import GeneratorConfig, generate_views, held_out_from
+from pitahaya.simulation import (
     SimulationConfig,
     at_bitrate,
     generated_sessions,
@@ -20,7 +20,7 @@ from pitahaya.training.simulation import (
 
 def test_a_simulation_run_holds_headline_metrics_tables_and_plots(tmp_path: Path) -> None:
     views = generate_views(GeneratorConfig(n_views=2_000, n_users=30, seed=3))
-    sessions = at_bitrate(generated_sessions(views, max_users=6, seed=1), 1_000_000)
+    sessions = at_bitrate(generated_sessions(views, test_from=held_out_from(views), max_users=6, seed=1), 1_000_000)
     networks = {c: generated_traces(c, 2, seed=2, samples=600) for c in ("medium", "low")}
     result = simulate(sessions, networks, config=SimulationConfig(margins=(0.75, 1.0)))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pitahaya.client_runtime import View
-from pitahaya.training import GeneratorConfig, generate_views
-from pitahaya.training.simulation import (
+from pitahaya.training import GeneratorConfig, generate_views, held_out_from
+from pitahaya.simulation import (
     TRACE_CLASSES,
     FixedPolicy,
     OraclePolicy,
@@ -88,7 +88,7 @@ World = tuple[list[Session], dict[str, list[Trace]]]
 def _world(n_users: int, max_users: int) -> World:
     """Held-out generated sessions at 1 Mbps over 3 medium and 3 low traces."""
     views = generate_views(GeneratorConfig(n_views=4_000, n_users=n_users, seed=3))
-    sessions = at_bitrate(generated_sessions(views, max_users=max_users, seed=1), MBPS)
+    sessions = at_bitrate(generated_sessions(views, test_from=held_out_from(views), max_users=max_users, seed=1), MBPS)
     networks = {c: generated_traces(c, 3, seed=2, samples=1200) for c in ("medium", "low")}
     return sessions, networks
 

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 from pitahaya.client_runtime import Scene
-from pitahaya.training import GeneratorConfig, build_matrix, generate_views, split_by_time
+from pitahaya.training import GeneratorConfig, build_matrix, generate_views, held_out_from, split_by_time
 from pitahaya.training.baselines import global_median, user_running_mean
 
 SCENE = Scene.load(__file__.rsplit("/training/", 1)[0] + "/scenes/watch_time")
@@ -48,6 +48,12 @@ def test_split_by_time(dataset):
     assert split.valid.mean() == pytest.approx(0.1, abs=0.01)
     with pytest.raises(ValueError):
         split_by_time(data, valid_frac=0.5, test_frac=0.5)
+
+
+def test_held_out_from_is_where_the_training_split_starts_its_test_period(dataset):
+    shuffled, data = dataset  # the simulator replays exactly the period a model trained on these views never saw
+    assert held_out_from(shuffled) == split_by_time(data).test_from
+    assert held_out_from(shuffled, test_frac=0.5) == split_by_time(data, valid_frac=0.1, test_frac=0.5).test_from
 
 
 def test_baselines_only_look_back(dataset):

@@ -20,6 +20,7 @@ def test_all_is_pinned_and_sorted():
         "build_matrix_batch",
         "generate_table",
         "generate_views",
+        "held_out_from",
         "load_events",
         "mae",
         "read_events",

@@ -61,6 +61,7 @@ _EXPORTS = {
     "Runtime": "runtime",
     "RuntimeConfig": "config",
     "SELFTEST_FILE": "package",
+    "SESSION_GAP_S": "events",
     "SandboxCrashError": "errors",
     "SandboxUnavailableError": "errors",
     "Scene": "scene",

@@ -22,6 +22,11 @@ VIEW_FIELDS: tuple[str, ...] = (
     "size_bytes",
 )
 
+#: A pause longer than this between one view's end and a user's next view starts a new sitting
+#: (session): the watch_time scene's features count position and time within one, and the
+#: simulator cuts held-out logs into the sittings it replays at the same gap.
+SESSION_GAP_S = 1800.0
+
 
 @dataclass(frozen=True, slots=True)
 class View:

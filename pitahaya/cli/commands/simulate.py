@@ -16,7 +16,7 @@ from pitahaya.cli._common import REPO_ROOT, artifact_root, console, default_data
 from pitahaya.cli._options import DataDir, JsonFlag
 
 if TYPE_CHECKING:
-    from pitahaya.training.simulation import ModelPolicy, Session, Trace
+    from pitahaya.simulation import ModelPolicy, Session, Trace
 
 app = typer.Typer()
 
@@ -37,8 +37,21 @@ def default_datasets() -> Path:
     return Path(os.environ.get("PITAHAYA_DATASETS", REPO_ROOT.parent / "shared" / "data"))
 
 
+def default_generated_sessions() -> list[Session]:
+    """``--sessions generated``: the held-out sessions of a generated 20,000-view log of 200 users (seed 7).
+
+    The simulator takes the log from its caller (it does not depend on the training library);
+    the period it replays is the one the training job's time split would hold out of that log.
+    """
+    from pitahaya.simulation import generated_sessions
+    from pitahaya.training import GeneratorConfig, generate_views, held_out_from
+
+    views = generate_views(GeneratorConfig(n_views=20_000, n_users=200, seed=7))
+    return generated_sessions(views, test_from=held_out_from(views))
+
+
 def _sessions(source: SessionSource, datasets: Path, bitrate_bps: float, max_sessions: int | None) -> list[Session]:
-    from pitahaya.training.simulation import at_bitrate, dashlet_sessions, generated_sessions, kuairand_sessions
+    from pitahaya.simulation import at_bitrate, dashlet_sessions, kuairand_sessions
 
     if source is SessionSource.kuairand:
         found = kuairand_sessions(datasets / "kuairand-27k-likehate-subset", bitrate_bps=bitrate_bps)
@@ -46,12 +59,12 @@ def _sessions(source: SessionSource, datasets: Path, bitrate_bps: float, max_ses
         count = max_sessions or 200
         found = dashlet_sessions(datasets / "dashlet-swipe-curves", sessions=count, bitrate_bps=bitrate_bps)
     else:
-        found = generated_sessions()
+        found = default_generated_sessions()
     return at_bitrate(found[:max_sessions], bitrate_bps)
 
 
 def _networks(source: NetworkSource, datasets: Path) -> dict[str, list[Trace]]:
-    from pitahaya.training.simulation import TRACE_CLASSES, generated_traces, mmgc_traces
+    from pitahaya.simulation import TRACE_CLASSES, generated_traces, mmgc_traces
 
     if source is NetworkSource.mmgc:
         return {c: mmgc_traces(datasets / "mmgc-network-traces", c) for c in TRACE_CLASSES}
@@ -60,7 +73,7 @@ def _networks(source: NetworkSource, datasets: Path) -> dict[str, list[Trace]]:
 
 def _model(package: Path | None, registry: str | None, trusted_root: Path | None, cache: Path) -> ModelPolicy | None:
     """The model policy on a local archive, or on the one a registry releases (pulled through TUF)."""
-    from pitahaya.training.simulation import ModelPolicy, local_runtime_factory, pull_package
+    from pitahaya.simulation import ModelPolicy, local_runtime_factory, pull_package
 
     if package is not None and registry is not None:
         raise ValueError("give --package or --registry, not both")
@@ -131,8 +144,8 @@ def simulate(
     and its frontier plot are logged to MLflow.
     """
     from pitahaya.client_runtime import UpdateError
-    from pitahaya.training.simulation import SimulationConfig, SimulationError, log_simulation
-    from pitahaya.training.simulation import simulate as run_simulation
+    from pitahaya.simulation import SimulationConfig, SimulationError, log_simulation
+    from pitahaya.simulation import simulate as run_simulation
 
     margins = tuple(sorted({1.0, *(margin or ())}))
     config = SimulationConfig(

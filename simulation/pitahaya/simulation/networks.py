@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pitahaya.training.simulation.errors import NetworkSourceError
+from pitahaya.simulation.errors import NetworkSourceError
 
 #: Trace classes of the MMGC challenge, in its order.
 TRACE_CLASSES: tuple[str, ...] = ("high", "medium", "low", "mixed")
@@ -43,14 +43,10 @@ class Trace:
 
 def _check_class(trace_class: str) -> None:
     if trace_class not in TRACE_CLASSES:
-        raise NetworkSourceError(
-            f"unknown trace class {trace_class!r}; expected one of {', '.join(TRACE_CLASSES)}"
-        )
+        raise NetworkSourceError(f"unknown trace class {trace_class!r}; expected one of {', '.join(TRACE_CLASSES)}")
 
 
-def generated_traces(
-    trace_class: str, count: int = 20, *, seed: int = 0, samples: int = 5880
-) -> list[Trace]:
+def generated_traces(trace_class: str, count: int = 20, *, seed: int = 0, samples: int = 5880) -> list[Trace]:
     """Seeded traces shaped like the MMGC ones: log-normal AR(1) bandwidth at 0.5 s steps.
 
     Each trace fluctuates around its class mean (per trace in 1.0-3.6 Mbps for ``mixed``) with
@@ -102,17 +98,11 @@ def mmgc_traces(root: str | Path, trace_class: str) -> list[Trace]:
             or np.any(data[:, 1] < 0)
             or not np.any(data[:, 1] > 0)
         ):
-            raise NetworkSourceError(
-                f"{path}: expected two finite columns and non-negative, not all-zero bandwidth"
-            )
+            raise NetworkSourceError(f"{path}: expected two finite columns and non-negative, not all-zero bandwidth")
         step = float(np.median(np.diff(data[:, 0])))
         if step <= 0:
             raise NetworkSourceError(f"{path}: times must increase")
-        traces.append(
-            Trace(
-                f"mmgc/{trace_class}/{path.name}", trace_class, data[:, 1] * 1e6, step
-            )
-        )
+        traces.append(Trace(f"mmgc/{trace_class}/{path.name}", trace_class, data[:, 1] * 1e6, step))
     if not traces:
         raise NetworkSourceError(f"no trace files in {folder}")
     return traces

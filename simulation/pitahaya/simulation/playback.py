@@ -4,24 +4,27 @@ All lanes advance in lockstep, one time step at a time, as NumPy arrays (a lane 
 playing its sessions back to back over its own bandwidth trace), so a step costs the same few
 array operations for one lane or a thousand. Policies are asked only when a user swipes.
 
-One step of ``dt_s`` seconds, for every lane:
+`play` steps a `_Playback` (the run's state) until every lane is done; one step of ``dt_s``
+seconds is, for every lane, these methods in order:
 
-1. **Start / resume.** A video that is waiting starts once ``startup_s`` seconds of it (or the
-   whole file) are downloaded; a stalled video resumes once as much is buffered ahead of the
-   playhead. A video that could not start the moment it became current is a *slow start*.
-2. **Download** ``bandwidth x dt`` bytes, in priority order: the playing (or waiting) video up
-   to its buffer-ahead target, then the preload targets of the next videos *in play order*,
-   each filled before the next gets a byte. Buffer-ahead target: ``max(floor, min(buffer_ahead_s,
-   watch_limit - position))`` seconds of content ahead of the playhead, so a policy that expects
-   the user to leave early stops buffering what will never be watched; but the player's full
-   ``buffer_ahead_s`` once the playhead passes the limit (the user outlived the prediction) or
-   while its bandwidth meter (an exponential average of the link's speed over ``meter_s``)
-   reads less than the decision's ``min_throughput_bps``.
-3. **Play** up to ``dt_s`` seconds; running out of buffered content mid-step is a *stall* (the
-   rest of the step is stall time). A waiting step counts as start-up wait, a stalled step as
-   stall time. Replays past the end of a video need no more bytes.
-4. **Swipe** when the user's watch time is reached: the next video becomes current (its bytes
-   so far are its *preload*), and the policy decides again.
+1. **Start / resume** (`_start`; `_start_late` for bytes that arrive mid-step). A video that is
+   waiting starts once ``startup_s`` seconds of it (or the whole file) are downloaded; a stalled
+   video resumes once as much is buffered ahead of the playhead. A video that could not start
+   the moment it became current is a *slow start*.
+2. **Download** (`_fetch`, `_fill_preloads`) ``bandwidth x dt`` bytes, in priority order: the
+   playing (or waiting) video up to its buffer-ahead target, then the preload targets of the
+   next videos *in play order*, each filled before the next gets a byte. Buffer-ahead target:
+   ``max(floor, min(buffer_ahead_s, watch_limit - position))`` seconds of content ahead of the
+   playhead, so a policy that expects the user to leave early stops buffering what will never
+   be watched; but the player's full ``buffer_ahead_s`` once the playhead passes the limit (the
+   user outlived the prediction) or while its bandwidth meter (an exponential average of the
+   link's speed over ``meter_s``) reads less than the decision's ``min_throughput_bps``.
+3. **Play** (`_play`, `_count_idle_step`) up to ``dt_s`` seconds; running out of buffered
+   content mid-step is a *stall* (the rest of the step is stall time). A waiting step counts as
+   start-up wait, a stalled step as stall time. Replays past the end of a video need no more
+   bytes.
+4. **Swipe** (`_swipe`) when the user's watch time is reached: the next video becomes current
+   (its bytes so far are its *preload*), and the policy decides again (`_start_view`).
 
 Events land on step boundaries, so results converge as ``dt_s`` shrinks; a test pins that
 halving the default step moves no headline figure by more than 1%.
@@ -35,14 +38,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from pitahaya.training.simulation.networks import Trace
-from pitahaya.training.simulation.sessions import Session
+from pitahaya.simulation.networks import Trace
+from pitahaya.simulation.sessions import Session
 
 _WAITING, _PLAYING, _STALLED = 0, 1, 2
 #: A file this close to complete is complete (float sums of byte counts may miss by an ulp).
 _BYTE_TOLERANCE = 1e-3
-#: ... and so are times this close (seconds).
+#: ... and so are times this close (seconds): a playhead this close to the watch time swipes.
 _TIME_TOLERANCE = 1e-9
+#: Link speed (bytes/s) divided by when a dead link (0 B/s) delivers a start mid-step: the
+#: quotient is clipped to the step anyway, so only the division by zero is avoided.
+_SPEED_FLOOR = 1e-12
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,7 @@ class PlaybackConfig:
             and self.lookahead >= 1
             and self.meter_s > 0
         ):
-            raise ValueError(
-                "need dt_s > 0, startup_s >= 0, buffer_ahead_s > 0, lookahead >= 1 and meter_s > 0"
-            )
+            raise ValueError("need dt_s > 0, startup_s >= 0, buffer_ahead_s > 0, lookahead >= 1 and meter_s > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,204 +170,317 @@ def play(
         One row per video played.
 
     Raises:
-        ValueError: lanes and traces differ in number, or a lane has no views.
+        ValueError: no lane, lanes and traces differ in number, or a lane has no views.
     """
     if len(lanes) != len(traces):
         raise ValueError(f"{len(lanes)} lanes but {len(traces)} traces")
-    if any(not s.views for lane in lanes for s in lane) or any(
-        not lane for lane in lanes
-    ):
-        raise ValueError(
-            "every lane needs at least one session and every session at least one view"
+    if not lanes or any(not lane for lane in lanes) or any(not s.views for lane in lanes for s in lane):
+        raise ValueError("need a lane, every lane needs at least one session and every session at least one view")
+    offsets = np.zeros(len(lanes)) if offsets_s is None else np.asarray(offsets_s, dtype=np.float64)
+    return _Playback(_Feeds.of(lanes, config.startup_s), _Links(traces, offsets), policy, config).run(lanes)
+
+
+@dataclass(frozen=True, eq=False)
+class _Feeds:
+    """Every lane's videos back to back, as (lane x slot) arrays fixed for the run.
+
+    Slot ``n_max`` is a sink of size 0: preload window slots past a session's end and finished
+    lanes point at it, so a step is the same array operations for every lane.
+
+    Attributes:
+        counts: Videos per lane.
+        duration: Length of each video (s); 1 where no video is.
+        size: File size (bytes).
+        watch: Seconds the user watches.
+        rate: Byte rate (size / duration).
+        threshold: Bytes needed before the video starts (``startup_s`` of it, or the whole file).
+        needed: Bytes the user plays (``min(watch, duration) x rate``, at most the file).
+        session_of: Global session number (order of the lanes, then of their sessions).
+        local_index: Position of the video in its session.
+        session_last: Slot of the last video of the video's session.
+    """
+
+    counts: np.ndarray
+    duration: np.ndarray
+    size: np.ndarray
+    watch: np.ndarray
+    rate: np.ndarray
+    threshold: np.ndarray
+    needed: np.ndarray
+    session_of: np.ndarray
+    local_index: np.ndarray
+    session_last: np.ndarray
+
+    @property
+    def n_max(self) -> int:
+        """The sink's slot (the most videos of a lane)."""
+        return self.size.shape[1] - 1
+
+    @classmethod
+    def of(cls, lanes: Sequence[Sequence[Session]], startup_s: float) -> _Feeds:
+        counts = np.array([sum(len(s.views) for s in lane) for lane in lanes])
+        shape = (len(lanes), int(counts.max()) + 1)
+        duration, size, watch = np.ones(shape), np.zeros(shape), np.zeros(shape)
+        session_of = np.full(shape, -1, dtype=np.int64)
+        local_index = np.zeros(shape, dtype=np.int64)
+        session_last = np.zeros(shape, dtype=np.int64)
+        number = 0
+        for r, lane in enumerate(lanes):
+            j = 0
+            for sess in lane:
+                k = len(sess.views)
+                duration[r, j : j + k] = [v.duration_s for v in sess.views]
+                size[r, j : j + k] = [v.size_bytes for v in sess.views]
+                watch[r, j : j + k] = [v.watch_s for v in sess.views]
+                session_of[r, j : j + k] = number
+                local_index[r, j : j + k] = np.arange(k)
+                session_last[r, j : j + k] = j + k - 1
+                number += 1
+                j += k
+        rate = size / duration  # 0 in the sink
+        return cls(
+            counts=counts,
+            duration=duration,
+            size=size,
+            watch=watch,
+            rate=rate,
+            threshold=np.minimum(size, startup_s * rate),
+            needed=np.minimum(size, rate * np.minimum(watch, duration)),
+            session_of=session_of,
+            local_index=local_index,
+            session_last=session_last,
         )
-    n_lanes = len(lanes)
-    offsets = (
-        np.zeros(n_lanes)
-        if offsets_s is None
-        else np.asarray(offsets_s, dtype=np.float64)
-    )
-    dt, look = config.dt_s, config.lookahead
 
-    # Flatten each lane's sessions; column n_max is a sink for out-of-range window slots.
-    counts = np.array([sum(len(s.views) for s in lane) for lane in lanes])
-    n_max = int(counts.max()) if n_lanes else 0
-    shape = (n_lanes, n_max + 1)
-    duration, size, watch = np.ones(shape), np.zeros(shape), np.zeros(shape)
-    session_of = np.full(shape, -1, dtype=np.int64)
-    local_index = np.zeros(shape, dtype=np.int64)
-    session_last = np.zeros(
-        shape, dtype=np.int64
-    )  # index of the last video of each video's session
-    number = 0
-    for r, lane in enumerate(lanes):
-        j = 0
-        for sess in lane:
-            k = len(sess.views)
-            duration[r, j : j + k] = [v.duration_s for v in sess.views]
-            size[r, j : j + k] = [v.size_bytes for v in sess.views]
-            watch[r, j : j + k] = [v.watch_s for v in sess.views]
-            session_of[r, j : j + k] = number
-            local_index[r, j : j + k] = np.arange(k)
-            session_last[r, j : j + k] = j + k - 1
-            number += 1
-            j += k
-    rate = size / duration  # 0 in the sink column
-    threshold = np.minimum(size, config.startup_s * rate)
-    needed = np.minimum(size, rate * np.minimum(watch, duration))
 
-    # Bandwidth samples (bytes/s), padded by tiling to one width.
-    width = max(len(t.bandwidth_bps) for t in traces)
-    bw = np.empty((n_lanes, width))
-    trace_len = np.array([len(t.bandwidth_bps) for t in traces])
-    for r, t in enumerate(traces):
-        bw[r] = np.resize(np.asarray(t.bandwidth_bps, dtype=np.float64) / 8.0, width)
-    trace_step = np.array([t.step_s for t in traces])
-    rows = np.arange(n_lanes)
+class _Links:
+    """Each lane's bandwidth trace in bytes/s, tiled to one width, read from the lane's offset on."""
 
-    def link_speed(t: float) -> np.ndarray:
+    def __init__(self, traces: Sequence[Trace], offsets: np.ndarray) -> None:
+        width = max(len(t.bandwidth_bps) for t in traces)
+        self.bytes_per_s = np.empty((len(traces), width))
+        for r, t in enumerate(traces):
+            self.bytes_per_s[r] = np.resize(np.asarray(t.bandwidth_bps, dtype=np.float64) / 8.0, width)
+        self.length = np.array([len(t.bandwidth_bps) for t in traces])
+        self.step_s = np.array([t.step_s for t in traces])
+        self.offsets = offsets
+        self.rows = np.arange(len(traces))
+
+    def speed_at(self, t: float) -> np.ndarray:
         """Each lane's link speed (bytes/s) at simulated time ``t``."""
-        return bw[rows, ((t + offsets) / trace_step).astype(np.int64) % trace_len]
+        return self.bytes_per_s[self.rows, ((t + self.offsets) / self.step_s).astype(np.int64) % self.length]
 
-    downloaded = np.zeros(shape)
-    target = np.zeros(shape)  # preload targets
-    preloaded = np.zeros(shape)
-    wait = np.zeros(shape)
-    stall = np.zeros(shape)
-    stalls = np.zeros(shape, dtype=np.int64)
-    cur = np.zeros(n_lanes, dtype=np.int64)
-    pos = np.zeros(n_lanes)
-    state = np.full(n_lanes, _WAITING)
-    limit = np.full(n_lanes, math.inf)
-    floor = np.zeros(n_lanes)
-    min_meter = np.zeros(n_lanes)  # bytes/s
-    meter = link_speed(0.0)
-    meter_keep = math.exp(-dt / config.meter_s)
-    done = counts == 0
-    sim_time = np.zeros(n_lanes)
-    window = np.arange(1, look + 1)
-    session_counter = [0] * n_lanes
 
-    policy.begin(lanes)
+@dataclass(frozen=True, slots=True)
+class _Current:
+    """The video each lane is on during one step (the sink once done: ``rate`` 1 there, not 0)."""
 
-    def decide(r: int) -> None:
-        j = int(cur[r])
-        preloaded[r, j] = downloaded[r, j]
-        decision = policy.decide(r, session_counter[r], int(local_index[r, j]))
-        last = int(session_last[r, j])
-        ahead = decision.preload_bytes[: min(look, last - j)]
-        target[r, j + 1 : j + 1 + look] = 0.0
+    col: np.ndarray
+    rate: np.ndarray
+    size: np.ndarray
+    duration: np.ndarray
+    threshold: np.ndarray
+    watch: np.ndarray
+
+
+class _Playback:
+    """One lockstep run: what each video got so far and each lane's player.
+
+    Per video (lane x slot, see `_Feeds`): bytes downloaded, preload target, preload at the
+    swipe, start-up wait, stall time and count. Per lane: the current slot, the playhead, the
+    player state (waiting -> playing <-> stalled; a swipe makes the next video waiting), the
+    current decision's buffer cap (``limit``, ``floor``, ``min_meter``), the bandwidth meter,
+    whether the lane is done and its simulated time.
+    """
+
+    def __init__(self, feeds: _Feeds, links: _Links, policy: Policy, config: PlaybackConfig) -> None:
+        self.feeds, self.links, self.policy, self.config = feeds, links, policy, config
+        n_lanes, shape = len(feeds.counts), feeds.size.shape
+        self.rows = np.arange(n_lanes)
+        self.window = np.arange(1, config.lookahead + 1)
+        self.downloaded, self.target, self.preloaded = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        self.wait, self.stall, self.stalls = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        self.cur = np.zeros(n_lanes, dtype=np.int64)
+        self.pos = np.zeros(n_lanes)
+        self.state = np.full(n_lanes, _WAITING)
+        self.limit = np.full(n_lanes, math.inf)
+        self.floor = np.zeros(n_lanes)
+        self.min_meter = np.zeros(n_lanes)  # bytes/s
+        self.meter = links.speed_at(0.0)
+        self.meter_keep = math.exp(-config.dt_s / config.meter_s)
+        self.done = feeds.counts == 0
+        self.sim_time = np.zeros(n_lanes)
+        self.session_counter = [0] * n_lanes
+        self.steps = 0
+
+    def run(self, lanes: Sequence[Sequence[Session]]) -> PlaybackLog:
+        """Play ``lanes`` (the sessions ``feeds`` was built from) to the end."""
+        self.policy.begin(lanes)
+        for r in range(len(lanes)):
+            self._start_view(r)
+        while not self.done.all():
+            self._step()
+        return self._log()
+
+    def _start_view(self, r: int) -> None:
+        """Lane ``r``'s current video just became current: its preload is final, the policy decides."""
+        j, look = int(self.cur[r]), self.config.lookahead
+        self.preloaded[r, j] = self.downloaded[r, j]
+        decision = self.policy.decide(r, self.session_counter[r], int(self.feeds.local_index[r, j]))
+        ahead = decision.preload_bytes[: min(look, int(self.feeds.session_last[r, j]) - j)]
+        self.target[r, j + 1 : j + 1 + look] = 0.0
         if ahead:
-            target[r, j + 1 : j + 1 + len(ahead)] = np.minimum(
-                ahead, size[r, j + 1 : j + 1 + len(ahead)]
+            self.target[r, j + 1 : j + 1 + len(ahead)] = np.minimum(
+                ahead, self.feeds.size[r, j + 1 : j + 1 + len(ahead)]
             )
-        limit[r], floor[r] = decision.watch_limit_s, decision.buffer_floor_s
-        min_meter[r] = decision.min_throughput_bps / 8.0
+        self.limit[r], self.floor[r] = decision.watch_limit_s, decision.buffer_floor_s
+        self.min_meter[r] = decision.min_throughput_bps / 8.0
 
-    for r in range(n_lanes):
-        decide(r)
+    def _step(self) -> None:
+        active = ~self.done
+        now = self._current()
+        before = self.downloaded[self.rows, now.col]
+        self._start(now, active, before)
+        speed = np.where(active, self.links.speed_at(self.steps * self.config.dt_s), 0.0)
+        resume_at = self._fetch(now, before, speed)
+        late, offset = self._start_late(now, active, before, speed, resume_at)
+        playing, starved = self._play(now, active, offset)
+        self._count_idle_step(now, active, late, starved)
+        self.steps += 1
+        self.sim_time[active] = self.steps * self.config.dt_s
+        self._swipe(now, playing)
 
-    step = 0
-    while not done.all():
-        active = ~done
-        t = step * dt
-        c = np.minimum(cur, n_max)
-        d_c, rate_c, size_c, dur_c = (
-            downloaded[rows, c],
-            rate[rows, c],
-            size[rows, c],
-            duration[rows, c],
+    def _current(self) -> _Current:
+        col = np.minimum(self.cur, self.feeds.n_max)
+        f, rows = self.feeds, self.rows
+        rate = f.rate[rows, col]
+        return _Current(
+            col=col,
+            rate=np.where(rate > 0, rate, 1.0),
+            size=f.size[rows, col],
+            duration=f.duration[rows, col],
+            threshold=f.threshold[rows, col],
+            watch=f.watch[rows, col],
         )
-        rate_c = np.where(
-            rate_c > 0, rate_c, 1.0
-        )  # finished lanes sit on the empty sink column
-        # 1. start / resume
-        starting = (
-            active & (state == _WAITING) & (d_c >= threshold[rows, c] - _BYTE_TOLERANCE)
-        )
-        ahead_s = np.where(d_c >= size_c - _BYTE_TOLERANCE, np.inf, d_c / rate_c - pos)
+
+    def _start(self, now: _Current, active: np.ndarray, have: np.ndarray) -> None:
+        """A waiting video with its start-up bytes starts; a stalled one with ``startup_s`` buffered resumes."""
+        starting = active & (self.state == _WAITING) & (have >= now.threshold - _BYTE_TOLERANCE)
+        ahead_s = np.where(have >= now.size - _BYTE_TOLERANCE, np.inf, have / now.rate - self.pos)
         resuming = (
             active
-            & (state == _STALLED)
-            & (ahead_s >= np.minimum(config.startup_s, dur_c - pos) - _TIME_TOLERANCE)
+            & (self.state == _STALLED)
+            & (ahead_s >= np.minimum(self.config.startup_s, now.duration - self.pos) - _TIME_TOLERANCE)
         )
-        state[starting | resuming] = _PLAYING
-        # 2. download: playing video first, then the preload window in order
-        speed = np.where(active, link_speed(t), 0.0)
-        budget = speed * dt
-        d_before = d_c
-        meter = meter_keep * meter + (1.0 - meter_keep) * speed
-        capped = (pos < limit) & (meter >= min_meter)
+        self.state[starting | resuming] = _PLAYING
+
+    def _fetch(self, now: _Current, have: np.ndarray, speed: np.ndarray) -> np.ndarray:
+        """Download this step's bytes: the current video up to its buffer target, the rest to preloads.
+
+        Returns each current video's resume point (bytes it needs before a stall ends).
+        """
+        config = self.config
+        budget = speed * config.dt_s
+        self.meter = self.meter_keep * self.meter + (1.0 - self.meter_keep) * speed
+        capped = (self.pos < self.limit) & (self.meter >= self.min_meter)
         buffer_s = np.where(
-            capped, np.maximum(floor, np.minimum(config.buffer_ahead_s, limit - pos)), config.buffer_ahead_s
+            capped,
+            np.maximum(self.floor, np.minimum(config.buffer_ahead_s, self.limit - self.pos)),
+            config.buffer_ahead_s,
         )
-        want = rate_c * (np.minimum(pos, dur_c) + buffer_s)
-        want = np.where(state == _WAITING, np.maximum(want, threshold[rows, c]), want)
-        resume_at = rate_c * (np.minimum(pos, dur_c) + config.startup_s)
-        want = np.minimum(
-            size_c, np.where(state == _STALLED, np.maximum(want, resume_at), want)
-        )
-        give = np.clip(want - d_c, 0.0, budget)
-        downloaded[rows, c] += give
-        budget -= give
-        cols = c[:, None] + window
-        cols = np.where(cols <= session_last[rows, c][:, None], cols, n_max)
-        deficit = np.clip(
-            target[rows[:, None], cols] - downloaded[rows[:, None], cols], 0.0, None
-        )
+        played_to = np.minimum(self.pos, now.duration)
+        want = now.rate * (played_to + buffer_s)
+        want = np.where(self.state == _WAITING, np.maximum(want, now.threshold), want)
+        resume_at = now.rate * (played_to + config.startup_s)
+        want = np.minimum(now.size, np.where(self.state == _STALLED, np.maximum(want, resume_at), want))
+        give = np.clip(want - have, 0.0, budget)
+        self.downloaded[self.rows, now.col] += give
+        self._fill_preloads(now, budget - give)
+        return resume_at
+
+    def _fill_preloads(self, now: _Current, spare: np.ndarray) -> None:
+        """Spend ``spare`` bytes on the next videos' preload targets, in play order, each filled before the next."""
+        n_max, rows = self.feeds.n_max, self.rows[:, None]
+        cols = now.col[:, None] + self.window
+        cols = np.where(cols <= self.feeds.session_last[self.rows, now.col][:, None], cols, n_max)
+        deficit = np.clip(self.target[rows, cols] - self.downloaded[rows, cols], 0.0, None)
         deficit[cols == n_max] = 0.0
         before = np.cumsum(deficit, axis=1) - deficit
-        downloaded[rows[:, None], cols] += np.clip(
-            budget[:, None] - before, 0.0, deficit
-        )
-        # 1b. a video whose start (or resume) bytes arrived during this step plays from that moment:
-        # the playing video is downloaded first, at the full speed, so the moment is deficit / speed.
-        d_c = downloaded[rows, c]
-        ready_at = np.minimum(np.where(state == _WAITING, threshold[rows, c], resume_at), size_c)
-        late = active & (state != _PLAYING) & (d_c >= ready_at - _BYTE_TOLERANCE)
-        offset = np.where(late, np.clip((ready_at - d_before) / np.maximum(speed, 1e-12), 0.0, dt), 0.0)
-        wait[rows, c] += np.where(late & (state == _WAITING), offset, 0.0)
-        stall[rows, c] += np.where(late & (state == _STALLED), offset, 0.0)
-        state[late] = _PLAYING
-        # 3. play for what is left of the step
-        playing = active & (state == _PLAYING)
-        span = dt - offset
-        avail = np.where(d_c >= size_c - _BYTE_TOLERANCE, np.inf, d_c / rate_c - pos)
-        remaining = watch[rows, c] - pos
+        self.downloaded[rows, cols] += np.clip(spare[:, None] - before, 0.0, deficit)
+
+    def _start_late(
+        self, now: _Current, active: np.ndarray, had: np.ndarray, speed: np.ndarray, resume_at: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A video whose start (or resume) bytes arrived during this step plays from that moment.
+
+        The current video is downloaded first, at the link's full speed, so the moment is the
+        missing bytes over the speed; until then the step counts as wait (or stall).
+
+        Returns:
+            Which lanes started late, and the offset into the step at which each did (0 elsewhere).
+        """
+        have = self.downloaded[self.rows, now.col]
+        ready_at = np.minimum(np.where(self.state == _WAITING, now.threshold, resume_at), now.size)
+        late = active & (self.state != _PLAYING) & (have >= ready_at - _BYTE_TOLERANCE)
+        dt = self.config.dt_s
+        offset = np.where(late, np.clip((ready_at - had) / np.maximum(speed, _SPEED_FLOOR), 0.0, dt), 0.0)
+        self.wait[self.rows, now.col] += np.where(late & (self.state == _WAITING), offset, 0.0)
+        self.stall[self.rows, now.col] += np.where(late & (self.state == _STALLED), offset, 0.0)
+        self.state[late] = _PLAYING
+        return late, offset
+
+    def _play(self, now: _Current, active: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Play what is left of the step; running out of buffered content mid-step is a stall.
+
+        Returns:
+            Which lanes played this step, and which of them stalled.
+        """
+        have = self.downloaded[self.rows, now.col]
+        playing = active & (self.state == _PLAYING)
+        span = self.config.dt_s - offset
+        avail = np.where(have >= now.size - _BYTE_TOLERANCE, np.inf, have / now.rate - self.pos)
+        remaining = now.watch - self.pos
         played = np.where(playing, np.clip(np.minimum(remaining, avail), 0.0, span), 0.0)
         starved = playing & (avail < np.minimum(span, remaining) - _TIME_TOLERANCE)
-        pos += played
-        state[starved] = _STALLED
-        stalls[rows[starved], c[starved]] += 1
-        stall[rows, c] += np.where(starved, span - played, 0.0)
-        stall[rows, c] += np.where(active & (state == _STALLED) & ~starved & ~late, dt, 0.0)
-        wait[rows, c] += np.where(active & (state == _WAITING), dt, 0.0)
-        step += 1
-        sim_time[active] = step * dt
-        # 4. swipe
-        for r in np.flatnonzero(playing & (pos >= watch[rows, c] - 1e-9)):
-            j = int(cur[r])
-            if j == session_last[r, j]:
-                policy.end(r, session_counter[r])
-                session_counter[r] += 1
-            cur[r], pos[r], state[r] = j + 1, 0.0, _WAITING
-            if j + 1 >= counts[r]:
-                done[r] = True
-            else:
-                decide(r)
+        self.pos += played
+        self.state[starved] = _STALLED
+        self.stalls[self.rows[starved], now.col[starved]] += 1
+        self.stall[self.rows, now.col] += np.where(starved, span - played, 0.0)
+        return playing, starved
 
-    keep = session_of >= 0
-    lane_of = np.broadcast_to(rows[:, None], shape)
-    return PlaybackLog(
-        lane=lane_of[keep],
-        session=session_of[keep],
-        size_bytes=size[keep],
-        needed_bytes=needed[keep],
-        preloaded_bytes=preloaded[keep],
-        downloaded_bytes=downloaded[keep],
-        wait_s=wait[keep],
-        stall_s=stall[keep],
-        stalls=stalls[keep],
-        played_s=watch[keep],
-        bitrate_bps=(rate * 8.0)[keep],
-        sim_time_s=sim_time,
-    )
+    def _count_idle_step(self, now: _Current, active: np.ndarray, late: np.ndarray, starved: np.ndarray) -> None:
+        """A lane stalled (or waiting) for the whole step adds the step to its stall (or wait)."""
+        dt, stalled = self.config.dt_s, self.state == _STALLED
+        self.stall[self.rows, now.col] += np.where(active & stalled & ~starved & ~late, dt, 0.0)
+        self.wait[self.rows, now.col] += np.where(active & (self.state == _WAITING), dt, 0.0)
+
+    def _swipe(self, now: _Current, playing: np.ndarray) -> None:
+        """Lanes whose user reached the watch time move to the next video (or are done)."""
+        for r in np.flatnonzero(playing & (self.pos >= now.watch - _TIME_TOLERANCE)).tolist():
+            j = int(self.cur[r])
+            if j == self.feeds.session_last[r, j]:
+                self.policy.end(r, self.session_counter[r])
+                self.session_counter[r] += 1
+            self.cur[r], self.pos[r], self.state[r] = j + 1, 0.0, _WAITING
+            if j + 1 >= self.feeds.counts[r]:
+                self.done[r] = True
+            else:
+                self._start_view(r)
+
+    def _log(self) -> PlaybackLog:
+        f = self.feeds
+        keep = f.session_of >= 0
+        lane_of = np.broadcast_to(self.rows[:, None], f.size.shape)
+        return PlaybackLog(
+            lane=lane_of[keep],
+            session=f.session_of[keep],
+            size_bytes=f.size[keep],
+            needed_bytes=f.needed[keep],
+            preloaded_bytes=self.preloaded[keep],
+            downloaded_bytes=self.downloaded[keep],
+            wait_s=self.wait[keep],
+            stall_s=self.stall[keep],
+            stalls=self.stalls[keep],
+            played_s=f.watch[keep],
+            bitrate_bps=(f.rate * 8.0)[keep],
+            sim_time_s=self.sim_time,
+        )

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pitahaya.client_runtime import (
+    FIXED_BYTES,
+    FIXED_COUNT,
     Candidate,
     Decision,
     Isolation,
@@ -32,11 +34,8 @@ from pitahaya.client_runtime import (
     Runtime,
     View,
 )
-from pitahaya.training.simulation.playback import PlayDecision
-from pitahaya.training.simulation.sessions import Session
-
-#: Fixed policy of the industry (and the runtime's default): the next 3 videos, 800 KB each.
-FIXED_COUNT, FIXED_BYTES = 3, 800_000
+from pitahaya.simulation.playback import PlayDecision
+from pitahaya.simulation.sessions import Session
 
 
 def _startup_bytes(c: Candidate, startup_s: float) -> int:
@@ -44,7 +43,11 @@ def _startup_bytes(c: Candidate, startup_s: float) -> int:
 
 
 class FixedPolicy:
-    """Preload ``count`` x ``bytes``; buffer the playing video the player's full buffer-ahead."""
+    """Preload ``count`` x ``size_bytes``; buffer the playing video the player's full buffer-ahead.
+
+    The defaults are every device's default policy (`pitahaya.client_runtime.FIXED_COUNT` x
+    `FIXED_BYTES`: the industry's 3 x 800 KB), the baseline every other policy is compared to.
+    """
 
     def __init__(self, count: int = FIXED_COUNT, size_bytes: int = FIXED_BYTES) -> None:
         self.name = "fixed"

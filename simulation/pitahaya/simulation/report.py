@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from pitahaya.training.simulation.playback import PlaybackLog
+from pitahaya.simulation.playback import PlaybackLog
 
 #: Per-session figures, in report order.
 METRICS: tuple[str, ...] = (
@@ -97,15 +97,11 @@ def describe(figures: SessionFigures, seed: int = 0) -> dict[str, dict[str, floa
             "ci_high": float(hi),
         }
     views = figures.values["views"].sum()
-    out["slow_starts"]["per_view"] = (
-        float(figures.values["slow_starts"].sum() / views) if views else 0.0
-    )
+    out["slow_starts"]["per_view"] = float(figures.values["slow_starts"].sum() / views) if views else 0.0
     return out
 
 
-def versus(
-    policy: SessionFigures, baseline: SessionFigures, seed: int = 0
-) -> dict[str, dict[str, float]]:
+def versus(policy: SessionFigures, baseline: SessionFigures, seed: int = 0) -> dict[str, dict[str, float | None]]:
     """The seed's table: relative change of each total vs the baseline, with a paired bootstrap CI.
 
     A change of -0.25 means 25% less than the baseline. Undefined (baseline total 0) is None.
@@ -137,9 +133,7 @@ def versus(
     return out
 
 
-def frontier_plot(
-    points: Mapping[str, list[tuple[float, float, float]]], path: str
-) -> None:
+def frontier_plot(points: Mapping[str, list[tuple[float, float, float]]], path: str) -> None:
     """Total bytes saved vs slow-start change across aggressiveness, one line per policy (PNG, Agg).
 
     Args:

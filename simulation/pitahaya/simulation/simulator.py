@@ -2,7 +2,7 @@
 
 Workflow::
 
-    sessions = at_bitrate(generated_sessions(), 1_000_000)          # or kuairand_/dashlet_sessions
+    sessions = at_bitrate(generated_sessions(log, test_from=cut), 1_000_000)  # or kuairand_/dashlet_sessions
     networks = {c: generated_traces(c) for c in TRACE_CLASSES}      # or mmgc_traces(root, c)
     model = ModelPolicy(local_runtime_factory(archive, cache))      # or pull_package(...) first
     result = simulate(sessions, networks, model=model)
@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pitahaya.training.simulation.networks import Trace
-from pitahaya.training.simulation.playback import (
+from pitahaya.simulation.networks import Trace
+from pitahaya.simulation.playback import (
     PlaybackConfig,
     PlaybackLog,
     PlayDecision,
     Policy,
     play,
 )
-from pitahaya.training.simulation.policies import FixedPolicy, ModelPolicy, OraclePolicy
-from pitahaya.training.simulation.report import (
+from pitahaya.simulation.policies import FixedPolicy, ModelPolicy, OraclePolicy
+from pitahaya.simulation.report import (
     SessionFigures,
     describe,
     frontier_plot,
@@ -43,7 +43,7 @@ from pitahaya.training.simulation.report import (
     versus,
     versus_plot,
 )
-from pitahaya.training.simulation.sessions import Session
+from pitahaya.simulation.sessions import Session
 
 #: Margins swept for the frontier plot (1.0 is the headline policy).
 DEFAULT_MARGINS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0)
@@ -108,9 +108,7 @@ class SimulationResult:
                         if r["change"] is None
                         else f"{100 * r['change']:+.1f}% [{100 * r['ci_low']:+.0f},{100 * r['ci_high']:+.0f}]"
                     )
-                lines.append(
-                    f"{policy:<10} {cls:<8} " + " ".join(f"{c:>18}" for c in cells)
-                )
+                lines.append(f"{policy:<10} {cls:<8} " + " ".join(f"{c:>18}" for c in cells))
         return "\n".join(lines)
 
 
@@ -130,9 +128,7 @@ class _Combined:
             policy.begin(lanes[k * self.block : (k + 1) * self.block])
 
     def decide(self, lane: int, session: int, index: int) -> PlayDecision:
-        return self.policies[lane // self.block].decide(
-            lane % self.block, session, index
-        )
+        return self.policies[lane // self.block].decide(lane % self.block, session, index)
 
     def end(self, lane: int, session: int) -> None:
         self.policies[lane // self.block].end(lane % self.block, session)
@@ -165,21 +161,15 @@ def simulate(
     session_class_list: list[str] = []
     for cls, class_traces in networks.items():
         for n in range(len(ordered)):
-            trace = class_traces[
-                (n + int(rng.integers(len(class_traces)))) % len(class_traces)
-            ]
+            trace = class_traces[(n + int(rng.integers(len(class_traces)))) % len(class_traces)]
             base_traces.append(trace)
-            offsets.append(
-                float(rng.uniform(0, len(trace.bandwidth_bps) * trace.step_s))
-            )
+            offsets.append(float(rng.uniform(0, len(trace.bandwidth_bps) * trace.step_s)))
             session_class_list.append(cls)
     session_class = np.array(session_class_list)
     n_sessions = len(session_class)
     base_lanes = [[s] for _ in networks for s in ordered]
 
-    policies: dict[str, tuple[str, float, Policy]] = {
-        "fixed": ("fixed", 1.0, FixedPolicy())
-    }
+    policies: dict[str, tuple[str, float, Policy]] = {"fixed": ("fixed", 1.0, FixedPolicy())}
     for margin in config.margins:
         oracle = OraclePolicy(margin, startup_s=config.playback.startup_s)
         policies[oracle.name] = ("oracle", margin, oracle)
@@ -206,55 +196,32 @@ def simulate(
     figures = {}
     for k, name in enumerate(names):
         rows = (log.session >= k * n_sessions) & (log.session < (k + 1) * n_sessions)
-        part = PlaybackLog(
-            **{f: getattr(log, f)[rows] for f in _PER_VIDEO}, sim_time_s=log.sim_time_s
-        )
+        part = PlaybackLog(**{f: getattr(log, f)[rows] for f in _PER_VIDEO}, sim_time_s=log.sim_time_s)
         part = replace(part, session=part.session - k * n_sessions)
         figures[name] = session_figures(part, n_sessions)
     played_views = len(log)
 
     classes = list(networks)
-    groups = {"overall": np.ones(n_sessions, dtype=bool)} | {
-        c: session_class == c for c in classes
-    }
+    by_class = {c: session_class == c for c in classes}
+    groups = {"overall": np.ones(n_sessions, dtype=bool)} | by_class
     headline = [n for n, (kind, margin, _) in policies.items() if margin == 1.0]
+    # One paired bootstrap per policy over all sessions, shared by its frontier row and its "overall" column.
+    overall = {n: versus(figures[n], figures["fixed"], config.seed) for n in policies if n != "fixed"}
     summary: dict[str, Any] = {
         "config": _config_dict(config),
         "sessions": len(sessions),
         "lanes": len(base_lanes),
         "views": int(sum(len(s.views) for s in sessions)),
         "classes": classes,
-        "policies": {
-            n: {
-                g: describe(figures[n].subset(m), config.seed)
-                for g, m in groups.items()
-            }
-            for n in headline
-        },
+        "policies": {n: {g: describe(figures[n].subset(m), config.seed) for g, m in groups.items()} for n in headline},
         "versus_fixed": {
-            n: {
-                g: versus(figures[n].subset(m), figures["fixed"].subset(m), config.seed)
-                for g, m in groups.items()
-            }
+            n: {"overall": overall[n]}
+            | {c: versus(figures[n].subset(m), figures["fixed"].subset(m), config.seed) for c, m in by_class.items()}
             for n in headline
             if n != "fixed"
         },
         "frontier": [
-            {
-                "policy": kind,
-                "margin": margin,
-                "total_bytes_saved": -versus(figures[n], figures["fixed"], config.seed)[
-                    "total bandwidth"
-                ]["change"],
-                "slow_starts_change": versus(figures[n], figures["fixed"], config.seed)[
-                    "slow starts"
-                ]["change"],
-                "stall_time_change": versus(figures[n], figures["fixed"], config.seed)[
-                    "stall time"
-                ]["change"],
-            }
-            for n, (kind, margin, _) in policies.items()
-            if kind != "fixed"
+            _frontier_row(kind, margin, overall[n]) for n, (kind, margin, _) in policies.items() if kind != "fixed"
         ],
         "speed": {
             "simulated_views": played_views,
@@ -268,15 +235,23 @@ def simulate(
             "decisions": s.decisions,
             "model_decisions": s.model_decisions,
             "fallback_reasons": dict(s.fallback_reasons),
-            "online_mae_s": s.abs_error_sum_s / s.model_decisions
-            if s.model_decisions
-            else None,
-            "mean_latency_us": 1e6 * s.latency_sum_s / s.decisions
-            if s.decisions
-            else None,
+            "online_mae_s": s.abs_error_sum_s / s.model_decisions if s.model_decisions else None,
+            "mean_latency_us": 1e6 * s.latency_sum_s / s.decisions if s.decisions else None,
             "predict_seconds": predict_s,
         }
     return SimulationResult(config, summary, figures, session_class)
+
+
+def _frontier_row(kind: str, margin: float, vs_fixed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One point of the frontier: a policy at a margin, its total bytes saved and its changes vs fixed."""
+    change = vs_fixed["total bandwidth"]["change"]
+    return {
+        "policy": kind,
+        "margin": margin,
+        "total_bytes_saved": None if change is None else -change,
+        "slow_starts_change": vs_fixed["slow starts"]["change"],
+        "stall_time_change": vs_fixed["stall time"]["change"],
+    }
 
 
 def _config_dict(config: SimulationConfig) -> dict[str, Any]:
@@ -285,18 +260,12 @@ def _config_dict(config: SimulationConfig) -> dict[str, Any]:
     return out
 
 
-def _flat(
-    prefix: str, tree: Mapping[str, Any], out: dict[str, float]
-) -> dict[str, float]:
+def _flat(prefix: str, tree: Mapping[str, Any], out: dict[str, float]) -> dict[str, float]:
     for key, value in tree.items():
         name = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, Mapping):
             _flat(name, value, out)
-        elif (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and value == value
-        ):
+        elif isinstance(value, int | float) and not isinstance(value, bool) and value == value:
             out[name.replace(" ", "_")] = float(value)
     return out
 
@@ -411,9 +380,7 @@ def log_simulation(
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = (
-        found.experiment_id
-        if found
-        else client.create_experiment(experiment, artifact_location=artifact_location)
+        found.experiment_id if found else client.create_experiment(experiment, artifact_location=artifact_location)
     )
     run = client.create_run(
         experiment_id,
@@ -421,12 +388,8 @@ def log_simulation(
     )
     run_id = run.info.run_id
     try:
-        params = _flat(
-            "",
-            {k: v for k, v in result.summary["config"].items() if k != "margins"},
-            {},
-        )
-        params |= {
+        params: dict[str, object] = {
+            **_flat("", {k: v for k, v in result.summary["config"].items() if k != "margins"}, {}),
             "sessions_source": result.config.sessions_source,
             "network_source": result.config.network_source,
             "margins": ",".join(f"{m:g}" for m in result.config.margins),
@@ -434,10 +397,7 @@ def log_simulation(
         now_ms = int(time.time() * 1000)
         client.log_batch(
             run_id,
-            metrics=[
-                Metric(key, value, now_ms, 0)
-                for key, value in sorted(headline_metrics(result.summary).items())
-            ],
+            metrics=[Metric(key, value, now_ms, 0) for key, value in sorted(headline_metrics(result.summary).items())],
             params=[Param(key, str(value)) for key, value in sorted(params.items())],
         )
         for name, table in result_tables(result.summary).items():
@@ -446,10 +406,7 @@ def log_simulation(
             folder = Path(tmp)
             points: dict[str, list[tuple[float, float, float]]] = {}
             for row in result.summary["frontier"]:
-                if (
-                    row["total_bytes_saved"] is not None
-                    and row["slow_starts_change"] is not None
-                ):
+                if row["total_bytes_saved"] is not None and row["slow_starts_change"] is not None:
                     points.setdefault(row["policy"], []).append(
                         (
                             row["margin"],
@@ -463,9 +420,7 @@ def log_simulation(
                 str(folder / "versus_fixed.png"),
             )
             (folder / "table.txt").write_text(result.table() + "\n")
-            (folder / "summary.json").write_text(
-                json.dumps(result.summary, indent=2, sort_keys=True, default=str)
-            )
+            (folder / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True, default=str))
             client.log_artifacts(run_id, str(folder))
         client.set_terminated(run_id)
     except Exception:

@@ -14,8 +14,8 @@ import importlib
 from typing import Any
 
 #: Public name -> the submodule that defines it. Each loads on first use (PEP 562), so code
-#: that needs only the generator or the simulator's sessions (a fleet simulator's worker
-#: process) does not pay for LightGBM and MLflow.
+#: that needs only the generator (a fleet simulator's worker process) does not pay for
+#: LightGBM and MLflow.
 _EXPORTS = {
     "BAD_ROW_REASONS": "eventlog",
     "Dataset": "dataset",
@@ -32,6 +32,7 @@ _EXPORTS = {
     "build_matrix_batch": "batch_features",
     "generate_table": "generator",
     "generate_views": "generator",
+    "held_out_from": "dataset",
     "load_events": "eventlog",
     "mae": "metrics",
     "read_events": "eventlog",

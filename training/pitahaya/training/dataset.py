@@ -166,3 +166,25 @@ def split_by_time(dataset: Dataset, valid_frac: float = 0.1, test_frac: float = 
     return TimeSplit(
         train=train, valid=~(train | test), test=test, valid_from=float(valid_from), test_from=float(test_from)
     )
+
+
+def held_out_from(views: Sequence[View], test_frac: float = 0.2) -> float:
+    """Where the training job's time split starts its test period for these views.
+
+    Uses `split_by_time` itself (on a featureless dataset), so the held-out period is exactly the
+    one a model trained on ``views`` was evaluated on: what the preload simulator replays
+    (`pitahaya.simulation.generated_sessions`) when it has the log but not the training run.
+    """
+    n = len(views)
+    dataset = Dataset(
+        X=np.empty((n, 0), dtype=np.float32),
+        y=np.array([v.watch_s for v in views]),
+        user_ids=np.array([v.user_id for v in views], dtype=str),
+        start_ts=np.array([v.start_ts for v in views]),
+        index=np.arange(n),
+        feature_names=(),
+        video_ids=np.array([v.video_id for v in views], dtype=str),
+        duration_s=np.array([v.duration_s for v in views]),
+        size_bytes=np.array([v.size_bytes for v in views]),
+    )
+    return split_by_time(dataset, test_frac=test_frac).test_from
