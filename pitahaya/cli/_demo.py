@@ -28,6 +28,7 @@ from rich.table import Table
 
 from pitahaya.cli._common import DEFAULT_SCENE, artifact_root, console, emit_json, stage_progress, tracking_uri
 from pitahaya.cli._server import registry_process
+from pitahaya.cli.commands.simulate import change_with_ci
 from pitahaya.client_runtime.hooks import Hooks, InferenceEvent
 
 #: Every demo file is encoded at this bitrate (the issue's headline setting).
@@ -280,7 +281,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         ("stall time vs fixed", "stall time"),
     ):
         model, oracle = sim["versus_fixed"]["model"][key], sim["versus_fixed"]["oracle"][key]
-        table.add_row(label, _change(model), f"{_change(oracle)} oracle")
+        table.add_row(label, change_with_ci(model), f"{change_with_ci(oracle)} oracle")
     fixed = sim["policies"]["fixed"]
     table.add_row(
         "simulated playback",
@@ -301,9 +302,3 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{mon['experiment']}):\n  {summary['mlflow']['ui_command']}",
         soft_wrap=True,
     )
-
-
-def _change(row: dict[str, Any]) -> str:
-    if row["change"] is None:
-        return "n/a"
-    return f"{100 * row['change']:+.1f}% [{100 * row['ci_low']:+.0f}, {100 * row['ci_high']:+.0f}]"
