@@ -131,7 +131,7 @@ def stream_features(
     extractor: FeatureExtractor | None = None
     user = None
     for row, view in enumerate(views):
-        if view.user_id != user:
+        if extractor is None or view.user_id != user:
             user, extractor = view.user_id, extractor_cls()
         extractor.transform([view.as_candidate()], view.start_ts, X[row : row + 1])
         extractor.update(view)
