@@ -25,11 +25,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-# Style (ruff) and the architecture's import contracts (lint-imports), both configured in
-# pyproject.toml.
+# Style (ruff), the architecture's import contracts (lint-imports) and types (mypy), all
+# configured in pyproject.toml.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf .pitahaya .pytest_cache
