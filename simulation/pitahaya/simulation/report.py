@@ -190,13 +190,13 @@ def versus_plot(rows: Mapping[str, Mapping[str, Mapping[str, float | None]]], pa
         xs, changes, low, high = [], [], [], []
         for i, label in enumerate(labels):
             row = table.get(label, {})
-            if row.get("change") is None:
+            change, ci_low, ci_high = row.get("change"), row.get("ci_low"), row.get("ci_high")
+            if change is None or ci_low is None or ci_high is None:  # undefined: all three are
                 continue
-            change = 100 * float(row["change"])  # type: ignore[arg-type]
             xs.append(i + (k - (len(rows) - 1) / 2) * width)
-            changes.append(change)
-            low.append(change - 100 * float(row["ci_low"]))  # type: ignore[arg-type]
-            high.append(100 * float(row["ci_high"]) - change)  # type: ignore[arg-type]
+            changes.append(100 * change)
+            low.append(100 * (change - ci_low))
+            high.append(100 * (ci_high - change))
         ax.bar(xs, changes, width, yerr=[low, high], capsize=3, label=policy)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_xticks(range(len(labels)), labels)
