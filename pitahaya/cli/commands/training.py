@@ -19,6 +19,7 @@ from pitahaya.cli._common import (
     tracking_uri,
 )
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
+from pitahaya.training.config import Engine, FeaturePath, ModelFamily
 
 app = typer.Typer()
 
@@ -56,9 +57,9 @@ def train(
         Path | None,
         typer.Option(help="Where to write rejected rows (JSONL); default <data-dir>/quarantine/<time>.jsonl."),
     ] = None,
-    model: Annotated[str, typer.Option(help="Model family: lightgbm or sklearn.")] = "lightgbm",
-    features: Annotated[str, typer.Option(help="Feature path: auto, batch (vectorized) or stream.")] = "auto",
-    engine: Annotated[str, typer.Option(help="local, or dask (lightgbm.dask on a Dask cluster).")] = "local",
+    model: Annotated[ModelFamily, typer.Option(help="Model family.")] = "lightgbm",
+    features: Annotated[FeaturePath, typer.Option(help="Feature path: auto, batch (vectorized) or stream.")] = "auto",
+    engine: Annotated[Engine, typer.Option(help="local, or dask (lightgbm.dask on a Dask cluster).")] = "local",
     scheduler: Annotated[
         str | None,
         typer.Option(envvar="PITAHAYA_DASK_SCHEDULER", help="Dask scheduler address; omitted: a LocalCluster."),

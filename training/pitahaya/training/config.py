@@ -1,21 +1,28 @@
-"""What a training job is asked to do (`TrainConfig`) and what it produced (`TrainResult`)."""
+"""What a training job is asked to do (`TrainConfig`) and what it produced (`TrainResult`).
+
+Light on purpose (the standard library only, at run time): the command line builds its options
+from the choices defined here without loading the training stack.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pitahaya.training.generator import GeneratorConfig
-from pitahaya.training.models import MODEL_FAMILIES, ModelFamily
+if TYPE_CHECKING:
+    from pitahaya.training.generator import GeneratorConfig
 
 #: ``progress(stage, fraction)``: called as each stage advances, fraction in [0, 1].
 Progress = Callable[[str, float], None]
 
+#: Model families (``TrainConfig.model``): LightGBM, or scikit-learn's histogram gradient boosting.
+ModelFamily = Literal["lightgbm", "sklearn"]
 #: Feature paths (``TrainConfig.features``) and engines (``TrainConfig.engine``).
 FeaturePath = Literal["auto", "batch", "stream"]
 Engine = Literal["local", "dask"]
+MODEL_FAMILIES: tuple[ModelFamily, ...] = get_args(ModelFamily)
 FEATURE_PATHS: tuple[FeaturePath, ...] = get_args(FeaturePath)
 ENGINES: tuple[Engine, ...] = get_args(Engine)
 

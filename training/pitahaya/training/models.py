@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import lightgbm as lgb
 import mlflow.lightgbm
@@ -28,11 +28,10 @@ from mlflow.models import Model, infer_signature
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.inspection import permutation_importance
 
+from pitahaya.training.config import ModelFamily
+
 #: Name of the logged model within the run.
 MODEL_NAME = "model"
-#: Model families (``TrainConfig.model``): LightGBM, or scikit-learn's histogram gradient boosting.
-ModelFamily = Literal["lightgbm", "sklearn"]
-MODEL_FAMILIES: tuple[ModelFamily, ...] = get_args(ModelFamily)
 #: LightGBM parameter -> HistGradientBoostingRegressor parameter.
 SKLEARN_PARAMS = {
     "learning_rate": "learning_rate",
