@@ -24,9 +24,12 @@ with ``rollouts`` > 1, ``false_alarms`` and ``false_alarm_rate`` of the gate on 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pitahaya.fleet.config import SCENARIOS, FleetConfig, FleetError, default_gate
+
+if TYPE_CHECKING:  # its type, re-exported; at run time it loads on first use (below)
+    from pitahaya.fleet.run import simulate_fleet as simulate_fleet
 
 __all__ = ["SCENARIOS", "FleetConfig", "FleetError", "default_gate", "simulate_fleet"]
 
@@ -36,7 +39,7 @@ def __getattr__(name: str) -> Any:
     # package, never load what only the parent runs.
     if name != "simulate_fleet":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from pitahaya.fleet.run import simulate_fleet
+    from pitahaya.fleet.run import simulate_fleet as simulate_fleet
 
     globals()[name] = simulate_fleet
     return simulate_fleet

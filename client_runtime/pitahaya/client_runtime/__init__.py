@@ -12,7 +12,99 @@ package's ``features.py`` stays fast.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # each name's type, re-exported; at run time it loads on first use (below)
+    from pitahaya.client_runtime.config import RuntimeConfig as RuntimeConfig
+    from pitahaya.client_runtime.containment import (
+        ContainedPackage as ContainedPackage,
+        ISOLATION_MODES as ISOLATION_MODES,
+        Isolation as Isolation,
+        Limits as Limits,
+        preflight as preflight,
+    )
+    from pitahaya.client_runtime.decisions import Decision as Decision
+    from pitahaya.client_runtime.errors import (
+        CallError as CallError,
+        CallTimeoutError as CallTimeoutError,
+        ClientRuntimeError as ClientRuntimeError,
+        FeatureCodeError as FeatureCodeError,
+        InferenceError as InferenceError,
+        LoadTimeoutError as LoadTimeoutError,
+        MetadataExpiredError as MetadataExpiredError,
+        ModelLoadError as ModelLoadError,
+        PackageError as PackageError,
+        PackageFormatError as PackageFormatError,
+        ReleaseError as ReleaseError,
+        ResourceLimitError as ResourceLimitError,
+        SandboxCrashError as SandboxCrashError,
+        SandboxUnavailableError as SandboxUnavailableError,
+        SelfTestError as SelfTestError,
+        UpdateDownloadError as UpdateDownloadError,
+        UpdateError as UpdateError,
+        UpdateVerificationError as UpdateVerificationError,
+        WorkerLostError as WorkerLostError,
+    )
+    from pitahaya.client_runtime.events import (
+        Candidate as Candidate,
+        SESSION_GAP_S as SESSION_GAP_S,
+        VIEW_FIELDS as VIEW_FIELDS,
+        View as View,
+    )
+    from pitahaya.client_runtime.extractor import (
+        FeatureExtractor as FeatureExtractor,
+        load_feature_code as load_feature_code,
+    )
+    from pitahaya.client_runtime.hooks import (
+        CompositeHooks as CompositeHooks,
+        Hooks as Hooks,
+        InferenceEvent as InferenceEvent,
+        UpdateEvent as UpdateEvent,
+    )
+    from pitahaya.client_runtime.loader import BoundInference as BoundInference, LoadedPackage as LoadedPackage
+    from pitahaya.client_runtime.local_updater import LocalArchiveUpdater as LocalArchiveUpdater
+    from pitahaya.client_runtime.package import (
+        ARCHIVE_SUFFIX as ARCHIVE_SUFFIX,
+        FEATURES_FILE as FEATURES_FILE,
+        MODEL_FILE as MODEL_FILE,
+        Manifest as Manifest,
+        Package as Package,
+        SELFTEST_FILE as SELFTEST_FILE,
+        TensorSpec as TensorSpec,
+        build_archive as build_archive,
+        file_entry as file_entry,
+        read_package as read_package,
+        target_path as target_path,
+        validate_scene_name as validate_scene_name,
+    )
+    from pitahaya.client_runtime.parity_set import PARITY_DIR as PARITY_DIR, ParitySet as ParitySet
+    from pitahaya.client_runtime.policy import (
+        FIXED_BYTES as FIXED_BYTES,
+        FIXED_COUNT as FIXED_COUNT,
+        PolicyKnobs as PolicyKnobs,
+        PreloadItem as PreloadItem,
+        PreloadPlan as PreloadPlan,
+        PreloadPlanner as PreloadPlanner,
+        fixed_plan as fixed_plan,
+        model_plan as model_plan,
+    )
+    from pitahaya.client_runtime.refresher import Updater as Updater
+    from pitahaya.client_runtime.releases import (
+        Release as Release,
+        Targeting as Targeting,
+        release_target_path as release_target_path,
+        rollout_bucket as rollout_bucket,
+    )
+    from pitahaya.client_runtime.runtime import Runtime as Runtime
+    from pitahaya.client_runtime.scene import Scene as Scene
+    from pitahaya.client_runtime.state import Mode as Mode
+    from pitahaya.client_runtime.telemetry import (
+        LATENCY_US_BOUNDS as LATENCY_US_BOUNDS,
+        TelemetryConfig as TelemetryConfig,
+        TelemetryReporter as TelemetryReporter,
+    )
+    from pitahaya.client_runtime.updater import PackageUpdater as PackageUpdater, UpdateCheck as UpdateCheck
+
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {

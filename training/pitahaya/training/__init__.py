@@ -11,7 +11,39 @@ scores it against baselines, and logs the run, the model and the parity set to M
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # each name's type, re-exported; at run time it loads on first use (below)
+    from pitahaya.training.batch_features import build_matrix_batch as build_matrix_batch
+    from pitahaya.training.config import TrainConfig as TrainConfig, TrainResult as TrainResult
+    from pitahaya.training.dataset import (
+        Dataset as Dataset,
+        TimeSplit as TimeSplit,
+        build_matrix as build_matrix,
+        held_out_from as held_out_from,
+        split_by_time as split_by_time,
+    )
+    from pitahaya.training.errors import (
+        EventLogError as EventLogError,
+        FeatureMismatchError as FeatureMismatchError,
+        TrainingError as TrainingError,
+    )
+    from pitahaya.training.eventlog import (
+        BAD_ROW_REASONS as BAD_ROW_REASONS,
+        LoadReport as LoadReport,
+        load_events as load_events,
+        read_events as read_events,
+        write_events as write_events,
+    )
+    from pitahaya.training.generator import (
+        GeneratorConfig as GeneratorConfig,
+        generate_table as generate_table,
+        generate_views as generate_views,
+    )
+    from pitahaya.training.metrics import mae as mae, xauc as xauc
+    from pitahaya.training.table import ViewTable as ViewTable
+    from pitahaya.training.trainer import train as train
+
 
 #: Public name -> the submodule that defines it. Each loads on first use (PEP 562), so code
 #: that needs only the generator (a fleet simulator's worker process) does not pay for
