@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from pitahaya.fleet import packages as pkgs
-
-SCENARIOS = ("good", "bad-canary")
+#: A good candidate, or a misbehaving one behind a quality gate.
+Scenario = Literal["good", "bad-canary"]
+#: How the bad canary misbehaves (`pitahaya.fleet.packages.bad_feature_source`).
+BadMode = Literal["far-off", "fallback"]
+SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
+BAD_MODES: tuple[BadMode, ...] = get_args(BadMode)
 SCENE = "watch_time"
 
 
@@ -38,7 +41,7 @@ class FleetConfig:
         gate: Gate spec (dict), a preset name, or None for the scenario's default: none for a
             single ``good`` release (100 % at once), else `default_gate`.
         canary_percent: First step of the default gate.
-        bad_mode: How the bad canary misbehaves (`pitahaya.fleet.packages.BAD_MODES`): ``far-off``
+        bad_mode: How the bad canary misbehaves (`BadMode`): ``far-off``
             predictions (default) or ``fallback`` on a share of its calls.
         registry_workers: Worker processes of the registry.
         rollout_timeout_real_s: Longest real time one rollout is watched.
@@ -49,7 +52,7 @@ class FleetConfig:
     """
 
     devices: int = 100
-    scenario: str = "good"
+    scenario: Scenario = "good"
     processes: int = 2
     poll_interval_s: float = 600.0
     jitter: float = 0.1
@@ -60,7 +63,7 @@ class FleetConfig:
     rollouts: int = 1
     gate: dict[str, Any] | str | None = None
     canary_percent: float = 5.0
-    bad_mode: str = "far-off"
+    bad_mode: BadMode = "far-off"
     registry_workers: int = 1
     rollout_timeout_real_s: float = 300.0
     data_dir: Path = Path(".pitahaya")
@@ -80,8 +83,8 @@ class FleetConfig:
             raise ValueError("jitter must be in [0, 1) and the idle gap >= 0")
         if not 0 < self.canary_percent <= 100:
             raise ValueError("canary percent must be in (0, 100]")
-        if self.bad_mode not in pkgs.BAD_MODES:
-            raise ValueError(f"bad mode must be one of {', '.join(pkgs.BAD_MODES)}")
+        if self.bad_mode not in BAD_MODES:
+            raise ValueError(f"bad mode must be one of {', '.join(BAD_MODES)}")
 
     @property
     def longest_poll_delay_s(self) -> float:

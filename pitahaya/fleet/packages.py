@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pitahaya.client_runtime import FEATURES_FILE, build_archive, file_entry, read_package
+from pitahaya.fleet.config import BAD_MODES, BadMode
 
 #: Version of the package every device runs before the release.
 STABLE_VERSION = "1.0.0"
@@ -37,7 +38,6 @@ CALM_CALLS = 3
 FAIL_EVERY = 5
 #: In ``far-off`` mode, every feature is multiplied by this.
 FAR_OFF_SCALE = 4.0
-BAD_MODES = ("far-off", "fallback")
 
 _MODEL_VIEWS = 20_000
 _MODEL_USERS = 120
@@ -86,7 +86,7 @@ def with_version(archive: bytes, version: str, *, feature_source: str | None = N
     return build_archive(dataclasses.replace(package.manifest, version=version, files=files), payload)
 
 
-def bad_feature_source(source: str, mode: str) -> str:
+def bad_feature_source(source: str, mode: BadMode) -> str:
     """``source`` (a scene's ``features.py``) turned into a bad canary's; see the module docstring."""
     if mode not in BAD_MODES:
         raise ValueError(f"bad mode must be one of {', '.join(BAD_MODES)}, got {mode!r}")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from pitahaya.cli._common import default_data_dir, emit_json, fail, stage_progress
 from pitahaya.cli._options import DataDir, JsonFlag
+from pitahaya.fleet.config import BadMode, Scenario
 
 app = typer.Typer()
 fleet_app = typer.Typer(help="Simulate a fleet of devices against a real registry.", no_args_is_help=True)
@@ -35,7 +36,7 @@ def _gate(value: str | None) -> dict[str, Any] | str | None:
 def simulate(
     devices: Annotated[int, typer.Option(min=1, help="Simulated devices (real runtimes, inline isolation).")] = 100,
     scenario: Annotated[
-        str, typer.Option(help="good: a good candidate; bad-canary: a misbehaving one behind a quality gate.")
+        Scenario, typer.Option(help="good: a good candidate; bad-canary: a misbehaving one behind a quality gate.")
     ] = "good",
     processes: Annotated[
         int, typer.Option(min=1, help="Worker processes hosting the devices (default: one per core).")
@@ -61,7 +62,7 @@ def simulate(
         int, typer.Option(min=1, help="Good candidates released one after the other (counts the gate's false alarms).")
     ] = 1,
     bad_mode: Annotated[
-        str,
+        BadMode,
         typer.Option(help="How the bad canary misbehaves: far-off (predictions) or fallback (a share of calls fail)."),
     ] = "far-off",
     registry_workers: Annotated[int, typer.Option(min=1, help="Worker processes of the registry.")] = 1,
