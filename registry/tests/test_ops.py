@@ -18,7 +18,7 @@ from pitahaya.registry.observability import JsonFormatter, request_id_var
 def test_readyz_checks_database_blobs_and_keys(app: FastAPI, client: TestClient) -> None:
     assert client.get("/readyz").json() == {"database": "ok", "blobs": "ok", "tuf": "ok"}
 
-    (app.state.registry.tuf.keys_dir / "snapshot.pem").unlink()
+    (app.state.registry.tuf.keys.keys_dir / "snapshot.pem").unlink()
     response = client.get("/readyz")
 
     assert response.status_code == 503
