@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 from pitahaya.client_runtime import View
@@ -71,6 +73,26 @@ def test_an_early_swipe_known_in_advance_saves_the_buffer_the_user_never_watches
     ]  # exactly what was watched
     assert oracle.downloaded_bytes.sum() < fixed.downloaded_bytes.sum()
     assert oracle.stall_s.sum() == 0.0 and oracle.wait_s.tolist() == [0.25, 0.0]
+
+
+def test_a_playhead_an_ulp_short_of_the_buffer_limit_does_not_stall_forever() -> None:
+    # Without a start-up threshold only the buffer target makes a stalled video fetch more. Here the
+    # playhead came to rest at 4.642499999999999 s, an ulp short of the oracle's limit (half the
+    # 9.285 s watch) with exactly that much downloaded: a target of "up to the limit" wanted nothing
+    # more, and the lane stalled for ever (this call never returned). The alarm turns a hang into a failure.
+    view = View("u", "v", 0.0, 9.255, 9.285, 1_156_875)
+    signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(120)
+    try:
+        log = play([[Session("u", (view,))]], [_constant(1.2 * MBPS)], OraclePolicy(0.5), PlaybackConfig(startup_s=0.0))
+    finally:
+        signal.alarm(0)
+    assert log.downloaded_bytes.tolist() == [1_156_875]  # watched past the end: the whole file
+    assert log.stalls.tolist() == [1] and 0 < log.stall_s[0] < 0.1
+
+
+def _hung(signum: int, frame: object) -> None:
+    raise TimeoutError("play did not return")
 
 
 def test_bad_input_is_refused() -> None:

@@ -44,7 +44,8 @@ from pitahaya.simulation.sessions import Session
 _WAITING, _PLAYING, _STALLED = 0, 1, 2
 #: A file this close to complete is complete (float sums of byte counts may miss by an ulp).
 _BYTE_TOLERANCE = 1e-3
-#: ... and so are times this close (seconds): a playhead this close to the watch time swipes.
+#: ... and so are times this close (seconds): a playhead this close to the watch time swipes, or
+#: to a decision's buffer limit has passed it.
 _TIME_TOLERANCE = 1e-9
 #: Link speed (bytes/s) divided by when a dead link (0 B/s) delivers a start mid-step: the
 #: quotient is clipped to the step anyway, so only the division by zero is avoided.
@@ -381,7 +382,9 @@ class _Playback:
         config = self.config
         budget = speed * config.dt_s
         self.meter = self.meter_keep * self.meter + (1.0 - self.meter_keep) * speed
-        capped = (self.pos < self.limit) & (self.meter >= self.min_meter)
+        # A playhead within the time tolerance has reached the limit: left capped an ulp short of it,
+        # a stalled video with no start-up threshold to fetch would want nothing more and stall forever.
+        capped = (self.pos < self.limit - _TIME_TOLERANCE) & (self.meter >= self.min_meter)
         buffer_s = np.where(
             capped,
             np.maximum(self.floor, np.minimum(config.buffer_ahead_s, self.limit - self.pos)),
