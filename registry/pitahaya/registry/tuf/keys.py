@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from securesystemslib.signer import CryptoSigner, Signer
-from tuf.api.metadata import Targets
+from tuf.api.metadata import Root, Targets
 
 from pitahaya.client_runtime.files import write_atomic
 from pitahaya.registry.clock import Clock
@@ -27,6 +27,13 @@ from pitahaya.registry.errors import SigningKeyError
 from pitahaya.publisher.keys import KEY_FILE_MODE, load_private_key
 from pitahaya.registry.tuf.roles import EXPIRY, KEY_ROLES, OFFLINE_ROLES, ONLINE_ROLE, ONLINE_ROLES
 from pitahaya.registry.tuf.store import MetadataStore
+
+
+def trusted_keyids(trusting: Root | Targets, role: str) -> list[str]:
+    """The key ids ``trusting`` (root, or the top-level targets for the online role) trusts for ``role``."""
+    if isinstance(trusting, Root):
+        return list(trusting.roles[role].keyids)
+    return list(trusting.get_delegated_role(role).keyids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,10 +122,8 @@ class KeyRing:
 
     def trusted_keyids(self, role: str) -> list[str]:
         """The key ids the current metadata trusts for ``role`` (root's, or the online role's delegation)."""
-        if role == ONLINE_ROLE:
-            top = self._store.current(Targets.type).signed
-            return list(top.get_delegated_role(ONLINE_ROLE).keyids)
-        return list(self._store.root().signed.roles[role].keyids)
+        trusting = self._store.current(Targets.type if role == ONLINE_ROLE else Root.type).signed
+        return trusted_keyids(trusting, role)
 
     def offline_keys_here(self) -> list[Path]:
         """The offline keys (root, top-level targets) present on this host: they should not be."""

@@ -24,12 +24,14 @@ from pitahaya.registry.blobs import check_digest
 from pitahaya.registry.clock import Clock, utcnow
 from pitahaya.registry.errors import ConfigurationError, ExpiredMetadataError, PublisherSignatureError
 from pitahaya.registry.tuf.delegation import PublisherDelegations
-from pitahaya.registry.tuf.keys import KeyInfo, KeyRing
+from pitahaya.registry.tuf.keys import KeyInfo, KeyRing, trusted_keyids
 from pitahaya.registry.tuf.publication import Publication
 from pitahaya.registry.tuf.roles import (
     KEY_ROLES,
     ONLINE_ROLE,
+    OFFLINE_ROLES,
     ONLINE_ROLES,
+    TOP_LEVEL_ROLES,
     delegated_role_for,
     expiry,
     is_expiring,
@@ -120,7 +122,7 @@ class TufRepository:
                 return
             signers = {role: self.keys.create(role) for role in KEY_ROLES}
             root = Metadata(Root(expires=expiry(self._clock, Root.type), consistent_snapshot=True))
-            for role in (Root.type, Targets.type, Snapshot.type, Timestamp.type):
+            for role in TOP_LEVEL_ROLES:
                 root.signed.add_key(signers[role].public_key, role)
             top = Metadata(Targets(expires=expiry(self._clock, Targets.type)))
             top.signed.delegations = Delegations(keys={}, roles={ONLINE_ROLE: online_delegation()})
@@ -184,11 +186,7 @@ class TufRepository:
         Returns:
             The roles that were re-signed (possibly empty).
         """
-        with self.publish_lock:
-            due = [role for role in ONLINE_ROLES if is_expiring(self.store.current(role), role, self._clock, margin)]
-            if not due:
-                return []
-            return self._resign(due)
+        return self._resign_expiring(ONLINE_ROLES, margin)
 
     def resign_offline(self, margin: float = 0.5) -> list[str]:
         """Re-sign root and the top-level ``targets`` if less than ``margin`` of their lifetime
@@ -200,15 +198,7 @@ class TufRepository:
         Raises:
             SigningKeyError: an offline key needed is not here (nothing changed).
         """
-        with self.publish_lock:
-            due = [
-                role
-                for role in (Root.type, Targets.type)
-                if is_expiring(self.store.current(role), role, self._clock, margin)
-            ]
-            if not due:
-                return []
-            return self._resign(due)
+        return self._resign_expiring(OFFLINE_ROLES, margin)
 
     def rotate_key(self, role: str) -> KeyInfo:
         """Replace ``role``'s key; devices follow without a new trusted root shipped to them.
@@ -237,7 +227,7 @@ class TufRepository:
             trusting = Targets.type if role == ONLINE_ROLE else Root.type
             with publication.edit(trusting) as signed:
                 assert isinstance(signed, Root | Targets)
-                for keyid in list(_trusted(signed, role)):
+                for keyid in trusted_keyids(signed, role):
                     signed.revoke_key(keyid, role)
                 signed.add_key(new.public_key, role)
             if role in (Targets.type, ONLINE_ROLE):
@@ -252,9 +242,14 @@ class TufRepository:
 
     # -- internals (callers hold the lock) --------------------------------------------------
 
+    def _resign_expiring(self, roles: tuple[str, ...], margin: float) -> list[str]:
+        """Sign new versions of those of ``roles`` with less than ``margin`` of their lifetime
+        left, as they are, then snapshot and timestamp as needed; returns every role re-signed."""
+        with self.publish_lock:
+            due = [role for role in roles if is_expiring(self.store.current(role), role, self._clock, margin)]
+            return self._resign(due) if due else []
+
     def _resign(self, roles: list[str]) -> list[str]:
-        """Sign new versions of ``roles`` as they are, then snapshot and timestamp as needed;
-        returns every role re-signed."""
         self.staging.check_clear()
         publication = Publication(self.store, self.keys, self._clock)
         for role in roles:
@@ -272,13 +267,6 @@ class TufRepository:
                 f"the TUF repository in {self.store.metadata_dir.parent} has no online role {ONLINE_ROLE!r}: it was "
                 "created by a pre-release pitahaya; initialize a new one (devices need its new root)"
             )
-
-
-def _trusted(signed: Root | Targets, role: str) -> list[str]:
-    """The key ids ``signed`` (root, or the top-level targets for the online role) trusts for ``role``."""
-    if isinstance(signed, Root):
-        return list(signed.roles[role].keyids)
-    return list(signed.get_delegated_role(role).keyids)
 
 
 def _target_file(path: str, content: TargetContent) -> TargetFile:
