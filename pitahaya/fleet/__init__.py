@@ -31,7 +31,7 @@ from pitahaya.fleet.config import SCENARIOS, FleetConfig, FleetError, default_ga
 if TYPE_CHECKING:  # its type, re-exported; at run time it loads on first use (below)
     from pitahaya.fleet.run import simulate_fleet as simulate_fleet
 
-__all__ = ["SCENARIOS", "FleetConfig", "FleetError", "default_gate", "simulate_fleet"]
+__all__ = ["FleetConfig", "FleetError", "SCENARIOS", "default_gate", "simulate_fleet"]
 
 
 def __getattr__(name: str) -> Any:
