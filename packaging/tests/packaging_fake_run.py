@@ -30,6 +30,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from pitahaya.client_runtime import PARITY_DIR, ParitySet, Scene, View
+from pitahaya.packaging import BuildResult, build_package
 
 #: Small enough for a 2-core machine, large enough to exercise every feature branch.
 N_USERS = 24
@@ -82,6 +83,13 @@ class FakeRun:
     def booster(self) -> lgb.Booster:
         assert isinstance(self.model, lgb.Booster), "not a LightGBM run"
         return self.model
+
+    def package(self, scene: Scene, version: str, out_dir: Path, **options: Any) -> BuildResult:
+        """Package this run's model; not registered in MLflow unless ``register=True`` is passed."""
+        options.setdefault("register", False)
+        return build_package(
+            run_id=self.run_id, scene=scene, version=version, tracking_uri=self.tracking_uri, out_dir=out_dir, **options
+        )
 
 
 def _fit(flavor: str, features: np.ndarray, target: np.ndarray, names: list[str], seed: int) -> Any:

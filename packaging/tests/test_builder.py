@@ -9,19 +9,18 @@ import pytest
 from mlflow import MlflowClient
 
 from pitahaya.client_runtime import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE, LoadedPackage, Scene, read_package
-from pitahaya.packaging import BudgetError, ParityError, build_package
+from pitahaya.packaging import BudgetError, ParityError
 from pitahaya.packaging.parity import PREDICTION_RTOL
 
 
 @pytest.fixture(scope="module")
 def built(fake_run, scene, tmp_path_factory):
     stages = []
-    result = build_package(
-        run_id=fake_run.run_id,
-        scene=scene,
-        version="1.0.0",
-        tracking_uri=fake_run.tracking_uri,
-        out_dir=tmp_path_factory.mktemp("out"),
+    result = fake_run.package(
+        scene,
+        "1.0.0",
+        tmp_path_factory.mktemp("out"),
+        register=True,
         progress=lambda stage, fraction: stages.append((stage, fraction, mlflow.is_tracking_uri_set())),
     )
     return result, stages
@@ -67,14 +66,7 @@ def test_packaging_leaves_mlflows_process_wide_uri_alone(built):
 
 
 def test_rebuilding_the_same_run_gives_the_same_bytes(built, fake_run, scene, tmp_path):
-    again = build_package(
-        run_id=fake_run.run_id,
-        scene=scene,
-        version="1.0.0",
-        tracking_uri=fake_run.tracking_uri,
-        out_dir=tmp_path,
-        register=False,
-    )
+    again = fake_run.package(scene, "1.0.0", tmp_path)
     assert again.sha256 == built[0].sha256 and again.model_version is None
     assert again.path.read_bytes() == built[0].path.read_bytes()
 
@@ -109,14 +101,7 @@ def test_feature_code_edited_after_training_is_refused(fake_run, scene, tmp_path
     (folder / "features.py").write_text(edited)
     out = tmp_path / "out"
     with pytest.raises(ParityError) as caught:
-        build_package(
-            run_id=fake_run.run_id,
-            scene=Scene.load(folder),
-            version="1.0.1",
-            tracking_uri=fake_run.tracking_uri,
-            out_dir=out,
-            register=False,
-        )
+        fake_run.package(Scene.load(folder), "1.0.1", out)
     report = caught.value.report
     assert report.n_feature_mismatches > 0 and set(report.feature_mismatch_counts) == {"expected_watch_s"}
     assert "expected_watch_s" in str(caught.value)
@@ -126,14 +111,7 @@ def test_feature_code_edited_after_training_is_refused(fake_run, scene, tmp_path
 def test_package_over_the_size_budget_is_refused(fake_run, scene, tmp_path):
     tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_package_bytes": 1_000})
     with pytest.raises(BudgetError, match="over the scene budget"):
-        build_package(
-            run_id=fake_run.run_id,
-            scene=tight,
-            version="1.0.2",
-            tracking_uri=fake_run.tracking_uri,
-            out_dir=tmp_path,
-            register=False,
-        )
+        fake_run.package(tight, "1.0.2", tmp_path)
     assert not list(tmp_path.iterdir())
 
 
@@ -141,14 +119,7 @@ def test_a_package_over_the_latency_budget_is_built_with_a_warning(fake_run, sce
     # Wall-clock latency on a build machine is not a gate (a busy machine would fail good
     # packages); a budget no real decision can meet yields a warning naming the measured p99.
     tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_p99_decision_us": 0.001})
-    built = build_package(
-        run_id=fake_run.run_id,
-        scene=tight,
-        version="1.0.3",
-        tracking_uri=fake_run.tracking_uri,
-        out_dir=tmp_path,
-        register=False,
-    )
+    built = fake_run.package(tight, "1.0.3", tmp_path)
     assert built.path.exists()
     assert len(built.warnings) == 1
     assert re.search(
@@ -159,12 +130,5 @@ def test_a_package_over_the_latency_budget_is_built_with_a_warning(fake_run, sce
 def test_a_budget_refusal_carries_the_parity_figures(fake_run, scene, tmp_path):
     tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_package_bytes": 1_000})
     with pytest.raises(BudgetError) as caught:
-        build_package(
-            run_id=fake_run.run_id,
-            scene=tight,
-            version="1.0.4",
-            tracking_uri=fake_run.tracking_uri,
-            out_dir=tmp_path,
-            register=False,
-        )
+        fake_run.package(tight, "1.0.4", tmp_path)
     assert caught.value.report is not None and caught.value.report.passed

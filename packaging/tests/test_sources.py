@@ -57,14 +57,7 @@ def test_other_sklearn_models_are_refused():
 
 
 def test_sklearn_run_packages_and_passes_parity(sklearn_run, scene, tmp_path):
-    result = build_package(
-        run_id=sklearn_run.run_id,
-        scene=scene,
-        version="1.0.0",
-        tracking_uri=sklearn_run.tracking_uri,
-        out_dir=tmp_path,
-        register=False,
-    )
+    result = sklearn_run.package(scene, "1.0.0", tmp_path)
     assert result.parity.passed and result.parity.max_rel_diff <= PREDICTION_RTOL
     assert result.manifest.opsets["ai.onnx.ml"] == 5
     loaded = LoadedPackage.load(read_package(result.path.read_bytes()))
