@@ -329,36 +329,29 @@ def _publish(
                 f"package {scene} {named} is published but its stored archive is missing or corrupt; "
                 "release another version"
             )
+    # What the row and the signed document both hold; the document adds the row's id and time.
+    common: dict[str, Any] = {
+        "scene": scene,
+        "channel": channel,
+        "package_version": version,
+        "rollout_percent": rollout_percent,
+        "previous_version": previous_version,
+        "kill_switch": kill_switch,
+        "paused": paused,
+        "created_by": actor,
+    }
     row = ReleaseRow(
-        scene=scene,
-        channel=channel,
-        package_version=version,
-        rollout_percent=rollout_percent,
-        previous_version=previous_version,
-        kill_switch=kill_switch,
-        paused=paused,
+        **common,
         platforms=list(targeting.platforms) if targeting.platforms is not None else None,
         app_version_min=targeting.app_version_min,
         app_version_max=targeting.app_version_max,
         earlier=[asdict(rollout) for rollout in earlier],
         operation=operation,
-        created_by=actor,
     )
     session.add(row)
     session.flush()  # assigns row.id, which the document embeds as release_id
     document = Release(
-        scene=scene,
-        channel=channel,
-        release_id=row.id,
-        package_version=version,
-        rollout_percent=rollout_percent,
-        previous_version=previous_version,
-        kill_switch=kill_switch,
-        created_at=row.created_at.isoformat(),
-        created_by=actor,
-        targeting=targeting,
-        paused=paused,
-        earlier=earlier,
+        **common, release_id=row.id, created_at=row.created_at.isoformat(), targeting=targeting, earlier=earlier
     ).to_json()
     row.sha256 = store.blobs.put(document)
     if before_commit is not None:
