@@ -30,8 +30,15 @@ from pathlib import Path
 
 import numpy as np
 from pitahaya.client_runtime import Scene
-from pitahaya.training import GeneratorConfig, build_matrix, build_matrix_batch, generate_table, split_by_time
-from pitahaya.training.models import fit_lightgbm
+from pitahaya.training import (
+    GeneratorConfig,
+    TrainConfig,
+    build_matrix,
+    build_matrix_batch,
+    generate_table,
+    split_by_time,
+)
+from pitahaya.training.fitting import fit_model
 
 SCENE = Path(__file__).resolve().parents[1] / "scenes" / "watch_time"
 
@@ -85,22 +92,9 @@ def bench(n_views: int, stream_views: int, do_train: bool) -> dict[str, float]:
     figures["batch_over_stream"] = figures["batch_views_per_s"] / figures["stream_views_per_s"]
     if do_train:
         split = split_by_time(batch)
-        params = {**scene.training}
-        rounds = int(params.pop("n_estimators"))
-        params.update(metric="l1", num_threads=2, seed=0, deterministic=True, force_row_wise=True, verbosity=-1)
-        fitted, train_s = _timed(
-            lambda: fit_lightgbm(
-                batch.X[split.train],
-                batch.y[split.train],
-                batch.X[split.valid],
-                batch.y[split.valid],
-                feature_names=batch.feature_names,
-                params=params,
-                rounds=rounds,
-                patience=20,
-                progress=lambda f: None,
-            )
-        )
+        # The trainer's own fit (its defaults: seed 0, 2 threads, patience 20); nothing is logged.
+        config = TrainConfig(scene=SCENE, tracking_uri="unused")
+        fitted, train_s = _timed(lambda: fit_model(config, scene, batch, split, None, None, progress=lambda f: None))
         figures.update(train_s=train_s, best_iteration=float(fitted.best_iteration))
     return figures
 

@@ -73,15 +73,19 @@ def _unix_seconds(column: pd.Series) -> np.ndarray:
     return seconds
 
 
+#: The standard log's columns are `View`'s fields; how each one's text is parsed.
+_STANDARD_PARSERS: dict[str, Callable[[pd.Series], np.ndarray]] = {
+    "user_id": _ids,
+    "video_id": _ids,
+    "start_ts": _unix_seconds,
+    "duration_s": _numbers,
+    "watch_s": _numbers,
+    "size_bytes": _numbers,
+}
+
+
 def _standard(raw: pd.DataFrame) -> Converted:
-    return Converted(
-        user_id=_ids(raw["user_id"]),
-        video_id=_ids(raw["video_id"]),
-        start_ts=_unix_seconds(raw["start_ts"]),
-        duration_s=_numbers(raw["duration_s"]),
-        watch_s=_numbers(raw["watch_s"]),
-        size_bytes=_numbers(raw["size_bytes"]),
-    )
+    return Converted(**{name: parse(raw[name]) for name, parse in _STANDARD_PARSERS.items()})
 
 
 def _kuairand(raw: pd.DataFrame) -> Converted:

@@ -95,26 +95,21 @@ class FittedModel:
         pins = [f"numpy=={np.__version__}", f"pandas=={pd.__version__}"]
         # Requirements are pinned, not inferred: inference imports the model in a subprocess (~10 s).
         if self.flavor == "lightgbm":
-            mlflow.lightgbm.save_model(
-                self.model,
-                str(path),
-                mlflow_model=mlflow_model,
-                signature=signature,
-                input_example=example,
-                pip_requirements=[f"lightgbm=={lgb.__version__}", *pins],
-            )
+            save, library, options = mlflow.lightgbm.save_model, f"lightgbm=={lgb.__version__}", {}
         else:
-            mlflow.sklearn.save_model(
-                self.model,
-                str(path),
-                mlflow_model=mlflow_model,
-                signature=signature,
-                input_example=example,
-                pip_requirements=[f"scikit-learn=={sklearn.__version__}", *pins],
-                # MLflow's default (skops) rejects HistGradientBoostingRegressor's internal
-                # loss objects; the run is our own trusted output, so cloudpickle it.
-                serialization_format="cloudpickle",
-            )
+            # MLflow's default (skops) rejects HistGradientBoostingRegressor's internal loss
+            # objects; the run is our own trusted output, so cloudpickle it.
+            save, library = mlflow.sklearn.save_model, f"scikit-learn=={sklearn.__version__}"
+            options = {"serialization_format": "cloudpickle"}
+        save(
+            self.model,
+            str(path),
+            mlflow_model=mlflow_model,
+            signature=signature,
+            input_example=example,
+            pip_requirements=[library, *pins],
+            **options,
+        )
 
 
 def fit_lightgbm(
