@@ -143,19 +143,6 @@ def test_keys_publisher_init_never_overwrites_and_delegate_explains_its_refusals
         result = runner.invoke(app, ["keys", "delegate", *args, "--tuf-dir", str(tuf_dir)])
         assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
     cli("keys", "init", "--tuf-dir", str(tuf_dir))
-    result = runner.invoke(
-        app,
-        [
-            "keys",
-            "delegate",
-            "--scene",
-            SCENE,
-            "--publisher-key",
-            public,
-            "--threshold",
-            "2",
-            "--tuf-dir",
-            str(tuf_dir),
-        ],
-    )
+    args = ["--scene", SCENE, "--publisher-key", public, "--threshold", "2", "--tuf-dir", str(tuf_dir)]
+    result = runner.invoke(app, ["keys", "delegate", *args])
     assert result.exit_code == 1 and "threshold 2" in " ".join(result.output.split())

@@ -78,20 +78,9 @@ def test_a_ci_with_only_the_publisher_installed_pushes_signs_and_releases(
     ci_home = tmp_path / "ci"
     ci_home.mkdir()
     keyid = _publisher_ci(python, "keygen", str(ci_home), cwd=ci_home)["keyid"]
-    delegated = CliRunner().invoke(
-        app,
-        [
-            "keys",
-            "delegate",
-            "--scene",
-            SCENE,
-            "--publisher-key",
-            str(ci_home / "publisher.pub.pem"),
-            "--tuf-dir",
-            str(live_registry.data_dir / "registry" / "tuf"),
-            "--json",
-        ],
-    )
+    tuf_dir = live_registry.data_dir / "registry" / "tuf"
+    args = ["--scene", SCENE, "--publisher-key", str(ci_home / "publisher.pub.pem"), "--tuf-dir", str(tuf_dir)]
+    delegated = CliRunner().invoke(app, ["keys", "delegate", *args, "--json"])
     assert delegated.exit_code == 0, delegated.output
     assert json.loads(delegated.stdout)["keyids"] == [keyid]
 
