@@ -49,8 +49,11 @@ def report(payload: dict[str, Any], as_json: bool, text: str) -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print a one-line error (no traceback) and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {message}")
+    """Print a one-line error (no traceback) and return the exit to raise.
+
+    Not wrapped to the terminal's width: a path or command in the message stays whole, to copy.
+    """
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
 
 
