@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -36,3 +38,18 @@ def test_generate_json(tmp_path) -> None:
     result = runner.invoke(app, ["generate", "--out", str(out), "--views", "2000", "--json"])
     assert result.exit_code == 0, result.output
     assert '"views"' in result.stdout and out.exists()
+
+
+def test_version_lists_the_installed_distributions() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    versions = dict(line.split() for line in result.stdout.splitlines())
+    assert {"pitahaya", "pitahaya-client", "pitahaya-registry"} <= set(versions)
+    assert all(version[0].isdigit() for version in versions.values())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_no_path_of_this_checkout(command: str) -> None:
+    """A default computed from where the code lives would show the installing machine's paths."""
+    output = runner.invoke(app, [command, "--help"], terminal_width=400).output
+    assert str(Path(__file__).resolve().parents[1]) not in output

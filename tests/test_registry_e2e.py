@@ -277,3 +277,6 @@ def test_cli_tokens_and_rollout_operations_against_a_live_registry(pipeline: Pip
         cli("tokens", "revoke", "ci")
         revoked = runner.invoke(app, ["push", str(pipeline.built.path), "--registry", url, "--token", secret])
         assert revoked.exit_code == 1 and "401" in revoked.output
+        assert "set PITAHAYA_REGISTRY_TOKEN or pass --token" in revoked.output
+        no_flag = runner.invoke(app, ["kill-switch", "watch_time", "--registry", url, "--token", operator])
+        assert no_flag.exit_code == 1 and "say --on" in no_flag.output and "--off" in no_flag.output

@@ -7,9 +7,15 @@ MLflow, FastAPI) are imported inside the commands, so ``pitahaya --help`` stays 
 
 from __future__ import annotations
 
+from importlib import metadata
+from typing import Annotated
+
 import typer
 
 from pitahaya.cli.commands import demo, fleet, keys, packaging, registry, rollout, simulate, training
+
+#: The component distributions besides ``pitahaya`` itself, as ``pitahaya-<name>``.
+COMPONENTS = ("client", "publisher", "training", "packaging", "registry", "simulation")
 
 app = typer.Typer(
     name="pitahaya",
@@ -23,6 +29,30 @@ for module in (training, packaging, registry, simulate, demo, fleet):
     app.registered_groups += module.app.registered_groups
 app.add_typer(keys.app, name="keys")
 app.add_typer(rollout.app, name="rollout")
+
+
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    names = ["pitahaya", *(f"pitahaya-{part}" for part in COMPONENTS)]
+    for name in names:
+        try:
+            typer.echo(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue  # a component this installation does without
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the installed versions and exit."
+        ),
+    ] = False,
+) -> None:
+    """Train, package, deliver and run on-device models together with their feature code."""
 
 
 def main() -> None:

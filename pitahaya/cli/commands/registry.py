@@ -34,11 +34,15 @@ Scene = Annotated[str, typer.Argument(help="Scene name.")]
 
 def call_registry(registry: str, token: str | None, operation: Callable[[RegistryClient], Any]) -> Any:
     """Run one client call, turning publisher-client errors into a one-line CLI error."""
-    from pitahaya.publisher import PublisherError, RegistryClient
+    from pitahaya.publisher import PublisherError, RegistryClient, RegistryRejected
 
     try:
         with RegistryClient(registry, token=token) as client:
             return operation(client)
+    except RegistryRejected as e:
+        # The server names its HTTP header; a CLI user sets a variable or a flag.
+        hint = " (set PITAHAYA_REGISTRY_TOKEN or pass --token)" if e.status_code == 401 else ""
+        raise fail(f"{e}{hint}") from None
     except PublisherError as e:
         raise fail(str(e)) from None
 
@@ -218,13 +222,17 @@ def rollback(
 @app.command("kill-switch")
 def kill_switch(
     scene: Scene,
-    on: Annotated[bool, typer.Option("--on/--off", help="Turn the kill switch on (default policy) or off.")],
+    on: Annotated[
+        bool | None, typer.Option("--on/--off", help="Turn the kill switch on (default policy) or off.")
+    ] = None,
     channel: Channel = "stable",
     registry: RegistryUrl = "http://127.0.0.1:8000",
     token: Token = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Send every device on a channel to the built-in default policy, or undo that."""
+    if on is None:
+        raise fail("say --on (every device on the default policy) or --off (back to the live release)")
     _show_release(
         call_registry(registry, token, lambda client: client.set_kill_switch(scene, on, channel=channel)), as_json
     )
