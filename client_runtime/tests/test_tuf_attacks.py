@@ -235,6 +235,28 @@ def test_a_tampered_target_is_a_verification_failure_and_a_missing_one_a_downloa
     assert not any((tmp_path / "packages").iterdir())  # nothing cached, not even a partial download
 
 
+def test_the_trusted_root_can_be_a_file_path_and_a_wrong_one_is_a_clear_verification_error(tmp_path: Path) -> None:
+    repo = _repo()
+    root_file = tmp_path / "1.root.json"
+    root_file.write_bytes(repo.root_bytes)
+    for shipped in (root_file, str(root_file)):
+        cache = tmp_path / f"device-{type(shipped).__name__}"
+        updater = PackageUpdater(
+            "http://registry.test", "watch_time", "device-1", cache, trusted_root=shipped, fetcher=MemoryFetcher(repo)
+        )
+        assert updater.check().version == "1.0.0"
+    for shipped, message in (
+        (tmp_path / "missing.json", "cannot read the trusted root file"),
+        (repo.root_bytes.decode(), "trusted_root is JSON text"),
+    ):
+        updater = PackageUpdater(
+            "http://registry.test", "watch_time", "device-1", tmp_path / "fresh", trusted_root=shipped,
+            fetcher=MemoryFetcher(repo),
+        )  # fmt: skip
+        with pytest.raises(UpdateVerificationError, match=message):
+            updater.check()
+
+
 CHILD = textwrap.dedent(
     """
     import sys

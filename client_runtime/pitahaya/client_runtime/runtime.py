@@ -54,6 +54,7 @@ The runtime is a facade over one collaborator per job, sharing one lock:
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
 import time
@@ -85,7 +86,8 @@ class Runtime:
         scene: Scene name (e.g. ``watch_time``).
         device_id: Stable id of this device (rollout bucket, PV/UV).
         cache_dir: Writable folder for metadata, packages, state and the workers' folders.
-        trusted_root: TUF root metadata shipped with the app (needed on first start).
+        trusted_root: The registry's TUF root metadata shipped with the app, needed on first
+            start: its bytes or the path of the file (see the README's "trusted root").
         channel: Release channel to follow.
         hooks: The host's monitoring callbacks (default: none); fixed for the runtime's life.
         telemetry: Reporting to the registry, on by default. A `TelemetryConfig` (the default
@@ -115,7 +117,7 @@ class Runtime:
         device_id: str,
         *,
         cache_dir: str | Path,
-        trusted_root: bytes | None = None,
+        trusted_root: bytes | str | os.PathLike[str] | None = None,
         channel: str = "stable",
         hooks: Hooks | None = None,
         telemetry: Telemetry = TelemetryConfig(),  # frozen: one shared default is safe

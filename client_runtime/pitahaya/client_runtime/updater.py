@@ -88,7 +88,8 @@ class PackageUpdater:
         scene: Scene name.
         device_id: Stable device identifier; places the device in its rollout bucket.
         cache_dir: Writable folder for trusted metadata and packages.
-        trusted_root: Root metadata bytes shipped with the app; needed until the cache has one.
+        trusted_root: The registry's root metadata shipped with the app, needed until the cache
+            has one: its bytes, or the path of the file (read on first start).
         channel: Release channel to follow.
         fetcher: TUF fetcher seam (default: ngclient's urllib3 fetcher).
         platform: This device's platform (``android``, ``ios``, ...), for release targeting.
@@ -102,7 +103,7 @@ class PackageUpdater:
         device_id: str,
         cache_dir: str | Path,
         *,
-        trusted_root: bytes | None = None,
+        trusted_root: bytes | str | os.PathLike[str] | None = None,
         channel: str = "stable",
         fetcher: FetcherInterface | None = None,
         platform: str | None = None,
@@ -140,9 +141,7 @@ class PackageUpdater:
     def _updater(self) -> Updater:
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         local_root = self.metadata_dir / "root.json"
-        bootstrap = None if local_root.exists() else self._trusted_root
-        if bootstrap is None and not local_root.exists():
-            raise UpdateVerificationError("no trusted root metadata: pass trusted_root on first start")
+        bootstrap = None if local_root.exists() else self._bootstrap_root()
         try:
             return Updater(
                 metadata_dir=str(self.metadata_dir),
@@ -153,6 +152,20 @@ class PackageUpdater:
             )
         except RepositoryError as e:
             raise UpdateVerificationError(f"trusted root metadata is invalid: {e}") from e
+
+    def _bootstrap_root(self) -> bytes:
+        """The shipped root's bytes: given as bytes, or read from the path given."""
+        root = self._trusted_root
+        if root is None:
+            raise UpdateVerificationError("no trusted root metadata: pass trusted_root on first start")
+        if isinstance(root, bytes):
+            return root
+        if isinstance(root, str) and root.lstrip().startswith("{"):
+            raise UpdateVerificationError("trusted_root is JSON text: pass its bytes (text.encode()) or a file path")
+        try:
+            return Path(root).read_bytes()
+        except OSError as e:
+            raise UpdateVerificationError(f"cannot read the trusted root file {os.fspath(root)!r}: {e}") from e
 
     def _refuse_entry_outside_its_delegation(self, path: str) -> None:
         """Raise if a role other than the one ``path`` is delegated to lists it.
