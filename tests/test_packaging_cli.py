@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -89,3 +90,20 @@ def test_a_passing_build_reports_its_tuf_target_and_opsets(run: FakeRun, data_di
         "hashes": {"sha256": hashlib.sha256(archive).hexdigest()},
     }
     assert built["opsets"] == {"": 21, "ai.onnx.ml": 5} and built["parity"]["passed"] is True
+
+
+def test_the_latency_gate_refuses_a_costly_package_and_its_override_warns(
+    run: FakeRun, data_dir: Path, tmp_path: Path
+) -> None:
+    scene = tmp_path / "watch_time"
+    shutil.copytree(REPO / "scenes" / "watch_time", scene)
+    toml = scene / "scene.toml"
+    toml.write_text(re.sub(r"max_decision_cost = \S+", "max_decision_cost = 0.01", toml.read_text()))
+    args = ["package", "--run", run.run_id, "--scene", str(scene), "--data-dir", str(data_dir), "--no-register"]
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "gated")])
+    assert refused.exit_code == 1 and "x the latency yardstick" in text(refused) and "override" in text(refused)
+    assert not (tmp_path / "gated").exists()
+    built = runner.invoke(app, [*args, "--out", str(tmp_path / "out"), "--no-latency-gate", "--json"])
+    assert built.exit_code == 0, built.output
+    (warning,) = json.loads(built.stdout)["warnings"]
+    assert "the latency gate is overridden" in warning

@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import re
 import shutil
 
 import mlflow
@@ -9,7 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pitahaya.client_runtime import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE, LoadedPackage, Scene, read_package
-from pitahaya.packaging import BudgetError, ParityError
+from pitahaya.packaging import BudgetError, PackagingError, ParityError
 from pitahaya.packaging.parity import PREDICTION_RTOL
 
 
@@ -115,16 +114,33 @@ def test_package_over_the_size_budget_is_refused(fake_run, scene, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_a_package_over_the_latency_budget_is_built_with_a_warning(fake_run, scene, tmp_path):
-    # Wall-clock latency on a build machine is not a gate (a busy machine would fail good
-    # packages); a budget no real decision can meet yields a warning naming the measured p99.
-    tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_p99_decision_us": 0.001})
-    built = fake_run.package(tight, "1.0.3", tmp_path)
+def test_a_package_over_the_decision_cost_budget_is_refused_unless_the_gate_is_overridden(fake_run, scene, tmp_path):
+    # No real decision costs less than a hundredth of the yardstick's one-row model run.
+    tight = dataclasses.replace(scene, budgets={**scene.budgets, "max_decision_cost": 0.01})
+    with pytest.raises(BudgetError, match=r"a decision costs [\d.]+x the latency yardstick") as caught:
+        fake_run.package(tight, "1.0.3", tmp_path / "gated")
+    report = caught.value.report
+    assert report is not None and report.decision_cost == report.latency_p50_us / report.reference_p50_us > 0.01
+    assert not (tmp_path / "gated").exists()
+
+    built = fake_run.package(tight, "1.0.3", tmp_path / "overridden", latency_gate=False)
     assert built.path.exists()
-    assert len(built.warnings) == 1
-    assert re.search(
-        r"p99 decision latency measured on this machine is \d+ us, over the scene budget of 0.001 us", built.warnings[0]
-    )
+    assert len(built.warnings) == 1 and "the latency gate is overridden" in built.warnings[0]
+
+
+def test_the_report_states_the_decision_cost_and_its_yardstick(built):
+    result, _ = built
+    report = result.parity
+    assert result.warnings == () and report.reference_p50_us > 0
+    assert report.decision_cost == report.latency_p50_us / report.reference_p50_us
+    assert f"cost {report.decision_cost:.1f}x the yardstick" in report.summary()
+
+
+def test_an_unknown_budget_is_refused_before_anything_is_built(fake_run, scene, tmp_path):
+    stale = dataclasses.replace(scene, budgets={**scene.budgets, "max_p99_decision_us": 2_000})
+    with pytest.raises(PackagingError, match="unknown budget max_p99_decision_us"):
+        fake_run.package(stale, "1.0.5", tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_budget_refusal_carries_the_parity_figures(fake_run, scene, tmp_path):

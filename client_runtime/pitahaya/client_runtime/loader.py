@@ -34,7 +34,8 @@ WARM_BATCHES = (1, 2, 3, 4, 8)
 MAX_BOUND_BATCH = 64
 
 
-def _session_options() -> ort.SessionOptions:
+def session_options() -> ort.SessionOptions:
+    """ONNX Runtime settings of every session a device opens (the packager times its yardstick with them too)."""
     options = ort.SessionOptions()
     # A device runs inside someone else's app: one thread, no spinning, no surprises.
     options.intra_op_num_threads = 1
@@ -118,7 +119,7 @@ class LoadedPackage:
             raise FeatureCodeError("features.py feature_names differ from manifest.json feature_names")
         try:
             session = ort.InferenceSession(
-                package.model_bytes, sess_options=_session_options(), providers=["CPUExecutionProvider"]
+                package.model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ModelLoadError(f"model.onnx failed to load: {e}") from e

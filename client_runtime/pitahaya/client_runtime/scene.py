@@ -32,7 +32,7 @@ class Scene:
             ``scene.toml`` names none (training then replays the streaming extractor).
         target: Name of the predicted quantity (``watch_s``).
         policy: Decision knobs shipped in package manifests.
-        budgets: Limits the packager enforces (``max_package_bytes``, ``max_p99_decision_us``).
+        budgets: Limits the packager enforces (``max_package_bytes``, ``max_decision_cost``).
         training: Default training hyper-parameters.
     """
 

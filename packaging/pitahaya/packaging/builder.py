@@ -13,9 +13,11 @@ Workflow of `build_package`:
 4. **archive**: manifest + ``model.onnx`` + the scene's CURRENT ``features.py`` +
    ``selftest.json`` -> reproducible ``.tar.xz`` (`build_archive`).
 5. **parity**: load the archive with the client runtime and replay every parity view
-   (`check_parity`); then the size budget of ``scene.toml`` (a refusal); the latency budget
-   is reported, never enforced: a wall-clock figure on a busy build machine says more about
-   the machine than the package (it is a warning, a tag and ``BuildResult.warnings``).
+   (`check_parity`); then the scene's budgets (``[budgets]`` of ``scene.toml``, refusals):
+   ``max_package_bytes``, and ``max_decision_cost``, the decision's median time over that of
+   a fixed ONNX Runtime yardstick timed beside it (`pitahaya.packaging.latency`): the package's
+   cost, which a busy or slow build machine does not move, where a wall-clock budget failed good
+   packages on busy machines. ``latency_gate=False`` overrides it (then it is a warning).
 6. **write**: ``<out_dir>/<scene>-<version>.tar.xz``, atomically.
 7. **register**: log the archive and ``parity_report.json`` to the run under ``package/``
    and register a model version named after the scene, tagged with the package digest (when
@@ -104,6 +106,8 @@ _TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 #: URI of an MLflow 3 LoggedModel (``models:/m-<hex>``), the source of a version registered from one.
 _LOGGED_MODEL_URI_RE = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
 
+#: The scene budgets the packager enforces (`_check_budgets`).
+BUDGETS = frozenset({"max_package_bytes", "max_decision_cost"})
 #: Progress callback: ``(stage, fraction of that stage done)``.
 Progress = Callable[[str, float], None]
 
@@ -119,8 +123,8 @@ class BuildResult:
         manifest: The package's manifest.
         parity: The parity report.
         model_version: Registered MLflow model version, or None when not registered.
-        warnings: What a person should look at but no gate refuses (a decision latency over
-            the scene's budget, as measured on this machine).
+        warnings: What a person should look at but no gate refused (a decision cost over the
+            scene's budget when the latency gate was overridden).
     """
 
     path: Path
@@ -227,24 +231,38 @@ def _n_features(model: Any) -> int | None:
     return getattr(model, "n_features_in_", None)
 
 
-def _check_budgets(scene: Scene, size_bytes: int, report: ParityReport) -> tuple[str, ...]:
-    """Refuse a package over the size budget; return the latency budget's warning, if any.
+def _check_budget_names(scene: Scene) -> None:
+    """Refuse a budget this packager does not know: ignoring it would pass what it meant to stop."""
+    unknown = sorted(set(scene.budgets) - BUDGETS)
+    if unknown:
+        raise PackagingError(
+            f"unknown budget {', '.join(unknown)} in the scene's [budgets]: known are {', '.join(sorted(BUDGETS))} "
+            "(max_p99_decision_us, a wall-clock figure of the build machine, became max_decision_cost)"
+        )
+
+
+def _check_budgets(scene: Scene, size_bytes: int, report: ParityReport, latency_gate: bool) -> tuple[str, ...]:
+    """Refuse a package over a budget; return the warning of an overridden latency gate, if any.
 
     Raises:
-        BudgetError: the archive is larger than ``max_package_bytes``.
+        BudgetError: the archive is larger than ``max_package_bytes``, or (with ``latency_gate``)
+            its decision costs more than ``max_decision_cost``.
     """
     max_bytes = scene.budgets.get("max_package_bytes")
     if max_bytes is not None and size_bytes > max_bytes:
         raise BudgetError(f"package is {size_bytes} bytes, over the scene budget of {max_bytes}", report)
-    max_p99 = scene.budgets.get("max_p99_decision_us")
-    if max_p99 is not None and report.latency_p99_us > max_p99:
-        warning = (
-            f"p99 decision latency measured on this machine is {report.latency_p99_us:.0f} us, over the scene "
-            f"budget of {max_p99} us (load average {os.getloadavg()[0]:.1f}); benchmark it on a quiet machine"
-        )
-        logger.warning(warning)
-        return (warning,)
-    return ()
+    max_cost = scene.budgets.get("max_decision_cost")
+    if max_cost is None or report.decision_cost <= max_cost:
+        return ()
+    verdict = (
+        f"a decision costs {report.decision_cost:.1f}x the latency yardstick (median {report.latency_p50_us:.0f} us "
+        f"vs {report.reference_p50_us:.1f} us on this machine), over the scene budget of {max_cost}x"
+    )
+    if latency_gate:
+        raise BudgetError(f"{verdict}: make features.py or the model cheaper, or override the latency gate", report)
+    warning = f"{verdict}; built anyway: the latency gate is overridden"
+    logger.warning(warning)
+    return (warning,)
 
 
 def build_package(
@@ -256,6 +274,7 @@ def build_package(
     tracking_uri: str,
     out_dir: Path,
     register: bool = True,
+    latency_gate: bool = True,
     progress: Progress | None = None,
 ) -> BuildResult:
     """Package the model of a training run with the scene's feature code, gate it, publish it.
@@ -269,6 +288,8 @@ def build_package(
         tracking_uri: MLflow tracking (and registry) URI.
         out_dir: Folder receiving ``<scene>-<version>.tar.xz``.
         register: Also register a model version named after the scene.
+        latency_gate: Refuse a package over the scene's ``max_decision_cost``; False builds
+            it with a warning (e.g. a model known to be slow, shipped on purpose).
         progress: Called with ``(stage, fraction)`` as the build advances.
 
     Returns:
@@ -281,10 +302,11 @@ def build_package(
         ConversionError: the model cannot be loaded or converted, or does not take the
             scene's features.
         ParityError: the package, loaded as a device loads it, disagrees with the run.
-        BudgetError: the package is over the scene's size budget.
+        BudgetError: the package is over the scene's size or decision-cost budget.
         PackagingError: MLflow or the run's artifacts failed otherwise.
     """
     check_feature_code(scene.feature_source, str(scene.path / FEATURES_FILE))
+    _check_budget_names(scene)
     report_progress: Progress = progress or (lambda stage, fraction: None)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     origin = model_uri or f"run {run_id}"
@@ -314,7 +336,7 @@ def build_package(
             report_progress("parity", 1.0)
             if not report.passed:
                 raise ParityError(report)
-            warnings = _check_budgets(scene, package.size_bytes, report)
+            warnings = _check_budgets(scene, package.size_bytes, report, latency_gate)
 
             report_progress("write", 0.0)
             path = out_dir / Path(target_path(scene.name, version)).name
@@ -353,6 +375,7 @@ def _package_tags(version: str, sha256: str, size_bytes: int, report: ParityRepo
         "parity.max_rel_diff": f"{report.max_rel_diff:.3g}",
         "parity.rows": str(report.n_rows),
         "parity.latency_p99_us": f"{report.latency_p99_us:.0f}",
+        "parity.decision_cost": f"{report.decision_cost:.2f}",
     }
 
 

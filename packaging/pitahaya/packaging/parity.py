@@ -25,6 +25,7 @@ from pitahaya.client_runtime import LoadedPackage, View
 
 from pitahaya.packaging._views import replay
 from pitahaya.packaging.errors import PackagingError
+from pitahaya.packaging.latency import Yardstick
 
 #: Relative tolerance of ONNX vs LightGBM predictions ...
 PREDICTION_RTOL = 1e-4
@@ -61,6 +62,10 @@ class ParityReport:
         worst: The largest mismatches (features first, then predictions).
         latency_p50_us: Median per-decision time (features + inference), microseconds.
         latency_p99_us: 99th percentile of the same.
+        reference_p50_us: Median time of the latency yardstick's run, timed after each decision
+            (`pitahaya.packaging.latency`).
+        decision_cost: ``latency_p50_us / reference_p50_us``: the package's decision cost in
+            units of the yardstick, which the machine's speed and load do not move.
     """
 
     n_rows: int
@@ -72,6 +77,8 @@ class ParityReport:
     worst: tuple[ParityMismatch, ...] = ()
     latency_p50_us: float = 0.0
     latency_p99_us: float = 0.0
+    reference_p50_us: float = 0.0
+    decision_cost: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -84,7 +91,8 @@ class ParityReport:
             f"parity {verdict}: {self.n_rows} rows, {self.n_feature_mismatches} feature mismatches, "
             f"{self.n_prediction_mismatches} prediction mismatches "
             f"(max abs diff {self.max_abs_diff:.3g}, max rel diff {self.max_rel_diff:.3g}); "
-            f"decision latency p50 {self.latency_p50_us:.0f} us, p99 {self.latency_p99_us:.0f} us"
+            f"decision latency p50 {self.latency_p50_us:.0f} us, p99 {self.latency_p99_us:.0f} us "
+            f"(cost {self.decision_cost:.1f}x the yardstick's {self.reference_p50_us:.1f} us)"
         ]
         if self.n_rows == 0:
             lines.append("  no parity rows: nothing was checked")
@@ -149,6 +157,8 @@ def check_parity(
     got_features = np.empty((n, len(names)), dtype=np.float32)
     got_predictions = np.empty(n, dtype=np.float32)
     latencies_ns = np.empty(n, dtype=np.int64)
+    reference_ns = np.empty(n, dtype=np.int64)
+    yardstick = Yardstick()
     step = max(n // 100, 1)
     for row, extractor in replay(views, loaded.new_extractor):
         out = got_features[row : row + 1]
@@ -156,6 +166,7 @@ def check_parity(
         extractor.transform([views[row].as_candidate()], views[row].start_ts, out)
         got_predictions[row] = loaded.infer(out)[0]
         latencies_ns[row] = time.perf_counter_ns() - started
+        reference_ns[row] = yardstick.time_ns()  # right after: whatever slowed one slows the other
         if progress is not None and row % step == 0:
             progress(row / n)
 
@@ -171,6 +182,8 @@ def check_parity(
         if bad_predictions[i]
     ]
     latencies_us = latencies_ns / 1000.0
+    latency_p50_us = float(np.percentile(latencies_us, 50)) if n else 0.0
+    reference_p50_us = float(np.percentile(reference_ns, 50)) / 1000.0 if n else 0.0
     return ParityReport(
         n_rows=n,
         n_feature_mismatches=int(feature_rows.sum()),
@@ -179,6 +192,8 @@ def check_parity(
         max_rel_diff=float(rel_diff.max()) if n else 0.0,
         feature_mismatch_counts=counts,
         worst=tuple((worst_features + worst_predictions)[:WORST_ROWS]),
-        latency_p50_us=float(np.percentile(latencies_us, 50)) if n else 0.0,
+        latency_p50_us=latency_p50_us,
         latency_p99_us=float(np.percentile(latencies_us, 99)) if n else 0.0,
+        reference_p50_us=reference_p50_us,
+        decision_cost=latency_p50_us / reference_p50_us if reference_p50_us > 0 else 0.0,
     )

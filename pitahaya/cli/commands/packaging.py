@@ -25,6 +25,13 @@ def package(
     scene: ScenePath = DEFAULT_SCENE,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <data-dir>/packages).")] = None,
     register: Annotated[bool, typer.Option(help="Register (or tag) a model version in MLflow.")] = True,
+    latency_gate: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse a package whose decision costs more than the scene's max_decision_cost "
+            "(--no-latency-gate: build it with a warning)."
+        ),
+    ] = True,
     data_dir: DataDir = default_data_dir(),
     as_json: JsonFlag = False,
 ) -> None:
@@ -44,6 +51,7 @@ def package(
                 tracking_uri=tracking_uri(data_dir),
                 out_dir=out or data_dir / "packages",
                 register=register,
+                latency_gate=latency_gate,
                 progress=progress,
             )
     except ParityError as e:
