@@ -28,7 +28,13 @@ def default_data_dir() -> Path:
 
 def tracking_uri(data_dir: Path) -> str:
     """``$MLFLOW_TRACKING_URI`` or a SQLite store under the data dir."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_store(data_dir)
+
+
+def local_tracking_store(data_dir: Path) -> str:
+    """The data dir's SQLite MLflow store: what commands use without a tracking server, and
+    what ``pitahaya up``'s server serves, so runs logged either way end up in one place."""
+    return f"sqlite:///{data_dir.resolve() / 'mlflow.db'}"
 
 
 def artifact_root(data_dir: Path) -> str:
