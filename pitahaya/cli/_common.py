@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,38 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def stdout_kept_for_json(as_json: bool) -> Iterator[None]:
+    """With ``--json``, send whatever the work writes to stdout to stderr instead, so that stdout
+    holds only the JSON printed after it.
+
+    Python's ``print`` is not the only writer: LightGBM's C++ logs with ``printf`` and Dask's
+    worker processes inherit the descriptor, so descriptor 1 itself points at stderr while the
+    work runs (C's buffered output is flushed before it is put back).
+    """
+    if not as_json:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _flush_c_stdio()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    """``fflush(NULL)``: C libraries' buffered stdout goes where descriptor 1 points now."""
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C runtime to reach this way (Windows): nothing buffered by us
+        pass
 
 
 @contextmanager

@@ -26,7 +26,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pitahaya.cli._common import DEFAULT_SCENE, artifact_root, console, emit_json, stage_progress, tracking_uri
+from pitahaya.cli._common import (
+    DEFAULT_SCENE,
+    artifact_root,
+    console,
+    emit_json,
+    stage_progress,
+    stdout_kept_for_json,
+    tracking_uri,
+)
 from pitahaya.cli._server import registry_process
 from pitahaya.cli.commands.simulate import change_with_ci
 from pitahaya.client_runtime.hooks import Hooks, InferenceEvent
@@ -74,7 +82,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     token = secrets.token_urlsafe(24)
     mlflow_uri = tracking_uri(data_dir)
 
-    with stage_progress(not config.as_json) as progress:
+    with stdout_kept_for_json(config.as_json), stage_progress(not config.as_json) as progress:
         progress("generate events", 0.0)
         views = generate_views(GeneratorConfig(n_views=config.views, seed=config.seed))
         events_path = work / "events.csv.gz"

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pitahaya.cli._common import DEFAULT_SCENE, console, default_data_dir, emit_json, fail, stage_progress, tracking_uri
+from pitahaya.cli._common import (
+    DEFAULT_SCENE,
+    console,
+    default_data_dir,
+    emit_json,
+    fail,
+    stage_progress,
+    stdout_kept_for_json,
+    tracking_uri,
+)
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
 
 app = typer.Typer()
@@ -42,7 +51,7 @@ def package(
     if (run is None) == (model_uri is None):
         raise fail("pass exactly one of --run RUN_ID and --model-uri models:/NAME/VERSION")
     try:
-        with stage_progress(not as_json) as progress:
+        with stdout_kept_for_json(as_json), stage_progress(not as_json) as progress:
             result = build_package(
                 run_id=run,
                 model_uri=model_uri,

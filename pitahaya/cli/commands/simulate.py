@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from pitahaya.cli._common import REPO_ROOT, artifact_root, console, default_data_dir, emit_json, fail, tracking_uri
+from pitahaya.cli._common import (
+    REPO_ROOT,
+    artifact_root,
+    console,
+    default_data_dir,
+    emit_json,
+    fail,
+    stdout_kept_for_json,
+    tracking_uri,
+)
 from pitahaya.cli._options import DataDir, JsonFlag
 
 if TYPE_CHECKING:
@@ -158,12 +167,14 @@ def simulate(
     try:
         if not bitrate_bps > 0 or any(not m > 0 for m in margins):
             raise ValueError("--bitrate-bps and every --margin must be positive")
-        with tempfile.TemporaryDirectory(prefix="pitahaya-simulate-") as cache:
+        with stdout_kept_for_json(as_json), tempfile.TemporaryDirectory(prefix="pitahaya-simulate-") as cache:
             model = _model(package, registry, trusted_root, Path(cache))
             with console.status("simulating", spinner="dots") if not as_json else nullcontext():
                 replayed = _sessions(sessions, datasets, bitrate_bps, max_sessions)
                 result = run_simulation(replayed, _networks(network, datasets), model=model, config=config)
-        run_id = log_simulation(result, tracking_uri=tracking_uri(data_dir), artifact_location=artifact_root(data_dir))
+            run_id = log_simulation(
+                result, tracking_uri=tracking_uri(data_dir), artifact_location=artifact_root(data_dir)
+            )
     except (SimulationError, UpdateError, LookupError, OSError, ValueError) as e:
         raise fail(str(e)) from None
     if as_json:

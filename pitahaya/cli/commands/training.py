@@ -16,6 +16,7 @@ from pitahaya.cli._common import (
     emit_json,
     fail,
     stage_progress,
+    stdout_kept_for_json,
     tracking_uri,
 )
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
@@ -99,7 +100,7 @@ def train(
             seed=seed,
         )
         Scene.load(scene)
-        with stage_progress(not as_json) as progress:
+        with stdout_kept_for_json(as_json), stage_progress(not as_json) as progress:
             result = run_training(config, progress=progress)
     except (TrainingError, FileNotFoundError, ValueError) as e:
         raise fail(str(e)) from None
