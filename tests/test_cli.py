@@ -10,8 +10,11 @@ from typer.testing import CliRunner
 from pitahaya.cli.app import app
 
 runner = CliRunner()
-COMMANDS = ["generate", "train", "package", "push", "release", "serve", "simulate", "demo"]
-RESULT_COMMANDS = ["generate", "train", "package", "push", "release", "simulate", "demo"]
+RESULT_COMMANDS = [
+    "generate", "train", "package", "push", "release", "simulate", "demo", "packages", "releases", "audit", "up",
+    "status", "down",
+]  # fmt: skip
+COMMANDS = [*RESULT_COMMANDS, "serve"]
 
 
 def test_top_level_help_lists_every_command() -> None:

@@ -273,6 +273,16 @@ def test_cli_tokens_and_rollout_operations_against_a_live_registry(pipeline: Pip
         assert json.loads(cli("pause", "watch_time", "--json", token=operator))["paused"] is True
         assert json.loads(cli("kill-switch", "watch_time", "--on", "--json", token=operator))["kill_switch"] is True
 
+        (package,) = json.loads(cli("packages", "--scene", "watch_time", "--json"))["packages"]
+        assert (package["version"], package["size_bytes"]) == ("1.0.0", pipeline.built.size_bytes)
+        history = json.loads(cli("releases", "watch_time", "--json"))["releases"]
+        assert [r["operation"] for r in history] == ["kill", "pause", "widen", "create"]
+        entries = json.loads(cli("audit", "--limit", "3", "--json", token=operator))["entries"]
+        assert len(entries) == 3 and entries[0]["action"] == "kill_release"
+        assert entries[0]["actor"] == "oncall"
+        table = cli("releases", "watch_time", "--channel", "stable")
+        assert "releases of watch_time (4)" in table and "1.0.0" in table
+
         cli("tokens", "revoke", "ci")
         revoked = runner.invoke(app, ["push", str(pipeline.built.path), "--registry", url, "--token", secret])
         assert revoked.exit_code == 1 and "401" in revoked.output

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from pitahaya.cli.commands import demo, fleet, keys, packaging, registry, rollout, simulate, stack, training
+from pitahaya.cli.commands import demo, fleet, keys, listings, packaging, registry, rollout, simulate, stack, training
 
 #: The component distributions besides ``pitahaya`` itself, as ``pitahaya-<name>``.
 COMPONENTS = ("client", "publisher", "training", "packaging", "registry", "simulation")
@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (training, packaging, registry, simulate, demo, fleet, stack):
+for module in (training, packaging, registry, listings, simulate, demo, fleet, stack):
     app.registered_commands += module.app.registered_commands
     app.registered_groups += module.app.registered_groups
 app.add_typer(keys.app, name="keys")
