@@ -57,6 +57,8 @@ def test_parity_refusal_prints_the_report(run: FakeRun, data_dir: Path, tmp_path
     assert result.exit_code == 1
     out = text(result)
     assert "parity FAILED" in out and "expected_watch_s" in out and "the parity gate refused the package" in out
+    # Not a terminal: each stage is a line as it starts and ends, not a display drawn once at exit.
+    assert re.search(r"download: started download: done in [\d.]+ s convert: started", out)
     assert "Traceback" not in result.output
     as_json = runner.invoke(app, [*args, "--json"])
     assert as_json.exit_code == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
@@ -20,6 +22,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCENE = REPO_ROOT / "scenes" / "watch_time"
 
 console = Console(stderr=True)
+
+
+def quiet_library_logs() -> None:
+    """Keep MLflow's and Alembic's INFO chatter (store creation, migrations) out of a command's output.
+
+    MLflow's own warning that it cannot find pip's version is dropped too: pitahaya pins every
+    model's requirements itself, and a uv-made environment has no pip to find.
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 def default_data_dir() -> Path:
@@ -98,7 +112,15 @@ def _flush_c_stdio() -> None:
 
 @contextmanager
 def stage_progress(enabled: bool = True) -> Iterator[Callable[[str, float], None]]:
-    """A Rich progress display fed by ``progress(stage, fraction)`` callbacks, one bar per stage."""
+    """A Rich progress display fed by ``progress(stage, fraction)`` callbacks, one bar per stage.
+
+    Not on a terminal (a log file, CI), a live display would only be drawn once, at the end, so
+    each stage gets a plain line when it starts and when it is done instead.
+    """
+    if enabled and not console.is_terminal:
+        with _stage_lines() as update:
+            yield update
+        return
     with Progress(
         TextColumn("[bold]{task.description:<28}"),
         BarColumn(),
@@ -120,3 +142,24 @@ def stage_progress(enabled: bool = True) -> Iterator[Callable[[str, float], None
         yield update
         for task in tasks.values():
             progress.update(task, completed=100)
+
+
+@contextmanager
+def _stage_lines() -> Iterator[Callable[[str, float], None]]:
+    """``progress(stage, fraction)`` as one line per stage started and one per stage done."""
+    current: list[tuple[str, float]] = []  # the stage under way and when it started
+
+    def finish() -> None:
+        if current:
+            stage, started = current.pop()
+            console.print(f"{stage}: done in {time.monotonic() - started:.1f} s", highlight=False)
+
+    def update(stage: str, fraction: float) -> None:
+        if current and current[0][0] == stage:
+            return
+        finish()  # a new stage means the one before is done
+        current.append((stage, time.monotonic()))
+        console.print(f"{stage}: started", highlight=False)
+
+    yield update
+    finish()

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from pitahaya.cli._common import quiet_library_logs
 from pitahaya.cli.commands import demo, fleet, keys, listings, packaging, registry, rollout, simulate, stack, training
 
 #: The component distributions besides ``pitahaya`` itself, as ``pitahaya-<name>``.
@@ -53,6 +54,7 @@ def _root(
     ] = False,
 ) -> None:
     """Train, package, deliver and run on-device models together with their feature code."""
+    quiet_library_logs()
 
 
 def main() -> None:
