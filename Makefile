@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.synced-$(UV_VERSION)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint sync clean
+.PHONY: demo test test-fast lint sync clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -24,6 +24,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The fast lane, for the edit-test loop: no real server processes (e2e), no package index
+# (network), no second pass of the registry suite on PostgreSQL + S3 (scale). CI runs `test`.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not e2e and not network and not scale" $(PYTEST_ARGS)
 
 # Style (ruff), the architecture's import contracts (lint-imports) and types (mypy), all
 # configured in pyproject.toml.

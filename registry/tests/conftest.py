@@ -150,7 +150,7 @@ def fresh_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite-local", "postgres-s3"])
+@pytest.fixture(params=["sqlite-local", pytest.param("postgres-s3", marks=pytest.mark.scale)])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """The storage pair a test registry runs on (see the module docstring)."""
     if request.param == "sqlite-local":
