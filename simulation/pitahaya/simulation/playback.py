@@ -184,7 +184,16 @@ def play(
 
 @dataclass(frozen=True, slots=True)
 class _Current:
-    """The video each lane is on during one step (the sink once done: ``rate`` 1 there, not 0)."""
+    """The video each lane is on and the preload window after it (the sink once done: ``rate`` 1 there, not 0).
+
+    Gathered from the (lane x slot) tables again only after a step in which a lane swiped: with few
+    lanes most steps change no lane's video, and the gathers were a good part of such a step.
+
+    Attributes:
+        window: Flat (lane x slot) index of each lane's next ``lookahead`` videos, one row per
+            position in the window (so the in-order fill accumulates along contiguous rows); a
+            position past the session's end points at the lane's sink, whose target stays 0.
+    """
 
     col: np.ndarray
     rate: np.ndarray
@@ -192,25 +201,30 @@ class _Current:
     duration: np.ndarray
     threshold: np.ndarray
     watch: np.ndarray
+    window: np.ndarray
 
 
 class _Playback:
     """One lockstep run: what each video got so far and each lane's player.
 
     Per video (lane x slot, see `Feeds`): bytes downloaded, preload target, preload at the
-    swipe, start-up wait, stall time and count. Per lane: the current slot, the playhead, the
-    player state (waiting -> playing <-> stalled; a swipe makes the next video waiting), the
-    current decision's buffer cap (``limit``, ``floor``, ``min_meter``), the bandwidth meter,
-    whether the lane is done and its simulated time.
+    swipe, start-up wait, stall time and count. The current video's bytes, wait, stall time and
+    stalls are counted in per-lane arrays instead (``have``, ``waited``, ``stalled_s``,
+    ``stall_count``), filed into those tables at its swipe: a step updates them without a gather
+    and scatter each. Per lane: the current slot, the playhead, the player state (waiting ->
+    playing <-> stalled; a swipe makes the next video waiting), the current decision's buffer cap
+    (``limit``, ``floor``, ``min_meter``), the bandwidth meter, whether the lane is done and its
+    simulated time.
     """
 
     def __init__(self, feeds: Feeds, links: Links, policy: Policy, config: PlaybackConfig) -> None:
         self.feeds, self.links, self.policy, self.config = feeds, links, policy, config
         n_lanes, shape = len(feeds.counts), feeds.size.shape
         self.rows = np.arange(n_lanes)
-        self.window = np.arange(1, config.lookahead + 1)
         self.downloaded, self.target, self.preloaded = np.zeros(shape), np.zeros(shape), np.zeros(shape)
         self.wait, self.stall, self.stalls = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        self.have, self.waited, self.stalled_s = np.zeros(n_lanes), np.zeros(n_lanes), np.zeros(n_lanes)
+        self.stall_count = np.zeros(n_lanes, dtype=np.int64)
         self.cur = np.zeros(n_lanes, dtype=np.int64)
         self.pos = np.zeros(n_lanes)
         self.state = np.full(n_lanes, _WAITING)
@@ -223,6 +237,7 @@ class _Playback:
         self.sim_time = np.zeros(n_lanes)
         self.session_counter = [0] * n_lanes
         self.steps = 0
+        self.now = self._current()
 
     def run(self, lanes: Sequence[Sequence[Session]]) -> PlaybackLog:
         """Play ``lanes`` (the sessions ``feeds`` was built from) to the end."""
@@ -236,7 +251,7 @@ class _Playback:
     def _start_view(self, r: int) -> None:
         """Lane ``r``'s current video just became current: its preload is final, the policy decides."""
         j, look = int(self.cur[r]), self.config.lookahead
-        self.preloaded[r, j] = self.downloaded[r, j]
+        self.preloaded[r, j] = self.have[r] = self.downloaded[r, j]
         decision = self.policy.decide(r, self.session_counter[r], int(self.feeds.local_index[r, j]))
         ahead = decision.preload_bytes[: min(look, int(self.feeds.session_last[r, j]) - j)]
         self.target[r, j + 1 : j + 1 + look] = 0.0
@@ -248,23 +263,30 @@ class _Playback:
         self.min_meter[r] = decision.min_throughput_bps / 8.0
 
     def _step(self) -> None:
-        active = ~self.done
-        now = self._current()
-        before = self.downloaded[self.rows, now.col]
-        self._start(now, active, before)
-        speed = np.where(active, self.links.speed_at(self.steps * self.config.dt_s), 0.0)
-        resume_at = self._fetch(now, before, speed)
-        late, offset = self._start_late(now, active, before, speed, resume_at)
+        active, now, dt = ~self.done, self.now, self.config.dt_s
+        # A step on which every lane plays has nothing to start, start late or count as idle (with
+        # few lanes, most steps): those three steps are skipped then.
+        idle = bool((active & (self.state != _PLAYING)).any())
+        if idle:
+            had = self.have.copy()  # the bytes before this step's download, for `_start_late`'s moment
+            self._start(now, active)
+        speed = np.where(active, self.links.speed_at(self.steps * dt), 0.0)
+        resume_at = self._fetch(now, speed)
+        offset: np.ndarray | float = 0.0
+        if idle:
+            late, offset = self._start_late(now, active, had, speed, resume_at)
         playing, starved = self._play(now, active, offset)
-        self._count_idle_step(now, active, late, starved)
+        if idle:
+            self._count_idle_step(active, late, starved)
         self.steps += 1
-        self.sim_time[active] = self.steps * self.config.dt_s
         self._swipe(now, playing)
 
     def _current(self) -> _Current:
-        col = np.minimum(self.cur, self.feeds.n_max)
-        f, rows = self.feeds, self.rows
+        f, rows, look = self.feeds, self.rows, self.config.lookahead
+        col = np.minimum(self.cur, f.n_max)
         rate = f.rate[rows, col]
+        window = col + np.arange(1, look + 1)[:, None]
+        window = np.where(window <= f.session_last[rows, col], window, f.n_max)
         return _Current(
             col=col,
             rate=np.where(rate > 0, rate, 1.0),
@@ -272,10 +294,12 @@ class _Playback:
             duration=f.duration[rows, col],
             threshold=f.threshold[rows, col],
             watch=f.watch[rows, col],
+            window=rows * f.size.shape[1] + window,
         )
 
-    def _start(self, now: _Current, active: np.ndarray, have: np.ndarray) -> None:
+    def _start(self, now: _Current, active: np.ndarray) -> None:
         """A waiting video with its start-up bytes starts; a stalled one with ``startup_s`` buffered resumes."""
+        have = self.have
         starting = active & (self.state == _WAITING) & (have >= now.threshold - _BYTE_TOLERANCE)
         ahead_s = np.where(have >= now.size - _BYTE_TOLERANCE, np.inf, have / now.rate - self.pos)
         resuming = (
@@ -285,41 +309,38 @@ class _Playback:
         )
         self.state[starting | resuming] = _PLAYING
 
-    def _fetch(self, now: _Current, have: np.ndarray, speed: np.ndarray) -> np.ndarray:
+    def _fetch(self, now: _Current, speed: np.ndarray) -> np.ndarray:
         """Download this step's bytes: the current video up to its buffer target, the rest to preloads.
 
         Returns each current video's resume point (bytes it needs before a stall ends).
         """
-        config = self.config
+        config, pos, state = self.config, self.pos, self.state
         budget = speed * config.dt_s
         self.meter = self.meter_keep * self.meter + (1.0 - self.meter_keep) * speed
         # A playhead within the time tolerance has reached the limit: left capped an ulp short of it,
         # a stalled video with no start-up threshold to fetch would want nothing more and stall forever.
-        capped = (self.pos < self.limit - _TIME_TOLERANCE) & (self.meter >= self.min_meter)
+        capped = (pos < self.limit - _TIME_TOLERANCE) & (self.meter >= self.min_meter)
         buffer_s = np.where(
             capped,
-            np.maximum(self.floor, np.minimum(config.buffer_ahead_s, self.limit - self.pos)),
+            np.maximum(self.floor, np.minimum(config.buffer_ahead_s, self.limit - pos)),
             config.buffer_ahead_s,
         )
-        played_to = np.minimum(self.pos, now.duration)
+        played_to = np.minimum(pos, now.duration)
         want = now.rate * (played_to + buffer_s)
-        want = np.where(self.state == _WAITING, np.maximum(want, now.threshold), want)
+        want = np.where(state == _WAITING, np.maximum(want, now.threshold), want)
         resume_at = now.rate * (played_to + config.startup_s)
-        want = np.minimum(now.size, np.where(self.state == _STALLED, np.maximum(want, resume_at), want))
-        give = np.clip(want - have, 0.0, budget)
-        self.downloaded[self.rows, now.col] += give
+        want = np.minimum(now.size, np.where(state == _STALLED, np.maximum(want, resume_at), want))
+        give = np.clip(want - self.have, 0.0, budget)
+        self.have += give
         self._fill_preloads(now, budget - give)
         return resume_at
 
     def _fill_preloads(self, now: _Current, spare: np.ndarray) -> None:
         """Spend ``spare`` bytes on the next videos' preload targets, in play order, each filled before the next."""
-        n_max, rows = self.feeds.n_max, self.rows[:, None]
-        cols = now.col[:, None] + self.window
-        cols = np.where(cols <= self.feeds.session_last[self.rows, now.col][:, None], cols, n_max)
-        deficit = np.clip(self.target[rows, cols] - self.downloaded[rows, cols], 0.0, None)
-        deficit[cols == n_max] = 0.0
-        before = np.cumsum(deficit, axis=1) - deficit
-        self.downloaded[rows, cols] += np.clip(spare[:, None] - before, 0.0, deficit)
+        downloaded = self.downloaded.reshape(-1)
+        deficit = np.clip(self.target.reshape(-1)[now.window] - downloaded[now.window], 0.0, None)
+        before = np.cumsum(deficit, axis=0) - deficit
+        downloaded[now.window] += np.clip(spare - before, 0.0, deficit)
 
     def _start_late(
         self, now: _Current, active: np.ndarray, had: np.ndarray, speed: np.ndarray, resume_at: np.ndarray
@@ -332,53 +353,63 @@ class _Playback:
         Returns:
             Which lanes started late, and the offset into the step at which each did (0 elsewhere).
         """
-        have = self.downloaded[self.rows, now.col]
         ready_at = np.minimum(np.where(self.state == _WAITING, now.threshold, resume_at), now.size)
-        late = active & (self.state != _PLAYING) & (have >= ready_at - _BYTE_TOLERANCE)
+        late = active & (self.state != _PLAYING) & (self.have >= ready_at - _BYTE_TOLERANCE)
         dt = self.config.dt_s
         offset = np.where(late, np.clip((ready_at - had) / np.maximum(speed, _SPEED_FLOOR), 0.0, dt), 0.0)
-        self.wait[self.rows, now.col] += np.where(late & (self.state == _WAITING), offset, 0.0)
-        self.stall[self.rows, now.col] += np.where(late & (self.state == _STALLED), offset, 0.0)
+        self.waited += np.where(late & (self.state == _WAITING), offset, 0.0)
+        self.stalled_s += np.where(late & (self.state == _STALLED), offset, 0.0)
         self.state[late] = _PLAYING
         return late, offset
 
-    def _play(self, now: _Current, active: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _play(self, now: _Current, active: np.ndarray, offset: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """Play what is left of the step; running out of buffered content mid-step is a stall.
 
         Returns:
             Which lanes played this step, and which of them stalled.
         """
-        have = self.downloaded[self.rows, now.col]
+        have, pos = self.have, self.pos
         playing = active & (self.state == _PLAYING)
         span = self.config.dt_s - offset
-        avail = np.where(have >= now.size - _BYTE_TOLERANCE, np.inf, have / now.rate - self.pos)
-        remaining = now.watch - self.pos
+        avail = np.where(have >= now.size - _BYTE_TOLERANCE, np.inf, have / now.rate - pos)
+        remaining = now.watch - pos
         played = np.where(playing, np.clip(np.minimum(remaining, avail), 0.0, span), 0.0)
         starved = playing & (avail < np.minimum(span, remaining) - _TIME_TOLERANCE)
-        self.pos += played
+        pos += played
         self.state[starved] = _STALLED
-        self.stalls[self.rows[starved], now.col[starved]] += 1
-        self.stall[self.rows, now.col] += np.where(starved, span - played, 0.0)
+        self.stall_count += starved
+        self.stalled_s += np.where(starved, span - played, 0.0)
         return playing, starved
 
-    def _count_idle_step(self, now: _Current, active: np.ndarray, late: np.ndarray, starved: np.ndarray) -> None:
+    def _count_idle_step(self, active: np.ndarray, late: np.ndarray, starved: np.ndarray) -> None:
         """A lane stalled (or waiting) for the whole step adds the step to its stall (or wait)."""
         dt, stalled = self.config.dt_s, self.state == _STALLED
-        self.stall[self.rows, now.col] += np.where(active & stalled & ~starved & ~late, dt, 0.0)
-        self.wait[self.rows, now.col] += np.where(active & (self.state == _WAITING), dt, 0.0)
+        self.stalled_s += np.where(active & stalled & ~starved & ~late, dt, 0.0)
+        self.waited += np.where(active & (self.state == _WAITING), dt, 0.0)
 
     def _swipe(self, now: _Current, playing: np.ndarray) -> None:
         """Lanes whose user reached the watch time move to the next video (or are done)."""
-        for r in np.flatnonzero(playing & (self.pos >= now.watch - _TIME_TOLERANCE)).tolist():
+        swiped = (playing & (self.pos >= now.watch - _TIME_TOLERANCE)).nonzero()[0].tolist()
+        for r in swiped:
             j = int(self.cur[r])
+            self._file(r, j)
             if j == self.feeds.session_last[r, j]:
                 self.policy.end(r, self.session_counter[r])
                 self.session_counter[r] += 1
             self.cur[r], self.pos[r], self.state[r] = j + 1, 0.0, _WAITING
             if j + 1 >= self.feeds.counts[r]:
                 self.done[r] = True
+                self.sim_time[r] = self.steps * self.config.dt_s
             else:
                 self._start_view(r)
+        if swiped:
+            self.now = self._current()
+
+    def _file(self, r: int, j: int) -> None:
+        """Lane ``r``'s per-lane counts of its video ``j`` go to the tables, and restart at 0 for the next video."""
+        self.downloaded[r, j], self.wait[r, j] = self.have[r], self.waited[r]
+        self.stall[r, j], self.stalls[r, j] = self.stalled_s[r], self.stall_count[r]
+        self.have[r] = self.waited[r] = self.stalled_s[r] = self.stall_count[r] = 0
 
     def _log(self) -> PlaybackLog:
         f = self.feeds
