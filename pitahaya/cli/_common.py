@@ -111,13 +111,19 @@ def _flush_c_stdio() -> None:
 
 
 @contextmanager
-def stage_progress(enabled: bool = True) -> Iterator[Callable[[str, float], None]]:
-    """A Rich progress display fed by ``progress(stage, fraction)`` callbacks, one bar per stage.
+def stage_progress(as_json: bool) -> Iterator[Callable[[str, float], None]]:
+    """The progress of a command's work, fed by ``progress(stage, fraction)`` callbacks.
 
-    Not on a terminal (a log file, CI), a live display would only be drawn once, at the end, so
-    each stage gets a plain line when it starts and when it is done instead.
+    For people, a Rich display with one bar per stage; not on a terminal (a log file, CI), where a
+    live display would only be drawn once, at the end, a plain line when each stage starts and
+    when it is done. With ``--json``, nothing, and stdout kept for the JSON
+    (`stdout_kept_for_json`).
     """
-    if enabled and not console.is_terminal:
+    if as_json:
+        with stdout_kept_for_json(True):
+            yield lambda stage, fraction: None
+        return
+    if not console.is_terminal:
         with _stage_lines() as update:
             yield update
         return
@@ -127,7 +133,6 @@ def stage_progress(enabled: bool = True) -> Iterator[Callable[[str, float], None
         TextColumn("{task.percentage:>5.1f}%"),
         TimeElapsedColumn(),
         console=console,
-        disable=not enabled,
         transient=False,
     ) as progress:
         tasks: dict[str, TaskID] = {}

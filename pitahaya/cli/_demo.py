@@ -32,7 +32,6 @@ from pitahaya.cli._common import (
     console,
     emit_json,
     stage_progress,
-    stdout_kept_for_json,
     tracking_uri,
 )
 from pitahaya.cli._server import registry_process
@@ -82,7 +81,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     token = secrets.token_urlsafe(24)
     mlflow_uri = tracking_uri(data_dir)
 
-    with stdout_kept_for_json(config.as_json), stage_progress(not config.as_json) as progress:
+    with stage_progress(config.as_json) as progress:
         progress("generate events", 0.0)
         views = generate_views(GeneratorConfig(n_views=config.views, seed=config.seed))
         events_path = work / "events.csv.gz"

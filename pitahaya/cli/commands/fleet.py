@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pitahaya.cli._common import default_data_dir, emit_json, fail, stage_progress, stdout_kept_for_json
+from pitahaya.cli._common import default_data_dir, emit_json, fail, stage_progress
 from pitahaya.cli._options import DataDir, JsonFlag
 from pitahaya.fleet.config import BadMode, Scenario
 
@@ -105,7 +105,7 @@ def simulate(
             data_dir=data_dir,
             package=package,
         )
-        with stdout_kept_for_json(as_json), stage_progress(not as_json) as progress:
+        with stage_progress(as_json) as progress:
             summary = simulate_fleet(config, progress=progress)
     except (ValueError, OSError, FleetError, PublisherError, RuntimeError) as e:
         raise fail(str(e)) from None

@@ -15,7 +15,6 @@ from pitahaya.cli._common import (
     emit_json,
     fail,
     stage_progress,
-    stdout_kept_for_json,
     tracking_uri,
 )
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
@@ -51,7 +50,7 @@ def package(
     if (run is None) == (model_uri is None):
         raise fail("pass exactly one of --run RUN_ID and --model-uri models:/NAME/VERSION")
     try:
-        with stdout_kept_for_json(as_json), stage_progress(not as_json) as progress:
+        with stage_progress(as_json) as progress:
             result = build_package(
                 run_id=run,
                 model_uri=model_uri,

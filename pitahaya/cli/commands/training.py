@@ -16,7 +16,6 @@ from pitahaya.cli._common import (
     emit_json,
     fail,
     stage_progress,
-    stdout_kept_for_json,
     tracking_uri,
 )
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
@@ -100,7 +99,7 @@ def train(
             seed=seed,
         )
         Scene.load(scene)
-        with stdout_kept_for_json(as_json), stage_progress(not as_json) as progress:
+        with stage_progress(as_json) as progress:
             result = run_training(config, progress=progress)
     except (TrainingError, FileNotFoundError, ValueError) as e:
         raise fail(str(e)) from None
