@@ -56,3 +56,28 @@ def test_help_shows_no_path_of_this_checkout(command: str) -> None:
     """A default computed from where the code lives would show the installing machine's paths."""
     output = runner.invoke(app, [command, "--help"], terminal_width=400).output
     assert str(Path(__file__).resolve().parents[1]) not in output
+
+
+def test_registry_migrate_prepares_storage_once(tmp_path: Path) -> None:
+    """A deployment's one-shot step before its replicas start: the schema at head and a TUF
+    repository; a second run (the next deployment) changes neither."""
+    import sqlite3
+
+    from alembic.script import ScriptDirectory
+
+    from pitahaya.registry.db import ALEMBIC_DIR
+
+    env = {"PITAHAYA_DATA_DIR": str(tmp_path), "PITAHAYA_REGISTRY_TOKEN": "t" * 32}
+    root = tmp_path / "registry" / "tuf" / "metadata" / "1.root.json"
+    database = tmp_path / "registry" / "registry.db"
+
+    first = runner.invoke(app, ["registry", "migrate"], env=env)
+    assert first.exit_code == 0, first.output
+    signed_root = root.read_bytes()
+    second = runner.invoke(app, ["registry", "migrate"], env=env)
+
+    assert second.exit_code == 0, second.output
+    assert root.read_bytes() == signed_root
+    with sqlite3.connect(database) as connection:
+        (revision,) = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert revision == ScriptDirectory(str(ALEMBIC_DIR)).get_current_head()

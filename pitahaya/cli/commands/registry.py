@@ -3,7 +3,8 @@
 Publishing: ``push`` (``--signing-key`` for a scene delegated to publisher keys). Rollouts (operator token): ``release``, ``widen``, ``pause``,
 ``resume``, ``revert``, ``rollback``, ``kill-switch`` (``release --gate`` and ``rollout status``:
 `pitahaya.cli.commands.rollout`). Tokens (admin token): ``tokens create|list|revoke``.
-Running it: ``serve``, and ``registry gc`` for orphan blobs.
+Running it: ``serve``, ``registry migrate`` before a deployment's replicas start, and
+``registry gc`` for orphan blobs.
 """
 
 from __future__ import annotations
@@ -281,6 +282,21 @@ def revoke_token(
     """Revoke a token: the registry refuses it (401) from the next request on."""
     result = call_registry(registry, token, lambda client: client.revoke_token(name))
     report(result, as_json, f"revoked token {result['name']}")
+
+
+@registry_app.command("migrate")
+def migrate(data_dir: DataDir = default_data_dir()) -> None:
+    """Apply pending database migrations and create the TUF keys on first run, then exit (what
+    serve does on start; run it once before a deployment's replicas start). Same settings as serve."""
+    from pitahaya.registry import ConfigurationError, load_settings
+    from pitahaya.registry import migrate as migrate_storage
+
+    os.environ.setdefault("PITAHAYA_DATA_DIR", str(data_dir))
+    try:
+        migrate_storage(load_settings())
+    except ConfigurationError as e:
+        raise fail(str(e)) from None
+    console.print("registry storage is at this version's schema; TUF repository ready")
 
 
 @registry_app.command("gc")

@@ -32,7 +32,7 @@ from pitahaya.registry.errors import (
     UnverifiablePackageError,
     UploadTooLargeError,
 )
-from pitahaya.registry.maintenance import collect_garbage
+from pitahaya.registry.maintenance import collect_garbage, migrate
 from pitahaya.registry.server import serve
 from pitahaya.registry.services.blob_gc import GcResult
 from pitahaya.registry.settings import Settings, load_settings
@@ -64,5 +64,6 @@ __all__ = [
     "collect_garbage",
     "create_app",
     "load_settings",
+    "migrate",
     "serve",
 ]

@@ -1,4 +1,5 @@
-"""Offline maintenance a registry operator runs from the command line (``pitahaya registry gc``).
+"""Offline maintenance a registry operator runs from the command line (``pitahaya registry migrate``,
+``pitahaya registry gc``).
 
 These open the registry's storage from `Settings` directly (no running server needed) and
 take the publish lock where they touch what publishes write, so they are safe next to a
@@ -38,5 +39,27 @@ def collect_garbage(settings: Settings, *, min_age_seconds: float | None = None,
         age = settings.blob_gc_min_age_seconds if min_age_seconds is None else min_age_seconds
         with TufRepository(settings.resolved_tuf_dir).publish_lock, session_factory(engine)() as session:
             return collect_orphan_blobs(session=session, blobs=blobs, min_age=timedelta(seconds=age), dry_run=dry_run)
+    finally:
+        engine.dispose()
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the registry's storage up to this version, then return: apply pending database
+    migrations and create the TUF keys and metadata if none exist yet, under the publish lock.
+
+    The server does the same on start; a deployment runs this once before starting replicas (a
+    one-shot container, a Kubernetes Job), so a failing migration stops the rollout before any
+    replica serves, and replicas do not wait on each other's migration at start.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database cannot be reached or migrated.
+        ConfigurationError: the existing TUF repository has a layout this version cannot serve.
+    """
+    engine = create_engine_for(settings.resolved_database_url)
+    try:
+        tuf = TufRepository(settings.resolved_tuf_dir)
+        with tuf.publish_lock:
+            upgrade_to_head(engine)
+            tuf.initialize()
     finally:
         engine.dispose()
