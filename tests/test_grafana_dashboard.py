@@ -144,4 +144,11 @@ def test_dashboard_panels_and_provisioning_are_consistent() -> None:
     assert (INFRA / mounts[provider["options"]["path"]] / DASHBOARD.name).is_file()
     assert (INFRA / mounts["/etc/grafana/provisioning"]).resolve() == provisioning
     scrape = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())["scrape_configs"][0]
-    assert scrape["static_configs"][0]["targets"] == ["registry:8000"] and scrape["metrics_path"] == "/metrics"
+    # Every replica is a target (compose's DNS answers the service name with one address each);
+    # the device series are SQL totals each replica repeats, hence `max`, never `sum`, above.
+    (discovery,) = scrape["dns_sd_configs"]
+    assert discovery["names"] == ["registry"] and discovery["port"] == 8000 and scrape["metrics_path"] == "/metrics"
+    assert "registry" in compose and compose["registry"]["deploy"]["replicas"] >= 2
+    for expr in queries(json.loads(DASHBOARD.read_text())):
+        if re.search(r"pitahaya_(device|rollout)_", expr):
+            assert not re.search(r"\bsum\b", expr), f"a per-replica copy summed: {expr}"
