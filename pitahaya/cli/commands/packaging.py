@@ -8,15 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pitahaya.cli._common import (
-    DEFAULT_SCENE,
-    console,
-    default_data_dir,
-    emit_json,
-    fail,
-    stage_progress,
-    tracking_uri,
-)
+from pitahaya.cli._common import DEFAULT_SCENE, console, default_data_dir, emit_json, fail, stage_progress, tracking_uri
 from pitahaya.cli._options import DataDir, JsonFlag, ScenePath
 
 app = typer.Typer()
