@@ -5,8 +5,10 @@ uvloop + httptools):
 
 1. a bare FastAPI app (the baselines): ``GET /`` answering ``{"hello": "world"}``, and
    ``POST /api/v1/telemetry`` parsing the JSON body into a dict and answering 202;
-2. the registry (SQLite + local blobs, access log off, rate limits raised out of the way,
-   MLflow forwarding and the push's pre-flight off), with one small package pushed and released.
+2. the registry (local blobs; SQLite by default, or PostgreSQL: ``--postgres`` starts a
+   throw-away cluster with fsync on, ``--database-url`` points at an empty database; access log
+   off, rate limits raised out of the way, MLflow forwarding and the push's pre-flight off), with
+   one small package pushed and released.
 
 and drives each with ``wrk`` (Debian package ``wrk``) for a fixed duration at a fixed number
 of connections: the registry's conditional ``GET /tuf/metadata/timestamp.json`` with a
@@ -17,11 +19,11 @@ the per-device upserts do not all hit one row) with a client-role token. It prin
 latency percentiles and error counts (non-2xx/3xx answers and socket errors) of each, and the
 ratio to its baseline (GET endpoints to the GET hello-world, telemetry to the POST one), over
 interleaved rounds (baseline, 304, 200, baseline, telemetry, ...) so load from neighbours falls
-on both alike; then checks the reports the registry aggregated in SQLite against wrk's count.
+on both alike; then checks the reports the registry aggregated in its database against wrk's count.
 Every run stops by itself (``wrk -d``); nothing asserts timings.
 
     .venv/bin/python benchmarks/bench_registry.py [--duration 10] [--connections 64] [--threads 2] [--rounds 3]
-        [--endpoints 304,200,telemetry]
+        [--endpoints 304,200,telemetry] [--postgres | --database-url URL]
 """
 
 from __future__ import annotations
@@ -32,20 +34,20 @@ import os
 import re
 import secrets
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy
 from fastapi import FastAPI, Response
 
 from pitahaya.cli._server import child_server, free_port
@@ -229,12 +231,29 @@ end
     return path
 
 
-def _telemetry_rows(database: Path) -> tuple[int, int]:
-    """(reports aggregated, device rows) in the registry's SQLite."""
-    with sqlite3.connect(database) as db:
-        reports = db.execute("SELECT COALESCE(SUM(value), 0) FROM telemetry_counters WHERE metric = 'reports'")
-        devices = db.execute("SELECT COUNT(*) FROM telemetry_devices")
-        return int(reports.fetchone()[0]), int(devices.fetchone()[0])
+def _telemetry_rows(database_url: str) -> tuple[int, int]:
+    """(reports aggregated, device rows) in the registry's database."""
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as db:
+            reports = db.execute(
+                sqlalchemy.text("SELECT COALESCE(SUM(value), 0) FROM telemetry_counters WHERE metric = 'reports'")
+            ).scalar_one()
+            devices = db.execute(sqlalchemy.text("SELECT COUNT(*) FROM telemetry_devices")).scalar_one()
+            return int(reports), int(devices)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _throwaway_postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster (the tests' helper, ``tests/servers.py``), fsync on:
+    commits are as durable as the SQLite registry's (WAL, ``synchronous=FULL``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the helper is not a package
+    from servers import postgresql
+
+    with postgresql(database="bench", fsync=True) as url:
+        yield url
 
 
 ENDPOINTS = ("304", "200", "telemetry")
@@ -251,6 +270,11 @@ def main() -> None:
         default=",".join(ENDPOINTS),
         help=f"comma-separated subset of {','.join(ENDPOINTS)}; their baselines are added",
     )
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument(
+        "--postgres", action="store_true", help="the registry on a throw-away PostgreSQL cluster (fsync on)"
+    )
+    database.add_argument("--database-url", help="the registry on this (empty) database instead of SQLite")
     args = parser.parse_args()
     chosen = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     if not chosen or set(chosen) - set(ENDPOINTS):
@@ -261,9 +285,13 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     token = secrets.token_urlsafe(24)
     telemetry_requests = 0
-    with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp, ExitStack() as databases:
         work = Path(tmp)
+        database_url = args.database_url or f"sqlite:///{work / 'data' / 'registry' / 'registry.db'}"
+        if args.postgres:
+            database_url = databases.enter_context(_throwaway_postgres())
         env = {
+            "PITAHAYA_DATABASE_URL": database_url,
             "PITAHAYA_DATA_DIR": str(work / "data"),
             "PITAHAYA_REGISTRY_TOKEN": token,
             "PITAHAYA_LOG_LEVEL": "WARNING",
@@ -350,10 +378,12 @@ def main() -> None:
                         telemetry_requests += results[endpoint.name].requests
                 rounds.append(results)
         # After the registry stopped: what it aggregated, against what wrk saw answered.
-        aggregated = _telemetry_rows(work / "data" / "registry" / "registry.db") if "telemetry" in chosen else None
+        aggregated = _telemetry_rows(database_url) if "telemetry" in chosen else None
+    backend = sqlalchemy.make_url(database_url).get_backend_name()
     print(
         f"load: wrk {args.threads} threads, {args.connections} connections, {args.duration} s per endpoint, "
-        f"{args.rounds} interleaved rounds; servers: uvicorn 2 workers each (uvloop, httptools); "
+        f"{args.rounds} interleaved rounds; servers: uvicorn 2 workers each (uvloop, httptools), registry on "
+        f"{backend}; "
         f"{os.cpu_count()} CPUs shared with wrk; median round by req/s shown, ratio = median of per-round ratios "
         f"to the endpoint's baseline; errors = non-2xx/3xx answers + socket errors, summed over rounds"
     )
@@ -384,12 +414,12 @@ def main() -> None:
         per_report = counter_upserts(telemetry_report("x", datetime.now(tz=UTC), "1.0.0"))
         print(
             f"telemetry: 1 window per report, {per_report} counter upserts + 1 device-row upsert + 1 commit each; "
-            f"SQLite holds {reports:,} reports and {devices:,} device rows "
+            f"{backend} holds {reports:,} reports and {devices:,} device rows "
             f"(wrk counted {telemetry_requests:,} answered, + 1 probe; requests in flight at wrk's stop add a few)"
         )
         if reports < telemetry_requests + 1:
             failed.append(
-                f"telemetry: SQLite holds {reports} reports, fewer than the {telemetry_requests + 1} answered"
+                f"telemetry: {backend} holds {reports} reports, fewer than the {telemetry_requests + 1} answered"
             )
     if failed:
         print("RUN WITH ERRORS: " + "; ".join(failed))

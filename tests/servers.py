@@ -130,11 +130,12 @@ def _postgres_bin(name: str) -> str:
 
 
 @contextmanager
-def postgresql(*, database: str = "pitahaya") -> Iterator[str]:
+def postgresql(*, database: str = "pitahaya", fsync: bool = False) -> Iterator[str]:
     """Run a throw-away PostgreSQL cluster; yield a SQLAlchemy URL (psycopg 3 driver).
 
     PostgreSQL refuses to run as root, so under root the cluster belongs to the ``postgres``
-    user (created by Debian's package) in a world-traversable temp folder.
+    user (created by Debian's package) in a world-traversable temp folder. ``fsync`` is off
+    (tests need no durability); a benchmark measuring commits turns it on.
 
     Raises:
         ServerUnavailable: PostgreSQL binaries are not installed.
@@ -160,7 +161,7 @@ def postgresql(*, database: str = "pitahaya") -> Iterator[str]:
         )
         subprocess.run(
             [*run_as, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "start", "-o",
-             f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"],  # fmt: skip
+             f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"],  # fmt: skip
             check=True,
             capture_output=True,
         )
