@@ -118,7 +118,8 @@ def _fit(flavor: str, features: np.ndarray, target: np.ndarray, names: list[str]
 
 
 def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str = "lightgbm") -> FakeRun:
-    """Train on the scene's features and log a run the way the training job does."""
+    """Train on the scene's features and log a run the way the training job does (``tracking_uri``: a
+    ``sqlite:///`` store; the experiment keeps its artifacts beside it)."""
     views = generate_views(seed)
     features = replay_features(scene, views)
     target = np.array([v.watch_s for v in views])
@@ -139,7 +140,9 @@ def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str 
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(scene.name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(scene.name)
+    # Artifacts beside the SQLite store: MLflow's default is ./mlruns in whatever folder the tests run from.
+    artifacts = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(scene.name, artifacts)
     with (
         pytest.MonkeyPatch.context() as env,
         tempfile.TemporaryDirectory() as tmp,

@@ -135,6 +135,7 @@ def test_training_refuses_when_the_scene_formula_changed(tmp_path):
     config = TrainConfig(
         scene=folder,
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=tmp_path / "artifacts",
         generator=GeneratorConfig(n_views=3_000, n_users=20, n_videos=300, seed=2),
         features="batch",
         parity_min_test_rows=200,
@@ -160,6 +161,7 @@ def test_a_scene_without_a_batch_module_has_no_batch_path(tmp_path):
     config = TrainConfig(
         scene=folder,
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=tmp_path / "artifacts",
         generator=GeneratorConfig(n_views=3_000, n_users=20, n_videos=300, seed=2),
         features="batch",
     )

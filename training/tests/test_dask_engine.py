@@ -16,6 +16,7 @@ def test_local_and_dask_training_agree(tmp_path):
     common = {
         "scene": SCENE_DIR,
         "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+        "artifact_location": tmp_path / "artifacts",
         "generator": GENERATOR,
         "features": "batch",
         "params": {"n_estimators": 80},
