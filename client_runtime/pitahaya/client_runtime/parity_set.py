@@ -102,9 +102,11 @@ def write_views_csv(stream: TextIO, rows: Iterable[Sequence[Any]], *, delimiter:
     """Write a `VIEW_FIELDS` header, then one line per row of view fields (in `VIEW_FIELDS` order).
 
     Times and durations are written as the ``repr`` of a float, its shortest round-trip form,
-    so reading the file back gives equal views.
+    so reading the file back gives equal views. Lines end with RFC 4180's ``\r\n``: the writer
+    quotes a field holding any character of the line end, so an id with a bare ``\r`` (which a
+    reader takes for a line end) is quoted too.
     """
-    writer = csv.writer(stream, delimiter=delimiter, lineterminator="\n")
+    writer = csv.writer(stream, delimiter=delimiter, lineterminator="\r\n")
     writer.writerow(VIEW_FIELDS)
     for user_id, video_id, start_ts, duration_s, watch_s, size_bytes in rows:
         writer.writerow(
