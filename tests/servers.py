@@ -13,7 +13,6 @@ seaweedfs``): the root ``tests`` folder is on the pytest ``pythonpath`` of the w
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from pitahaya.cli._seaweedfs import mini_command, s3_answers, weed_binary
 from pitahaya.cli._server import child_process, free_port, wait_ready
+from pitahaya.cli._stack import StackError, postgres_program, run_as_postgres
 
 
 class ServerUnavailable(RuntimeError):
@@ -82,12 +82,10 @@ def seaweedfs(workdir: Path, *, access_key: str = "pitahaya-test", secret_key: s
 
 
 def _postgres_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    raise ServerUnavailable(f"PostgreSQL '{name}' not found (Debian: apt-get install postgresql)")
+    found = postgres_program(name)
+    if found is None:
+        raise ServerUnavailable(f"PostgreSQL '{name}' not found (Debian: apt-get install postgresql)")
+    return found
 
 
 @contextmanager
@@ -102,16 +100,12 @@ def postgresql(*, database: str = "pitahaya", fsync: bool = False) -> Iterator[s
         ServerUnavailable: PostgreSQL binaries are not installed.
     """
     initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    run_as: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="pitahaya-pg-"))
     folder.chmod(0o755)
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            raise ServerUnavailable("running as root and there is no 'postgres' user to own the cluster") from None
-        os.chown(folder, user.pw_uid, user.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
+    try:
+        run_as = run_as_postgres(folder)
+    except StackError as e:
+        raise ServerUnavailable(str(e)) from None
     data, log = folder / "data", folder / "postgres.log"
     port = free_port()
     try:

@@ -283,7 +283,7 @@ def _postgres(data_dir: Path) -> Launch:
     trust authentication on 127.0.0.1 only). PostgreSQL refuses to run as root, so under root
     the cluster belongs to the ``postgres`` user."""
     folder = stack_dir(data_dir) / "postgres"
-    run_as = _postgres_user(folder)
+    run_as = run_as_postgres(folder)
     if not (folder / "data" / "PG_VERSION").exists():
         done = subprocess.run(
             [
@@ -311,7 +311,7 @@ def _postgres(data_dir: Path) -> Launch:
     return Launch("postgres", command, url, f"postgresql://postgres@127.0.0.1:{port}/postgres")
 
 
-def _postgres_user(folder: Path) -> list[str]:
+def run_as_postgres(folder: Path) -> list[str]:
     """The prefix that runs PostgreSQL's programs as a non-root user, after handing it ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
@@ -325,12 +325,17 @@ def _postgres_user(folder: Path) -> list[str]:
 
 
 def _postgres_bin(name: str) -> str:
-    found = shutil.which(name) or next(
-        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None
-    )
+    found = postgres_program(name)
     if found is None:
         raise StackError(f"--with-postgres needs PostgreSQL's '{name}' (Debian: apt-get install postgresql)")
     return found
+
+
+def postgres_program(name: str) -> str | None:
+    """A PostgreSQL program: on PATH, or in Debian's versioned folder (newest first), which is not on PATH."""
+    return shutil.which(name) or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None
+    )
 
 
 def _create_database(server: str) -> None:
