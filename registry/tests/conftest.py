@@ -1,8 +1,9 @@
 """Fixtures: a registry on a fresh data dir, in-process (TestClient) or on a real socket.
 
 Every test that builds a registry (``settings`` → ``app`` → ``client``) runs twice, once per
-storage `backend`: SQLite + local blob folder, and a real PostgreSQL server + a real
-S3-compatible server (SeaweedFS), both on 127.0.0.1 and started once per session. Each test
+storage `backend`: SQLite + local blob folder + TUF metadata files, and the scale-out path: a
+real PostgreSQL server holding the rows *and* the TUF metadata (``tuf_storage="database"``) + a
+real S3-compatible server (SeaweedFS), both on 127.0.0.1 and started once per session. Each test
 gets its own PostgreSQL database and bucket. Without the servers the second variant skips
 (it fails under ``CI=true``).
 
@@ -28,12 +29,18 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import make_url
 
 from pitahaya.client_runtime import Manifest, TensorSpec, build_archive
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE, file_entry
 from pitahaya.registry import Settings, create_app
+from pitahaya.registry.maintenance import migrate
+from pitahaya.registry.tuf import TufRepository
+from pitahaya.registry.tuf.sql_store import SqlStaging
+from pitahaya.registry.tuf.staging import FileStaging
+from pitahaya.registry.tuf.store import FileMetadataStore
 from servers import S3Endpoint, postgres_url_fixture, s3_endpoint_fixture
 
 with warnings.catch_warnings():
@@ -114,6 +121,8 @@ class Backend:
     @property
     def settings_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"database_url": self.database_url}
+        if self.database_url is not None:  # the scale-out path: replicas share no disk
+            fields["tuf_storage"] = "database"
         if self.s3 is not None:
             fields.update(
                 s3_bucket=self.bucket,
@@ -183,9 +192,23 @@ def settings(tmp_path: Path, token: str, backend: Backend) -> Settings:
     )
 
 
+def start_registry(settings: Settings) -> FastAPI:
+    """`create_app`, after ``migrate`` on the scale-out backend as a deployment runs it (a serving
+    replica of a shared store never creates the repository)."""
+    if settings.tuf_storage == "database":
+        migrate(settings)
+    return create_app(settings)
+
+
+@pytest.fixture(name="start_registry")
+def start_registry_fixture() -> Callable[[Settings], FastAPI]:
+    """`start_registry`, for tests that start a registry on settings of their own."""
+    return start_registry
+
+
 @pytest.fixture
 def app(settings: Settings) -> FastAPI:
-    return create_app(settings)
+    return start_registry(settings)
 
 
 @pytest.fixture
@@ -215,3 +238,93 @@ def live_url(app: FastAPI) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+class MetadataFault:
+    """Makes storing one TUF metadata version fail as a full disk would, on either metadata store:
+    a folder in the way of its file, or a PostgreSQL trigger raising ``disk_full`` (SQLSTATE
+    53100) on its row. Real failures of the real store, not a patched method.
+
+    Attributes:
+        error: What the failing write raises inside the registry.
+    """
+
+    _TRIGGER = "pitahaya_test_fault"
+
+    def __init__(self, tuf: TufRepository, engine: Engine) -> None:
+        self._tuf, self._engine = tuf, engine
+        self._sql = isinstance(tuf.staging, SqlStaging)
+        self.error: type[BaseException] = OperationalError if self._sql else OSError
+
+    @contextlib.contextmanager
+    def staging(self, name: str) -> Iterator[None]:
+        """Staging the version served as ``name`` fails."""
+        if self._sql:
+            with self._trigger("INSERT", name):
+                yield
+            return
+        assert isinstance(self._tuf.staging, FileStaging)
+        with self._in_the_way(self._tuf.staging.folder / name):
+            yield
+
+    @contextlib.contextmanager
+    def applying(self, name: str) -> Iterator[None]:
+        """Serving the staged version ``name`` fails (after the publication's rows committed)."""
+        if self._sql:
+            with self._trigger("UPDATE", name):
+                yield
+            return
+        assert isinstance(self._tuf.store, FileMetadataStore)
+        with self._in_the_way(self._tuf.store.metadata_dir / name):
+            yield
+
+    def leftovers(self) -> list[str]:
+        """Staged versions nothing serves: a publication discarded or applied leaves none."""
+        if self._sql:
+            with self._engine.connect() as connection:
+                rows = connection.execute(text("SELECT role, version FROM tuf_metadata WHERE NOT published"))
+                return [f"{version}.{role}.json" for role, version in rows]
+        assert isinstance(self._tuf.staging, FileStaging)
+        return [p.name for p in self._tuf.staging.folder.iterdir()]
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _in_the_way(path: Path) -> Iterator[None]:
+        path.mkdir(parents=True)
+        (path / "in-the-way").touch()
+        try:
+            yield
+        finally:
+            (path / "in-the-way").unlink()
+            path.rmdir()
+
+    @contextlib.contextmanager
+    def _trigger(self, event: str, name: str) -> Iterator[None]:
+        version, role = name.removesuffix(".json").split(".", 1)
+        with self._engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"CREATE FUNCTION {self._TRIGGER}() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.role = '{role}' AND NEW.version = {int(version)} THEN "
+                    "RAISE EXCEPTION 'no space left on device (injected)' USING ERRCODE = 'disk_full'; "
+                    "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER {self._TRIGGER} BEFORE {event} ON tuf_metadata "
+                    f"FOR EACH ROW EXECUTE FUNCTION {self._TRIGGER}()"
+                )
+            )
+        try:
+            yield
+        finally:
+            with self._engine.begin() as connection:
+                connection.execute(text(f"DROP TRIGGER {self._TRIGGER} ON tuf_metadata"))
+                connection.execute(text(f"DROP FUNCTION {self._TRIGGER}()"))
+
+
+@pytest.fixture
+def metadata_fault(app: FastAPI) -> MetadataFault:
+    """A `MetadataFault` on the test registry's metadata store."""
+    return MetadataFault(app.state.registry.tuf, app.state.registry.engine)

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from pitahaya.registry import Settings, create_app
+from pitahaya.registry import Settings
 from pitahaya.registry.models import ApiToken
 
 
@@ -77,14 +78,18 @@ def test_invalid_token_requests_are_422(client: TestClient, auth: dict[str, str]
     assert client.post("/api/v1/tokens", json=body, headers=auth).status_code == 422
 
 
-def _limited_client(settings: Settings, tmp_path: Path, **limits: str) -> TestClient:
+def _limited_client(
+    start_registry: Callable[[Settings], FastAPI], settings: Settings, tmp_path: Path, **limits: str
+) -> TestClient:
     limited = settings.model_copy(update={"data_dir": tmp_path / "limited", **limits})
-    return TestClient(create_app(limited))
+    return TestClient(start_registry(limited))
 
 
-def test_a_token_over_its_limit_gets_429_with_retry_after(settings: Settings, tmp_path: Path, token: str) -> None:
+def test_a_token_over_its_limit_gets_429_with_retry_after(
+    start_registry: Callable[[Settings], FastAPI], settings: Settings, tmp_path: Path, token: str
+) -> None:
     auth = {"Authorization": f"Bearer {token}"}
-    with _limited_client(settings, tmp_path, rate_limit_per_token="3/minute") as client:
+    with _limited_client(start_registry, settings, tmp_path, rate_limit_per_token="3/minute") as client:
         statuses = [client.get("/api/v1/tokens", headers=auth).status_code for _ in range(4)]
         refused = client.get("/api/v1/tokens", headers=auth)
 
@@ -94,8 +99,10 @@ def test_a_token_over_its_limit_gets_429_with_retry_after(settings: Settings, tm
     assert "rate limit" in refused.json()["detail"]
 
 
-def test_an_address_over_its_limit_gets_429_but_tuf_files_are_not_limited(settings: Settings, tmp_path: Path) -> None:
-    with _limited_client(settings, tmp_path, rate_limit_per_ip="2/minute") as client:
+def test_an_address_over_its_limit_gets_429_but_tuf_files_are_not_limited(
+    start_registry: Callable[[Settings], FastAPI], settings: Settings, tmp_path: Path
+) -> None:
+    with _limited_client(start_registry, settings, tmp_path, rate_limit_per_ip="2/minute") as client:
         statuses = [client.get("/api/v1/packages").status_code for _ in range(3)]
         tuf = [client.get("/tuf/metadata/timestamp.json").status_code for _ in range(5)]
 
@@ -104,10 +111,10 @@ def test_an_address_over_its_limit_gets_429_but_tuf_files_are_not_limited(settin
 
 
 def test_a_client_token_shared_by_a_fleet_is_not_limited_per_token(
-    settings: Settings, tmp_path: Path, token: str
+    start_registry: Callable[[Settings], FastAPI], settings: Settings, tmp_path: Path, token: str
 ) -> None:
     auth = {"Authorization": f"Bearer {token}"}
-    with _limited_client(settings, tmp_path, rate_limit_per_token="3/minute") as client:
+    with _limited_client(start_registry, settings, tmp_path, rate_limit_per_token="3/minute") as client:
         secret = client.post("/api/v1/tokens", json={"name": "app", "role": "client"}, headers=auth).json()["secret"]
         device = {"Authorization": f"Bearer {secret}"}
         report = {"device_id": "d", "scene": "watch_time", "sent_at": "2026-03-01T12:35:02Z", "windows": []}

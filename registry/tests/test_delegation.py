@@ -8,6 +8,7 @@ real ``tuf.ngclient.Updater`` on a real socket resolves the package through ``pu
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from pitahaya.registry.errors import InvalidArgumentError, PublisherSignatureErr
 from pitahaya.registry.tuf import TufRepository, publisher_role
 
 SCENE = "watch_time"
+
+if TYPE_CHECKING:
+    from conftest import MetadataFault  # a fixture's type; conftest is never imported at run time
 
 
 @pytest.fixture
@@ -204,22 +208,25 @@ def test_re_delegating_replaces_the_keys_and_devices_refuse_the_old_signatures(
 
 
 def test_a_delegated_push_that_fails_while_publishing_leaves_nothing_visible(
-    app: FastAPI, live_url: str, token: str, make_archive: Callable[..., bytes], publisher: CryptoSigner
+    app: FastAPI,
+    live_url: str,
+    token: str,
+    make_archive: Callable[..., bytes],
+    publisher: CryptoSigner,
+    metadata_fault: MetadataFault,
 ) -> None:
     repo = _tuf(app)
     repo.publishers.delegate(SCENE, [publisher.public_key])
     before = repo.metadata_bytes("timestamp.json")
-    # A directory where the role's version 1 is staged: the blob and the row are written, then
-    # writing the signed metadata fails, as a full disk would.
-    blocker = repo.staging.folder / "1.publisher-watch_time.json"
-    blocker.mkdir(parents=True)
     archive = make_archive()
-    with RegistryClient(live_url, token=token) as registry, pytest.raises(RegistryUnavailable):
-        registry.push(archive, signers=[publisher])
-    with RegistryClient(live_url, token=token) as registry:  # uvicorn closes the connection after a 500
-        assert registry.list_packages() == []
-        assert repo.metadata_bytes("timestamp.json") == before and repo.publishers.metadata(SCENE) is None
-        blocker.rmdir()
+    # The blob and the row are written, then staging the role's version 1 fails, as on a full disk.
+    with metadata_fault.staging("1.publisher-watch_time.json"):
+        with RegistryClient(live_url, token=token) as registry, pytest.raises(RegistryUnavailable):
+            registry.push(archive, signers=[publisher])
+        with RegistryClient(live_url, token=token) as registry:  # uvicorn closes the connection after a 500
+            assert registry.list_packages() == []
+            assert repo.metadata_bytes("timestamp.json") == before and repo.publishers.metadata(SCENE) is None
+    with RegistryClient(live_url, token=token) as registry:
         assert registry.push(archive, signers=[publisher])["version"] == "1.0.0"  # the same push, again
     current = repo.publishers.metadata(SCENE)
     assert current is not None and list(current.signed.targets) == [target_path(SCENE, "1.0.0")]

@@ -26,6 +26,8 @@ def test_upgrade_head_matches_the_models_and_is_rerunnable(database_url: str) ->
         "telemetry_devices",
         "rollout_gates",
         "telemetry_batches",
+        "tuf_metadata",
+        "tuf_pending_publication",
     }
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
@@ -34,5 +36,5 @@ def test_upgrade_head_matches_the_models_and_is_rerunnable(database_url: str) ->
 
 def test_migrations_have_a_single_head(database_url: str) -> None:
     engine = create_engine_for(database_url)
-    assert ScriptDirectory.from_config(alembic_config(engine)).get_heads() == ["0003"]
+    assert ScriptDirectory.from_config(alembic_config(engine)).get_heads() == ["0004"]
     engine.dispose()

@@ -29,6 +29,8 @@ from pitahaya.registry import Settings, create_app
 from pitahaya.registry.errors import ConfigurationError, SigningKeyError
 from pitahaya.publisher.keys import KEY_FILE_MODE, load_private_key
 from pitahaya.client_runtime.files import write_atomic
+from pitahaya.registry.db import upgrade_to_head
+from pitahaya.registry.storage import open_database
 from pitahaya.registry.tuf import TufRepository, publisher_role
 from pitahaya.registry.tuf.publication import Publication
 from pitahaya.registry.clock import utcnow
@@ -41,8 +43,10 @@ SCENE, OTHER = "watch_time", "other_scene"
 @pytest.fixture
 def admin(settings: Settings, tmp_path: Path) -> TufRepository:
     """The admin's view of the registry's TUF folder, with the offline keys on a separate stick."""
-    repo = TufRepository(settings.resolved_tuf_dir, offline_keys_dir=tmp_path / "admin-stick")
-    repo.initialize()
+    engine, repo = open_database(settings, offline_keys_dir=tmp_path / "admin-stick")
+    with repo.publish_lock:
+        upgrade_to_head(engine)
+        repo.initialize()
     return repo
 
 

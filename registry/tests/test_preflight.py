@@ -62,8 +62,11 @@ def _assert_nothing_stored(http: httpx.Client, settings: Settings) -> None:
     """No row, no blob, no signed target, no staged metadata, no worker folder left behind."""
     assert http.get("/api/v1/packages").json() == []
     assert [p for p in settings.resolved_blob_dir.rglob("*") if p.is_file()] == []
-    for metadata in settings.resolved_tuf_dir.rglob("*.json"):
-        assert "packages/watch_time" not in metadata.read_text(), metadata
+    timestamp = http.get("/tuf/metadata/timestamp.json").json()["signed"]
+    snapshot_name = f"{timestamp['meta']['snapshot.json']['version']}.snapshot.json"
+    snapshot = http.get(f"/tuf/metadata/{snapshot_name}").json()["signed"]
+    for role, meta in snapshot["meta"].items():  # every served targets role, wherever the metadata is stored
+        assert "packages/watch_time" not in http.get(f"/tuf/metadata/{meta['version']}.{role}").text, role
     assert list(settings.preflight_dir.iterdir()) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi import FastAPI
@@ -16,6 +17,9 @@ from pitahaya.registry.blobs import sha256_hex
 from pitahaya.registry.errors import PublicationPendingError
 from pitahaya.registry.tuf import TufRepository
 
+if TYPE_CHECKING:
+    from conftest import MetadataFault  # a fixture's type; conftest is never imported at run time
+
 
 def _next_snapshot_file(tuf: TufRepository) -> str:
     timestamp = json.loads(tuf.metadata_bytes("timestamp.json"))
@@ -23,22 +27,23 @@ def _next_snapshot_file(tuf: TufRepository) -> str:
 
 
 def test_a_commit_whose_metadata_did_not_become_visible_is_published_on_restart(
-    app: FastAPI, client: TestClient, settings: Settings, auth: dict[str, str], make_archive: Callable[..., bytes]
+    app: FastAPI,
+    client: TestClient,
+    settings: Settings,
+    auth: dict[str, str],
+    make_archive: Callable[..., bytes],
+    metadata_fault: MetadataFault,
 ) -> None:
     tuf: TufRepository = app.state.registry.tuf
-    blocker = tuf.store.metadata_dir / _next_snapshot_file(tuf)  # the rename into place fails after the commit
-    blocker.mkdir()
-    (blocker / "in-the-way").touch()
-    with pytest.raises(OSError):
-        client.post("/api/v1/packages", content=make_archive(), headers=auth)
+    with metadata_fault.applying(_next_snapshot_file(tuf)):  # serving it fails after the commit
+        with pytest.raises(metadata_fault.error):
+            client.post("/api/v1/packages", content=make_archive(), headers=auth)
 
-    assert client.get("/api/v1/scenes/watch_time/packages/1.0.0").status_code == 200  # committed
-    assert target_path("watch_time", "1.0.0") not in tuf.targets()  # not yet visible
-    with pytest.raises(PublicationPendingError, match="pending"):  # nothing may publish over it
-        tuf.refresh(margin=1.0)
+        assert client.get("/api/v1/scenes/watch_time/packages/1.0.0").status_code == 200  # committed
+        assert target_path("watch_time", "1.0.0") not in tuf.targets()  # not yet visible
+        with pytest.raises(PublicationPendingError, match="pending"):  # nothing may publish over it
+            tuf.refresh(margin=1.0)
 
-    (blocker / "in-the-way").unlink()
-    blocker.rmdir()
     restarted: TufRepository = create_app(settings).state.registry.tuf
     assert restarted.pending_publication() is None
     assert target_path("watch_time", "1.0.0") in restarted.targets()
@@ -48,7 +53,12 @@ def test_a_commit_whose_metadata_did_not_become_visible_is_published_on_restart(
 
 
 def test_metadata_staged_for_a_push_that_never_committed_is_dropped_and_the_push_can_be_redone(
-    app: FastAPI, client: TestClient, settings: Settings, auth: dict[str, str], make_archive: Callable[..., bytes]
+    app: FastAPI,
+    client: TestClient,
+    settings: Settings,
+    auth: dict[str, str],
+    make_archive: Callable[..., bytes],
+    metadata_fault: MetadataFault,
 ) -> None:
     tuf: TufRepository = app.state.registry.tuf
     archive = make_archive()
@@ -58,7 +68,7 @@ def test_metadata_staged_for_a_push_that_never_committed_is_dropped_and_the_push
     assert tuf.pending_publication() is not None
 
     with TestClient(create_app(settings)) as restarted:
-        assert tuf.pending_publication() is None and not any(tuf.staging.folder.iterdir())
+        assert tuf.pending_publication() is None and metadata_fault.leftovers() == []
         assert tuf.metadata_bytes("timestamp.json") == before and tuf.targets() == {}
         assert restarted.post("/api/v1/packages", content=archive, headers=auth).status_code == 201
     assert target_path("watch_time", "1.0.0") in tuf.targets()

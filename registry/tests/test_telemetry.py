@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from pitahaya.client_runtime import LATENCY_US_BOUNDS, Candidate, Runtime, TelemetryConfig
-from pitahaya.registry import Settings, create_app
+from pitahaya.registry import Settings
 from pitahaya.registry.models import TelemetryCounter
 from pitahaya.registry.services.telemetry import minute_summary
 from pitahaya.registry.telemetry_export import latency_quantile_us
@@ -134,13 +134,18 @@ StartForwarding = Callable[[str, bytes], AbstractContextManager[Forwarding]]
 
 @pytest.fixture
 def forwarding_registry(
-    settings: Settings, auth: dict[str, str], client_auth: Callable[[TestClient], dict[str, str]]
+    settings: Settings,
+    auth: dict[str, str],
+    client_auth: Callable[[TestClient], dict[str, str]],
+    start_registry: Callable[[Settings], FastAPI],
 ) -> StartForwarding:
     """Starts a registry forwarding to the MLflow store at a URI, with an archive pushed."""
 
     @contextmanager
     def start(tracking_uri: str, archive: bytes) -> Iterator[Forwarding]:
-        app = create_app(settings.model_copy(update={"mlflow_tracking_uri": tracking_uri, "mlflow_forwarding": True}))
+        app = start_registry(
+            settings.model_copy(update={"mlflow_tracking_uri": tracking_uri, "mlflow_forwarding": True})
+        )
         with TestClient(app) as client:
             pushed = client.post("/api/v1/packages", content=archive, headers=auth)
             assert pushed.status_code == 201, pushed.text

@@ -21,6 +21,7 @@ scene to an attacker's key. ``pitahaya push --signing-key`` then signs that scen
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -57,9 +58,23 @@ OfflineKeys = Annotated[
 
 
 def _repository(tuf_dir: Path | None, data_dir: Path, offline_keys: Path | None) -> TufRepository:
+    """The registry's repository; its metadata in the registry's PostgreSQL database when the
+    registry's own ``PITAHAYA_TUF_STORAGE=database`` and ``PITAHAYA_DATABASE_URL`` are set, so
+    an admin edits what the replicas serve."""
     from pitahaya.registry import TufRepository
+    from pitahaya.registry.db import create_engine_for, upgrade_to_head
 
-    return TufRepository(tuf_dir or data_dir / "registry" / "tuf", offline_keys_dir=offline_keys)
+    tuf_dir = tuf_dir or data_dir / "registry" / "tuf"
+    if os.environ.get("PITAHAYA_TUF_STORAGE", "files") != "database":
+        return TufRepository(tuf_dir, offline_keys_dir=offline_keys)
+    url = os.environ.get("PITAHAYA_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        raise fail("PITAHAYA_TUF_STORAGE=database needs PITAHAYA_DATABASE_URL=postgresql+psycopg://... (the registry's)")
+    engine = create_engine_for(url)
+    repo = TufRepository(tuf_dir, offline_keys_dir=offline_keys, database=engine)
+    with repo.publish_lock:
+        upgrade_to_head(engine)  # `keys init` may be the first to touch a new database
+    return repo
 
 
 @contextmanager

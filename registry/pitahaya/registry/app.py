@@ -30,7 +30,7 @@ from pitahaya.registry.api.fast_paths import TufMetadataFastPath
 from pitahaya.registry.api.methods import install_method_not_allowed
 from pitahaya.registry.api.routes import audit, health, packages, releases, telemetry, tokens, tuf
 from pitahaya.registry.blobs import open_blob_store
-from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
+from pitahaya.registry.db import session_factory, upgrade_to_head
 from pitahaya.registry.observability import (
     ObservabilityMiddleware,
     RequestMetrics,
@@ -43,6 +43,7 @@ from pitahaya.registry.services.releases import announcement
 from pitahaya.registry.services.preflight import Preflight
 from pitahaya.registry.services.publication import refresh_signatures
 from pitahaya.registry.settings import Settings
+from pitahaya.registry.storage import open_database
 from pitahaya.registry.telemetry_export import TelemetryForwarder
 from pitahaya.registry.tuf import TufRepository
 
@@ -108,12 +109,11 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _open_registry(settings: Settings) -> RegistryContext:
-    engine = create_engine_for(settings.resolved_database_url)
+    engine, tuf_repo = open_database(settings)
     sessions = session_factory(engine)
-    tuf_repo = TufRepository(settings.resolved_tuf_dir)
     with tuf_repo.publish_lock:
         upgrade_to_head(engine)
-        tuf_repo.initialize()
+        tuf_repo.initialize(create=settings.tuf_storage == "files")  # replicas of a shared store: see `migrate`
         _refresh_signatures(sessions, tuf_repo)  # completes or discards a publication a crash left staged
     if offline := tuf_repo.keys.offline_keys_here():
         logger.warning(

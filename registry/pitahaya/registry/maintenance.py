@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pitahaya.registry.blobs import open_blob_store
-from pitahaya.registry.db import create_engine_for, session_factory, upgrade_to_head
+from pitahaya.registry.db import session_factory, upgrade_to_head
 from pitahaya.registry.services.blob_gc import GcResult, collect_orphan_blobs
 from pitahaya.registry.settings import Settings
-from pitahaya.registry.tuf import TufRepository
+from pitahaya.registry.storage import open_database
 
 
 def collect_garbage(settings: Settings, *, min_age_seconds: float | None = None, dry_run: bool = False) -> GcResult:
@@ -32,12 +32,13 @@ def collect_garbage(settings: Settings, *, min_age_seconds: float | None = None,
         StorageUnavailableError: the blob store failed.
         sqlalchemy.exc.SQLAlchemyError: the database cannot be reached.
     """
-    engine = create_engine_for(settings.resolved_database_url)
+    engine, tuf = open_database(settings)
     try:
-        upgrade_to_head(engine)
+        with tuf.publish_lock:
+            upgrade_to_head(engine)
         blobs = open_blob_store(settings)
         age = settings.blob_gc_min_age_seconds if min_age_seconds is None else min_age_seconds
-        with TufRepository(settings.resolved_tuf_dir).publish_lock, session_factory(engine)() as session:
+        with tuf.publish_lock, session_factory(engine)() as session:
             return collect_orphan_blobs(session=session, blobs=blobs, min_age=timedelta(seconds=age), dry_run=dry_run)
     finally:
         engine.dispose()
@@ -55,9 +56,8 @@ def migrate(settings: Settings) -> None:
         sqlalchemy.exc.SQLAlchemyError: the database cannot be reached or migrated.
         ConfigurationError: the existing TUF repository has a layout this version cannot serve.
     """
-    engine = create_engine_for(settings.resolved_database_url)
+    engine, tuf = open_database(settings)
     try:
-        tuf = TufRepository(settings.resolved_tuf_dir)
         with tuf.publish_lock:
             upgrade_to_head(engine)
             tuf.initialize()

@@ -10,7 +10,20 @@ from __future__ import annotations
 from datetime import datetime, UTC
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, Table, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from pitahaya.client_runtime.releases import release_target_path
@@ -226,3 +239,33 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TufMetadataRow(Base):
+    """One signed version of a TUF role, when the metadata lives in the database
+    (``tuf_storage = "database"``) so that every replica serves the same chain.
+
+    A version is written unpublished while its publication is staged, and published (served)
+    when the publication applies; a published version never changes. Only the newest
+    published timestamp is kept: devices only ever fetch ``timestamp.json``.
+    """
+
+    __tablename__ = "tuf_metadata"
+
+    role: Mapped[str] = mapped_column(String(80), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    published: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TufPendingPublication(Base):
+    """The staged publication's journal (at most one row): the served names it adds and the
+    targets it signs, so a registry starting after a crash applies or discards it."""
+
+    __tablename__ = "tuf_pending_publication"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    files: Mapped[list[str]] = mapped_column(JSON)
+    targets: Mapped[dict[str, str]] = mapped_column(JSON)

@@ -14,8 +14,10 @@ installation::
     <data_dir>/mlflow.db                device telemetry forwarded to MLflow (unless
                                         MLFLOW_TRACKING_URI or mlflow_tracking_uri says otherwise)
 
-Scale-out: set ``database_url`` to ``postgresql+psycopg://...`` and ``s3_bucket`` (with
-``s3_endpoint_url``, ``s3_region`` and credentials) to keep blobs in S3-compatible storage.
+Scale-out: set ``database_url`` to ``postgresql+psycopg://...``, ``tuf_storage`` to
+``database`` and ``s3_bucket`` (with ``s3_endpoint_url``, ``s3_region`` and credentials) to keep
+blobs in S3-compatible storage: replicas then share no disk but the online keys, and
+``rate_limit_storage_uri`` (``redis://...``) shares their rate limits.
 
 Nothing is created when `Settings` is constructed; ``create_app`` makes the folders.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse as parse_rate_limit
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +62,11 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL; default SQLite at ``<data_dir>/registry/registry.db``.
         blob_dir: Blob store folder; default ``<data_dir>/registry/blobs``.
         tuf_dir: TUF keys and metadata; default ``<data_dir>/registry/tuf``.
+        tuf_storage: Where the signed TUF metadata lives: ``files`` under ``tuf_dir`` (one
+            host), or ``database``, the registry's PostgreSQL database, so replicas that share
+            no disk serve one version chain (with PostgreSQL, publishes then take an advisory lock;
+            the online keys stay files under ``tuf_dir/keys``, which every replica mounts). A
+            registry switched to ``database`` imports its existing files on start.
         max_upload_bytes: Largest package archive accepted by ``POST /api/v1/packages``.
         max_manifest_bytes: Largest manifest a pushed package may carry, as stored (JSON); at
             most the format's own cap. xz packs a padded manifest a thousandfold, so the
@@ -112,6 +119,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     blob_dir: Path | None = None
     tuf_dir: Path | None = None
+    tuf_storage: Literal["files", "database"] = "files"
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_manifest_bytes: int = Field(default=256 * 1024, gt=0, le=MAX_MANIFEST_BYTES)
     max_json_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -161,6 +169,14 @@ class Settings(BaseSettings):
     def _rate_limit_parses(cls, value: str) -> str:
         parse_rate_limit(value)  # raises ValueError with the offending text
         return value
+
+    @model_validator(mode="after")
+    def _database_storage_needs_a_server_database(self) -> Settings:
+        """The metadata in a SQLite database would put a second writer beside every publish's own
+        transaction (SQLite has one); with SQLite everything is on one host, where files serve."""
+        if self.tuf_storage == "database" and self.resolved_database_url.startswith("sqlite"):
+            raise ValueError("tuf_storage = 'database' needs a PostgreSQL database_url (with SQLite, keep 'files')")
+        return self
 
     @field_validator("registry_token")
     @classmethod

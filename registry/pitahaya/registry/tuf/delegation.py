@@ -17,7 +17,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, TargetFile, Targets
 
 from pitahaya.publisher.wire import PublisherSignatures, next_delegated_metadata
-from pitahaya.registry._files import FileLock
+from pitahaya.registry.locks import PublishLock
 from pitahaya.registry.clock import Clock
 from pitahaya.registry.errors import InvalidArgumentError, PublisherSignatureError, StaleDelegationError
 from pitahaya.registry.tuf.keys import KeyRing
@@ -31,7 +31,7 @@ class PublisherDelegations:
     """The publisher delegations of one repository. Every write holds ``lock`` (the
     repository's publish lock) and re-reads the current state."""
 
-    def __init__(self, store: MetadataStore, keys: KeyRing, staging: Staging, lock: FileLock, clock: Clock) -> None:
+    def __init__(self, store: MetadataStore, keys: KeyRing, staging: Staging, lock: PublishLock, clock: Clock) -> None:
         self._store = store
         self._keys = keys
         self._staging = staging

@@ -6,8 +6,13 @@ Workflow: `TufRepository.initialize` creates the keys and version 1 of every rol
 snapshot and timestamp into ``staging/``; services commit their database rows, then apply the
 `StagedPublication` (``services/publication.py``), so devices never see a target without a row.
 `TufRepository.refresh` re-signs online roles whose expiry is near; the server calls it
-periodically. Every write happens under one file lock and re-reads the current state from disk,
-so several threads or worker processes sharing a data dir publish one after another.
+periodically. Every write happens under the publish lock and re-reads the current state from
+the store, so several threads, worker processes or replicas publish one after another.
+
+Storage: the metadata lives in files under ``<tuf_dir>/metadata/`` (one host), or, given a
+``database``, in the registry's database (replicas on several hosts sharing it; the publish
+lock is then a PostgreSQL advisory lock). The online keys are files under ``<tuf_dir>/keys/``
+either way: replicas mount the same ones (a Kubernetes Secret), never from the database.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import CryptoSigner
+from sqlalchemy import Engine
 from tuf.api.metadata import Delegations, Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 
-from pitahaya.registry._files import FileLock
 from pitahaya.registry.blobs import check_digest
 from pitahaya.registry.clock import Clock, utcnow
 from pitahaya.registry.errors import ConfigurationError, ExpiredMetadataError, PublisherSignatureError
@@ -37,8 +42,10 @@ from pitahaya.registry.tuf.roles import (
     is_expiring,
     online_delegation,
 )
-from pitahaya.registry.tuf.staging import StagedPublication, Staging
-from pitahaya.registry.tuf.store import MetadataStore
+from pitahaya.registry.locks import publish_lock_for
+from pitahaya.registry.tuf.sql_store import SqlMetadataStore, SqlStaging
+from pitahaya.registry.tuf.staging import FileStaging, StagedPublication, Staging
+from pitahaya.registry.tuf.store import FileMetadataStore, MetadataStore
 
 #: A target's content: its bytes, or its (length, sha256 hex digest) when already stored.
 TargetContent = bytes | tuple[int, str]
@@ -48,9 +55,11 @@ class TufRepository:
     """The signed metadata of one registry, stored under ``tuf_dir``.
 
     Args:
-        tuf_dir: Folder for ``keys/``, ``metadata/`` and ``staging/``.
+        tuf_dir: Folder for ``keys/`` (and ``metadata/`` and ``staging/`` without ``database``).
         clock: Returns the current UTC time; tests pass a fake one to exercise expiry.
         offline_keys_dir: Where the offline keys are (default ``<tuf_dir>/offline``).
+        database: Keep the metadata in this database instead of ``tuf_dir`` (see the module
+            docstring); its tables come from the registry's migrations.
 
     Attributes:
         store: The served metadata files.
@@ -61,11 +70,23 @@ class TufRepository:
             the newest committed rows; the repository takes it again (it is reentrant).
     """
 
-    def __init__(self, tuf_dir: Path, clock: Clock = utcnow, *, offline_keys_dir: Path | None = None) -> None:
-        self.store = MetadataStore(tuf_dir / "metadata")
+    def __init__(
+        self,
+        tuf_dir: Path,
+        clock: Clock = utcnow,
+        *,
+        offline_keys_dir: Path | None = None,
+        database: Engine | None = None,
+    ) -> None:
+        self._files = FileMetadataStore(tuf_dir / "metadata")
+        self.store: MetadataStore
+        self.staging: Staging
+        if database is None:
+            self.store, self.staging = self._files, FileStaging(tuf_dir / "staging", self._files.metadata_dir)
+        else:
+            self.store, self.staging = SqlMetadataStore(database), SqlStaging(database)
         self.keys = KeyRing(tuf_dir / "keys", offline_keys_dir or tuf_dir / "offline", self.store, clock)
-        self.staging = Staging(tuf_dir / "staging", self.store.metadata_dir)
-        self.publish_lock = FileLock(tuf_dir / ".lock")
+        self.publish_lock = publish_lock_for(database, tuf_dir / ".lock")
         self.publishers = PublisherDelegations(self.store, self.keys, self.staging, self.publish_lock, clock)
         self._clock = clock
 
@@ -105,21 +126,40 @@ class TufRepository:
 
     # -- writing --------------------------------------------------------------------------
 
-    def initialize(self) -> None:
+    def initialize(self, *, create: bool = True) -> None:
         """Create keys and version 1 of every role, unless the repository already exists.
+
+        A repository kept in the database whose metadata is still in ``<tuf_dir>/metadata/``
+        (a registry switched to ``tuf_storage = "database"``) has every served version imported
+        instead, keys and version chain unchanged, so devices notice nothing.
 
         The offline keys (root, top-level targets) go to ``offline_keys_dir``, to be moved off
         the host; the online role's key, snapshot's and timestamp's go to ``keys/``.
         ``1.root.json`` is written last, so its presence means initialization completed.
 
+        Args:
+            create: Create a repository when there is none. A serving replica of a repository
+                kept in the database passes False: keys it created would live and die with its
+                own disk, and its offline keys would be lost.
+
         Raises:
             ConfigurationError: the existing repository has no online role (it was created by a
-                pre-release pitahaya whose top-level targets key signed online).
+                pre-release pitahaya whose top-level targets key signed online), or there is none
+                and ``create`` is False.
         """
         with self.publish_lock:
             if self.store.is_initialized():
-                self._check_layout()
+                _check_layout(self.store)
                 return
+            if isinstance(self.store, SqlMetadataStore) and self._files.is_initialized():
+                _check_layout(self._files)
+                self.store.import_files(self._files)
+                return
+            if not create:
+                raise ConfigurationError(
+                    f"no TUF repository in {self.store}: a serving replica never creates one (its keys would "
+                    "be lost with its disk); run `pitahaya registry migrate` or `pitahaya keys init` first"
+                )
             signers = {role: self.keys.create(role) for role in KEY_ROLES}
             root = Metadata(Root(expires=expiry(self._clock, Root.type), consistent_snapshot=True))
             for role in TOP_LEVEL_ROLES:
@@ -260,13 +300,13 @@ class TufRepository:
         self.store.write(changes)
         return list(changes)
 
-    def _check_layout(self) -> None:
-        top = self.store.current(Targets.type).signed
-        if top.delegations is None or top.delegations.roles is None or ONLINE_ROLE not in top.delegations.roles:
-            raise ConfigurationError(
-                f"the TUF repository in {self.store.metadata_dir.parent} has no online role {ONLINE_ROLE!r}: it was "
-                "created by a pre-release pitahaya; initialize a new one (devices need its new root)"
-            )
+def _check_layout(store: MetadataStore) -> None:
+    top = store.current(Targets.type).signed
+    if top.delegations is None or top.delegations.roles is None or ONLINE_ROLE not in top.delegations.roles:
+        raise ConfigurationError(
+            f"the TUF repository in {store} has no online role {ONLINE_ROLE!r}: it was created by a "
+            "pre-release pitahaya; initialize a new one (devices need its new root)"
+        )
 
 
 def _target_file(path: str, content: TargetContent) -> TargetFile:
