@@ -81,6 +81,27 @@ def seaweedfs(workdir: Path, *, access_key: str = "pitahaya-test", secret_key: s
         yield endpoint
 
 
+@contextmanager
+def redis(workdir: Path) -> Iterator[str]:
+    """Run a throw-away Redis server (Debian's ``redis-server``) on 127.0.0.1, nothing persisted;
+    yield its ``redis://`` URI.
+
+    Raises:
+        ServerUnavailable: ``redis-server`` is not installed.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServerUnavailable("'redis-server' not found (Debian: apt-get install redis-server)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(workdir)]  # fmt: skip
+    log = workdir / "redis.log"
+    with child_process(command, log_path=log) as process:
+        wait_ready(process, lambda: _listening(port), what=f"Redis port {port}", log_path=log, timeout_s=30)
+        yield f"redis://127.0.0.1:{port}"
+
+
 def _postgres_bin(name: str) -> str:
     found = postgres_program(name)
     if found is None:
@@ -147,6 +168,15 @@ def s3_endpoint_fixture(tmp_path_factory) -> Iterator[S3Endpoint]:  # noqa: ANN0
     try:
         with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
             yield endpoint
+    except ServerUnavailable as e:
+        unavailable(e)
+
+
+def redis_url_fixture(tmp_path_factory) -> Iterator[str]:  # noqa: ANN001 - pytest's factory
+    """Session fixture body: one Redis server for the whole test session."""
+    try:
+        with redis(tmp_path_factory.mktemp("redis")) as url:
+            yield url
     except ServerUnavailable as e:
         unavailable(e)
 

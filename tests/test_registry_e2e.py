@@ -61,6 +61,7 @@ def registry_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dic
         connection.execute(text(f"CREATE DATABASE {name}"))
     env.update(
         PITAHAYA_DATABASE_URL=make_url(server_url).set(database=name).render_as_string(hide_password=False),
+        PITAHAYA_TUF_STORAGE="database",  # the scale-out path: replicas share no disk
         PITAHAYA_S3_BUCKET=f"e2e-{uuid.uuid4().hex[:12]}",
         PITAHAYA_S3_ENDPOINT_URL=s3.endpoint_url,
         PITAHAYA_S3_REGION=s3.region,
