@@ -23,7 +23,7 @@ on both alike; then checks the reports the registry aggregated in its database a
 Every run stops by itself (``wrk -d``); nothing asserts timings.
 
     .venv/bin/python benchmarks/bench_registry.py [--duration 10] [--connections 64] [--threads 2] [--rounds 3]
-        [--endpoints 304,200,telemetry] [--postgres | --database-url URL]
+        [--endpoints 304,200,telemetry] [--postgres | --database-url URL] [--tuf-storage files|database]
 """
 
 from __future__ import annotations
@@ -275,6 +275,12 @@ def main() -> None:
         "--postgres", action="store_true", help="the registry on a throw-away PostgreSQL cluster (fsync on)"
     )
     database.add_argument("--database-url", help="the registry on this (empty) database instead of SQLite")
+    parser.add_argument(
+        "--tuf-storage",
+        choices=["files", "database"],
+        default="files",
+        help="where the registry keeps its signed TUF metadata (database: what stateless replicas use)",
+    )
     args = parser.parse_args()
     chosen = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     if not chosen or set(chosen) - set(ENDPOINTS):
@@ -293,6 +299,7 @@ def main() -> None:
         env = {
             "PITAHAYA_DATABASE_URL": database_url,
             "PITAHAYA_DATA_DIR": str(work / "data"),
+            "PITAHAYA_TUF_STORAGE": args.tuf_storage,
             "PITAHAYA_REGISTRY_TOKEN": token,
             "PITAHAYA_LOG_LEVEL": "WARNING",
             # Out of the way: the defaults (1200/min per token, 2400/min per address, per worker)
