@@ -313,6 +313,9 @@ def main() -> None:
             # pre-flight load (it would refuse it), which is not what this measures.
             "PITAHAYA_PREFLIGHT_ENABLED": "false",
         }
+        if args.tuf_storage == "database":  # a serving registry never creates a shared repository
+            migrate = [sys.executable, "-m", "pitahaya.cli.app", "registry", "migrate"]
+            subprocess.run(migrate, env={**os.environ, **env}, check=True, capture_output=True)
         with (
             _uvicorn("bench_registry:hello_app", {}, here, work / "hello.log", "/") as hello_url,
             _uvicorn(

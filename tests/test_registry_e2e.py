@@ -68,6 +68,14 @@ def registry_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dic
         PITAHAYA_S3_ACCESS_KEY_ID=s3.access_key,
         PITAHAYA_S3_SECRET_ACCESS_KEY=s3.secret_key,
     )
+    # As a deployment does before its replicas start: a serving replica never creates the repository.
+    migrated = subprocess.run(
+        [sys.executable, "-m", "pitahaya.cli.app", "registry", "migrate"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert migrated.returncode == 0, migrated.stderr
     yield env
     with admin.connect() as connection:
         connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
