@@ -18,14 +18,18 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from pitahaya.cli._seaweedfs import mini_command, s3_answers, weed_binary
 from pitahaya.cli._server import child_process, free_port, wait_ready
 from pitahaya.cli._stack import StackError, postgres_program, run_as_postgres
+
+
+T = TypeVar("T")
 
 
 class ServerUnavailable(RuntimeError):
@@ -163,28 +167,26 @@ def unavailable(error: Exception) -> None:
     pytest.skip(str(error))
 
 
-def s3_endpoint_fixture(tmp_path_factory) -> Iterator[S3Endpoint]:  # noqa: ANN001 - pytest's factory
-    """Session fixture body: one SeaweedFS server for the whole test session."""
+def fixture_body(server: AbstractContextManager[T]) -> Iterator[T]:
+    """A fixture's body around one of the servers above: yields what it yields; a server that
+    is not installed skips the test locally and fails it under CI (`unavailable`)."""
     try:
-        with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as endpoint:
-            yield endpoint
+        with server as value:
+            yield value
     except ServerUnavailable as e:
         unavailable(e)
+
+
+def s3_endpoint_fixture(tmp_path_factory) -> Iterator[S3Endpoint]:  # noqa: ANN001 - pytest's factory
+    """Session fixture body: one SeaweedFS server for the whole test session."""
+    yield from fixture_body(seaweedfs(tmp_path_factory.mktemp("seaweedfs")))
 
 
 def redis_url_fixture(tmp_path_factory) -> Iterator[str]:  # noqa: ANN001 - pytest's factory
     """Session fixture body: one Redis server for the whole test session."""
-    try:
-        with redis(tmp_path_factory.mktemp("redis")) as url:
-            yield url
-    except ServerUnavailable as e:
-        unavailable(e)
+    yield from fixture_body(redis(tmp_path_factory.mktemp("redis")))
 
 
 def postgres_url_fixture() -> Iterator[str]:
     """Session fixture body: one PostgreSQL cluster for the whole test session."""
-    try:
-        with postgresql() as url:
-            yield url
-    except ServerUnavailable as e:
-        unavailable(e)
+    yield from fixture_body(postgresql())
