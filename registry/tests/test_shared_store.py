@@ -1,5 +1,7 @@
 """The TUF metadata in the database (``tuf_storage = "database"``) and the publish lock replicas share.
 
+- A poll naming the timestamp a replica just read is answered without a query; any answer with
+  a body carries the newest version.
 - A serving replica never creates a repository in a shared database (its keys would die with
   its disk); ``migrate`` does.
 - A registry switched from files to the database imports its metadata as it is: a device that
@@ -24,10 +26,12 @@ from pydantic import ValidationError
 from pitahaya.client_runtime import PackageUpdater
 from pitahaya.client_runtime.package import target_path
 from pitahaya.registry import Settings, create_app
-from pitahaya.registry.db import create_engine_for
+from pitahaya.registry.db import create_engine_for, upgrade_to_head
 from pitahaya.registry.errors import ConfigurationError
 from pitahaya.registry.locks import AdvisoryLock
 from pitahaya.registry.maintenance import migrate
+from pitahaya.registry.tuf import TufRepository
+from pitahaya.registry.tuf.sql_store import NOT_MODIFIED_FRESHNESS_S, SqlMetadataStore
 
 
 SCALE_OUT = pytest.mark.parametrize("backend", [pytest.param("postgres-s3", marks=pytest.mark.scale)], indirect=True)
@@ -99,6 +103,25 @@ def _device_on(client: TestClient, cache: Path, root: bytes) -> PackageUpdater:
     return PackageUpdater(_url(client), "watch_time", "device-1", cache, trusted_root=root, fetcher=ClientFetcher())
 
 
+def test_a_poll_naming_the_version_just_read_costs_no_query_and_no_answer_is_older(tmp_path: Path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'registry.db'}")  # one writer: enough here
+    upgrade_to_head(engine)
+    publisher = TufRepository(tmp_path / "tuf", database=engine)
+    publisher.initialize()
+    now = [0.0]
+    replica = SqlMetadataStore(engine, clock=lambda: now[0])
+    _, first = replica.file("timestamp.json")
+
+    publisher.add_targets({"releases/watch_time/stable.json": b"{}"})  # on another replica, say
+    assert replica.recent_digest("timestamp.json") == first  # 304 to a device holding it, no query
+    _, newest = replica.file("timestamp.json")  # an answer with a body reads the database: the newest
+    assert newest != first and replica.recent_digest("timestamp.json") == newest
+    now[0] += NOT_MODIFIED_FRESHNESS_S
+    assert replica.recent_digest("timestamp.json") is None  # past the window: ask the database again
+    assert replica.recent_digest("1.root.json") is None  # versioned names are immutable: always cached
+    engine.dispose()
+
+
 @pytest.mark.scale
 def test_the_advisory_lock_serializes_holders_and_dies_with_a_killed_holder(
     registry_postgres_server: str, tmp_path: Path
@@ -139,7 +162,7 @@ def test_the_advisory_lock_serializes_holders_and_dies_with_a_killed_holder(
 #: Takes the lock in a separate process, says so, then waits to be killed.
 _HOLD = """
 import sys, time
-from pitahaya.registry.db import create_engine_for
+from pitahaya.registry.db import create_engine_for, upgrade_to_head
 from pitahaya.registry.locks import AdvisoryLock
 lock = AdvisoryLock(create_engine_for(sys.argv[1]), key=4242)
 lock.__enter__()

@@ -5,17 +5,20 @@ Each served version is a row of ``tuf_metadata`` keyed by (role, version); a pub
 its versions unpublished, with its journal in ``tuf_pending_publication``, and applying it
 publishes them and drops the journal in one transaction, so a replica reading at any moment
 sees either the whole publication or none of it. Published versions never change, so every
-replica caches them by name for good; the one moving part, which version of ``timestamp``
-(and of ``root``, for ``root.json``) is newest, is read from the database on every request, so
-a device polling several replicas never sees the chain go back.
+replica caches them by name for good. The one moving part, which version of ``timestamp``
+(and of ``root``, for ``root.json``) is newest, is read from the database for every answer with
+a body, so a device polling several replicas never sees the chain go back; a poll whose ETag
+names the version this replica read in the last `NOT_MODIFIED_FRESHNESS_S` is answered 304
+without a query (the device keeps what it has; it sees a newer version at most that much later).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select, update
@@ -34,6 +37,12 @@ _VERSIONED_NAME_RE = re.compile(r"^([1-9][0-9]*)\.(.+)\.json$")
 #: the newest few).
 CACHED_VERSIONS = 256
 
+#: How long a replica answers "not modified" to a device that holds the timestamp (or root) the
+#: replica last read, without asking the database again. It only delays by this much when that
+#: device sees a newer version; a 200 always carries the newest, so no device ever receives an
+#: older version than one it holds, whichever replica it asks.
+NOT_MODIFIED_FRESHNESS_S = 1.0
+
 #: The journal's one row.
 _JOURNAL_ID = 1
 
@@ -45,9 +54,11 @@ class SqlMetadataStore(MetadataStore):
         engine: The registry's database (SQLite or PostgreSQL).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
+        self._clock = clock
         self._cache: OrderedDict[tuple[str, int], tuple[bytes, str]] = OrderedDict()
+        self._newest_read: dict[str, tuple[str, float]] = {}  # moving name -> (sha256, when read)
 
     def __str__(self) -> str:
         return f"the tuf_metadata table of {self._engine.url.render_as_string(hide_password=True)}"
@@ -57,7 +68,8 @@ class SqlMetadataStore(MetadataStore):
         (which version is newest), none for a version already cached."""
         if not METADATA_NAME_RE.match(name):
             raise NotFoundError(f"no TUF metadata named {name!r}")
-        if name in ("root.json", "timestamp.json"):
+        moving = name in ("root.json", "timestamp.json")
+        if moving:
             role = name.removesuffix(".json")
             version = self._newest(role)
             if version is None:
@@ -66,11 +78,25 @@ class SqlMetadataStore(MetadataStore):
             match = _VERSIONED_NAME_RE.match(name)
             assert match is not None  # METADATA_NAME_RE matched
             version, role = int(match.group(1)), match.group(2)
+        answer = self._version(name, role, version)
+        if moving:
+            self._newest_read[name] = (answer[1], self._clock())
+        return answer
+
+    def recent_digest(self, name: str) -> str | None:
+        """The sha256 this replica read for ``timestamp.json`` or ``root.json`` less than
+        `NOT_MODIFIED_FRESHNESS_S` ago: a poll whose ETag names it is answered 304 without a query."""
+        read = self._newest_read.get(name)
+        if read is None or self._clock() - read[1] >= NOT_MODIFIED_FRESHNESS_S:
+            return None
+        return read[0]
+
+    def _version(self, name: str, role: str, version: int) -> tuple[bytes, str]:
         key = (role, version)
         if (cached := self._cache.get(key)) is not None:
             return cached
-        with Session(self._engine) as session:
-            row = session.execute(
+        with self._engine.connect() as connection:
+            row = connection.execute(
                 select(TufMetadataRow.data, TufMetadataRow.sha256).where(
                     TufMetadataRow.role == role, TufMetadataRow.version == version, TufMetadataRow.published
                 )
@@ -110,8 +136,8 @@ class SqlMetadataStore(MetadataStore):
             return len(names)
 
     def _newest(self, role: str) -> int | None:
-        with Session(self._engine) as session:
-            return session.scalar(
+        with self._engine.connect() as connection:
+            return connection.scalar(
                 select(func.max(TufMetadataRow.version)).where(TufMetadataRow.role == role, TufMetadataRow.published)
             )
 

@@ -66,6 +66,11 @@ class MetadataStore(ABC):
         """Serve signed versions by role name, in the given (chain) order, so ``timestamp.json``
         (last) only ever points at complete versions."""
 
+    def recent_digest(self, name: str) -> str | None:
+        """A sha256 of ``name`` known to be current without reading the store, or None (a
+        store whose reads are cheap always reads)."""
+        return None
+
     def root(self) -> Metadata[Root]:
         """The newest root."""
         return Metadata[Root].from_bytes(self.file(f"{self.root_version()}.root.json")[0])
