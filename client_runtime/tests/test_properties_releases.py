@@ -173,8 +173,10 @@ def broken_documents(draw: st.DrawFn) -> Any:
             del raw[key]
         else:
             raw[key] = draw(junk)
-    if draw(st.booleans()) and isinstance(raw.get("earlier"), list) and raw["earlier"]:
-        raw["earlier"][0][draw(st.sampled_from(["package_version", "rollout_percent", "targeting"]))] = draw(junk)
+    earlier = raw.get("earlier")
+    # Junk may have replaced the list with one of junk: only a surviving rollout object is edited.
+    if draw(st.booleans()) and isinstance(earlier, list) and earlier and isinstance(earlier[0], dict):
+        earlier[0][draw(st.sampled_from(["package_version", "rollout_percent", "targeting"]))] = draw(junk)
     return raw
 
 
