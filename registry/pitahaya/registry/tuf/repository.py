@@ -300,6 +300,7 @@ class TufRepository:
         self.store.write(changes)
         return list(changes)
 
+
 def _check_layout(store: MetadataStore) -> None:
     top = store.current(Targets.type).signed
     if top.delegations is None or top.delegations.roles is None or ONLINE_ROLE not in top.delegations.roles:
