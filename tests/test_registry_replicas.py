@@ -34,8 +34,7 @@ from typer.testing import CliRunner
 
 from pitahaya.cli._server import registry_process
 from pitahaya.cli.app import app as cli
-from pitahaya.client_runtime import ReleaseError, build_archive, read_package
-from pitahaya.client_runtime.updater import PackageUpdater
+from pitahaya.client_runtime import PackageUpdater, ReleaseError, build_archive, read_package
 from pitahaya.publisher import RegistryClient, RegistryRejected
 
 from e2e_support import Pipeline

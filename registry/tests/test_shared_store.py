@@ -16,12 +16,14 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from tuf.api.exceptions import DownloadHTTPError
+from tuf.ngclient import FetcherInterface
 
 from pitahaya.client_runtime import PackageUpdater
 from pitahaya.client_runtime.package import target_path
@@ -83,24 +85,23 @@ def _release(client: TestClient, auth: dict[str, str], version: str) -> bool:
     return client.post("/api/v1/scenes/watch_time/releases", json={"version": version}, headers=auth).is_success
 
 
-def _url(client: TestClient) -> str:
-    return str(client.base_url)
+class _ClientFetcher(FetcherInterface):
+    """ngclient's fetcher seam over an in-process registry (`TestClient`)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self._client = client
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        response = self._client.get(url)
+        if response.status_code != 200:
+            raise DownloadHTTPError(f"{url}: {response.status_code}", response.status_code)
+        return iter([response.content])
 
 
 def _device_on(client: TestClient, cache: Path, root: bytes) -> PackageUpdater:
-    """A device whose TUF requests go through the in-process client (ngclient's fetcher seam)."""
-    from tuf.ngclient import FetcherInterface
-
-    class ClientFetcher(FetcherInterface):
-        def _fetch(self, url: str):  # noqa: ANN202 - ngclient's signature
-            response = client.get(url)
-            if response.status_code != 200:
-                from tuf.api.exceptions import DownloadHTTPError
-
-                raise DownloadHTTPError(f"{url}: {response.status_code}", response.status_code)
-            return iter([response.content])
-
-    return PackageUpdater(_url(client), "watch_time", "device-1", cache, trusted_root=root, fetcher=ClientFetcher())
+    """A device whose TUF requests go to the in-process registry."""
+    fetcher = _ClientFetcher(client)
+    return PackageUpdater(str(client.base_url), "watch_time", "device-1", cache, trusted_root=root, fetcher=fetcher)
 
 
 def test_a_poll_naming_the_version_just_read_costs_no_query_and_no_answer_is_older(tmp_path: Path) -> None:
