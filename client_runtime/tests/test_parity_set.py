@@ -8,12 +8,13 @@ import io
 import numpy as np
 import pytest
 
-from pitahaya.client_runtime import View
+from pitahaya.client_runtime import ItemStats, View
+from pitahaya.client_runtime.item_stats import ITEM_FIELDS
 from pitahaya.client_runtime.parity_set import FEATURES_ARRAY_FILE, VIEWS_FILE, ParitySet, read_views_csv
 
 VIEWS = [
     View("u1", "a", 1_700_000_000.125, 12.3, 0.1 + 0.2, 80_000),  # a float with a long repr
-    View("u1", "b", 1_700_000_013.0, 30.0, 45.5, 1_200_000),
+    View("u1", "b", 1_700_000_013.0, 30.0, 45.5, 1_200_000, ItemStats(12, 9.75, 0.1 + 0.2, 0.25)),  # the feed's figures
     View("u,2", 'quote"d', 5.0, 1e-3, 0.0, 1),  # delimiters and quotes in ids
 ]
 
@@ -37,8 +38,10 @@ def test_the_same_views_give_the_same_bytes(tmp_path):
     _parity().write(tmp_path / "b")
     assert (tmp_path / "a" / VIEWS_FILE).read_bytes() == (tmp_path / "b" / VIEWS_FILE).read_bytes()
     text = gzip.decompress((tmp_path / "a" / VIEWS_FILE).read_bytes()).decode()
-    assert text.splitlines()[0] == "user_id,video_id,start_ts,duration_s,watch_s,size_bytes"
-    assert "0.30000000000000004" in text
+    header, first, second = text.splitlines()[:3]
+    assert header == "user_id,video_id,start_ts,duration_s,watch_s,size_bytes," + ",".join(ITEM_FIELDS)
+    assert first.endswith("80000,,,,") and second.endswith(",12,9.75,0.30000000000000004,0.25")  # none, then some
+    assert "0.30000000000000004" in first
 
 
 def test_arrays_must_have_one_float32_row_per_view():

@@ -34,6 +34,12 @@ from .events import (
     VIEW_FIELDS as VIEW_FIELDS,
     View as View,
 )
+from .item_stats import (
+    ITEM_FIELDS as ITEM_FIELDS,
+    ItemStats as ItemStats,
+    item_stats_at as item_stats_at,
+    with_item_stats as with_item_stats,
+)
 from .extractor import (
     FeatureExtractor as FeatureExtractor,
     load_feature_code as load_feature_code,

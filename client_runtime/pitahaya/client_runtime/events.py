@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pitahaya.client_runtime.item_stats import ITEM_FIELDS, ItemStats
+
 #: Column order of an event log (CSV header, JSONL keys).
 VIEW_FIELDS: tuple[str, ...] = (
     "user_id",
@@ -39,6 +41,7 @@ class View:
         duration_s: Length of the video in seconds (> 0).
         watch_s: Seconds watched before leaving (>= 0; > duration_s means replays).
         size_bytes: Size of the whole video file in bytes (> 0).
+        item: What the feed's server said of the video when it was upcoming (None: nothing).
     """
 
     user_id: str
@@ -47,6 +50,7 @@ class View:
     duration_s: float
     watch_s: float
     size_bytes: int
+    item: ItemStats | None = None
 
     def __post_init__(self) -> None:
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
@@ -70,14 +74,18 @@ class View:
 
     def as_candidate(self) -> Candidate:
         """The upcoming-video view of this record (what was known before it played)."""
-        return Candidate(video_id=self.video_id, duration_s=self.duration_s, size_bytes=self.size_bytes)
+        return Candidate(self.video_id, self.duration_s, self.size_bytes, self.item)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> View:
-        """Build a view from a mapping with the keys of `VIEW_FIELDS` (extra keys ignored)."""
+        """Build a view from a mapping with the keys of `VIEW_FIELDS` and, optionally, its item stats.
+
+        The stats are read from an ``item`` mapping (`to_dict`'s form) or from flat
+        `ITEM_FIELDS` keys (a CSV row's form, empty when unknown); other keys are ignored.
+        """
         return cls(
             user_id=str(data["user_id"]),
             video_id=str(data["video_id"]),
@@ -85,6 +93,7 @@ class View:
             duration_s=float(data["duration_s"]),
             watch_s=float(data["watch_s"]),
             size_bytes=int(data["size_bytes"]),
+            item=item_from_dict(data),
         )
 
 
@@ -96,11 +105,14 @@ class Candidate:
         video_id: Opaque video identifier.
         duration_s: Length of the video in seconds (> 0).
         size_bytes: Size of the whole video file in bytes (> 0).
+        item: What the feed's server says of the video (`ItemStats`), passed through by the
+            host app; None when it says nothing (the scene's priors apply).
     """
 
     video_id: str
     duration_s: float
     size_bytes: int
+    item: ItemStats | None = None
 
     @property
     def bitrate_bps(self) -> float:
@@ -116,4 +128,30 @@ class Candidate:
             video_id=str(data["video_id"]),
             duration_s=float(data["duration_s"]),
             size_bytes=int(data["size_bytes"]),
+            item=item_from_dict(data),
         )
+
+
+def item_from_dict(data: dict[str, Any]) -> ItemStats | None:
+    """The item stats of a view or candidate mapping: an ``item`` mapping, flat `ITEM_FIELDS`, or none.
+
+    Raises:
+        ValueError, TypeError: the stats are present but malformed.
+    """
+    nested = data.get("item")
+    if nested is not None:
+        if not isinstance(nested, dict):
+            raise TypeError(f"item must be a mapping, got {type(nested).__name__}")
+        return ItemStats(
+            views=int(nested["views"]),
+            mean_watch_s=float(nested["mean_watch_s"]),
+            mean_ratio=float(nested["mean_ratio"]),
+            quick_share=float(nested["quick_share"]),
+        )
+    flat: list[Any] = [data.get(name) for name in ITEM_FIELDS]
+    given = [value for value in flat if value not in (None, "")]
+    if not given:
+        return None
+    if len(given) < len(flat):
+        raise ValueError(f"item figures are partly missing: {dict(zip(ITEM_FIELDS, flat, strict=True))}")
+    return ItemStats.from_row([float(value) for value in given])

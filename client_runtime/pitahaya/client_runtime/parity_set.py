@@ -8,8 +8,9 @@ the package loaded as a device loads it, and compares features and predictions.
 Layout of the folder:
 
 - ``views.csv.gz``: the full, time-ordered streams of some held-out users (a `VIEW_FIELDS`
-  header, floats in their shortest round-trip form, gzip with a zero mtime: the same views
-  give the same bytes);
+  header then the `ITEM_FIELDS` of the figures each view's candidate carried, empty for none;
+  floats in their shortest round-trip form, gzip with a zero mtime: the same views give the
+  same bytes);
 - ``features.npy``: float32, one row per view in file order, as the scene's streaming
   extractor computes it;
 - ``predictions.npy``: float32, the trained model's prediction for each of those rows.
@@ -33,6 +34,7 @@ import numpy as np
 
 from pitahaya.client_runtime.events import VIEW_FIELDS, View
 from pitahaya.client_runtime.files import atomic_output, write_atomic
+from pitahaya.client_runtime.item_stats import ITEM_FIELDS
 
 #: MLflow artifact folder of a training run that holds the parity set.
 PARITY_DIR = "parity"
@@ -76,9 +78,8 @@ class ParitySet:
     def write(self, folder: Path) -> None:
         """Write the three files into ``folder`` (created if missing), each all-or-nothing."""
         text = io.StringIO()
-        write_views_csv(
-            text, ((v.user_id, v.video_id, v.start_ts, v.duration_s, v.watch_s, v.size_bytes) for v in self.views)
-        )
+        rows = ((v.user_id, v.video_id, v.start_ts, v.duration_s, v.watch_s, v.size_bytes, v.item) for v in self.views)
+        write_views_csv(text, rows, with_item=True)
         write_atomic(folder / VIEWS_FILE, gzip.compress(text.getvalue().encode("utf-8"), mtime=0))
         for name, array in ((FEATURES_ARRAY_FILE, self.features), (PREDICTIONS_FILE, self.predictions)):
             with atomic_output(folder / name) as stream:
@@ -98,8 +99,13 @@ class ParitySet:
         return cls(views, np.load(folder / FEATURES_ARRAY_FILE), np.load(folder / PREDICTIONS_FILE))
 
 
-def write_views_csv(stream: TextIO, rows: Iterable[Sequence[Any]], *, delimiter: str = ",") -> None:
+def write_views_csv(
+    stream: TextIO, rows: Iterable[Sequence[Any]], *, delimiter: str = ",", with_item: bool = False
+) -> None:
     """Write a `VIEW_FIELDS` header, then one line per row of view fields (in `VIEW_FIELDS` order).
+
+    ``with_item``: each row ends with its view's `ItemStats` (or None), written as `ITEM_FIELDS`
+    columns (empty for None).
 
     Times and durations are written as the ``repr`` of a float, its shortest round-trip form,
     so reading the file back gives equal views. Lines end with RFC 4180's ``\r\n``: the writer
@@ -107,15 +113,26 @@ def write_views_csv(stream: TextIO, rows: Iterable[Sequence[Any]], *, delimiter:
     reader takes for a line end) is quoted too.
     """
     writer = csv.writer(stream, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow(VIEW_FIELDS)
-    for user_id, video_id, start_ts, duration_s, watch_s, size_bytes in rows:
-        writer.writerow(
-            (user_id, video_id, repr(float(start_ts)), repr(float(duration_s)), repr(float(watch_s)), int(size_bytes))
-        )
+    writer.writerow(VIEW_FIELDS + ITEM_FIELDS if with_item else VIEW_FIELDS)
+    for user_id, video_id, start_ts, duration_s, watch_s, size_bytes, *rest in rows:
+        line = [
+            user_id,
+            video_id,
+            repr(float(start_ts)),
+            repr(float(duration_s)),
+            repr(float(watch_s)),
+            int(size_bytes),
+        ]
+        if with_item:
+            item = rest[0]
+            line += ("",) * len(ITEM_FIELDS) if item is None else (item.views, *map(repr, item.as_tuple()[1:]))
+        writer.writerow(line)
 
 
 def read_views_csv(stream: TextIO, *, name: str = "<views>") -> list[View]:
-    """Read views, in file order, from CSV text with a `VIEW_FIELDS` header (extra columns ignored).
+    """Read views, in file order, from CSV text with a `VIEW_FIELDS` header (and `ITEM_FIELDS`, if there).
+
+    Columns that are neither are ignored.
 
     Raises:
         ValueError: the header lacks a column or a row is not a valid view (names ``name``

@@ -26,10 +26,11 @@ Layout of the page (little endian)::
     24   u32  candidates
     28   u32  string bytes
     32   f64  now
-    64   request:  views (start_ts, duration_s, watch_s, size_bytes: f64 x 4),
-                   candidates (duration_s, size_bytes: f64 x 2),
+    64   request:  views (start_ts, duration_s, watch_s, size_bytes, item stats: f64 x 8),
+                   candidates (duration_s, size_bytes, item stats: f64 x 6),
                    string lengths (u32: user_id, video_id per view, video_id per candidate),
                    string bytes (UTF-8)
+                   (item stats: the four `ItemStats` figures, all 0 for ``item=None``)
     64 + REQUEST_BYTES   response: predictions (f32 x rows), features (f32 x rows x width), error text
 """
 
@@ -50,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from pitahaya.client_runtime.events import Candidate, View
+from pitahaya.client_runtime.item_stats import ItemStats
 
 HEADER_BYTES = 64
 REQUEST_BYTES = 512 * 1024
@@ -70,7 +72,10 @@ STATUS_ERROR = 1
 _SEQ = struct.Struct("<Q")
 _REQUEST = struct.Struct("<IIIId")
 _RESPONSE = struct.Struct("<IIII")
-_VIEW_BYTES = 4 * 8 + 2 * 4  # four f64 and two string lengths, before the strings
+#: f64 numbers of a view and of a candidate in a request (see the layout above).
+_VIEW_NUMBERS, _CANDIDATE_NUMBERS = 8, 6
+_VIEW_BYTES = _VIEW_NUMBERS * 8 + 2 * 4  # its numbers and two string lengths, before the strings
+_NO_ITEM = (0.0, 0.0, 0.0, 0.0)
 _LENGTH = struct.Struct("<I")
 _REQUEST_AT, _RESPONSE_AT = 16, 40
 _DATA_AT = HEADER_BYTES + REQUEST_BYTES
@@ -228,7 +233,9 @@ def fitting_views(views: Sequence[View], limit: int = REQUEST_BYTES // 2) -> int
 @functools.lru_cache(maxsize=256)
 def _layout(n_views: int, n_candidates: int) -> struct.Struct:
     """A request's numbers and string lengths, as one struct (one pack, one unpack)."""
-    return struct.Struct(f"<{4 * n_views + 2 * n_candidates}d{2 * n_views + n_candidates}I")
+    return struct.Struct(
+        f"<{_VIEW_NUMBERS * n_views + _CANDIDATE_NUMBERS * n_candidates}d{2 * n_views + n_candidates}I"
+    )
 
 
 def write_request(page: mmap.mmap, seq: int, step: Step) -> None:
@@ -240,9 +247,11 @@ def write_request(page: mmap.mmap, seq: int, step: Step) -> None:
     strings: list[bytes] = []
     for v in views:
         numbers += (v.start_ts, v.duration_s, v.watch_s, v.size_bytes)
+        numbers += _NO_ITEM if v.item is None else v.item.as_tuple()
         strings += (v.user_id.encode(), v.video_id.encode())
     for c in candidates:
         numbers += (c.duration_s, c.size_bytes)
+        numbers += _NO_ITEM if c.item is None else c.item.as_tuple()
         strings.append(c.video_id.encode())
     layout = _layout(len(views), len(candidates))
     text = b"".join(strings)
@@ -267,25 +276,30 @@ def read_request(page: mmap.mmap, last_seq: int) -> tuple[int, Step] | None:
     at = HEADER_BYTES + layout.size
     text = page[at : at + n_text]
     strings, start = [], 0
-    for length in values[4 * n_views + 2 * n_candidates :]:
+    base = _VIEW_NUMBERS * n_views
+    for length in values[base + _CANDIDATE_NUMBERS * n_candidates :]:
         strings.append(text[start : start + length].decode())
         start += length
-    views = [
-        View(
-            strings[2 * i],
-            strings[2 * i + 1],
-            values[4 * i],
-            values[4 * i + 1],
-            values[4 * i + 2],
-            int(values[4 * i + 3]),
+    views = []
+    for i in range(n_views):
+        at = _VIEW_NUMBERS * i
+        item = ItemStats.from_row(values[at + 4 : at + 8])
+        views.append(
+            View(
+                strings[2 * i],
+                strings[2 * i + 1],
+                values[at],
+                values[at + 1],
+                values[at + 2],
+                int(values[at + 3]),
+                item,
+            )
         )
-        for i in range(n_views)
-    ]
-    base = 4 * n_views
-    candidates = [
-        Candidate(strings[2 * n_views + i], values[base + 2 * i], int(values[base + 2 * i + 1]))
-        for i in range(n_candidates)
-    ]
+    candidates = []
+    for i in range(n_candidates):
+        at = base + _CANDIDATE_NUMBERS * i
+        item = ItemStats.from_row(values[at + 2 : at + 6])
+        candidates.append(Candidate(strings[2 * n_views + i], values[at], int(values[at + 1]), item))
     return seq, Step(bool(flags & FLAG_RESET), views, candidates, now, bool(flags & FLAG_FEATURES))
 
 
