@@ -43,6 +43,7 @@ def batch_features(
     watch_s: np.ndarray,
     size_bytes: np.ndarray,
     first: np.ndarray,
+    item: np.ndarray,
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Feature rows of views in stream order (grouped by user, each user's in time order).
@@ -54,6 +55,8 @@ def batch_features(
         watch_s: Seconds watched of each view (float64).
         size_bytes: File size of each view (integers).
         first: True where a row is its user's first view.
+        item: The feed's figures of each view's video as its candidate carried them (float64,
+            ``(n, 4)`` in `pitahaya.client_runtime.ITEM_FIELDS` order; a row of zeros: none).
         progress: Called with the fraction of the work done, now and then.
 
     Returns:
@@ -71,7 +74,10 @@ def batch_features(
         return X
 
     def block(rows: slice) -> dict[str, np.ndarray]:
-        return _block_columns(start_ts[rows], duration_s[rows], watch_s[rows], size_bytes[rows], first[rows], features)
+        columns = _block_columns(
+            start_ts[rows], duration_s[rows], watch_s[rows], size_bytes[rows], first[rows], features
+        )
+        return columns | _item_columns(duration_s[rows], item[rows], features)
 
     unknown = sorted(set(names) - set(block(slice(0, 1))) - set(_RECURRENT))  # names from a one-row block
     if unknown:
@@ -141,6 +147,20 @@ def _block_columns(
         "session_position": position,
         "session_elapsed_s": elapsed,
         "hour_of_day": np.mod(now, 86400.0) / 3600.0,
+    }
+
+
+def _item_columns(d: np.ndarray, item: np.ndarray, f: ModuleType) -> dict[str, np.ndarray]:
+    """The features of the feed's figures of each candidate, shrunk towards the priors (float64)."""
+    views, mean_watch, mean_ratio, quick_share = item.T
+    k = f.ITEM_PRIOR_VIEWS
+    ratio = (views * mean_ratio + k * f.PRIOR_RATIO) / (views + k)
+    return {
+        "item_log_views": np.log1p(views),
+        "item_ratio": ratio,
+        "item_quick_share": (views * quick_share + k * f.PRIOR_QUICK_SHARE) / (views + k),
+        "item_watch_s": (views * mean_watch + k * f.PRIOR_WATCH_S) / (views + k),
+        "item_expected_watch_s": ratio * d,
     }
 
 

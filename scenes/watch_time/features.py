@@ -22,6 +22,11 @@ FAST_ALPHA = 0.3  # weight of the newest view in the fast moving average
 SLOW_ALPHA = 0.05  # ... and in the slow one
 PRIOR_RATIO = 0.5  # watch ratio assumed before a user has any history
 PRIOR_WATCH_S = 10.0  # watch seconds assumed before a user has any history
+# The feed's figures of a video (Candidate.item, every user's earlier views of it) are shrunk
+# towards these priors as if the prior had ITEM_PRIOR_VIEWS views: a video seen twice says
+# little, one seen a thousand times says a lot, one the server knows nothing of is the prior.
+ITEM_PRIOR_VIEWS = 5.0
+PRIOR_QUICK_SHARE = 0.3
 
 
 class Extractor(FeatureExtractor):
@@ -43,6 +48,11 @@ class Extractor(FeatureExtractor):
         "session_elapsed_s",
         "hour_of_day",
         "expected_watch_s",
+        "item_log_views",
+        "item_ratio",
+        "item_quick_share",
+        "item_watch_s",
+        "item_expected_watch_s",
     )
 
     def __init__(self):
@@ -107,12 +117,25 @@ class Extractor(FeatureExtractor):
             elapsed,
             hour,
         )
+        k = ITEM_PRIOR_VIEWS
         for i, cand in enumerate(candidates):
             duration = cand.duration_s
+            item = cand.item
+            if item is None:
+                views = mean_watch = mean_ratio = quick_share = 0.0
+            else:
+                views = float(item.views)
+                mean_watch, mean_ratio, quick_share = item.mean_watch_s, item.mean_ratio, item.quick_share
+            item_ratio = (views * mean_ratio + k * PRIOR_RATIO) / (views + k)
             out[i] = (
                 duration,
                 math.log1p(cand.size_bytes),
                 cand.size_bytes * 0.008 / duration,
                 *user,
                 self.ewm_fast * duration,
+                math.log1p(views),
+                item_ratio,
+                (views * quick_share + k * PRIOR_QUICK_SHARE) / (views + k),
+                (views * mean_watch + k * PRIOR_WATCH_S) / (views + k),
+                item_ratio * duration,
             )

@@ -55,12 +55,15 @@ def assert_same_features(table: ViewTable) -> None:
 def test_batch_equals_streaming_on_a_shuffled_generated_log():
     shuffled = VIEWS.copy()
     random.Random(3).shuffle(shuffled)
-    assert_same_features(ViewTable.from_views(shuffled))
+    table = ViewTable.from_views(shuffled).with_item_stats()
+    assert table.item is not None and (table.item[:, 0] > 0).mean() > 0.5  # most candidates carry figures
+    assert_same_features(table)
+    assert_same_features(ViewTable.from_views(shuffled))  # and none at all
 
 
 def test_batch_equals_streaming_on_edge_cases():
     views = _edge_cases()
-    assert_same_features(ViewTable.from_views(views[::-1]))
+    assert_same_features(ViewTable.from_views(views[::-1]).with_item_stats())
 
 
 def test_batch_equals_streaming_on_logs_already_in_user_time_order():

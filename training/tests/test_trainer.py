@@ -90,7 +90,8 @@ def test_run_layout(trained, store, user_env):
         "baseline_global_median_xauc",
     ):
         assert run.data.metrics[name] == pytest.approx(result.metrics[name])
-    assert run.data.params["num_leaves"] == "63"
+    assert run.data.params["num_leaves"] == str(Scene.load(SCENE_DIR).training["num_leaves"])
+    assert run.data.params["refit"] == "True"
     assert run.data.params["dataset_digest"] == result.dataset_digest
     assert run.data.params["generator.seed"] == "5"
     assert run.data.tags["pitahaya.scene"] == "watch_time"

@@ -9,8 +9,19 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from pitahaya.client_runtime import PARITY_DIR, ParitySet
-from pitahaya.training import GeneratorConfig, TrainConfig, generate_views, train, write_events
+from pitahaya.client_runtime import PARITY_DIR, ParitySet, Scene
+from pitahaya.training import (
+    GeneratorConfig,
+    TrainConfig,
+    ViewTable,
+    build_matrix,
+    generate_views,
+    mae,
+    split_by_time,
+    train,
+    write_events,
+)
+from pitahaya.training.fitting import fit_model
 
 SCENE_DIR = Path(__file__).parents[2] / "scenes" / "watch_time"
 VIEWS = generate_views(GeneratorConfig(n_views=10_000, n_users=60, n_videos=2_000, seed=8))
@@ -112,7 +123,8 @@ def test_sklearn_model_is_logged_with_its_flavor_and_a_scene_without_batch_modul
     client = mlflow.MlflowClient(store["tracking_uri"])
     run = client.get_run(result.run_id)
     assert run.data.tags["pitahaya.model_flavor"] == "sklearn"
-    assert run.data.params["loss"] == "absolute_error" and run.data.params["max_leaf_nodes"] == "63"
+    leaves = str(Scene.load(SCENE_DIR).training["num_leaves"])
+    assert run.data.params["loss"] == "absolute_error" and run.data.params["max_leaf_nodes"] == leaves
     assert {a.path for a in client.list_artifacts(result.run_id, "scene")} == {"scene/features.py", "scene/scene.toml"}
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["tracking_uri"])  # as a user loading the model would
     model = mlflow.sklearn.load_model(result.model_uri)
@@ -123,3 +135,22 @@ def test_sklearn_model_is_logged_with_its_flavor_and_a_scene_without_batch_modul
 def test_dask_engine_rejects_sklearn(store):
     with pytest.raises(ValueError, match="lightgbm"):
         TrainConfig(scene=SCENE_DIR, tracking_uri=store["tracking_uri"], model="sklearn", engine="dask")
+
+
+@pytest.mark.parametrize("family", ["lightgbm", "sklearn"])
+def test_the_final_model_is_refit_on_train_and_valid_rows_for_the_early_stopped_rounds(store, family):
+    scene = Scene.load(SCENE_DIR)
+    dataset = build_matrix(ViewTable.from_views(VIEWS).with_item_stats(), scene.extractor_class())
+    split = split_by_time(dataset)
+    base = dict(scene=SCENE_DIR, tracking_uri=store["tracking_uri"], model=family, params={"n_estimators": 60})
+    early = fit_model(TrainConfig(**base, refit=False), scene, dataset, split, None, None, lambda f: None)
+    final = fit_model(TrainConfig(**base), scene, dataset, split, None, None, lambda f: None)
+    assert final.refit and not early.refit
+    assert final.best_iteration == early.best_iteration and final.valid_curve == early.valid_curve
+    rounds = final.model.num_trees() if family == "lightgbm" else final.model.n_iter_
+    assert rounds == early.best_iteration  # the rounds early stopping picked, no more
+
+    def valid_mae(fitted):
+        return mae(dataset.y[split.valid], fitted.predict(dataset.X[split.valid]))
+
+    assert valid_mae(final) < valid_mae(early)  # it learned the valid rows, which the early-stopped one never saw

@@ -15,6 +15,9 @@ seen before it (``history``, fed to the model's feature state first). Sources:
 - `dashlet_sessions`: Dashlet's per-video swipe-time distributions as a user model: random feeds
   of real videos, each watch time drawn from that video's curve.
 
+Every view of a session carries the feed's figures of its video (`ItemStats`) as a server would
+have served them then, computed over the whole log the source read
+(`pitahaya.client_runtime.with_item_stats`), so the model's candidates get them as on a device.
 `at_bitrate` rewrites file sizes for a fixed video bitrate (the headline setting is 1.0 Mbps).
 """
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pitahaya.client_runtime import SESSION_GAP_S, View
+from pitahaya.client_runtime import SESSION_GAP_S, View, with_item_stats
 from pitahaya.simulation.errors import SessionSourceError
 
 _KUAIRAND_FILE = "processed_standard_kcore_15.tsv"
@@ -115,7 +118,7 @@ def generated_sessions(
     if not views:
         raise SessionSourceError("the log has no views")
     streams: dict[str, list[View]] = {}
-    for view in views:
+    for view in with_item_stats(views):
         streams.setdefault(view.user_id, []).append(view)
     sessions: list[Session] = []
     held_out = [u for u, s in streams.items() if any(v.start_ts >= test_from for v in s)]
@@ -176,7 +179,7 @@ def kuairand_sessions(
         raise SessionSourceError(f"{path}: no views with a known duration")
     cut = float(np.quantile([v.start_ts for v in views], 1.0 - test_frac))
     streams: dict[str, list[View]] = {}
-    for view in views:
+    for view in with_item_stats(views):
         streams.setdefault(view.user_id, []).append(view)
     sessions: list[Session] = []
     held_out = [u for u, s in streams.items() if sum(v.start_ts >= cut for v in s) >= min_views]
@@ -258,4 +261,5 @@ def dashlet_sessions(
             )
             t += watch + 1.0
         out.append(Session(f"dashlet-{k}", tuple(views)))
-    return out
+    served = iter(with_item_stats([v for s in out for v in s.views]))  # feeds follow each other in time
+    return [Session(s.user_id, tuple(next(served) for _ in s.views)) for s in out]

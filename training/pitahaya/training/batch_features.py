@@ -4,12 +4,13 @@ A scene may name a batch module in ``scene.toml`` (``[scene] batch_features``); 
 the scene (``scenes/watch_time/batch_features.py``), is loaded like ``features.py``
 (`Scene.batch_module`) and must not import this package. Its contract is one function::
 
-    batch_features(features, *, start_ts, duration_s, watch_s, size_bytes, first, progress=None)
+    batch_features(features, *, start_ts, duration_s, watch_s, size_bytes, first, item, progress=None)
 
 ``features`` is the scene's loaded feature module (the source of truth: feature names, order
 and constants come from it); the columns are NumPy arrays of the log in stream order (grouped
 by user, each user's views in time order; ``first`` marks each user's first row); it returns
-the float32 matrix the streaming extractor would compute, one row per view. This module puts
+the float32 matrix the streaming extractor would compute, one row per view. ``item`` holds the
+feed's figures of each view's video (`ViewTable.item`, zeros where there are none). This module puts
 the log in that order, calls the function, and checks what it returns.
 
 A changed *formula* in ``features.py`` does not flow into the batch module by itself; that
@@ -79,6 +80,7 @@ class SortedViews(NamedTuple):
     watch_s: np.ndarray
     size_bytes: np.ndarray
     first: np.ndarray
+    item: np.ndarray
 
 
 def _in_stream_order(table: ViewTable) -> tuple[np.ndarray, SortedViews]:
@@ -92,7 +94,7 @@ def _in_stream_order(table: ViewTable) -> tuple[np.ndarray, SortedViews]:
     first = _user_starts(table)
     if first is not None:
         return np.arange(len(table)), SortedViews(
-            table.start_ts, table.duration_s, table.watch_s, table.size_bytes, first
+            table.start_ts, table.duration_s, table.watch_s, table.size_bytes, first, table.item_matrix()
         )
     codes, users = pd.factorize(table.user_id, sort=True)
     by_time = np.argsort(table.start_ts, kind="stable")
@@ -103,7 +105,12 @@ def _in_stream_order(table: ViewTable) -> tuple[np.ndarray, SortedViews]:
     first = np.ones(len(table), dtype=bool)
     np.not_equal(sorted_users[1:], sorted_users[:-1], out=first[1:])
     return order, SortedViews(
-        table.start_ts[order], table.duration_s[order], table.watch_s[order], table.size_bytes[order], first
+        table.start_ts[order],
+        table.duration_s[order],
+        table.watch_s[order],
+        table.size_bytes[order],
+        first,
+        table.item_matrix()[order],
     )
 
 

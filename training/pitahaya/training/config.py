@@ -55,6 +55,9 @@ class TrainConfig:
         valid_frac: Share of rows (by time) for early stopping.
         test_frac: Share of the latest rows for evaluation.
         early_stopping_rounds: Stop when the valid MAE has not improved for this many rounds.
+        refit: Once early stopping has picked the number of rounds, fit the final model again
+            on the train and valid rows together (the valid rows are the most recent before the
+            test period: the model should learn from them). False keeps the early-stopped model.
         num_threads: LightGBM threads (per worker with Dask).
         parity_min_test_rows: Test rows the parity set must cover (all there are, if fewer).
         batch_min_rows: Smallest log for which ``features="auto"`` picks the batch path.
@@ -78,6 +81,7 @@ class TrainConfig:
     valid_frac: float = 0.1
     test_frac: float = 0.2
     early_stopping_rounds: int = 20
+    refit: bool = True
     num_threads: int = 2
     parity_min_test_rows: int = 10_000
     batch_min_rows: int = 50_000

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pitahaya.client_runtime import Scene
+from pitahaya.client_runtime import ITEM_FIELDS, Scene
 from pitahaya.training.batch_features import build_matrix_batch
 from pitahaya.training.dataset import Dataset, build_matrix, make_dataset, stream_order
 from pitahaya.training.models import FittedModel, trimmed_lightgbm
@@ -29,6 +29,8 @@ from pitahaya.training.table import ViewTable
 #: Workers (processes, one thread each) of the LocalCluster started when no scheduler is given.
 LOCAL_WORKERS = 2
 _FIELDS = ("user_id", "video_id", "start_ts", "duration_s", "watch_s", "size_bytes")
+#: Column names of the item figures in the frame sent to the workers.
+_ITEM_COLUMNS = [f"item{j}" for j in range(len(ITEM_FIELDS))]
 
 
 @contextmanager
@@ -58,6 +60,7 @@ def _featurize_partition(part: pd.DataFrame, scene: Scene, names: tuple[str, ...
         part["duration_s"].to_numpy(dtype=np.float64),
         part["watch_s"].to_numpy(dtype=np.float64),
         part["size_bytes"].to_numpy(dtype=np.int64),
+        part[_ITEM_COLUMNS].to_numpy(dtype=np.float64),
     )
     if scene.batch_feature_source is not None:
         dataset = build_matrix_batch(table, scene)
@@ -85,6 +88,7 @@ def featurize_on_workers(
 
     n_parts = partitions or max(2 * len(client.scheduler_info()["workers"]), 1)
     frame = pd.DataFrame({f: getattr(table, f) for f in _FIELDS})
+    frame[_ITEM_COLUMNS] = table.item_matrix()  # computed over the whole log, before the shuffle by user
     frame["row"] = np.arange(len(table))
     views = dd.from_pandas(frame, npartitions=n_parts, sort=False).shuffle(on="user_id", npartitions=n_parts)
     meta = pd.DataFrame({**{n: pd.Series(dtype=np.float32) for n in names}, "row": pd.Series(dtype=np.int64)})
@@ -111,8 +115,12 @@ def fit_lightgbm_dask(
     rounds: int,
     patience: int,
     progress: Callable[[float], None],
+    refit: bool = True,
 ) -> FittedModel:
-    """Train `DaskLGBMRegressor` on the workers' train rows; cut at the early-stopping point."""
+    """Train `DaskLGBMRegressor` on the workers' train rows; cut at the early-stopping point.
+
+    With ``refit``, train again on the train and valid rows for that many rounds (`fit_model`).
+    """
     from lightgbm.dask import DaskLGBMRegressor
 
     train = features[features["start_ts"] < valid_from]
@@ -124,7 +132,13 @@ def fit_lightgbm_dask(
     model.fit(train[list(names)], train["y"], eval_X=(valid[list(names)],), eval_y=(valid["y"],), eval_metric="l1")
     progress(1.0)
     curve = [float(v) for v in model.evals_result_["valid_0"]["l1"]]
-    return trimmed_lightgbm(model.booster_, early_stopping_point(curve, patience), curve)
+    early = trimmed_lightgbm(model.booster_, early_stopping_point(curve, patience), curve)
+    if not refit:
+        return early
+    known = features[features["start_ts"] < test_from]
+    final = DaskLGBMRegressor(client=client, **{**worker_params, "n_estimators": early.best_iteration})
+    final.fit(known[list(names)], known["y"])
+    return FittedModel("lightgbm", final.booster_, early.best_iteration, curve, refit=True)
 
 
 def early_stopping_point(curve: list[float], patience: int) -> int:

@@ -106,7 +106,10 @@ def evaluate(
         "baseline_global_median": median[split.test],
     }
     metrics = {
-        "valid_mae": mae(dataset.y[split.valid], fitted.predict(dataset.X[split.valid])),
+        # the early-stopped fit's: a refit model has learned the valid rows
+        "valid_mae": fitted.valid_curve[fitted.best_iteration - 1]
+        if fitted.refit
+        else mae(dataset.y[split.valid], fitted.predict(dataset.X[split.valid])),
         "best_iteration": float(fitted.best_iteration),
     }
     for prefix, p in predictions.items():

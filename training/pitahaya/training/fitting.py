@@ -3,7 +3,10 @@
 Parameters start from the scene's ``[training]`` table (LightGBM names), are overridden by
 ``TrainConfig.params``, and get the job's fixed knobs (seed, threads, determinism). The
 number of boosting rounds is the scene key `ROUNDS_KEY`. scikit-learn gets the same
-parameters translated (`sklearn_params`). Every family early-stops on the valid rows.
+parameters translated (`sklearn_params`). Every family early-stops on the valid rows, then
+(``TrainConfig.refit``, the default) fits again on the train and valid rows together for the
+number of rounds early stopping picked: the valid period is the most recent one before the test
+period, the one most like what devices will see.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from pitahaya.client_runtime import Scene
 from pitahaya.training.config import TrainConfig
 from pitahaya.training.dataset import Dataset, TimeSplit
 from pitahaya.training.distributed import fit_lightgbm_dask
-from pitahaya.training.models import FittedModel, fit_lightgbm, fit_sklearn, sklearn_params
+from pitahaya.training.models import (
+    FittedModel,
+    fit_lightgbm,
+    fit_sklearn,
+    refit_lightgbm,
+    refit_sklearn,
+    sklearn_params,
+)
 
 #: Scene ``[training]`` key holding the number of boosting rounds (a `lgb.train` argument).
 ROUNDS_KEY = "n_estimators"
@@ -45,7 +55,7 @@ def fit_model(
     client: Any,
     progress: Callable[[float], None],
 ) -> FittedModel:
-    """Fit the configured model family on the train rows, early-stopped on the valid rows.
+    """Fit the configured model family on the train rows, early-stopped on the valid rows (then refit).
 
     Args:
         distributed: With a Dask ``client``, the features left on the workers.
@@ -63,6 +73,9 @@ def fit_model(
             params=translated,
             progress=progress,
         )
+        if config.refit:
+            known = split.train | split.valid
+            fitted = refit_sklearn(fitted, dataset.X[known], dataset.y[known])
         fitted.params = translated
         return fitted
     if client is not None:
@@ -76,6 +89,7 @@ def fit_model(
             rounds=rounds,
             patience=patience,
             progress=progress,
+            refit=config.refit,
         )
     else:
         fitted = fit_lightgbm(
@@ -89,5 +103,10 @@ def fit_model(
             patience=patience,
             progress=progress,
         )
+        if config.refit:
+            known = split.train | split.valid
+            fitted = refit_lightgbm(
+                fitted, dataset.X[known], dataset.y[known], feature_names=dataset.feature_names, params=params
+            )
     fitted.params = {**params, ROUNDS_KEY: rounds}
     return fitted

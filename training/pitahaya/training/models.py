@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 from mlflow.models import Model, infer_signature
+from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.inspection import permutation_importance
 
@@ -52,8 +53,11 @@ class FittedModel:
         flavor: ``lightgbm`` or ``sklearn`` (the run tag ``pitahaya.model_flavor``).
         model: The `lgb.Booster` or fitted estimator.
         best_iteration: Boosting rounds kept.
-        valid_curve: Validation MAE after each round.
+        valid_curve: Validation MAE after each round (of the early-stopped fit).
         params: The parameters it was fitted with (logged as run params).
+        refit: Whether ``model`` was fit again on the train and valid rows at ``best_iteration``
+            rounds (`refit_lightgbm`, `refit_sklearn`); then its own valid MAE is in-sample and
+            the honest one is the early-stopped fit's, ``valid_curve[best_iteration - 1]``.
     """
 
     flavor: ModelFamily
@@ -61,6 +65,7 @@ class FittedModel:
     best_iteration: int
     valid_curve: list[float]
     params: dict[str, Any] = field(default_factory=dict)
+    refit: bool = False
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(X), dtype=np.float64)
@@ -151,6 +156,15 @@ def trimmed_lightgbm(booster: lgb.Booster, best: int, curve: list[float]) -> Fit
     return FittedModel("lightgbm", lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), best, curve)
 
 
+def refit_lightgbm(
+    early: FittedModel, X: np.ndarray, y: np.ndarray, *, feature_names: tuple[str, ...], params: Mapping[str, Any]
+) -> FittedModel:
+    """LightGBM fit again on ``X``, ``y`` (train and valid rows) for the rounds ``early`` stopped at."""
+    data = lgb.Dataset(X, y, feature_name=list(feature_names))
+    booster = lgb.train(dict(params), data, num_boost_round=early.best_iteration)
+    return FittedModel("lightgbm", booster, early.best_iteration, early.valid_curve, refit=True)
+
+
 def sklearn_params(params: Mapping[str, Any], rounds: int, patience: int, seed: int) -> dict[str, Any]:
     """HistGradientBoostingRegressor parameters equivalent to LightGBM ``params``."""
     translated = {SKLEARN_PARAMS[k]: v for k, v in params.items() if k in SKLEARN_PARAMS}
@@ -181,3 +195,10 @@ def fit_sklearn(
     progress(1.0)
     curve = [float(-s) for s in model.validation_score_[1:]]  # scores are negated MAE; [0] is before round 1
     return FittedModel("sklearn", model, int(model.n_iter_), curve)
+
+
+def refit_sklearn(early: FittedModel, X: np.ndarray, y: np.ndarray) -> FittedModel:
+    """The estimator of ``early`` fit again on ``X``, ``y`` for the iterations it stopped at, without a hold-out."""
+    model = clone(early.model).set_params(max_iter=early.best_iteration, early_stopping=False)
+    model.fit(X, y)
+    return FittedModel("sklearn", model, early.best_iteration, early.valid_curve, refit=True)

@@ -3,7 +3,8 @@
 `train` runs these stages, reporting each to the optional ``progress(stage, fraction)``:
 
 1. ``events``: read and validate the event logs (`load_events`: CSV / TSV / JSONL / Parquet,
-   local, glob or S3, through an adapter; bad rows quarantined), or generate a log.
+   local, glob or S3, through an adapter; bad rows quarantined), or generate a log; then give
+   each view the item figures a feed server would have served with it (`ViewTable.with_item_stats`).
 2. ``features``: build the feature matrix with the scene's batch module (logs of at least
    ``batch_min_rows`` views, when ``scene.toml`` names one; see `batch_features`) or the
    scene's streaming extractor, locally or on Dask workers; split rows by time into train /
@@ -92,6 +93,7 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
     with tempfile.TemporaryDirectory(prefix="pitahaya-train-") as tmp:
         quarantine = Path(config.quarantine_path or Path(tmp) / "bad_rows.jsonl")
         table, loaded, source = _load_table(config, quarantine, lambda f: report("events", f))
+        table = table.with_item_stats()  # over every user's views, before any split
         report("events", 1.0)
 
         engine = dask_client(config.scheduler) if config.engine == "dask" else nullcontext(None)
@@ -254,6 +256,7 @@ def _run_params(
     run_params = {
         **fitted.params,
         "early_stopping_rounds": config.early_stopping_rounds,
+        "refit": config.refit,
         "model": config.model,
         "events": source,
         "adapter": config.adapter,
