@@ -22,12 +22,14 @@ class LocalArchiveUpdater:
         PackageFormatError: the archive is not a package (when constructed).
     """
 
-    def __init__(self, archive: str | Path, scene: str) -> None:
+    def __init__(self, archive: str | Path, scene: str | None = None) -> None:
         self.archive = Path(archive)
         data = self.archive.read_bytes()
-        self.version = read_package(data).manifest.version
+        manifest = read_package(data).manifest
+        self.version = manifest.version
         self.sha256 = hashlib.sha256(data).hexdigest()
-        self.scene = scene
+        #: The release's scene: ``scene``, or by default the one the package's manifest names.
+        self.scene = scene or manifest.scene
 
     def cached_archive(self, sha256: str) -> Path:
         return self.archive

@@ -25,6 +25,7 @@ from .generator import (
     generate_views as generate_views,
 )
 from .metrics import mae as mae, xauc as xauc
+from .offline import OfflineEvaluation as OfflineEvaluation, evaluate_package as evaluate_package
 from .table import ViewTable as ViewTable
 from .trainer import train as train
 
