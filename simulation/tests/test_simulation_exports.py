@@ -22,4 +22,4 @@ print(sorted(result.summary["policies"]))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['fixed', 'oracle']"
+    assert out.stdout.strip() == "['fixed', 'oracle', 'oracle plan']"

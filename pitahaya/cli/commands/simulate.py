@@ -25,6 +25,7 @@ from pitahaya.cli._common import (
 from pitahaya.cli._options import DataDir, JsonFlag
 
 if TYPE_CHECKING:
+    from pitahaya.client_runtime import PolicyKnobs
     from pitahaya.simulation import ModelPolicy, Session, Trace
 
 app = typer.Typer()
@@ -80,8 +81,11 @@ def _networks(source: NetworkSource, datasets: Path) -> dict[str, list[Trace]]:
     return {c: generated_traces(c) for c in TRACE_CLASSES}
 
 
-def _model(package: Path | None, registry: str | None, trusted_root: Path | None, cache: Path) -> ModelPolicy | None:
-    """The model policy on a local archive, or on the one a registry releases (pulled through TUF)."""
+def _model(
+    package: Path | None, registry: str | None, trusted_root: Path | None, cache: Path
+) -> tuple[ModelPolicy | None, PolicyKnobs | None]:
+    """The model policy on a local archive, or on the one a registry releases (pulled through TUF), and its planner knobs."""
+    from pitahaya.client_runtime import PolicyKnobs, read_package
     from pitahaya.simulation import ModelPolicy, local_runtime_factory, pull_package
 
     if package is not None and registry is not None:
@@ -91,10 +95,11 @@ def _model(package: Path | None, registry: str | None, trusted_root: Path | None
             raise ValueError("--registry needs --trusted-root (the registry's TUF root.json)")
         package = pull_package(registry, trusted_root.read_bytes(), cache / "pulled")
     if package is None:
-        return None
+        return None, None
     if not package.is_file():
         raise FileNotFoundError(f"no package archive at {package}")
-    return ModelPolicy(local_runtime_factory(package, cache / "devices"))
+    knobs = PolicyKnobs.from_policy(read_package(package.read_bytes()).manifest.policy)
+    return ModelPolicy(local_runtime_factory(package, cache / "devices")), knobs
 
 
 def change_with_ci(row: dict[str, Any]) -> str:
@@ -168,10 +173,10 @@ def simulate(
         if not bitrate_bps > 0 or any(not m > 0 for m in margins):
             raise ValueError("--bitrate-bps and every --margin must be positive")
         with stdout_kept_for_json(as_json), tempfile.TemporaryDirectory(prefix="pitahaya-simulate-") as cache:
-            model = _model(package, registry, trusted_root, Path(cache))
+            model, knobs = _model(package, registry, trusted_root, Path(cache))
             with console.status("simulating", spinner="dots") if not as_json else nullcontext():
                 replayed = _sessions(sessions, datasets, bitrate_bps, max_sessions)
-                result = run_simulation(replayed, _networks(network, datasets), model=model, config=config)
+                result = run_simulation(replayed, _networks(network, datasets), model=model, knobs=knobs, config=config)
             run_id = log_simulation(
                 result, tracking_uri=tracking_uri(data_dir), artifact_location=artifact_root(data_dir)
             )

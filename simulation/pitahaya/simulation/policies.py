@@ -12,6 +12,8 @@ videos, and how far to buffer the playing one. The knobs that trade bytes for sl
 
 `ModelPolicy` runs the real `pitahaya.client_runtime.Runtime` for every user (one device per
 user): views are recorded as they finish, outcomes observed, and the runtime's own plan is used.
+`PlannedOraclePolicy` feeds the true watch times through the device's planner instead: how much
+of the oracle's saving the plan's shape lets through even with perfect predictions.
 `host_steps` is that host app's loop, one played view at a time, for other drivers (the fleet
 simulator paces it on a clock).
 """
@@ -31,6 +33,9 @@ from pitahaya.client_runtime import (
     Isolation,
     LocalArchiveUpdater,
     PackageUpdater,
+    PolicyKnobs,
+    PreloadPlan,
+    PreloadPlanner,
     Runtime,
     View,
 )
@@ -104,6 +109,81 @@ class OraclePolicy:
 
     def end(self, lane: int, session: int) -> None:
         pass
+
+
+class PlannedOraclePolicy:
+    """The true watch times through the device's planner (`PreloadPlanner`, one per lane, with its smoothing).
+
+    The oracle policy knows every watch time *and* chooses its own plan; this one knows every
+    watch time but must plan as a device does (the package's knobs: count, floors, caps,
+    safety margin, buffer guards). The gap between the two is what the plan's shape costs.
+
+    Args:
+        knobs: The planner's knobs (a package's ``manifest.policy``, parsed; default: the runtime's).
+        margin: Aggressiveness knob applied to the plan's bytes and buffer cap, as for the model.
+        lookahead: Upcoming videos planned for.
+        startup_s: Preload floor in seconds of video.
+    """
+
+    def __init__(
+        self,
+        knobs: PolicyKnobs | None = None,
+        margin: float = 1.0,
+        *,
+        lookahead: int = FIXED_COUNT,
+        startup_s: float = 1.0,
+    ) -> None:
+        self.name = "oracle plan" if margin == 1.0 else f"oracle plan x{margin:g}"
+        self.knobs = knobs or PolicyKnobs.from_policy(None)
+        self.margin, self.lookahead, self.startup_s = margin, lookahead, startup_s
+        self._lanes: Sequence[Sequence[Session]] = ()
+        self._planners: list[PreloadPlanner] = []
+
+    def begin(self, lanes: Sequence[Sequence[Session]]) -> None:
+        self._lanes = lanes
+        self._planners = [PreloadPlanner() for _ in lanes]
+
+    def decide(self, lane: int, session: int, index: int) -> PlayDecision:
+        views = self._lanes[lane][session].views
+        upcoming = views[index + 1 : index + 1 + self.lookahead]
+        plan = self._planners[lane].plan(
+            [v.as_candidate() for v in upcoming],
+            [v.watch_s for v in upcoming],
+            self.knobs,
+            playing=views[index].as_candidate(),
+            playing_remaining_s=views[index].watch_s,
+        )
+        return play_decision(plan, views, index, self.margin, self.startup_s, self.lookahead)
+
+    def end(self, lane: int, session: int) -> None:
+        pass
+
+
+def play_decision(
+    plan: PreloadPlan, views: Sequence[View], index: int, margin: float, startup_s: float, lookahead: int
+) -> PlayDecision:
+    """What the player does with a device's plan made as ``views[index]`` became current.
+
+    Preloads follow the plan in play order up to the first video it leaves out, each scaled by
+    ``margin`` and floored at ``startup_s`` seconds of the video; the playing video's buffer is
+    capped at the plan's ``buffer_ahead_s`` (times ``margin``) under its guards, or left to the
+    player when the plan says nothing.
+    """
+    planned = {item.video_id: item.bytes for item in plan.items}
+    preload = []
+    for v in views[index + 1 : index + 1 + lookahead]:
+        if v.video_id not in planned:
+            break
+        floor = _startup_bytes(v.as_candidate(), startup_s)
+        preload.append(min(v.size_bytes, max(floor, round(planned[v.video_id] * margin))))
+    if plan.buffer_ahead_s is None:  # no prediction for the playing video: the player's default
+        return PlayDecision(tuple(preload))
+    return PlayDecision(
+        tuple(preload),
+        watch_limit_s=plan.buffer_ahead_s * margin,
+        buffer_floor_s=plan.buffer_floor_s,
+        min_throughput_bps=plan.min_throughput_bps,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,21 +329,7 @@ class ModelPolicy:
     def decide(self, lane: int, session: int, index: int) -> PlayDecision:
         sess = self._lanes[lane][session]
         plan = self._decisions[id(sess)][index].plan
-        planned = {item.video_id: item.bytes for item in plan.items}
-        preload = []
-        for v in sess.views[index + 1 : index + 1 + self.lookahead]:
-            if v.video_id not in planned:
-                break
-            floor = _startup_bytes(v.as_candidate(), self.startup_s)
-            preload.append(min(v.size_bytes, max(floor, round(planned[v.video_id] * self.margin))))
-        if plan.buffer_ahead_s is None:  # no prediction for the playing video: the player's default
-            return PlayDecision(tuple(preload))
-        return PlayDecision(
-            tuple(preload),
-            watch_limit_s=plan.buffer_ahead_s * self.margin,
-            buffer_floor_s=plan.buffer_floor_s,
-            min_throughput_bps=plan.min_throughput_bps,
-        )
+        return play_decision(plan, sess.views, index, self.margin, self.startup_s, self.lookahead)
 
     def end(self, lane: int, session: int) -> None:
         pass

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pitahaya.client_runtime import PolicyKnobs
 from pitahaya.simulation.networks import Trace
 from pitahaya.simulation.playback import (
     PlaybackConfig,
@@ -34,7 +35,7 @@ from pitahaya.simulation.playback import (
     Policy,
     play,
 )
-from pitahaya.simulation.policies import FixedPolicy, ModelPolicy, OraclePolicy
+from pitahaya.simulation.policies import FixedPolicy, ModelPolicy, OraclePolicy, PlannedOraclePolicy
 from pitahaya.simulation.report import (
     SessionFigures,
     describe,
@@ -139,14 +140,17 @@ def simulate(
     networks: Mapping[str, Sequence[Trace]],
     *,
     model: ModelPolicy | None = None,
+    knobs: PolicyKnobs | None = None,
     config: SimulationConfig = SimulationConfig(),
 ) -> SimulationResult:
-    """Replay ``sessions`` over every trace class with the fixed, oracle and (if given) model policies.
+    """Replay ``sessions`` over every trace class with the fixed, oracle, oracle plan and (if given) model policies.
 
     Args:
         sessions: Held-out sessions (sizes as they should be played; see `at_bitrate`).
         networks: Trace class -> its traces.
         model: The model policy (its runtimes are run once; margins reuse the decisions).
+        knobs: The planner's knobs for the "oracle plan" policy (true watch times through the
+            device's planner): the model's package's, or by default the runtime's.
         config: Knobs.
 
     Raises:
@@ -173,6 +177,8 @@ def simulate(
     for margin in config.margins:
         oracle = OraclePolicy(margin, startup_s=config.playback.startup_s)
         policies[oracle.name] = ("oracle", margin, oracle)
+        planned = PlannedOraclePolicy(knobs, margin, startup_s=config.playback.startup_s)
+        policies[planned.name] = ("oracle plan", margin, planned)
         if model is not None:
             policy = model.with_margin(margin)
             policies[policy.name] = ("model", margin, policy)
