@@ -43,10 +43,12 @@ def train(n_views: int, seed: int) -> tuple[Any, np.ndarray, list]:
     """The benchmark booster (200 trees, 63 leaves), its feature matrix and the views."""
     import lightgbm as lgb
 
+    from pitahaya.client_runtime import with_item_stats
     from pitahaya.training import GeneratorConfig, build_matrix, generate_views
 
     scene = Scene.load(SCENE_DIR)
-    views = generate_views(GeneratorConfig(n_views=n_views, n_users=max(n_views // 200, 10), seed=seed))
+    generated = generate_views(GeneratorConfig(n_views=n_views, n_users=max(n_views // 200, 10), seed=seed))
+    views = with_item_stats(generated)  # each candidate with the feed's figures, as the scene trains
     data = build_matrix(views, scene.extractor_class())
     params = {
         "objective": "regression_l1",

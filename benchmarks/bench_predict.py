@@ -42,6 +42,7 @@ import numpy as np
 from pitahaya.client_runtime import (
     ISOLATION_MODES,
     Candidate,
+    ItemStats,
     Limits,
     LoadedPackage,
     LocalArchiveUpdater,
@@ -177,7 +178,11 @@ def main() -> None:
     user = views[0].user_id
     history = [v for v in views if v.user_id == user][:50]
     now = views[0].start_ts + 86_400.0
-    cands = [Candidate(f"v{i}", 15.0 + 7 * i, 1_500_000 + 400_000 * i) for i in range(8)]
+    # as a feed sends them: each with its server-side figures (they cross the worker's wire too)
+    cands = [
+        Candidate(f"v{i}", 15.0 + 7 * i, 1_500_000 + 400_000 * i, ItemStats(40 * i, 6.0 + i, 0.3 + 0.05 * i, 0.25))
+        for i in range(8)
+    ]
     one, eight = cands[:1], cands
     figures: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,7 @@ from pitahaya.cli.app import app
 
 runner = CliRunner()
 RESULT_COMMANDS = [
-    "generate", "train", "package", "push", "release", "simulate", "demo", "packages", "releases", "audit", "up",
+    "generate", "train", "evaluate", "package", "push", "release", "simulate", "demo", "packages", "releases", "audit", "up",
     "status", "down",
 ]  # fmt: skip
 COMMANDS = [*RESULT_COMMANDS, "serve"]
