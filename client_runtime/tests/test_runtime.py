@@ -173,4 +173,6 @@ def test_invalid_candidates_are_not_held_against_the_package(tmp_path: Path) -> 
     rt.refresh()
     broken = [Candidate("zero", 0.0, 1_000_000)]  # features.py divides by the duration
     assert [rt.predict(broken).reason for _ in range(10)] == ["invalid_input"] * 10
+    figures_not_stats = [Candidate("v", 10.0, 1_000_000, item={"views": 3})]  # type: ignore[arg-type]
+    assert [rt.predict(figures_not_stats).reason for _ in range(10)] == ["invalid_input"] * 10
     assert rt.active_version == "1.0.0" and rt.predict(CANDIDATES).reason == "ok"  # no breaker tripped

@@ -38,6 +38,7 @@ from pitahaya.client_runtime.hooks import (
     observes,
 )
 from pitahaya.client_runtime.installed import InstalledPackages, Slot
+from pitahaya.client_runtime.item_stats import ItemStats
 from pitahaya.client_runtime.policy import PreloadPlan, PreloadPlanner, fixed_plan
 from pitahaya.client_runtime.state import Mode
 
@@ -78,10 +79,13 @@ def _reason_of(error: BaseException) -> str:
 
 
 def _valid_candidates(candidates: Sequence[Candidate]) -> bool:
-    """Whether every candidate has a positive finite duration and size (checked only after a failure)."""
+    """Whether every candidate has a positive finite duration and size and well-typed fields (checked only after a failure)."""
     try:
         return all(
-            0.0 < c.duration_s < math.inf and 0 < c.size_bytes < math.inf and isinstance(c.video_id, str)
+            0.0 < c.duration_s < math.inf
+            and 0 < c.size_bytes < math.inf
+            and isinstance(c.video_id, str)
+            and (c.item is None or isinstance(c.item, ItemStats))
             for c in candidates
         )
     except (AttributeError, TypeError):

@@ -12,12 +12,14 @@ same rows.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pitahaya.client_runtime import Isolation, LocalArchiveUpdater, Runtime
+from pitahaya.client_runtime import Isolation, LocalArchiveUpdater, Runtime, View
 from pitahaya.training.dataset import held_out_from, stream_order
 from pitahaya.training.metrics import mae, xauc
 from pitahaya.training.table import ViewTable
@@ -78,48 +80,32 @@ def evaluate_package(
     views = table.views(stream_order(table))
     if test_from is None:
         test_from = held_out_from(views)
-    predicted: list[float] = []
-    actual: list[float] = []
-    baseline: list[float] = []
-    fallbacks: dict[str, int] = {}
     held_out_users = {v.user_id for v in views if v.start_ts >= test_from}
     if not held_out_users:
         raise ValueError(f"no view starts at or after {test_from}: nothing to evaluate")
+    # a user's first view: the median watch time before the held-out period
     prior = float(np.median([v.watch_s for v in views if v.start_ts < test_from] or [0.0]))
+    rows: list[tuple[float, float, float]] = []  # (actual, predicted, baseline)
+    fallbacks: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="pitahaya-offline-") as cache:
-        start = 0
-        while start < len(views):
-            user = views[start].user_id
-            end = start
-            while end < len(views) and views[end].user_id == user:
-                end += 1
-            if user in held_out_users:
-                runtime = Runtime(
-                    None,
-                    updater.scene,
-                    f"offline-{user}",
-                    cache_dir=Path(cache) / str(len(predicted)),
-                    updater=updater,
-                    telemetry=False,
-                    isolation=isolation,
-                )
-                try:
-                    runtime.refresh()
-                    watched = 0.0
-                    for n, view in enumerate(views[start:end]):
-                        if view.start_ts >= test_from:
-                            decision = runtime.predict([view.as_candidate()], now=view.start_ts)
-                            if decision.watch_s is None:
-                                fallbacks[decision.reason] = fallbacks.get(decision.reason, 0) + 1
-                            predicted.append(decision.watch_s[0] if decision.watch_s else 0.0)
-                            actual.append(view.watch_s)
-                            baseline.append(watched / n if n else prior)
-                        runtime.record(view)
-                        watched += view.watch_s
-                finally:
-                    runtime.close()
-            start = end
-    y, p, b = np.array(actual), np.array(predicted), np.array(baseline)
+        for n, (user, stream) in enumerate(itertools.groupby(views, key=lambda v: v.user_id)):
+            if user not in held_out_users:
+                continue
+            runtime = Runtime(
+                None,
+                updater.scene,
+                f"offline-{user}",
+                cache_dir=Path(cache) / str(n),
+                updater=updater,
+                telemetry=False,
+                isolation=isolation,
+            )
+            try:
+                runtime.refresh()
+                rows += _replay(runtime, list(stream), test_from, prior, fallbacks)
+            finally:
+                runtime.close()
+    y, p, b = (np.array(column) for column in zip(*rows, strict=True))
     return OfflineEvaluation(
         version=updater.version,
         rows=len(y),
@@ -127,7 +113,28 @@ def evaluate_package(
         test_from=float(test_from),
         mae=mae(y, p),
         xauc=xauc(y, p),
-        fallbacks=fallbacks,
+        fallbacks=dict(fallbacks),
         baseline_user_mean_mae=mae(y, b),
         baseline_user_mean_xauc=xauc(y, b),
     )
+
+
+def _replay(
+    runtime: Runtime, stream: list[View], test_from: float, prior: float, fallbacks: Counter[str]
+) -> list[tuple[float, float, float]]:
+    """One user's views through their runtime; (actual, predicted, user-mean) of each held-out view.
+
+    A decision the package did not answer counts as 0 s predicted (the default policy predicts
+    nothing) and its reason goes to ``fallbacks``.
+    """
+    rows = []
+    watched = 0.0
+    for n, view in enumerate(stream):
+        if view.start_ts >= test_from:
+            decision = runtime.predict([view.as_candidate()], now=view.start_ts)
+            if decision.watch_s is None:
+                fallbacks[decision.reason] += 1
+            rows.append((view.watch_s, decision.watch_s[0] if decision.watch_s else 0.0, watched / n if n else prior))
+        runtime.record(view)
+        watched += view.watch_s
+    return rows
