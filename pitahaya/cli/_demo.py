@@ -57,7 +57,7 @@ class DemoConfig:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo and print its summary; returns the summary as a dict."""
-    from pitahaya.client_runtime import Runtime, Scene, TelemetryConfig
+    from pitahaya.client_runtime import PolicyKnobs, Runtime, Scene, TelemetryConfig
     from pitahaya.packaging import build_package
     from pitahaya.publisher import RegistryClient
     from pitahaya.training import GeneratorConfig, TrainConfig, generate_views, train, write_events
@@ -154,6 +154,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             sessions,
             networks,
             model=model,
+            knobs=PolicyKnobs.from_policy(scene.policy),  # the "oracle plan" row plans as the devices do
             config=SimulationConfig(margins=(1.0,), seed=config.seed, bitrate_bps=DEMO_BITRATE_BPS),
         )
         simulation_run = log_simulation(simulated, tracking_uri=mlflow_uri, artifact_location=artifact_root(data_dir))
