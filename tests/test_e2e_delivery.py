@@ -169,6 +169,7 @@ def test_demo_runs_end_to_end_at_a_small_size(tmp_path: Path) -> None:
     assert {p: row["views"]["total"] for p, row in simulation["policies"].items()} == {
         "fixed": simulation["views"] * 4,  # once per trace class
         "oracle": simulation["views"] * 4,
+        "oracle plan": simulation["views"] * 4,
         "model": simulation["views"] * 4,
     }
     assert simulation["versus_fixed"]["oracle"]["total bandwidth"]["change"] < 0

@@ -43,20 +43,24 @@ def test_model_oracle_and_fixed_replay_generated_sessions(pipeline: Pipeline, tm
     summary = json.loads(result.stdout)
     assert summary["sessions"] == 4
     assert summary["classes"] == list(TRACE_CLASSES)
-    for policy in ("fixed", "oracle", "model"):
+    for policy in ("fixed", "oracle", "oracle plan", "model"):
         assert set(summary["policies"][policy]) == {"overall", *TRACE_CLASSES}
         assert summary["policies"][policy]["overall"]["total_bytes"]["total"] > 0
     oracle = summary["versus_fixed"]["oracle"]["overall"]["total bandwidth"]
     assert oracle["policy"] < oracle["fixed"] and oracle["change"] < 0
     assert {(r["policy"], r["margin"]) for r in summary["frontier"]} == {
-        (p, m) for p in ("oracle", "model") for m in (0.75, 1.0)
+        (p, m) for p in ("oracle", "oracle plan", "model") for m in (0.75, 1.0)
     }
+    # the truth through the device's planner saves, but less than the oracle (the plan's shape)
+    planned = summary["versus_fixed"]["oracle plan"]["overall"]["total bandwidth"]["change"]
+    assert oracle["change"] < planned < 0
     assert summary["runtime"]["model_decisions"] > 0  # the package really ran in the client runtime
 
     run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["sessions_source"] == "generated"
     assert run.data.metrics["oracle_total_bytes_change"] == pytest.approx(oracle["change"])
+    assert run.data.metrics["oracle_plan_total_bytes_change"] == pytest.approx(planned)
     assert run.data.metrics["model_total_bytes_change_ci_low"] <= run.data.metrics["model_total_bytes_change"]
 
 
@@ -74,7 +78,7 @@ def test_the_model_can_come_from_a_running_registry(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["runtime"]["model_decisions"] == summary["runtime"]["decisions"] > 0
-    assert set(summary["versus_fixed"]) == {"oracle", "model"}
+    assert set(summary["versus_fixed"]) == {"oracle", "oracle plan", "model"}
 
     other = tmp_path / "other-root.json"
     other.write_bytes(b"{}")

@@ -30,15 +30,21 @@ def test_a_simulation_run_holds_headline_metrics_tables_and_plots(tmp_path: Path
     client = mlflow.MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    # No model here: the oracle's changes carry the CI bounds.
+    # No model here: the oracle's changes carry the CI bounds; the oracle plan's come without.
     oracle = result.summary["versus_fixed"]["oracle"]["overall"]
-    expected = {"sessions", "views"} | {
-        f"oracle_{stem}_change{suffix}"
-        for stem, label in (("preload_bytes", "preload bandwidth"), ("total_bytes", "total bandwidth"),
-                            ("stall_time", "stall time"), ("slow_starts", "slow starts"))
-        if oracle[label]["change"] is not None
-        for suffix in ("", "_ci_low", "_ci_high")
-    }  # fmt: skip
+    planned = result.summary["versus_fixed"]["oracle plan"]["overall"]
+    figures = (("preload_bytes", "preload bandwidth"), ("total_bytes", "total bandwidth"),
+               ("stall_time", "stall time"), ("slow_starts", "slow starts"))  # fmt: skip
+    expected = (
+        {"sessions", "views"}
+        | {
+            f"oracle_{stem}_change{suffix}"
+            for stem, label in figures
+            if oracle[label]["change"] is not None
+            for suffix in ("", "_ci_low", "_ci_high")
+        }
+        | {f"oracle_plan_{stem}_change" for stem, label in figures if planned[label]["change"] is not None}
+    )
     assert set(run.data.metrics) == expected and len(expected) <= 20
     assert run.data.metrics["oracle_total_bytes_change"] == oracle["total bandwidth"]["change"]
     assert run.data.metrics["sessions"] == len(sessions)
@@ -56,6 +62,6 @@ def test_a_simulation_run_holds_headline_metrics_tables_and_plots(tmp_path: Path
     columns = table["columns"]
     rows = [dict(zip(columns, row, strict=True)) for row in table["data"]]
     # Every figure of the seed's table, per policy and trace class, is in the table.
-    assert len(rows) == 1 * 3 * 4  # oracle x (overall, medium, low) x 4 figures
+    assert len(rows) == 2 * 3 * 4  # (oracle, oracle plan) x (overall, medium, low) x 4 figures
     overall = next(r for r in rows if r["trace_class"] == "overall" and r["figure"] == "total bandwidth")
     assert overall["change"] == pytest.approx(oracle["total bandwidth"]["change"], rel=1e-8)  # JSON keeps 10 digits

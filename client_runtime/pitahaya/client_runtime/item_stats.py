@@ -17,7 +17,6 @@ NumPy and the standard library only: this is the light leaf.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,8 +105,7 @@ def item_stats_at(
     out = np.zeros((n, len(ITEM_FIELDS)))
     if not n:
         return out
-    _, codes = np.unique(np.asarray(video_id), return_inverse=True)
-    codes = codes.reshape(-1)
+    codes = _codes(np.asarray(video_id))
     watch = np.asarray(watch_s, dtype=np.float64)
     ratio = np.minimum(watch / np.asarray(duration_s, dtype=np.float64), RATIO_CAP)
     # events: n queries (kind 0, at the start) then n additions (kind 1, at the end)
@@ -134,6 +132,14 @@ def item_stats_at(
     return out
 
 
+def _codes(ids: np.ndarray) -> np.ndarray:
+    """An integer label per distinct id (any labels: they only group the views of a video)."""
+    if ids.dtype != object:
+        return np.unique(ids, return_inverse=True)[1].reshape(-1)
+    index: dict[Any, int] = {}  # a dict beats sorting Python strings by far
+    return np.fromiter((index.setdefault(i, len(index)) for i in ids.tolist()), dtype=np.int64, count=len(ids))
+
+
 def with_item_stats(views: Sequence[View]) -> list[View]:
     """``views`` (a whole log, any order), each with the figures a server would have served with it.
 
@@ -145,4 +151,7 @@ def with_item_stats(views: Sequence[View]) -> list[View]:
         np.array([v.duration_s for v in views], dtype=np.float64),
         np.array([v.watch_s for v in views], dtype=np.float64),
     )
-    return [dataclasses.replace(v, item=ItemStats.from_row(row)) for v, row in zip(views, rows.tolist(), strict=True)]
+    return [
+        type(v)(v.user_id, v.video_id, v.start_ts, v.duration_s, v.watch_s, v.size_bytes, ItemStats.from_row(row))
+        for v, row in zip(views, rows.tolist(), strict=True)
+    ]
