@@ -148,6 +148,9 @@ def test_ctrl_c_stops_the_registry_and_every_worker(pipeline: Pipeline, tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        # ... which never starts with SIGINT ignored, as anything launched in the background by a
+        # non-interactive shell does (nohup, `cmd &`): Python would then never raise KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 300
