@@ -151,7 +151,7 @@ def with_item_stats(views: Sequence[View]) -> list[View]:
         np.array([v.duration_s for v in views], dtype=np.float64),
         np.array([v.watch_s for v in views], dtype=np.float64),
     )
-    return [
+    return [  # type(v) is View (events imports this module); a constructor call, not dataclasses.replace: 2x faster
         type(v)(v.user_id, v.video_id, v.start_ts, v.duration_s, v.watch_s, v.size_bytes, ItemStats.from_row(row))
         for v, row in zip(views, rows.tolist(), strict=True)
     ]

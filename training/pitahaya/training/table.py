@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from pitahaya.client_runtime import ITEM_FIELDS, ItemStats, View, item_stats_at
 
 
@@ -61,8 +60,7 @@ class ViewTable:
         split by user or time: a server knows all users' views, and only those that ended
         before the view started count (`pitahaya.client_runtime.item_stats_at`).
         """
-        videos, _ = pd.factorize(self.video_id)  # integer codes: sorted far faster than the ids
-        item = item_stats_at(videos, self.start_ts, self.duration_s, self.watch_s)
+        item = item_stats_at(self.video_id, self.start_ts, self.duration_s, self.watch_s)
         return ViewTable(
             self.user_id, self.video_id, self.start_ts, self.duration_s, self.watch_s, self.size_bytes, item
         )
