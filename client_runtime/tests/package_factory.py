@@ -101,9 +101,11 @@ def make_archive(
 
 def failing_on_long_candidates(version: str) -> bytes:
     """A package that passes its self-test but raises on candidates longer than 1000 s."""
-    guard = "            if duration > 1000:\n                raise ValueError('too long')\n"
-    line = "            duration = cand.duration_s\n"
-    source = Scene.load(SCENE_DIR).feature_source.replace(line, line + guard)
+    guard = "            if (duration or 0.0) > 1000:\n                raise ValueError('too long')\n"
+    line = "            duration, size = cand.duration_s, cand.size_bytes\n"
+    source = Scene.load(SCENE_DIR).feature_source
+    assert line in source, "the scene's feature code changed: update this patch"
+    source = source.replace(line, line + guard)
     return make_archive(version=version, feature_source=source)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import mmap
 import math
 import os
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitahaya.client_runtime import ITEM_FIELDS, Candidate, ItemStats, View, item_stats_at
+from pitahaya.client_runtime import ITEM_FIELDS, Candidate, ItemStats, View, item_stats_at, with_item_stats
 from pitahaya.client_runtime.containment import wire
 from pitahaya.client_runtime.item_stats import QUICK_SWIPE_S, RATIO_CAP
 from pitahaya.client_runtime.parity_set import read_views_csv, write_views_csv
@@ -110,3 +111,31 @@ def test_views_csv_carries_the_figures_when_asked():
 
 def _fields(v: View) -> tuple:
     return (v.user_id, v.video_id, v.start_ts, v.duration_s, v.watch_s, v.size_bytes)
+
+
+def test_the_mean_ratio_counts_only_views_of_known_length():
+    """Views of unknown length count in views, watch time and quick share, never in the ratio."""
+    views = [
+        View("a", "v", 0.0, 10.0, 5.0, 1_000),  # ratio 0.5
+        View("b", "v", 1.0, None, 2.0, None),  # no length: no ratio
+        View("c", "v", 20.0, 10.0, 1.0, 1_000),
+        View("d", "post", 0.0, None, 4.0, None),
+        View("e", "post", 30.0, None, 4.0, None),
+    ]
+    rows = with_item_stats(views)
+    assert rows[2].item == ItemStats(views=2, mean_watch_s=3.5, mean_ratio=0.5, quick_share=0.5)
+    assert rows[4].item == ItemStats(views=1, mean_watch_s=4.0, mean_ratio=0.0, quick_share=0.0)  # no length ever
+
+
+def test_unknown_lengths_and_sizes_cross_the_containment_wire_as_none():
+    page = mmap.mmap(-1, wire.PAGE_BYTES)
+    step = wire.Step(
+        False,
+        [View("u", "post", 5.0, None, 3.0, None)],
+        [Candidate("c", None, None), Candidate("d", 9.5, None)],
+        6.0,
+        False,
+    )
+    wire.write_request(page, 1, step)
+    _, read = wire.read_request(page, 0)
+    assert read.views == step.views and read.candidates == step.candidates

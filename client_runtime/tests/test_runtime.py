@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pitahaya.client_runtime import Candidate, Hooks, InferenceEvent, PolicyKnobs, Scene
+from pitahaya.client_runtime import FIXED_BYTES, Candidate, Hooks, InferenceEvent, PolicyKnobs, Scene, View
 
 from package_factory import SCENE_DIR, failing_on_long_candidates, make_archive, sample_views
 from runtime_support import CANDIDATES, LocalUpdater, Recorder, make_runtime
@@ -171,8 +171,39 @@ def test_invalid_candidates_are_not_held_against_the_package(tmp_path: Path) -> 
     updater.publish(make_archive(), "1.0.0")
     rt = make_runtime(tmp_path, updater, hooks)
     rt.refresh()
-    broken = [Candidate("zero", 0.0, 1_000_000)]  # features.py divides by the duration
+    broken = [Candidate("negative", 10.0, -5)]  # features.py takes the log of the size
     assert [rt.predict(broken).reason for _ in range(10)] == ["invalid_input"] * 10
     figures_not_stats = [Candidate("v", 10.0, 1_000_000, item={"views": 3})]  # type: ignore[arg-type]
     assert [rt.predict(figures_not_stats).reason for _ in range(10)] == ["invalid_input"] * 10
     assert rt.active_version == "1.0.0" and rt.predict(CANDIDATES).reason == "ok"  # no breaker tripped
+
+
+def test_videos_of_unknown_length_are_predicted_and_preloaded_as_the_default_does(tmp_path: Path) -> None:
+    """An image post in the history and candidates with no length or size: the model answers in both
+    isolation modes alike, and the plan preloads what has no byte rate as the default policy does."""
+    updater = LocalUpdater(tmp_path / "packages")
+    updater.publish(make_archive(), "1.0.0")
+    image = View("u", "post", 1_700_000_000.0, None, 7.0, None)
+    later = View("u", "clip", 1_700_000_010.0, 20.0, 5.0, 2_500_000)
+    candidates = [
+        Candidate("no-length", None, None),
+        Candidate("known", 1000.0, 1_000_000),
+        Candidate("no-size", 30.0, None),
+    ]
+    answers = {}
+    for isolation in ("inline", "process"):
+        rt = make_runtime(tmp_path / isolation, updater, isolation=isolation)
+        rt.refresh()
+        for view in (image, later):
+            rt.record(view)
+        decision = rt.predict(candidates, now=1_700_000_020.0, playing=Candidate("post-2", None, None))
+        assert decision.reason == "ok" and decision.watch_s is not None
+        assert all(w >= 0 for w in decision.watch_s)
+        bytes_of = {item.video_id: item.bytes for item in decision.plan.items}
+        assert bytes_of["no-length"] == bytes_of["no-size"] == FIXED_BYTES  # the default's 800 KB
+        # sized by its prediction: at 1 KB/s, the 800 KB cap would take a predicted 640 s
+        assert bytes_of["known"] < FIXED_BYTES
+        assert decision.plan.buffer_ahead_s is None  # no byte rate for the playing post: the player's default
+        answers[isolation] = decision.watch_s
+        rt.close()
+    assert answers["inline"] == answers["process"]

@@ -20,6 +20,10 @@ straight into the float32 matrix and keep their float64 temporaries small (per u
 block): at 10M rows, full-length temporaries cost more in page faults and memory traffic than
 the arithmetic does.
 
+Unknown lengths and sizes are 0 in the columns (as on the containment wire). Such views count in
+the sitting features only, as in the streaming code: the recurrences leave a user's state as it
+was, and the column pass counts, windows and carries forward over the views with a length.
+
 Like ``features.py`` it imports only numpy and the standard library, so it runs wherever
 training does (on Dask workers too).
 """
@@ -51,9 +55,9 @@ def batch_features(
     Args:
         features: The scene's loaded ``features.py`` (names, constants).
         start_ts: Start time of each view (float64).
-        duration_s: Video length of each view (float64).
+        duration_s: Video length of each view (float64; 0: unknown).
         watch_s: Seconds watched of each view (float64).
-        size_bytes: File size of each view (integers).
+        size_bytes: File size of each view (integers; 0: unknown).
         first: True where a row is its user's first view.
         item: The feed's figures of each view's video as its candidate carried them (float64,
             ``(n, 4)`` in `pitahaya.client_runtime.ITEM_FIELDS` order; a row of zeros: none).
@@ -106,13 +110,28 @@ def _block_columns(
     size = size_bytes.astype(np.float64)
     m = len(now)
     idx = np.arange(m)
-    before = idx - np.maximum.accumulate(np.where(first, idx, 0))  # views of the user before each row
+    user_first = np.maximum.accumulate(np.where(first, idx, 0))
+    has_length = d > 0
+    ratio = np.zeros(m)
+    np.divide(w, d, out=ratio, where=has_length)
+    np.minimum(ratio, cap, out=ratio)
+    bitrate = np.zeros(m)
+    np.divide(size * 0.008, d, out=bitrate, where=has_length & (size > 0))
 
     def previous(values: np.ndarray, prior: float) -> np.ndarray:
         shifted = np.empty(m)
         shifted[1:] = values[:-1]
         shifted[first] = prior
         return shifted
+
+    # Videos (views with a length) before each row: the user's watch figures count only those.
+    videos = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(has_length, out=videos[1:])
+    before = videos[idx] - videos[user_first]
+    # The user's last video before each row (-1: none), for the last ratio and watch time.
+    last_video = previous(np.maximum.accumulate(np.where(has_length, idx, -1)).astype(np.float64), -1.0)
+    last_video = last_video.astype(np.int64)
+    seen = last_video >= user_first
 
     last_end = previous(now + w, np.nan)
     since_last = now - last_end
@@ -128,20 +147,23 @@ def _block_columns(
     position = np.where(in_session, idx - prev_session_first, 0).astype(np.float64)
     elapsed = np.where(in_session, np.maximum(now - now[prev_session_first], 0.0), 0.0)
 
-    # Quick swipes among the last `recent_n` views (exact: sums of 0/1 values).
+    # Quick swipes among the user's last `recent_n` videos (exact: sums of 0/1 values).
     quick = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(w < quick_s, out=quick[1:])
+    np.cumsum(has_length & (w < quick_s), out=quick[1:])
+    quick_at = quick[np.flatnonzero(has_length)]  # quick swipes among the first v videos of the block, for each v
+    quick_at = np.append(quick_at, quick[m])
     window = np.minimum(before, recent_n)
+    count = videos[idx]  # videos of the block before each row
     with np.errstate(invalid="ignore"):
-        quick_share = np.where(window > 0, (quick[idx] - quick[idx - window]) / window, 0.0)
+        quick_share = np.where(window > 0, (quick_at[count] - quick_at[count - window]) / window, 0.0)
 
     return {
         "cand_duration_s": d,
         "cand_log_size": np.log1p(size),
-        "cand_bitrate_kbps": size * 0.008 / d,
+        "cand_bitrate_kbps": bitrate,
         "hist_log_views": np.log1p(before.astype(np.float64)),
-        "last_ratio": previous(np.minimum(w / d, cap), f.PRIOR_RATIO),
-        "last_watch_s": previous(w, f.PRIOR_WATCH_S),
+        "last_ratio": np.where(seen, ratio[last_video], f.PRIOR_RATIO),
+        "last_watch_s": np.where(seen, w[last_video], f.PRIOR_WATCH_S),
         "quick_share_recent": quick_share,
         "gap_s": gap,
         "session_position": position,
@@ -155,12 +177,13 @@ def _item_columns(d: np.ndarray, item: np.ndarray, f: ModuleType) -> dict[str, n
     views, mean_watch, mean_ratio, quick_share = item.T
     k = f.ITEM_PRIOR_VIEWS
     ratio = (views * mean_ratio + k * f.PRIOR_RATIO) / (views + k)
+    watch = (views * mean_watch + k * f.PRIOR_WATCH_S) / (views + k)
     return {
         "item_log_views": np.log1p(views),
         "item_ratio": ratio,
         "item_quick_share": (views * quick_share + k * f.PRIOR_QUICK_SHARE) / (views + k),
-        "item_watch_s": (views * mean_watch + k * f.PRIOR_WATCH_S) / (views + k),
-        "item_expected_watch_s": ratio * d,
+        "item_watch_s": watch,
+        "item_expected_watch_s": np.where(d > 0, ratio * d, watch),
     }
 
 
@@ -186,14 +209,16 @@ def _recurrences(
     """
     n_users = len(first_row)
     # Per user: rows 0-5 the features written (in `_RECURRENT` order, averages first), 6-8 what
-    # this view feeds the three averages, 9 its duration, 10 the ratio sum, 11-13 scratch.
-    state = np.empty((14, n_users))
+    # this view feeds the three averages, 9 its duration, 10 the ratio sum, 11-13 scratch, 14 the
+    # views with a length so far (the only ones the averages count; exact in float64).
+    state = np.empty((15, n_users))
     # Columns of X the state rows go to (a feature features.py no longer declares is not written).
     declared = [i for i, name in enumerate(_RECURRENT) if name in column_of]
     columns = np.array([column_of[_RECURRENT[i]] for i in declared], dtype=np.intp)
     written = slice(0, len(_RECURRENT)) if len(declared) == len(_RECURRENT) else declared  # a slice: no copy
     alpha = np.array([[f.FAST_ALPHA], [f.SLOW_ALPHA], [f.FAST_ALPHA]])
     state[0:3] = np.array([[f.PRIOR_RATIO], [f.PRIOR_RATIO], [f.PRIOR_WATCH_S]])
+    state[10] = state[14] = 0.0
     at = first_row[np.argsort(-counts, kind="stable")]
     active = n_users - np.cumsum(np.bincount(counts))  # active[p]: users with more than p views
     steps = int(counts.max())
@@ -201,26 +226,29 @@ def _recurrences(
         k = int(active[p])
         rows, s = at[:k], state[:, :k]
         averages, inputs, ratio, view_watch, d, ratio_sum, scratch = s[0:3], s[6:9], s[6], s[8], s[9], s[10], s[11:14]
+        measured = s[14]
         np.take(watch, rows, out=view_watch)
         np.take(duration, rows, out=d)
-        np.divide(view_watch, d, out=ratio)
+        has_length = d > 0
+        ratio[:] = 0.0
+        np.divide(view_watch, d, out=ratio, where=has_length)
         np.minimum(ratio, f.RATIO_CAP, out=ratio)
         s[7] = ratio
-        if p == 0:
-            s[3] = f.PRIOR_RATIO
-        else:
-            np.divide(ratio_sum, p, out=s[3])
+        s[3] = f.PRIOR_RATIO
+        np.divide(ratio_sum, measured, out=s[3], where=measured > 0)
         np.subtract(s[0], s[1], out=s[4])
         np.multiply(s[0], d, out=s[5])
+        np.copyto(s[5], s[2], where=~has_length)  # no length: the user's typical watch seconds
         X[rows[:, None], columns] = s[written].T
-        if p == 0:
-            averages[:] = inputs
-            ratio_sum[:] = ratio
-        else:
-            np.subtract(inputs, averages, out=scratch)
-            scratch *= alpha
-            averages += scratch
-            ratio_sum += ratio
-        rows += 1
+        # Only a view with a length moves the averages (the user's first such view sets them).
+        first_video = has_length & (measured == 0)
+        np.subtract(inputs, averages, out=scratch)
+        scratch *= alpha
+        scratch += averages
+        np.copyto(averages, scratch, where=has_length & ~first_video)
+        np.copyto(averages, inputs, where=first_video)
+        ratio_sum += ratio  # 0 for a view with no length: the sum is unchanged, exactly
+        measured += has_length
+        rows += 1  # `at` moves on to each user's next view
         if progress is not None and p % 256 == 0:
             progress(0.5 * p / steps)

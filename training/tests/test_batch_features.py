@@ -40,6 +40,24 @@ def _edge_cases() -> list[View]:
         View("gaps", "c", 5_000.0, 12.0, 2.9, 5_000),
         View("gaps", "d", 5_020.0, 12.0, 3.0, 5_000),
         View("gaps", "e", 200_000.0, 12.0, 0.5, 5_000),
+        # unknown lengths (image posts) and sizes: first, interleaved, last; a user with no length at all
+        View("posts", "p1", 10.0, None, 4.0, None),
+        View("posts", "p2", 15.0, None, 1.0, None),
+        View("posts", "a", 17.0, 10.0, 6.0, 1_000),
+        View("posts", "p1", 30.0, None, 12.0, None),
+        View("posts", "b", 45.0, 20.0, 2.0, None),
+        View("posts", "c", 50.0, 8.0, 8.0, 4_000),
+        View("posts", "p3", 60.0, None, 0.5, None),
+        View("only-posts", "p1", 5.0, None, 3.0, None),
+        View("only-posts", "p2", 9.0, None, 30.0, None),
+    ]
+
+
+def _with_unknown_lengths(views: list[View], share: float, seed: int) -> list[View]:
+    """``views`` with about ``share`` of them made image posts (no length, no size)."""
+    rng = random.Random(seed)
+    return [
+        View(v.user_id, v.video_id, v.start_ts, None, v.watch_s, None) if rng.random() < share else v for v in views
     ]
 
 
@@ -59,6 +77,15 @@ def test_batch_equals_streaming_on_a_shuffled_generated_log():
     assert table.item is not None and (table.item[:, 0] > 0).mean() > 0.5  # most candidates carry figures
     assert_same_features(table)
     assert_same_features(ViewTable.from_views(shuffled))  # and none at all
+
+
+def test_batch_equals_streaming_with_unknown_lengths():
+    """A fifth of the log has no length (KuaiRand's share): the ratio figures skip those views alike."""
+    mixed = _with_unknown_lengths(VIEWS, 0.2, seed=5)
+    random.Random(4).shuffle(mixed)
+    table = ViewTable.from_views(mixed).with_item_stats()
+    assert (table.duration_s == 0).mean() > 0.15
+    assert_same_features(table)
 
 
 def test_batch_equals_streaming_on_edge_cases():

@@ -28,11 +28,10 @@ BAD_ROWS = [
     ("u1,,1700000002.0,20.0,3.0,5000", "missing_field"),
     ("u1,v3,yesterday,20.0,3.0,5000", "unparsable_time"),
     ("u1,v4,1700000003.0,20.0,lots,5000", "invalid_number"),
-    ("u1,v5,1700000004.0,0,3.0,5000", "zero_duration"),
     ("u1,v6,1700000005.0,-20.0,3.0,5000", "negative_duration"),
     ("u1,v7,1700000006.0,20.0,-3.0,5000", "negative_watch"),
     ("u1,v8,1700000007.0,2.0,40.5,5000", "watch_too_long"),
-    ("u1,v9,1700000008.0,20.0,3.0,0", "invalid_size"),
+    ("u1,v9,1700000008.0,20.0,3.0,-1", "invalid_size"),
     (GOOD, "duplicate"),
 ]
 
@@ -110,19 +109,40 @@ def test_duplicates_are_found_across_files(tmp_path):
     assert table.views() == VIEWS and report.bad_rows == {"duplicate": 50}
 
 
-def test_kuairand_adapter_maps_columns_and_quarantines_zero_durations(tmp_path):
+def test_kuairand_adapter_maps_columns_and_keeps_zero_durations_as_unknown(tmp_path):
     path = tmp_path / "kuairand.tsv"
     path.write_text(
         "user_id\tvideo_id\ttime_ms\tis_click\tplay_time_ms\tduration_ms\tlabel\n"
         "111\t3892024\t1649581149287\t1\t46186\t45916\t1\n"
         "111\t2629583\t1649664552983\t1\t14549\t0\t1\n"
     )
-    table, report = load_events(path, adapter="kuairand")
-    assert report.bad_rows == {"zero_duration": 1}
-    [view] = table.views()
-    assert view == View("111", "3892024", 1_649_581_149.287, 45.916, 46.186, round(45.916 * KUAIRAND_BITRATE_BPS / 8))
-    with pytest.raises(EventLogError, match="duration_ms"):
-        load_events(path, adapter="kuairand", strict=True)
+    table, report = load_events(path, adapter="kuairand", strict=True)
+    assert report.bad_rows == {}
+    assert table.views() == [
+        View("111", "3892024", 1_649_581_149.287, 45.916, 46.186, round(45.916 * KUAIRAND_BITRATE_BPS / 8)),
+        View("111", "2629583", 1_649_664_552.983, None, 14.549, None),  # an image post: length and size unknown
+    ]
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.jsonl", "log.parquet"])
+def test_unknown_lengths_and_sizes_round_trip(tmp_path, name):
+    """A view of unknown length or size is written (empty field, or 0) and read back as None, not quarantined."""
+    views = [
+        *VIEWS[:5],
+        View("u9", "post", 1_700_000_000.0, None, 4.0, None),
+        View("u9", "v", 1_700_000_009.0, 12.0, 4.0, None),
+    ]
+    write_events(tmp_path / name, views)
+    table, report = load_events(tmp_path / name, strict=True)
+    assert table.views() == views and report.bad_rows == {}
+
+
+def test_an_empty_length_is_unknown_but_an_empty_watch_time_is_missing(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text(f"{HEADER}\nu1,v1,1700000000.0,,3.5,\nu1,v2,1700000010.0,20.0,,5000\n")
+    table, report = load_events(path)
+    assert table.views() == [View("u1", "v1", 1_700_000_000.0, None, 3.5, None)]
+    assert report.bad_rows == {"missing_field": 1}
 
 
 def test_a_file_without_a_required_column_is_rejected_whole(tmp_path):

@@ -31,6 +31,7 @@ from .errors import (
 from .events import (
     Candidate as Candidate,
     SESSION_GAP_S as SESSION_GAP_S,
+    UNKNOWN as UNKNOWN,
     VIEW_FIELDS as VIEW_FIELDS,
     View as View,
 )

@@ -79,11 +79,14 @@ def _reason_of(error: BaseException) -> str:
 
 
 def _valid_candidates(candidates: Sequence[Candidate]) -> bool:
-    """Whether every candidate has a positive finite duration and size and well-typed fields (checked only after a failure)."""
+    """Whether every candidate's duration and size are unknown or positive finite and its fields well-typed.
+
+    Checked only after a failure.
+    """
     try:
         return all(
-            0.0 < c.duration_s < math.inf
-            and 0 < c.size_bytes < math.inf
+            (c.duration_s is None or 0.0 < c.duration_s < math.inf)
+            and (c.size_bytes is None or 0 < c.size_bytes < math.inf)
             and isinstance(c.video_id, str)
             and (c.item is None or isinstance(c.item, ItemStats))
             for c in candidates

@@ -4,6 +4,13 @@ A *view* is one video that a user started and then left (swiped away or finished
 after replays, so ``watch_s`` may exceed ``duration_s``). Training reads logs of views; a
 device records its own views as they finish. Both feed the same feature code, which is why
 the schema lives here, in the light leaf that every other component imports.
+
+A video's length or file size may be unknown (None): a feed item without its metadata, an
+image post in a mixed feed (a fifth of KuaiRand's log). Such views still count in a user's
+history (their watch time, pace and sittings), and such candidates are still predicted; what
+needs a byte rate (a watch *ratio*, a preload sized in seconds) skips them or falls back to
+the player's default. In arrays and on the containment wire, where None has no place, an
+unknown length or size is 0 (`UNKNOWN`), a value a known one never takes.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ VIEW_FIELDS: tuple[str, ...] = (
     "size_bytes",
 )
 
+#: An unknown length or size in arrays and packed records (never a known value: both are > 0).
+UNKNOWN = 0
+
 #: A pause longer than this between one view's end and a user's next view starts a new sitting
 #: (session): the watch_time scene's features count position and time within one, and the
 #: simulator cuts held-out logs into the sittings it replays at the same gap.
@@ -38,29 +48,26 @@ class View:
         user_id: Opaque user identifier.
         video_id: Opaque video identifier.
         start_ts: When playback started, in seconds since the Unix epoch.
-        duration_s: Length of the video in seconds (> 0).
+        duration_s: Length of the video in seconds (> 0), None when unknown.
         watch_s: Seconds watched before leaving (>= 0; > duration_s means replays).
-        size_bytes: Size of the whole video file in bytes (> 0).
+        size_bytes: Size of the whole video file in bytes (> 0), None when unknown.
         item: What the feed's server said of the video when it was upcoming (None: nothing).
     """
 
     user_id: str
     video_id: str
     start_ts: float
-    duration_s: float
+    duration_s: float | None
     watch_s: float
-    size_bytes: int
+    size_bytes: int | None
     item: ItemStats | None = None
 
     def __post_init__(self) -> None:
-        if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
-            raise ValueError(f"duration_s must be a positive finite number, got {self.duration_s!r}")
+        _check_length_and_size(self.duration_s, self.size_bytes)
         if not (self.watch_s >= 0 and math.isfinite(self.watch_s)):
             raise ValueError(f"watch_s must be a non-negative finite number, got {self.watch_s!r}")
         if not math.isfinite(self.start_ts):
             raise ValueError(f"start_ts must be finite, got {self.start_ts!r}")
-        if self.size_bytes <= 0:
-            raise ValueError(f"size_bytes must be positive, got {self.size_bytes!r}")
 
     @property
     def end_ts(self) -> float:
@@ -68,9 +75,9 @@ class View:
         return self.start_ts + self.watch_s
 
     @property
-    def bitrate_bps(self) -> float:
-        """Average bits per second of the video file."""
-        return self.size_bytes * 8.0 / self.duration_s
+    def bitrate_bps(self) -> float | None:
+        """Average bits per second of the video file, None when its length or size is unknown."""
+        return _bitrate_bps(self.duration_s, self.size_bytes)
 
     def as_candidate(self) -> Candidate:
         """The upcoming-video view of this record (what was known before it played)."""
@@ -90,9 +97,9 @@ class View:
             user_id=str(data["user_id"]),
             video_id=str(data["video_id"]),
             start_ts=float(data["start_ts"]),
-            duration_s=float(data["duration_s"]),
+            duration_s=_optional(float, data["duration_s"]),
             watch_s=float(data["watch_s"]),
-            size_bytes=int(data["size_bytes"]),
+            size_bytes=_optional(int, data["size_bytes"]),
             item=item_from_dict(data),
         )
 
@@ -103,21 +110,22 @@ class Candidate:
 
     Attributes:
         video_id: Opaque video identifier.
-        duration_s: Length of the video in seconds (> 0).
-        size_bytes: Size of the whole video file in bytes (> 0).
+        duration_s: Length of the video in seconds (> 0), None when unknown (the model still
+            predicts; the plan preloads the default policy's bytes of it).
+        size_bytes: Size of the whole file the player will fetch, in bytes (> 0), None when unknown.
         item: What the feed's server says of the video (`ItemStats`), passed through by the
             host app; None when it says nothing (the scene's priors apply).
     """
 
     video_id: str
-    duration_s: float
-    size_bytes: int
+    duration_s: float | None
+    size_bytes: int | None
     item: ItemStats | None = None
 
     @property
-    def bitrate_bps(self) -> float:
-        """Average bits per second of the video file."""
-        return self.size_bytes * 8.0 / self.duration_s
+    def bitrate_bps(self) -> float | None:
+        """Average bits per second of the video file, None when its length or size is unknown."""
+        return _bitrate_bps(self.duration_s, self.size_bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,10 +134,29 @@ class Candidate:
     def from_dict(cls, data: dict[str, Any]) -> Candidate:
         return cls(
             video_id=str(data["video_id"]),
-            duration_s=float(data["duration_s"]),
-            size_bytes=int(data["size_bytes"]),
+            duration_s=_optional(float, data["duration_s"]),
+            size_bytes=_optional(int, data["size_bytes"]),
             item=item_from_dict(data),
         )
+
+
+def _check_length_and_size(duration_s: float | None, size_bytes: int | None) -> None:
+    """A view's length and size are unknown (None) or positive finite numbers."""
+    if duration_s is not None and not (duration_s > 0 and math.isfinite(duration_s)):
+        raise ValueError(f"duration_s must be a positive finite number or None, got {duration_s!r}")
+    if size_bytes is not None and not size_bytes > 0:
+        raise ValueError(f"size_bytes must be positive or None, got {size_bytes!r}")
+
+
+def _bitrate_bps(duration_s: float | None, size_bytes: int | None) -> float | None:
+    if duration_s is None or size_bytes is None:
+        return None
+    return size_bytes * 8.0 / duration_s
+
+
+def _optional(kind: type[float] | type[int], value: Any) -> Any:
+    """``kind(value)``, or None for a missing value (None, or an empty CSV field)."""
+    return None if value is None or value == "" else kind(value)
 
 
 def item_from_dict(data: dict[str, Any]) -> ItemStats | None:

@@ -27,6 +27,7 @@ import numpy as np
 if TYPE_CHECKING:  # events imports this module
     from pitahaya.client_runtime.events import View
 
+
 #: Watch ratios beyond this count as this (a looping video would otherwise dominate a mean).
 RATIO_CAP = 5.0
 #: A view shorter than this many seconds is a quick swipe.
@@ -42,7 +43,8 @@ class ItemStats:
     Attributes:
         views: Finished views counted (0: the server knows nothing yet, like ``item=None``).
         mean_watch_s: Their mean watch time in seconds.
-        mean_ratio: Their mean watch ratio (watch time over duration, each capped at `RATIO_CAP`).
+        mean_ratio: Their mean watch ratio (watch time over duration, each capped at `RATIO_CAP`),
+            over the views whose video length was known; 0 when none was.
         quick_share: Share of them shorter than `QUICK_SWIPE_S`.
 
     Raises:
@@ -94,7 +96,7 @@ def item_stats_at(
     Args:
         video_id: The video of each view (any hashable values NumPy can sort).
         start_ts: Start time of each view.
-        duration_s: Video length of each view (> 0).
+        duration_s: Video length of each view (> 0; 0 or NaN: unknown, left out of the ratio).
         watch_s: Seconds watched of each view (>= 0).
 
     Returns:
@@ -107,14 +109,19 @@ def item_stats_at(
         return out
     codes = _codes(np.asarray(video_id))
     watch = np.asarray(watch_s, dtype=np.float64)
-    ratio = np.minimum(watch / np.asarray(duration_s, dtype=np.float64), RATIO_CAP)
+    duration = np.asarray(duration_s, dtype=np.float64)
+    known = duration > 0  # NaN compares false
+    ratio = np.zeros(n)
+    np.divide(watch, duration, out=ratio, where=known)
+    np.minimum(ratio, RATIO_CAP, out=ratio)
     # events: n queries (kind 0, at the start) then n additions (kind 1, at the end)
     event_code = np.concatenate([codes, codes])
     event_time = np.concatenate([start_ts, np.asarray(start_ts, dtype=np.float64) + watch])
     event_kind = np.repeat(np.array([0, 1], dtype=np.int8), n)
     order = np.lexsort((event_kind, event_time, event_code))
-    added = np.zeros((2 * n, len(ITEM_FIELDS)))
-    added[n:] = np.column_stack([np.ones(n), watch, ratio, (watch < QUICK_SWIPE_S).astype(np.float64)])
+    # columns: views, watch sum, ratio sum, quick swipes, views with a known length
+    added = np.zeros((2 * n, len(ITEM_FIELDS) + 1))
+    added[n:] = np.column_stack([np.ones(n), watch, ratio, (watch < QUICK_SWIPE_S), known])
     sums = np.cumsum(added[order], axis=0)
     # sums restart with each video: subtract what the videos sorted before it added
     sorted_code = event_code[order]
@@ -123,12 +130,14 @@ def item_stats_at(
     sums -= np.where(first[:, None] > 0, sums[first - 1], 0.0)
     query = order < n
     rows, at = order[query], sums[query]
-    counts = np.rint(at[:, 0])
-    seen = counts > 0
+    counts, with_length = np.rint(at[:, 0]), np.rint(at[:, 4])
     out[rows, 0] = counts
     # differences of running sums may miss a bound by an ulp: clip to the figures' ranges
-    means = at[seen, 1:] / counts[seen, None]
-    out[rows[seen], 1:] = np.clip(means, 0.0, [np.inf, RATIO_CAP, 1.0])
+    seen = counts > 0
+    out[rows[seen], 1] = np.maximum(at[seen, 1] / counts[seen], 0.0)
+    out[rows[seen], 3] = np.clip(at[seen, 3] / counts[seen], 0.0, 1.0)
+    measured = with_length > 0
+    out[rows[measured], 2] = np.clip(at[measured, 2] / with_length[measured], 0.0, RATIO_CAP)
     return out
 
 
@@ -148,7 +157,7 @@ def with_item_stats(views: Sequence[View]) -> list[View]:
     rows = item_stats_at(
         np.array([v.video_id for v in views], dtype=object),
         np.array([v.start_ts for v in views], dtype=np.float64),
-        np.array([v.duration_s for v in views], dtype=np.float64),
+        np.array([v.duration_s for v in views], dtype=np.float64),  # None -> NaN: unknown
         np.array([v.watch_s for v in views], dtype=np.float64),
     )
     return [  # type(v) is View (events imports this module); a constructor call, not dataclasses.replace: 2x faster

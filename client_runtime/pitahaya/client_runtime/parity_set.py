@@ -108,7 +108,8 @@ def write_views_csv(
     columns (empty for None).
 
     Times and durations are written as the ``repr`` of a float, its shortest round-trip form,
-    so reading the file back gives equal views. Lines end with RFC 4180's ``\r\n``: the writer
+    so reading the file back gives equal views. An unknown duration or size (None, or 0 as
+    arrays hold it) is an empty field. Lines end with RFC 4180's ``\r\n``: the writer
     quotes a field holding any character of the line end, so an id with a bare ``\r`` (which a
     reader takes for a line end) is quoted too.
     """
@@ -119,9 +120,9 @@ def write_views_csv(
             user_id,
             video_id,
             repr(float(start_ts)),
-            repr(float(duration_s)),
+            repr(float(duration_s)) if duration_s else "",
             repr(float(watch_s)),
-            int(size_bytes),
+            int(size_bytes) if size_bytes else "",
         ]
         if with_item:
             item = rest[0]

@@ -30,6 +30,10 @@ player applies the cap under three guards that keep a wrong prediction from stal
 
 None means "keep the player's default" (no prediction for that video, or already outlived).
 
+A video whose length or size is unknown has no byte rate, so seconds cannot become bytes: it
+is preloaded as the default policy would (``fixed_bytes``, at most ``max_bytes``), and while
+it plays the player buffers as it likes. Its predicted watch time still counts for the pace.
+
 `PreloadPlanner` keeps the smoothing state (one per device); `model_plan` is the stateless
 form (no smoothing), kept for callers that plan one decision at a time.
 """
@@ -111,6 +115,7 @@ class PolicyKnobs:
     min_count: int
     max_count: int
     horizon_s: float
+    fixed_bytes: int
     min_bytes: int
     max_bytes: int
     startup_s: float
@@ -129,6 +134,7 @@ class PolicyKnobs:
             min_count=int(knobs.get("min_count", count)),
             max_count=int(knobs.get("max_count", count)),
             horizon_s=float(knobs["horizon_s"]),
+            fixed_bytes=int(knobs["fixed_bytes"]),
             min_bytes=int(knobs["min_bytes"]),
             max_bytes=int(knobs["max_bytes"]),
             startup_s=float(knobs["startup_s"]),
@@ -170,7 +176,19 @@ def fixed_plan(candidates: Sequence[Candidate], policy: Mapping[str, Any] = DEFA
     """The default policy: the first ``fixed_bytes`` of the next ``fixed_count`` videos."""
     count = int(policy.get("fixed_count", DEFAULT_POLICY["fixed_count"]))
     size = int(policy.get("fixed_bytes", DEFAULT_POLICY["fixed_bytes"]))
-    return PreloadPlan(tuple(PreloadItem(c.video_id, min(size, c.size_bytes)) for c in candidates[:count]))
+    return PreloadPlan(tuple(PreloadItem(c.video_id, _at_most_file(size, c)) for c in candidates[:count]))
+
+
+def _at_most_file(size: int, cand: Candidate) -> int:
+    """``size`` bytes, or the whole file when it is smaller (when its size is known)."""
+    return size if cand.size_bytes is None else min(size, cand.size_bytes)
+
+
+def _byte_rate(cand: Candidate) -> float | None:
+    """Bytes per second of the video, None when its length or size is unknown."""
+    if cand.duration_s is None or cand.size_bytes is None:
+        return None
+    return cand.size_bytes / cand.duration_s
 
 
 class PreloadPlanner:
@@ -178,7 +196,8 @@ class PreloadPlanner:
 
     Each decision first computes a raw count and raw bytes per video (predicted seconds x
     ``safety`` x the video's byte rate), then averages them with the previous decisions kept
-    (``smoothing - 1`` of them), then applies the floors and caps.
+    (``smoothing - 1`` of them), then applies the floors and caps. A video with no byte rate
+    gets ``fixed_bytes`` (within ``max_bytes``), never averaged.
     """
 
     __slots__ = ("_recent",)
@@ -213,33 +232,40 @@ class PreloadPlanner:
         wanted: dict[str, float] = {}
         for cand, seconds in zip(candidates[: knobs.max_count], watch_s, strict=False):
             seconds = seconds if seconds > 0.0 else 0.0
-            wanted[cand.video_id] = seconds * safety * cand.size_bytes / cand.duration_s
+            rate = _byte_rate(cand)
+            if rate is not None:
+                wanted[cand.video_id] = seconds * safety * rate
             if count < knobs.min_count or elapsed < knobs.horizon_s:
                 count += 1
                 elapsed += seconds
         recent = self._recent
         if recent:
-            count = min(math.ceil((count + sum(c for c, _ in recent)) / (len(recent) + 1)), len(wanted))
+            count = min(math.ceil((count + sum(c for c, _ in recent)) / (len(recent) + 1)), len(candidates))
         items = []
         for cand in candidates[:count]:
-            vid = cand.video_id
+            vid, size, rate = cand.video_id, cand.size_bytes, _byte_rate(cand)
+            if size is None or rate is None:  # no byte rate: seconds cannot become bytes, preload as the default does
+                items.append(PreloadItem(vid, _at_most_file(min(knobs.fixed_bytes, knobs.max_bytes), cand)))
+                continue
             want = wanted[vid]
             earlier = [w[vid] for _, w in recent if vid in w]
             if earlier:
                 want = (want + sum(earlier)) / (len(earlier) + 1)
-            floor = max(knobs.min_bytes, knobs.startup_s * cand.size_bytes / cand.duration_s)
-            items.append(PreloadItem(vid, int(min(cand.size_bytes, knobs.max_bytes, max(floor, want)))))
+            floor = max(knobs.min_bytes, knobs.startup_s * rate)
+            items.append(PreloadItem(vid, int(min(size, knobs.max_bytes, max(floor, want)))))
         if knobs.smoothing > 1:
             recent.append((count, wanted))
             while len(recent) >= knobs.smoothing:
                 recent.popleft()
-        if playing is None or playing_remaining_s is None or playing_remaining_s <= 0.0:
-            return PreloadPlan(tuple(items))  # nothing predicted for it, or outlived: the player's default
+        rate = None if playing is None else _byte_rate(playing)
+        if rate is None or playing_remaining_s is None or playing_remaining_s <= 0.0:
+            # nothing predicted for it, outlived, or no byte rate to guard the cap with: the player's default
+            return PreloadPlan(tuple(items))
         return PreloadPlan(
             tuple(items),
             min(knobs.buffer_max_s, playing_remaining_s * knobs.buffer_safety),
             knobs.buffer_floor_s,
-            knobs.buffer_min_throughput * 8.0 * playing.size_bytes / playing.duration_s,
+            knobs.buffer_min_throughput * 8.0 * rate,
         )
 
 

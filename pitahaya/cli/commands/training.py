@@ -160,5 +160,10 @@ def evaluate(
         f"  {'user-mean baseline':<20} MAE {result.baseline_user_mean_mae:7.3f} s   "
         f"XAUC {result.baseline_user_mean_xauc:.4f}"
     )
+    if result.videos < result.rows:
+        console.print(
+            f"  {'model, videos':<20} MAE {result.videos_mae:7.3f} s   XAUC {result.videos_xauc:.4f}"
+            f"   ({result.videos:,} views of known length)"
+        )
     if result.fallbacks:
         console.print(f"  [yellow]fallbacks[/] {result.fallbacks}")

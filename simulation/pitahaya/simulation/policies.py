@@ -28,7 +28,6 @@ from pathlib import Path
 from pitahaya.client_runtime import (
     FIXED_BYTES,
     FIXED_COUNT,
-    Candidate,
     Decision,
     Isolation,
     LocalArchiveUpdater,
@@ -40,11 +39,12 @@ from pitahaya.client_runtime import (
     View,
 )
 from pitahaya.simulation.playback import PlayDecision
-from pitahaya.simulation.sessions import Session
+from pitahaya.simulation.sessions import Session, played
 
 
-def _startup_bytes(c: Candidate, startup_s: float) -> int:
-    return min(c.size_bytes, math.ceil(startup_s * c.size_bytes / c.duration_s))
+def _startup_bytes(v: View, startup_s: float) -> int:
+    duration, size = played(v)
+    return min(size, math.ceil(startup_s * size / duration))
 
 
 class FixedPolicy:
@@ -102,9 +102,10 @@ class OraclePolicy:
         views = self._lanes[lane][session].views
         preload = []
         for v in views[index + 1 : index + 1 + self.count]:
-            watched = min(v.watch_s, v.duration_s) * self.margin * v.size_bytes / v.duration_s
-            floor = _startup_bytes(v.as_candidate(), self.startup_s)
-            preload.append(min(v.size_bytes, self.max_bytes, max(floor, math.ceil(watched))))
+            duration, size = played(v)
+            watched = min(v.watch_s, duration) * self.margin * size / duration
+            floor = _startup_bytes(v, self.startup_s)
+            preload.append(min(size, self.max_bytes, max(floor, math.ceil(watched))))
         return PlayDecision(tuple(preload), watch_limit_s=views[index].watch_s * self.margin)
 
     def end(self, lane: int, session: int) -> None:
@@ -174,8 +175,8 @@ def play_decision(
     for v in views[index + 1 : index + 1 + lookahead]:
         if v.video_id not in planned:
             break
-        floor = _startup_bytes(v.as_candidate(), startup_s)
-        preload.append(min(v.size_bytes, max(floor, round(planned[v.video_id] * margin))))
+        floor = _startup_bytes(v, startup_s)
+        preload.append(min(played(v)[1], max(floor, round(planned[v.video_id] * margin))))
     if plan.buffer_ahead_s is None:  # no prediction for the playing video: the player's default
         return PlayDecision(tuple(preload))
     return PlayDecision(

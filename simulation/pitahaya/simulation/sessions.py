@@ -42,21 +42,43 @@ class Session:
 
     Attributes:
         user_id: Who watched (one device per user).
-        views: The views, in play order; ``watch_s`` is what the user will really watch.
-        history: Earlier views of the same user, in time order (model feature state).
+        views: The views, in play order; ``watch_s`` is what the user will really watch. Each
+            has a known length and size: the player moves its bytes.
+        history: Earlier views of the same user, in time order (model feature state); a view
+            of unknown length (an image post) can only be here.
+
+    Raises:
+        ValueError: a view to play has no length or size.
     """
 
     user_id: str
     views: tuple[View, ...]
     history: tuple[View, ...] = ()
 
+    def __post_init__(self) -> None:
+        for v in self.views:
+            played(v)
+
+
+def played(view: View) -> tuple[float, int]:
+    """The length and size of a view the player plays.
+
+    Raises:
+        ValueError: either is unknown.
+    """
+    if view.duration_s is None or view.size_bytes is None:
+        raise ValueError(f"a played view needs a known length and size: {view!r}")
+    return view.duration_s, view.size_bytes
+
 
 def at_bitrate(sessions: Sequence[Session], bitrate_bps: float) -> list[Session]:
-    """The same sessions with every file (views and history) encoded at ``bitrate_bps``."""
+    """The same sessions with every file of known length (views and history) encoded at ``bitrate_bps``."""
     if not bitrate_bps > 0:
         raise ValueError(f"bitrate_bps must be positive, got {bitrate_bps!r}")
 
     def resize(view: View) -> View:
+        if view.duration_s is None:
+            return view
         return dataclasses.replace(view, size_bytes=max(1, round(view.duration_s * bitrate_bps / 8.0)))
 
     return [
@@ -143,10 +165,10 @@ def kuairand_sessions(
 ) -> list[Session]:
     """Pseudo-sessions of real KuaiRand watch times (``<root>/processed_standard_kcore_15.tsv``).
 
-    Rows with an unknown duration (``duration_ms == 0``: image posts) are dropped; file sizes
-    come from ``bitrate_bps`` (KuaiRand has none). Each user's rows from the global
-    ``1 - test_frac`` time quantile on are cut into runs of ``session_views``; earlier rows are
-    history.
+    File sizes come from ``bitrate_bps`` (KuaiRand has none). Each user's rows of known length
+    from the global ``1 - test_frac`` time quantile on are cut into runs of ``session_views``;
+    every earlier row is history, including those of unknown length (``duration_ms == 0``:
+    image posts), which are never played but count in the user's history as on a device.
 
     Raises:
         SessionSourceError: the file is missing, lacks a column, or yields no session.
@@ -160,9 +182,7 @@ def kuairand_sessions(
     views: list[View] = []
     try:
         for row in rows:
-            duration_s = float(row["duration_ms"]) / 1000.0
-            if duration_s <= 0:
-                continue
+            duration_s = float(row["duration_ms"]) / 1000.0 or None  # 0: unknown
             views.append(
                 View(
                     user_id=row["user_id"],
@@ -170,28 +190,29 @@ def kuairand_sessions(
                     start_ts=float(row["time_ms"]) / 1000.0,
                     duration_s=duration_s,
                     watch_s=float(row["play_time_ms"]) / 1000.0,
-                    size_bytes=max(1, round(duration_s * bitrate_bps / 8.0)),
+                    size_bytes=None if duration_s is None else max(1, round(duration_s * bitrate_bps / 8.0)),
                 )
             )
     except (KeyError, ValueError) as e:
         raise SessionSourceError(f"{path}: malformed row ({type(e).__name__}: {e})") from e
-    if not views:
+    if not any(v.duration_s is not None for v in views):
         raise SessionSourceError(f"{path}: no views with a known duration")
-    cut = float(np.quantile([v.start_ts for v in views], 1.0 - test_frac))
+    cut = float(np.quantile([v.start_ts for v in views if v.duration_s is not None], 1.0 - test_frac))
     streams: dict[str, list[View]] = {}
     for view in with_item_stats(views):
         streams.setdefault(view.user_id, []).append(view)
     sessions: list[Session] = []
-    held_out = [u for u, s in streams.items() if sum(v.start_ts >= cut for v in s) >= min_views]
+    held_out = [
+        u for u, s in streams.items() if sum(v.start_ts >= cut and v.duration_s is not None for v in s) >= min_views
+    ]
     for user in _pick_users(held_out, max_users, seed):
         stream = sorted(streams[user], key=lambda v: v.start_ts)
-        history = [v for v in stream if v.start_ts < cut]
-        test = [v for v in stream if v.start_ts >= cut]
+        test = [v for v in stream if v.start_ts >= cut and v.duration_s is not None]
         for i in range(0, len(test), session_views):
             run = tuple(test[i : i + session_views])
             if len(run) >= min_views:
-                sessions.append(Session(user, run, tuple(history)))
-            history.extend(run)
+                history = tuple(v for v in stream if v.start_ts < run[0].start_ts)
+                sessions.append(Session(user, run, history))
     if not sessions:
         raise SessionSourceError(f"{path}: no user has {min_views} held-out views")
     return sessions

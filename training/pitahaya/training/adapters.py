@@ -4,12 +4,16 @@ An adapter names the raw columns it needs and converts a frame of raw *strings* 
 it never drops a row. A value it cannot parse becomes NaN, and `eventlog` turns that into a
 quarantined row with a reason, so every adapter gets the same validation for free.
 
+A video length or file size of 0 is *unknown* (`pitahaya.client_runtime.UNKNOWN`, None on a
+`View`): such a row is a real view (its watch time, its place in the user's sittings) whose byte
+rate nobody knows.
+
 - ``standard``: the pitahaya log format (`VIEW_FIELDS`); ``start_ts`` is Unix seconds or an
-  ISO-8601 time (naive times are UTC).
+  ISO-8601 time (naive times are UTC); an empty ``duration_s`` or ``size_bytes`` is unknown.
 - ``kuairand``: KuaiRand's interaction logs (``user_id, video_id, time_ms, play_time_ms,
   duration_ms, ...``). Times are milliseconds. KuaiRand has no file sizes, so sizes are
-  synthesized as ``duration_s * KUAIRAND_BITRATE_BPS / 8``; ``duration_ms == 0`` (unknown
-  length, or an image post) stays 0 and is quarantined as ``zero_duration``.
+  synthesized as ``duration_s * KUAIRAND_BITRATE_BPS / 8``; ``duration_ms == 0`` (an image
+  post, or a length the log does not know: 18% of the rows) leaves both unknown.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pitahaya.client_runtime import VIEW_FIELDS
+from pitahaya.client_runtime import UNKNOWN, VIEW_FIELDS
 
 #: Bitrate assumed for KuaiRand videos to synthesize file sizes: 1.5 Mbps, a typical 720p
 #: short-video encode. It sets the bytes a preload plan moves, not what the model learns.
@@ -46,16 +50,25 @@ class Adapter:
         name: What ``--adapter`` selects.
         columns: Raw columns every file must have.
         convert: Raw string frame -> parsed columns (same length, same order).
+        optional: Columns whose empty value means "unknown" rather than a missing field.
     """
 
     name: str
     columns: tuple[str, ...]
     convert: Callable[[pd.DataFrame], Converted]
+    optional: tuple[str, ...] = ()
 
 
 def _numbers(column: pd.Series) -> np.ndarray:
     # A writable copy: callers fill in values (ISO times) in place.
     return np.array(pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def _length_or_size(column: pd.Series) -> np.ndarray:
+    """A video length or file size: a number, 0 (unknown) for an empty field, NaN if unparsable."""
+    values = _numbers(column)
+    values[column.isna().to_numpy()] = UNKNOWN
+    return values
 
 
 def _ids(column: pd.Series) -> np.ndarray:
@@ -78,9 +91,9 @@ _STANDARD_PARSERS: dict[str, Callable[[pd.Series], np.ndarray]] = {
     "user_id": _ids,
     "video_id": _ids,
     "start_ts": _unix_seconds,
-    "duration_s": _numbers,
+    "duration_s": _length_or_size,
     "watch_s": _numbers,
-    "size_bytes": _numbers,
+    "size_bytes": _length_or_size,
 }
 
 
@@ -102,7 +115,7 @@ def _kuairand(raw: pd.DataFrame) -> Converted:
 
 #: Adapters by name.
 ADAPTERS: dict[str, Adapter] = {
-    "standard": Adapter("standard", VIEW_FIELDS, _standard),
+    "standard": Adapter("standard", VIEW_FIELDS, _standard, optional=("duration_s", "size_bytes")),
     "kuairand": Adapter("kuairand", ("user_id", "video_id", "time_ms", "play_time_ms", "duration_ms"), _kuairand),
 }
 

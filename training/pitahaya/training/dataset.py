@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pitahaya.client_runtime import FeatureExtractor, View
+from pitahaya.client_runtime import UNKNOWN, FeatureExtractor, View
 from pitahaya.training.table import ViewTable
 
 #: How often `build_matrix` reports progress, in rows.
@@ -184,7 +184,7 @@ def held_out_from(views: Sequence[View], test_frac: float = 0.2) -> float:
         index=np.arange(n),
         feature_names=(),
         video_ids=np.array([v.video_id for v in views], dtype=str),
-        duration_s=np.array([v.duration_s for v in views]),
-        size_bytes=np.array([v.size_bytes for v in views]),
+        duration_s=np.array([v.duration_s or UNKNOWN for v in views]),
+        size_bytes=np.array([v.size_bytes or UNKNOWN for v in views]),
     )
     return split_by_time(dataset, test_frac=test_frac).test_from

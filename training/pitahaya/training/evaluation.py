@@ -1,14 +1,15 @@
 """Evaluation beyond one MAE: segments, the preload effect, and the plots of a run.
 
-- *Segments*: MAE on short vs long videos (``duration_s <= SHORT_VIDEO_S``) and new vs old
-  users (fewer than ``NEW_USER_VIEWS`` earlier views in the log) — a model can win overall
-  while losing where it matters (cold users).
+- *Segments*: MAE on short vs long videos (``duration_s <= SHORT_VIDEO_S``), videos of unknown
+  length (when the log has any) and new vs old users (fewer than ``NEW_USER_VIEWS`` earlier
+  views in the log) — a model can win overall while losing where it matters (cold users).
 - *Preload effect*: each test view is an upcoming candidate once. The fixed policy
   (`fixed_plan`, the runtime's default unless the scene's ``[policy]`` overrides it) and the
   model policy (`model_plan` with the scene's ``[policy]`` knobs, fed the model's
   prediction) each preload some bytes of it; bytes beyond what the user then watched are
   *wasted*, and a preload smaller than what was watched (up to the model policy's cap
-  ``max_bytes``, where the player's own buffering takes over) is *short*.
+  ``max_bytes``, where the player's own buffering takes over) is *short*. Only views whose
+  length and size are known have bytes to account.
 
 `evaluate` scores the model and the baselines on the test rows with all of the above.
 """
@@ -26,7 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pitahaya.client_runtime import Candidate, PolicyKnobs, fixed_plan, model_plan
+from pitahaya.client_runtime import UNKNOWN, Candidate, PolicyKnobs, fixed_plan, model_plan
 from pitahaya.training.baselines import global_median, user_running_mean
 from pitahaya.training.dataset import Dataset, TimeSplit
 from pitahaya.training.metrics import mae, xauc
@@ -54,11 +55,14 @@ def segment_mae(dataset: Dataset, test: np.ndarray, predictions: Mapping[str, np
     duration = dataset.duration_s[test]
     history = views_before(dataset.user_ids)[test]
     segments = {
-        "short_video": duration <= SHORT_VIDEO_S,
+        "short_video": (duration > 0) & (duration <= SHORT_VIDEO_S),
         "long_video": duration > SHORT_VIDEO_S,
         "new_user": history < NEW_USER_VIEWS,
         "old_user": history >= NEW_USER_VIEWS,
     }
+    unknown = duration == UNKNOWN
+    if unknown.any():  # a segment only logs that have such views report
+        segments["unknown_length"] = unknown
     y = dataset.y[test]
     metrics = {}
     for prefix, p in predictions.items():
@@ -71,12 +75,15 @@ def segment_mae(dataset: Dataset, test: np.ndarray, predictions: Mapping[str, np
 def preload_effect(
     dataset: Dataset, test: np.ndarray, predicted_s: np.ndarray, policy: Mapping[str, Any]
 ) -> dict[str, float]:
-    """Bytes preloaded, wasted and short-preload share of both policies over the test views."""
+    """Bytes preloaded, wasted and short-preload share of both policies over the test views of known length and size."""
     duration, size, watch = dataset.duration_s[test], dataset.size_bytes[test], dataset.y[test]
+    measured = (duration > 0) & (size > 0)
+    duration, size, watch, predicted_s = duration[measured], size[measured], watch[measured], predicted_s[measured]
+    videos = dataset.video_ids[test][measured]
     fixed = np.empty(len(watch))
     model = np.empty(len(watch))
     for i, (video, d, s, p) in enumerate(
-        zip(dataset.video_ids[test].tolist(), duration.tolist(), size.tolist(), predicted_s.tolist(), strict=True)
+        zip(videos.tolist(), duration.tolist(), size.tolist(), predicted_s.tolist(), strict=True)
     ):
         candidate = [Candidate(str(video), d, int(s))]
         fixed[i] = fixed_plan(candidate, policy).total_bytes

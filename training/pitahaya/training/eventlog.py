@@ -50,11 +50,10 @@ BAD_ROW_REASONS: dict[str, str] = {
     "missing_field": "a required field is empty or absent",
     "unparsable_time": "the start time is neither Unix seconds nor ISO-8601",
     "invalid_number": "duration, watch time or size is not a finite number",
-    "zero_duration": "the video length is 0 (unknown, or not a video)",
     "negative_duration": "the video length is negative",
     "negative_watch": "the watch time is negative",
     "watch_too_long": f"watched more than {MAX_WATCH_RATIO:g} x the video length",
-    "invalid_size": "the file size is not positive",
+    "invalid_size": "the file size is negative",
     "duplicate": "same user, video and start time as an earlier row",
 }
 _CODES = {reason: code for code, reason in enumerate(BAD_ROW_REASONS, start=1)}
@@ -247,17 +246,17 @@ def _check(source: str, raw: _RawFrame, adapter: Adapter) -> _Checked:
     codes = np.zeros(n, dtype=np.int8)
     with np.errstate(invalid="ignore"):
         checks = [
-            ("missing_field", raw.frame.isna().any(axis=1).to_numpy()),
+            ("missing_field", raw.frame.drop(columns=list(adapter.optional)).isna().any(axis=1).to_numpy()),
             ("unparsable_time", ~np.isfinite(parsed.start_ts)),
             (
                 "invalid_number",
                 ~(np.isfinite(parsed.duration_s) & np.isfinite(parsed.watch_s) & np.isfinite(parsed.size_bytes)),
             ),
-            ("zero_duration", parsed.duration_s == 0),
             ("negative_duration", parsed.duration_s < 0),
             ("negative_watch", parsed.watch_s < 0),
-            ("watch_too_long", parsed.watch_s > MAX_WATCH_RATIO * parsed.duration_s),
-            ("invalid_size", parsed.size_bytes < 1),
+            # (an unknown length, 0, bounds nothing)
+            ("watch_too_long", (parsed.duration_s > 0) & (parsed.watch_s > MAX_WATCH_RATIO * parsed.duration_s)),
+            ("invalid_size", parsed.size_bytes < 0),
         ]
     for reason, failed in reversed(checks):  # the earliest reason in the list wins
         codes[failed] = _CODES[reason]

@@ -40,6 +40,10 @@ class OfflineEvaluation:
         fallbacks: Decisions the package did not answer, by reason code.
         baseline_user_mean_mae: The same rows predicted by the user's mean earlier watch time.
         baseline_user_mean_xauc: Its XAUC.
+        videos: Held-out views of known length (what a preload plan moves bytes for; a log
+            without image posts has only those).
+        videos_mae: The runtime's MAE on them.
+        videos_xauc: Its XAUC on them.
     """
 
     version: str
@@ -51,6 +55,9 @@ class OfflineEvaluation:
     fallbacks: dict[str, int]
     baseline_user_mean_mae: float
     baseline_user_mean_xauc: float
+    videos: int
+    videos_mae: float
+    videos_xauc: float
 
 
 def evaluate_package(
@@ -85,7 +92,7 @@ def evaluate_package(
         raise ValueError(f"no view starts at or after {test_from}: nothing to evaluate")
     # a user's first view: the median watch time before the held-out period
     prior = float(np.median([v.watch_s for v in views if v.start_ts < test_from] or [0.0]))
-    rows: list[tuple[float, float, float]] = []  # (actual, predicted, baseline)
+    rows: list[tuple[float, float, float, bool]] = []  # (actual, predicted, baseline, has a length)
     fallbacks: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="pitahaya-offline-") as cache:
         for n, (user, stream) in enumerate(itertools.groupby(views, key=lambda v: v.user_id)):
@@ -105,7 +112,7 @@ def evaluate_package(
                 rows += _replay(runtime, list(stream), test_from, prior, fallbacks)
             finally:
                 runtime.close()
-    y, p, b = (np.array(column) for column in zip(*rows, strict=True))
+    y, p, b, video = (np.array(column) for column in zip(*rows, strict=True))
     return OfflineEvaluation(
         version=updater.version,
         rows=len(y),
@@ -116,13 +123,16 @@ def evaluate_package(
         fallbacks=dict(fallbacks),
         baseline_user_mean_mae=mae(y, b),
         baseline_user_mean_xauc=xauc(y, b),
+        videos=int(video.sum()),
+        videos_mae=mae(y[video], p[video]),
+        videos_xauc=xauc(y[video], p[video]),
     )
 
 
 def _replay(
     runtime: Runtime, stream: list[View], test_from: float, prior: float, fallbacks: Counter[str]
-) -> list[tuple[float, float, float]]:
-    """One user's views through their runtime; (actual, predicted, user-mean) of each held-out view.
+) -> list[tuple[float, float, float, bool]]:
+    """One user's views through their runtime; (actual, predicted, user-mean, has a length) of each held-out view.
 
     A decision the package did not answer counts as 0 s predicted (the default policy predicts
     nothing) and its reason goes to ``fallbacks``.
@@ -134,7 +144,8 @@ def _replay(
             decision = runtime.predict([view.as_candidate()], now=view.start_ts)
             if decision.watch_s is None:
                 fallbacks[decision.reason] += 1
-            rows.append((view.watch_s, decision.watch_s[0] if decision.watch_s else 0.0, watched / n if n else prior))
+            predicted = decision.watch_s[0] if decision.watch_s else 0.0
+            rows.append((view.watch_s, predicted, watched / n if n else prior, view.duration_s is not None))
         runtime.record(view)
         watched += view.watch_s
     return rows

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pitahaya.client_runtime import ITEM_FIELDS, ItemStats, View, item_stats_at
+from pitahaya.client_runtime import ITEM_FIELDS, UNKNOWN, ItemStats, View, item_stats_at
 
 
 @dataclass(frozen=True, eq=False)
@@ -22,9 +22,9 @@ class ViewTable:
         user_id: Object array of ``str``.
         video_id: Object array of ``str``.
         start_ts: float64 Unix times.
-        duration_s: float64, all > 0.
+        duration_s: float64, > 0, or 0 where unknown (`pitahaya.client_runtime.UNKNOWN`).
         watch_s: float64, all >= 0.
-        size_bytes: int64, all > 0.
+        size_bytes: int64, > 0, or 0 where unknown.
         item: float64 ``(n, 4)``: the feed's figures of each view's video when it was upcoming
             (`pitahaya.client_runtime.ITEM_FIELDS`; a row of zeros: none), or None before
             `with_item_stats` computed them.
@@ -74,7 +74,7 @@ class ViewTable:
         table = self if rows is None else self.take(rows)
         items = [None] * len(table) if table.item is None else [ItemStats.from_row(r) for r in table.item.tolist()]
         return [
-            View(u, v, ts, d, w, s, item)
+            View(u, v, ts, d or None, w, s or None, item)  # 0: unknown
             for u, v, ts, d, w, s, item in zip(
                 table.user_id.tolist(),
                 table.video_id.tolist(),
@@ -97,9 +97,9 @@ class ViewTable:
             user_id=np.array([v.user_id for v in views], dtype=object),
             video_id=np.array([v.video_id for v in views], dtype=object),
             start_ts=np.array([v.start_ts for v in views], dtype=np.float64),
-            duration_s=np.array([v.duration_s for v in views], dtype=np.float64),
+            duration_s=np.array([v.duration_s or UNKNOWN for v in views], dtype=np.float64),
             watch_s=np.array([v.watch_s for v in views], dtype=np.float64),
-            size_bytes=np.array([v.size_bytes for v in views], dtype=np.int64),
+            size_bytes=np.array([v.size_bytes or UNKNOWN for v in views], dtype=np.int64),
             item=item,
         )
 

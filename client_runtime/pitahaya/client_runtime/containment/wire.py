@@ -30,7 +30,8 @@ Layout of the page (little endian)::
                    candidates (duration_s, size_bytes, item stats: f64 x 6),
                    string lengths (u32: user_id, video_id per view, video_id per candidate),
                    string bytes (UTF-8)
-                   (item stats: the four `ItemStats` figures, all 0 for ``item=None``)
+                   (item stats: the four `ItemStats` figures, all 0 for ``item=None``;
+                   an unknown duration or size: 0, `pitahaya.client_runtime.events.UNKNOWN`)
     64 + REQUEST_BYTES   response: predictions (f32 x rows), features (f32 x rows x width), error text
 """
 
@@ -50,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from pitahaya.client_runtime.events import Candidate, View
+from pitahaya.client_runtime.events import UNKNOWN, Candidate, View
 from pitahaya.client_runtime.item_stats import ItemStats
 
 HEADER_BYTES = 64
@@ -246,11 +247,11 @@ def write_request(page: mmap.mmap, seq: int, step: Step) -> None:
     numbers: list[float] = []
     strings: list[bytes] = []
     for v in views:
-        numbers += (v.start_ts, v.duration_s, v.watch_s, v.size_bytes)
+        numbers += (v.start_ts, v.duration_s or UNKNOWN, v.watch_s, v.size_bytes or UNKNOWN)
         numbers += _NO_ITEM if v.item is None else v.item.as_tuple()
         strings += (v.user_id.encode(), v.video_id.encode())
     for c in candidates:
-        numbers += (c.duration_s, c.size_bytes)
+        numbers += (c.duration_s or UNKNOWN, c.size_bytes or UNKNOWN)
         numbers += _NO_ITEM if c.item is None else c.item.as_tuple()
         strings.append(c.video_id.encode())
     layout = _layout(len(views), len(candidates))
@@ -289,9 +290,9 @@ def read_request(page: mmap.mmap, last_seq: int) -> tuple[int, Step] | None:
                 strings[2 * i],
                 strings[2 * i + 1],
                 values[at],
-                values[at + 1],
+                values[at + 1] or None,
                 values[at + 2],
-                int(values[at + 3]),
+                _size(values[at + 3]),
                 item,
             )
         )
@@ -299,8 +300,12 @@ def read_request(page: mmap.mmap, last_seq: int) -> tuple[int, Step] | None:
     for i in range(n_candidates):
         at = base + _CANDIDATE_NUMBERS * i
         item = ItemStats.from_row(values[at + 2 : at + 6])
-        candidates.append(Candidate(strings[2 * n_views + i], values[at], int(values[at + 1]), item))
+        candidates.append(Candidate(strings[2 * n_views + i], values[at] or None, _size(values[at + 1]), item))
     return seq, Step(bool(flags & FLAG_RESET), views, candidates, now, bool(flags & FLAG_FEATURES))
+
+
+def _size(value: float) -> int | None:
+    return int(value) or None  # 0: unknown
 
 
 def write_response(page: mmap.mmap, seq: int, predictions: np.ndarray, features: np.ndarray | None) -> None:
