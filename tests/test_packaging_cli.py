@@ -71,7 +71,8 @@ def test_lint_refusal_names_file_and_line(run: FakeRun, data_dir: Path, tmp_path
     scene = edited_scene(tmp_path, "import math\n", "import math\nimport os\n")
     result = runner.invoke(app, ["package", "--run", run.run_id, "--scene", str(scene), "--data-dir", str(data_dir)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert f"{scene / 'features.py'}:13:1: import of 'os' is not allowed" in text(result)
+    line = (scene / "features.py").read_text().splitlines().index("import os") + 1
+    assert f"{scene / 'features.py'}:{line}:1: import of 'os' is not allowed" in text(result)
 
 
 def test_run_and_model_uri_are_exclusive(data_dir: Path) -> None:

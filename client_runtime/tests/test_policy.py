@@ -80,6 +80,30 @@ def test_buffer_ahead_of_the_playing_video_is_its_remaining_watch_with_the_playe
     assert planner.plan(CANDS, [1.0] * 3, knobs, playing=playing, playing_remaining_s=-3.0).buffer_ahead_s is None
     assert planner.plan(CANDS, [1.0] * 3, knobs).buffer_ahead_s is None
     assert fixed_plan(CANDS).buffer_ahead_s is None
+    # The player asks the plan: 9 s cap, 4 s floor, only on a link >= 4 Mbps.
+    assert plan.buffer_target_s(0.0, 10_000_000) == 9.0
+    assert plan.buffer_target_s(6.0, 10_000_000) == 4.0  # 3 s left under the cap, but the floor holds
+    assert plan.buffer_target_s(3.0, 3_000_000) is None  # link below twice the bitrate: the player's own
+    assert plan.buffer_target_s(9.0, 10_000_000) is None  # outlived
+    assert fixed_plan(CANDS).buffer_target_s(0.0, 10_000_000) is None
+
+
+def test_the_buffer_floor_follows_the_throughput() -> None:
+    """A floor of buffer_floor_rate_s x bitrate / throughput: thin on a fast link, thick on a slow one."""
+    knobs = PolicyKnobs.from_policy(
+        {**POLICY, "buffer_safety": 1.0, "buffer_floor_s": 0.0, "buffer_floor_rate_s": 6.0, "buffer_min_throughput": 0}
+    )
+    plan = PreloadPlanner().plan(
+        CANDS, [1.0] * 3, knobs, playing=Candidate("p", 120.0, 30_000_000), playing_remaining_s=20.0
+    )
+    assert plan.bitrate_bps == 2_000_000
+    assert plan.buffer_target_s(0.0, 20_000_000) == 20.0  # the cap
+    assert plan.buffer_target_s(19.5, 20_000_000) == pytest.approx(0.6)  # 6 x 2/20 Mbps
+    assert plan.buffer_target_s(19.5, 2_000_000) == 6.0  # a link just as fast as the video: 6 s
+    assert plan.buffer_target_s(19.5, 0.0) == float("inf")  # a dead link: all the player will buffer
+    assert plan.buffer_target_s(20.0, 20_000_000) is None  # outlived
+    with pytest.raises(ValueError, match="buffer_floor_rate_s"):
+        PolicyKnobs.from_policy({"buffer_floor_rate_s": -1.0})
 
 
 def test_invalid_policies_are_refused() -> None:

@@ -13,9 +13,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from pitahaya.client_runtime import View
+from pitahaya.client_runtime import PreloadPlan, View
 from pitahaya.simulation import (
     FixedPolicy,
     OraclePolicy,
@@ -26,6 +27,8 @@ from pitahaya.simulation import (
     Trace,
     play,
 )
+from pitahaya.simulation.playback import buffer_target
+from pitahaya.simulation.policies import play_decision
 
 #: Slack of a byte comparison: float sums of byte counts, and the playhead's own tolerance.
 BYTE_SLACK = 1e-3
@@ -80,6 +83,7 @@ decisions = st.builds(
     watch_limit_s=st.just(math.inf) | st.floats(0.0, 20.0),
     buffer_floor_s=st.floats(0.0, 5.0),
     min_throughput_bps=st.floats(0.0, 4_000_000),
+    floor_rate_s=st.just(0.0) | st.floats(0.0, 8.0),
 )
 
 
@@ -221,3 +225,43 @@ def test_the_fixed_preload_against_none(lanes, data, config, count, size) -> Non
     startup_bytes = np.minimum(none.size_bytes, config.startup_s * none.bitrate_bps / 8)
     assert np.all(none.wait_s[startup_bytes > BYTE_SLACK] > 0)
     assert np.sum(fixed.wait_s > 0) <= np.sum(none.wait_s > 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    played_s=st.floats(0.0, 120.0),
+    cap_s=st.none() | st.floats(0.0, 120.0),
+    floor_s=st.floats(0.0, 10.0),
+    floor_rate_s=st.just(0.0) | st.floats(0.0, 10.0),
+    guard=st.just(0.0) | st.floats(0.0, 4.0),
+    bitrate_bps=st.floats(100_000, 8_000_000),
+    throughput_bps=st.just(0.0) | st.floats(1.0, 50_000_000),
+    full_s=st.sampled_from([4.0, 10.0, 30.0]),
+)
+def test_the_player_buffers_what_the_device_plan_says(  # type: ignore[no-untyped-def]
+    played_s, cap_s, floor_s, floor_rate_s, guard, bitrate_bps, throughput_bps, full_s
+) -> None:
+    """The simulator's vectorized buffer target is the device's `PreloadPlan.buffer_target_s`, capped at
+    the player's own buffer (None: the player's own), for any playhead, link and guards."""
+    assume(floor_s <= full_s)
+    plan = PreloadPlan((), cap_s, floor_s, guard * bitrate_bps, floor_rate_s, bitrate_bps)
+    device = plan.buffer_target_s(played_s, throughput_bps)
+    decision = play_decision(plan, [], 0, 1.0, 1.0, 0)
+
+    def one(value: float) -> np.ndarray:
+        return np.array([value])
+
+    player = buffer_target(
+        one(played_s),
+        one(decision.watch_limit_s),
+        one(decision.buffer_floor_s),
+        one(decision.floor_rate_s),
+        one(decision.min_throughput_bps / 8.0),
+        one(throughput_bps / 8.0),
+        one(bitrate_bps / 8.0),
+        full_s,
+    )[0]
+    if device is None:
+        assert player == full_s
+    elif played_s < cap_s - 1e-9:  # the player's time tolerance: a playhead an ulp short has reached the cap
+        assert player == pytest.approx(min(full_s, device), rel=1e-9)

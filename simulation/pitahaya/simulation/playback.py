@@ -13,12 +13,16 @@ seconds is, for every lane, these methods in order:
    the moment it became current is a *slow start*.
 2. **Download** (`_fetch`, `_fill_preloads`) ``bandwidth x dt`` bytes, in priority order: the
    playing (or waiting) video up to its buffer-ahead target, then the preload targets of the
-   next videos *in play order*, each filled before the next gets a byte. Buffer-ahead target:
-   ``max(floor, min(buffer_ahead_s, watch_limit - position))`` seconds of content ahead of the
-   playhead, so a policy that expects the user to leave early stops buffering what will never
-   be watched; but the player's full ``buffer_ahead_s`` once the playhead passes the limit (the
-   user outlived the prediction) or while its bandwidth meter (an exponential average of the
-   link's speed over ``meter_s``) reads less than the decision's ``min_throughput_bps``.
+   next videos *in play order*, each filled before the next gets a byte. Buffer-ahead target
+   (`buffer_target`, the vectorized twin of the device's
+   `pitahaya.client_runtime.PreloadPlan.buffer_target_s`, checked equal by a property test):
+   ``max(floor, watch_limit - position)`` seconds of content ahead of the playhead, at most
+   ``buffer_ahead_s``, so a policy that expects the user to leave early stops buffering what
+   will never be watched; the floor is the decision's ``buffer_floor_s`` or ``floor_rate_s`` x
+   bitrate / the bandwidth meter (an exponential average of the link's speed over ``meter_s``),
+   whichever is larger. The player's full ``buffer_ahead_s`` once the playhead passes the limit
+   (the user outlived the prediction) or while the meter reads less than the decision's
+   ``min_throughput_bps``.
 3. **Play** (`_play`, `_count_idle_step`) up to ``dt_s`` seconds; running out of buffered
    content mid-step is a *stall* (the rest of the step is stall time). A waiting step counts as
    start-up wait, a stalled step as stall time. Replays past the end of a video need no more
@@ -93,12 +97,41 @@ class PlayDecision:
             playhead past it.
         buffer_floor_s: Seconds always kept buffered ahead of the playhead, whatever the limit.
         min_throughput_bps: The limit holds only while the bandwidth meter reads at least this.
+        floor_rate_s: ... and at least this many seconds x bitrate / the meter's reading.
     """
 
     preload_bytes: tuple[int, ...] = ()
     watch_limit_s: float = math.inf
     buffer_floor_s: float = 0.0
     min_throughput_bps: float = 0.0
+    floor_rate_s: float = 0.0
+
+
+def buffer_target(
+    pos: np.ndarray,
+    limit: np.ndarray,
+    floor_s: np.ndarray,
+    floor_rate_s: np.ndarray,
+    min_meter: np.ndarray,
+    meter: np.ndarray,
+    rate: np.ndarray,
+    full_s: float,
+) -> np.ndarray:
+    """Seconds of the playing video to buffer past the playhead, per lane (all byte figures in bytes/s).
+
+    The player's ``full_s`` when the decision set no limit, the playhead passed it, or the meter
+    reads below ``min_meter``; else ``max(floor, limit - pos)`` with ``limit - pos`` capped at
+    ``full_s``, the floor being ``floor_s`` or ``floor_rate_s x rate / meter`` (capped at
+    ``full_s``), whichever is larger. With ``floor_s <= full_s`` that is the device's
+    `PreloadPlan.buffer_target_s` capped at ``full_s``.
+    """
+    # A playhead within the time tolerance has reached the limit: left capped an ulp short of it,
+    # a stalled video with no start-up threshold to fetch would want nothing more and stall forever.
+    capped = (pos < limit - _TIME_TOLERANCE) & (meter >= min_meter)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a dead link (meter 0): an infinite floor
+        rate_floor = np.where(floor_rate_s > 0.0, floor_rate_s * rate / meter, 0.0)
+    floor = np.maximum(floor_s, np.minimum(full_s, rate_floor))
+    return np.where(capped, np.maximum(floor, np.minimum(full_s, limit - pos)), full_s)
 
 
 class Policy(Protocol):
@@ -230,6 +263,7 @@ class _Playback:
         self.state = np.full(n_lanes, _WAITING)
         self.limit = np.full(n_lanes, math.inf)
         self.floor = np.zeros(n_lanes)
+        self.floor_rate = np.zeros(n_lanes)
         self.min_meter = np.zeros(n_lanes)  # bytes/s
         self.meter = links.speed_at(0.0)
         self.meter_keep = math.exp(-config.dt_s / config.meter_s)
@@ -260,6 +294,7 @@ class _Playback:
                 ahead, self.feeds.size[r, j + 1 : j + 1 + len(ahead)]
             )
         self.limit[r], self.floor[r] = decision.watch_limit_s, decision.buffer_floor_s
+        self.floor_rate[r] = decision.floor_rate_s
         self.min_meter[r] = decision.min_throughput_bps / 8.0
 
     def _step(self) -> None:
@@ -317,13 +352,8 @@ class _Playback:
         config, pos, state = self.config, self.pos, self.state
         budget = speed * config.dt_s
         self.meter = self.meter_keep * self.meter + (1.0 - self.meter_keep) * speed
-        # A playhead within the time tolerance has reached the limit: left capped an ulp short of it,
-        # a stalled video with no start-up threshold to fetch would want nothing more and stall forever.
-        capped = (pos < self.limit - _TIME_TOLERANCE) & (self.meter >= self.min_meter)
-        buffer_s = np.where(
-            capped,
-            np.maximum(self.floor, np.minimum(config.buffer_ahead_s, self.limit - pos)),
-            config.buffer_ahead_s,
+        buffer_s = buffer_target(
+            pos, self.limit, self.floor, self.floor_rate, self.min_meter, self.meter, now.rate, config.buffer_ahead_s
         )
         played_to = np.minimum(pos, now.duration)
         want = now.rate * (played_to + buffer_s)

@@ -184,6 +184,7 @@ def play_decision(
         watch_limit_s=plan.buffer_ahead_s * margin,
         buffer_floor_s=plan.buffer_floor_s,
         min_throughput_bps=plan.min_throughput_bps,
+        floor_rate_s=plan.buffer_floor_rate_s,
     )
 
 
