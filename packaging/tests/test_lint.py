@@ -86,7 +86,8 @@ def test_build_refuses_before_touching_mlflow(scene, tmp_path):
     folder.mkdir()
     (folder / "features.py").write_text(scene.feature_source.replace("import math\n", "import math\nimport os\n", 1))
     edited = dataclasses.replace(scene, path=folder, feature_source=(folder / "features.py").read_text())
-    with pytest.raises(LintError, match=r"features\.py:13:1: import of 'os'"):
+    line = edited.feature_source.splitlines().index("import os") + 1
+    with pytest.raises(LintError, match=rf"features\.py:{line}:1: import of 'os'"):
         build_package(
             run_id="no-such-run",
             scene=edited,

@@ -128,7 +128,7 @@ def buffer_target(
     # A playhead within the time tolerance has reached the limit: left capped an ulp short of it,
     # a stalled video with no start-up threshold to fetch would want nothing more and stall forever.
     capped = (pos < limit - _TIME_TOLERANCE) & (meter >= min_meter)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a dead link (meter 0): an infinite floor
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # a dead link (meter 0): an infinite floor
         rate_floor = np.where(floor_rate_s > 0.0, floor_rate_s * rate / meter, 0.0)
     floor = np.maximum(floor_s, np.minimum(full_s, rate_floor))
     return np.where(capped, np.maximum(floor, np.minimum(full_s, limit - pos)), full_s)
