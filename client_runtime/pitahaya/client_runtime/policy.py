@@ -26,9 +26,10 @@ whenever it decides how far to buffer, and gets a number of seconds or None (its
 - a floor stays buffered ahead of the playhead whatever the cap: ``buffer_floor_s``, and
   ``buffer_floor_rate_s`` x bitrate / throughput (the seconds of content a dip of the link
   would eat: a few tenths of a second on a link ten times faster than the video, several on
-  one barely faster). The measured trade-off on KuaiRand x MMGC: a fixed 4 s floor plus
-  "no cap below 2x the bitrate" let perfect predictions reach 26% of the oracle's saving, a
-  throughput-scaled floor alone 81%;
+  one barely faster). On KuaiRand x MMGC, perfect predictions through the planner reach 26%
+  of the oracle's saving with a fixed 4 s floor and the 2x guard below, 80% with a floor of
+  2 x bitrate / throughput and no guard (the watch_time scene's knobs, chosen for the model's
+  noisier predictions, sit between: see its scene.toml);
 - once the playhead passes the cap, the user has outlived the prediction: the player goes back
   to its own buffering for the rest of that video (someone still watching is likely to stay);
 - optionally, the cap only holds while the throughput is at least ``buffer_min_throughput``
