@@ -101,6 +101,7 @@ def test_the_buffer_floor_follows_the_throughput() -> None:
     assert plan.buffer_target_s(19.5, 20_000_000) == pytest.approx(0.6)  # 6 x 2/20 Mbps
     assert plan.buffer_target_s(19.5, 2_000_000) == 6.0  # a link just as fast as the video: 6 s
     assert plan.buffer_target_s(19.5, 0.0) == float("inf")  # a dead link: all the player will buffer
+    assert plan.buffer_target_s(19.5, float("nan")) == float("inf")  # ... and so does a broken meter
     assert plan.buffer_target_s(20.0, 20_000_000) is None  # outlived
     with pytest.raises(ValueError, match="buffer_floor_rate_s"):
         PolicyKnobs.from_policy({"buffer_floor_rate_s": -1.0})

@@ -124,8 +124,11 @@ class PreloadPlan:
 
         Args:
             played_s: The playhead, in seconds of content from the start of the video.
-            throughput_bps: The player's measured throughput (0 or less: a dead link).
+            throughput_bps: The player's measured throughput (0, negative or NaN: a dead link,
+                so a meter that broke never lowers the floor).
         """
+        if not throughput_bps > 0.0:
+            throughput_bps = 0.0
         cap = self.buffer_ahead_s
         if cap is None or played_s >= cap or throughput_bps < self.min_throughput_bps:
             return None
