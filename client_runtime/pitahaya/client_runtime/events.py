@@ -6,10 +6,10 @@ device records its own views as they finish. Both feed the same feature code, wh
 the schema lives here, in the light leaf that every other component imports.
 
 A video's length or file size may be unknown (None): a feed item without its metadata, an
-image post in a mixed feed (a fifth of KuaiRand's log). Such views still count in a user's
-history (their watch time, pace and sittings), and such candidates are still predicted; what
-needs a byte rate (a watch *ratio*, a preload sized in seconds) skips them or falls back to
-the player's default. In arrays and on the containment wire, where None has no place, an
+image post in a mixed feed (a fifth of KuaiRand's log). Such views are still recorded (the
+scene's feature code decides what they count for: watch_time counts them in the user's
+sitting only), and such candidates are still predicted; what needs a byte rate (a watch
+*ratio*, a preload sized in seconds) skips them or falls back to the player's default. In arrays and on the containment wire, where None has no place, an
 unknown length or size is 0 (`UNKNOWN`), a value a known one never takes.
 """
 
