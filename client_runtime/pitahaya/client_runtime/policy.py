@@ -275,9 +275,11 @@ class PreloadPlanner:
         safety = knobs.safety
         count, elapsed = 0, 0.0
         wanted: dict[str, float] = {}
+        rates: list[float | None] = []  # each considered video's byte rate, once per decision
         for cand, seconds in zip(candidates[: knobs.max_count], watch_s, strict=False):
             seconds = seconds if seconds > 0.0 else 0.0
             rate = _byte_rate(cand)
+            rates.append(rate)
             if rate is not None:
                 wanted[cand.video_id] = seconds * safety * rate
             if count < knobs.min_count or elapsed < knobs.horizon_s:
@@ -285,10 +287,10 @@ class PreloadPlanner:
                 elapsed += seconds
         recent = self._recent
         if recent:
-            count = min(math.ceil((count + sum(c for c, _ in recent)) / (len(recent) + 1)), len(candidates))
+            count = min(math.ceil((count + sum(c for c, _ in recent)) / (len(recent) + 1)), len(rates))
         items = []
-        for cand in candidates[:count]:
-            vid, size, rate = cand.video_id, cand.size_bytes, _byte_rate(cand)
+        for cand, rate in zip(candidates[:count], rates, strict=False):
+            vid, size = cand.video_id, cand.size_bytes
             if size is None or rate is None:  # no byte rate: seconds cannot become bytes, preload as the default does
                 items.append(PreloadItem(vid, _at_most_file(min(knobs.fixed_bytes, knobs.max_bytes), cand)))
                 continue
