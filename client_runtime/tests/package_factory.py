@@ -15,10 +15,11 @@ from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_
 SCENE_DIR = Path(__file__).resolve().parents[2] / "scenes" / "watch_time"
 
 
-def linear_model(n_features: int, *, width: int | None = None, seed: int = 0) -> bytes:
-    """A float32 linear model ``features @ w + b`` with output ``watch_s`` of shape [N, 1]."""
+def linear_model(n_features: int, *, width: int | None = None, seed: int = 0, outputs: int = 1) -> bytes:
+    """A float32 linear model ``features @ w + b`` with output ``watch_s`` of shape [N, outputs]
+    (with several outputs the columns have unrelated weights, so "quantiles" cross)."""
     rng = np.random.default_rng(seed)
-    w = rng.uniform(0.0, 0.1, size=(n_features, 1)).astype(np.float32)
+    w = rng.uniform(0.0, 0.1, size=(n_features, outputs)).astype(np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("MatMul", ["features", "w"], ["mm"]),
@@ -26,7 +27,7 @@ def linear_model(n_features: int, *, width: int | None = None, seed: int = 0) ->
         ],
         "linear",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, width or n_features])],
-        [helper.make_tensor_value_info("watch_s", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("watch_s", TensorProto.FLOAT, [None, outputs])],
         [
             helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.flatten().tolist()),
             helper.make_tensor("b", TensorProto.FLOAT, [1], [1.0]),
@@ -53,13 +54,18 @@ def make_archive(
     model: bytes | None = None,
     golden_shift: float = 0.0,
     policy: dict | None = None,
+    quantiles: tuple[float, ...] = (),
 ) -> bytes:
-    """Build a valid package (golden vectors computed by running it) unless told to break it."""
+    """Build a valid package (golden vectors computed by running it) unless told to break it.
+
+    ``quantiles``: the model outputs the point, then one column per level (`linear_model`).
+    """
     scene = Scene.load(SCENE_DIR)
     source = feature_source if feature_source is not None else scene.feature_source
     extractor_class = scene.extractor_class()
     names = extractor_class.feature_names
-    model_bytes = model if model is not None else linear_model(len(names))
+    outputs = 1 + len(quantiles)
+    model_bytes = model if model is not None else linear_model(len(names), outputs=outputs)
     history = sample_views()
     candidates = [Candidate("c1", 12.0, 1_500_000), Candidate("c2", 60.0, 9_000_000)]
     now = history[-1].end_ts + 1.0
@@ -69,7 +75,9 @@ def make_archive(
     features = extractor.features(candidates, now)
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"]) if model is None else None
     predictions = (
-        session.run(["watch_s"], {"features": features})[0].reshape(-1) if session else np.zeros(len(candidates))
+        session.run(["watch_s"], {"features": features})[0].reshape(-1)
+        if session
+        else np.zeros(len(candidates) * outputs)
     )
     selftest = {
         "cases": [
@@ -92,9 +100,10 @@ def make_archive(
         version=version,
         feature_names=tuple(names),
         input=TensorSpec("features", "float32", (None, len(names))),
-        output=TensorSpec("watch_s", "float32", (None, 1)),
+        output=TensorSpec("watch_s", "float32", (None, outputs)),
         files={name: file_entry(data) for name, data in payload.items()},
         policy={**scene.policy, **(policy or {})},
+        quantiles=quantiles,
     )
     return build_archive(manifest, payload)
 

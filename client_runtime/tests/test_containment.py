@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pitahaya.client_runtime import (
@@ -26,6 +27,7 @@ from pitahaya.client_runtime import (
     WorkerLostError,
     read_package,
 )
+from pitahaya.client_runtime.containment import wire
 from pitahaya.client_runtime.history import RecentViews
 
 from package_factory import hostile_source, make_archive, sample_views
@@ -299,3 +301,21 @@ def test_the_worker_ends_with_its_host(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the worker outlived its host")
+
+
+def test_the_channel_carries_every_output_of_a_row_and_refuses_an_answer_of_another_shape() -> None:
+    """A worker answering 2 rows x 3 outputs with features is read back exactly; an answer
+    claiming another number of outputs (a worker whose model is not the manifest's) fails the step."""
+    fd, page = wire.open_page()
+    try:
+        predictions = np.arange(6, dtype=np.float32) + 0.5
+        features = np.arange(8, dtype=np.float32).reshape(2, 4)
+        wire.write_response(page, 1, 2, predictions, features)
+        values, got_features = wire.read_response(page, 2, 3, 4)
+        assert values == tuple(predictions.tolist())
+        assert got_features is not None and (got_features == features).all()
+        with pytest.raises(wire.StepFailed, match="2 x 3 outputs"):
+            wire.read_response(page, 2, 1, 0)
+    finally:
+        page.close()
+        os.close(fd)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pitahaya.client_runtime import PackageFormatError, build_archive, read_package
+from pitahaya.client_runtime import PackageFormatError, Scene, build_archive, read_package
 from pitahaya.client_runtime.package import (
     MAX_JSON_DEPTH,
     MAX_MANIFEST_BYTES,
@@ -94,3 +94,46 @@ def test_selftest_json_parses_up_to_the_depth_limit_and_is_a_format_error_past_i
     else:
         with pytest.raises(PackageFormatError, match="deeper than"):
             package.selftest  # noqa: B018 - the property parses
+
+
+@functools.cache
+def _quantile_package() -> Package:
+    return read_package(make_archive(quantiles=(0.2, 0.8)))
+
+
+def test_quantile_levels_round_trip_and_a_point_only_manifest_does_not_mention_them() -> None:
+    manifest = _quantile_package().manifest
+    assert manifest.quantiles == (0.2, 0.8) and manifest.outputs == 3
+    assert json.loads(manifest.to_json())["quantiles"] == [0.2, 0.8]
+    assert "quantiles" not in json.loads(_valid_package().manifest.to_json())  # old manifests keep their bytes
+    assert _valid_package().manifest.quantiles == () and _valid_package().manifest.outputs == 1
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [[0.8, 0.2], [0.2, 0.2], [0.0, 0.5], [0.5, 1.0], [-0.5], [True], ["0.2"], [None], 0.2, {"q": 0.2}, [0.1] * 9],
+)
+def test_quantile_levels_a_device_cannot_read_are_refused(levels: object) -> None:
+    manifest = json.loads(_quantile_package().manifest.to_json())
+    manifest["quantiles"] = levels
+    with pytest.raises(PackageFormatError, match="quantile levels"):
+        read_package(archive_with_manifest(json.dumps(manifest).encode(), _quantile_package().files))
+
+
+def test_a_manifest_whose_output_has_no_column_per_quantile_is_refused() -> None:
+    manifest = json.loads(_quantile_package().manifest.to_json())
+    manifest["output"]["shape"] = [None, 2]
+    with pytest.raises(PackageFormatError, match=r"outputs float32 \[N, 3\]"):
+        read_package(archive_with_manifest(json.dumps(manifest).encode(), _quantile_package().files))
+
+
+def test_a_scene_declares_its_quantile_levels_in_scene_toml(tmp_path) -> None:
+    (tmp_path / "features.py").write_text("")
+    toml = tmp_path / "scene.toml"
+    toml.write_text('[scene]\nname = "s"\nquantiles = [0.2, 0.8]\n')
+    assert Scene.load(tmp_path).quantiles == (0.2, 0.8)
+    toml.write_text('[scene]\nname = "s"\n')
+    assert Scene.load(tmp_path).quantiles == ()
+    toml.write_text('[scene]\nname = "s"\nquantiles = [0.8, 0.2]\n')
+    with pytest.raises(ValueError, match=r"scene.toml: \[scene\] quantiles: quantile levels must be"):
+        Scene.load(tmp_path)

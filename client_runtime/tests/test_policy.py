@@ -1,6 +1,14 @@
 import pytest
 
-from pitahaya.client_runtime import Candidate, PolicyKnobs, PreloadPlanner, fixed_plan, model_plan
+from pitahaya.client_runtime import (
+    Candidate,
+    PackageFormatError,
+    PolicyKnobs,
+    PreloadPlanner,
+    fixed_plan,
+    model_plan,
+)
+from pitahaya.client_runtime.policy import package_knobs
 
 # 2 Mbps videos: 250,000 bytes per second.
 CANDS = [Candidate("a", 40.0, 10_000_000), Candidate("b", 40.0, 10_000_000), Candidate("c", 2.0, 500_000)]
@@ -120,3 +128,20 @@ def test_invalid_policies_are_refused() -> None:
 def test_a_smoothing_window_out_of_bounds_is_refused(smoothing: int) -> None:
     with pytest.raises(ValueError, match="smoothing"):
         PolicyKnobs.from_policy({"smoothing": smoothing})
+
+
+def test_the_quantile_knobs_pick_output_columns_of_the_models_levels() -> None:
+    levels = (0.2, 0.5, 0.8)
+    knobs = PolicyKnobs.from_policy({"preload_quantile": 0.2, "buffer_quantile": 0.8}, levels)
+    assert (knobs.preload_output, knobs.buffer_output) == (1, 3)
+    point = PolicyKnobs.from_policy({}, levels)
+    assert (point.preload_output, point.buffer_output) == (0, 0)  # left out: the point prediction
+
+
+@pytest.mark.parametrize("level", [0.3, True, "0.2", float("nan"), [0.2]])
+@pytest.mark.parametrize("knob", ["preload_quantile", "buffer_quantile"])
+def test_a_quantile_knob_naming_a_level_the_model_lacks_makes_the_package_invalid(knob: str, level: object) -> None:
+    with pytest.raises(PackageFormatError, match=f"{knob} .* is not one of the model's quantile levels"):
+        package_knobs({knob: level}, (0.2, 0.8))
+    with pytest.raises(PackageFormatError, match="quantile levels \\[\\]"):
+        package_knobs({knob: 0.2})  # a point-only model has no levels at all

@@ -7,7 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from pitahaya.client_runtime import FIXED_BYTES, Candidate, Hooks, InferenceEvent, PolicyKnobs, Scene, View
+from pitahaya.client_runtime import (
+    FIXED_BYTES,
+    Candidate,
+    Hooks,
+    InferenceEvent,
+    LoadedPackage,
+    PolicyKnobs,
+    PreloadPlanner,
+    Scene,
+    View,
+    read_package,
+)
 
 from package_factory import SCENE_DIR, failing_on_long_candidates, make_archive, sample_views
 from runtime_support import CANDIDATES, LocalUpdater, Recorder, make_runtime
@@ -207,3 +218,39 @@ def test_videos_of_unknown_length_are_predicted_and_preloaded_as_the_default_doe
         answers[isolation] = decision.watch_s
         rt.close()
     assert answers["inline"] == answers["process"]
+
+
+def test_a_package_predicting_quantiles_answers_them_sorted_and_plans_by_the_chosen_levels(tmp_path: Path) -> None:
+    """A model outputting the point and two quantile levels whose heads cross: every isolation
+    mode answers each candidate's quantiles sorted, the preloads are sized by
+    ``preload_quantile`` and the playing video's buffer is capped by ``buffer_quantile``."""
+    levels = (0.2, 0.8)
+    archive = make_archive(quantiles=levels, policy={"preload_quantile": 0.2, "buffer_quantile": 0.8})
+    loaded = LoadedPackage.load(read_package(archive))
+    history = sample_views()
+    # long videos at a few KB/s: each predicted minute is a few hundred KB, under the 800 KB cap
+    candidates = [Candidate("a", 600.0, 2_000_000), Candidate("b", 600.0, 3_000_000), Candidate("c", 600.0, 2_400_000)]
+    now = history[-1].end_ts + 1.0
+    columns = loaded.infer(loaded.features_for(history, candidates, now)).reshape(len(candidates), 3).tolist()
+    assert any(q_low > q_high for _, q_low, q_high in columns)  # the heads cross: sorting is exercised
+    sorted_quantiles = tuple(tuple(sorted(row[1:])) for row in columns)
+    knobs = PolicyKnobs.from_policy(loaded.manifest.policy, levels)
+    expected_plan = PreloadPlanner().plan(candidates, [low for low, _ in sorted_quantiles], knobs)
+    assert expected_plan != PreloadPlanner().plan(candidates, [row[0] for row in columns], knobs)
+
+    updater = LocalUpdater(tmp_path / "packages")
+    updater.publish(archive, "1.0.0")
+    for isolation in ("inline", "thread", "process"):
+        rt = make_runtime(tmp_path / isolation, updater, isolation=isolation)
+        rt.refresh()
+        for view in history:
+            rt.record(view)
+        decision = rt.predict(candidates, now=now)
+        assert decision.reason == "ok", isolation
+        assert decision.watch_s == tuple(row[0] for row in columns)
+        assert decision.quantile_levels == levels and decision.watch_quantiles == sorted_quantiles
+        assert decision.plan.items == expected_plan.items
+        later = rt.predict(candidates[1:], now=now + 1.0, playing=candidates[0], played_s=0.0)
+        high = sorted_quantiles[0][1]
+        assert later.plan.buffer_ahead_s == pytest.approx(min(knobs.buffer_max_s, high * knobs.buffer_safety))
+        rt.close()

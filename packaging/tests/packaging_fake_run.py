@@ -9,7 +9,10 @@ fluent API, as any MLflow user would, pointed at the store by ``MLFLOW_TRACKING_
 duration of the call only.
 The model is a LightGBM booster or, with ``flavor="sklearn"``, a scikit-learn
 ``HistGradientBoostingRegressor`` logged with ``mlflow.sklearn`` and tagged
-``pitahaya.model_flavor=sklearn`` as the training job's ``--model sklearn`` does. Imported by
+``pitahaya.model_flavor=sklearn`` as the training job's ``--model sklearn`` does. With
+``quantiles``, one quantile-loss head per level is logged beside the model as the training job
+lays them out (`pitahaya.client_runtime.QUANTILES_DIR`, `QUANTILES_METADATA`), and the parity
+set holds their predictions as further columns. Imported by
 name (``packaging_fake_run``) from this folder's conftest and from the root CLI tests.
 """
 
@@ -24,12 +27,13 @@ from typing import Any
 
 import lightgbm as lgb
 import mlflow
+import mlflow.lightgbm
 import mlflow.sklearn
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from pitahaya.client_runtime import PARITY_DIR, ParitySet, Scene, View
+from pitahaya.client_runtime import PARITY_DIR, QUANTILES_DIR, QUANTILES_METADATA, ParitySet, Scene, View
 from pitahaya.packaging import BuildResult, build_package
 
 #: Small enough for a 2-core machine, large enough to exercise every feature branch.
@@ -92,10 +96,14 @@ class FakeRun:
         )
 
 
-def _fit(flavor: str, features: np.ndarray, target: np.ndarray, names: list[str], seed: int) -> Any:
+def _fit(
+    flavor: str, features: np.ndarray, target: np.ndarray, names: list[str], seed: int, quantile: float | None = None
+) -> Any:
+    """The point model (L1) or, with ``quantile``, a head at that level."""
     if flavor == "sklearn":
         model = HistGradientBoostingRegressor(
-            loss="absolute_error",
+            loss="absolute_error" if quantile is None else "quantile",
+            quantile=quantile,
             max_iter=N_TREES,
             max_leaf_nodes=15,
             min_samples_leaf=10,
@@ -103,21 +111,22 @@ def _fit(flavor: str, features: np.ndarray, target: np.ndarray, names: list[str]
             random_state=seed,
         )
         return model.fit(features, target)
-    return lgb.train(
-        {
-            "objective": "regression_l1",
-            "num_leaves": 15,
-            "min_data_in_leaf": 10,
-            "verbose": -1,
-            "num_threads": 1,
-            "seed": seed,
-        },
-        lgb.Dataset(features, target, feature_name=names),
-        num_boost_round=N_TREES,
-    )
+    params = {
+        "objective": "regression_l1",
+        "num_leaves": 15,
+        "min_data_in_leaf": 10,
+        "verbose": -1,
+        "num_threads": 1,
+        "seed": seed,
+    }
+    if quantile is not None:
+        params.update(objective="quantile", alpha=quantile)
+    return lgb.train(params, lgb.Dataset(features, target, feature_name=names), num_boost_round=N_TREES)
 
 
-def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str = "lightgbm") -> FakeRun:
+def log_fake_run(
+    scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str = "lightgbm", quantiles: Sequence[float] = ()
+) -> FakeRun:
     """Train on the scene's features and log a run the way the training job does (``tracking_uri``: a
     ``sqlite:///`` store; the experiment keeps its artifacts beside it)."""
     views = generate_views(seed)
@@ -126,17 +135,16 @@ def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str 
     users = sorted({v.user_id for v in views})
     test_users = set(users[: max(1, int(len(users) * TEST_USER_SHARE))])
     is_test = np.array([v.user_id in test_users for v in views])
-    model = _fit(
-        flavor,
-        features[~is_test],
-        target[~is_test],
-        list(scene.extractor_class().feature_names),
-        seed,
-    )
+    names = list(scene.extractor_class().feature_names)
+    model = _fit(flavor, features[~is_test], target[~is_test], names, seed)
+    heads = [_fit(flavor, features[~is_test], target[~is_test], names, seed, level) for level in quantiles]
     parity_views = [v for v in views if v.user_id in test_users]
     parity_rows = is_test.nonzero()[0]
     predictions = model.predict(features[parity_rows]).astype(np.float32)
     mae = float(np.mean(np.abs(predictions - target[parity_rows])))
+    if heads:
+        predictions = np.stack([predictions, *(h.predict(features[parity_rows]) for h in heads)], axis=1)
+        predictions = predictions.astype(np.float32)
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(scene.name)
@@ -149,12 +157,22 @@ def log_fake_run(scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str 
     ):
         env.setenv("MLFLOW_TRACKING_URI", tracking_uri)
         with mlflow.start_run(experiment_id=experiment_id) as run:
+            metadata = {QUANTILES_METADATA: list(quantiles)} if quantiles else None
+            # Requirements named, not inferred: inferring them costs ~14 s per model here.
+            options: dict[str, Any] = {"pip_requirements": [flavor]}
             if flavor == "sklearn":
                 # MLflow 3 saves with skops, which must be told the tree type is safe to load.
-                mlflow.sklearn.log_model(model, name="model", skops_trusted_types=[SKOPS_TREE_TYPE])
+                options["skops_trusted_types"] = [SKOPS_TREE_TYPE]
+                info = mlflow.sklearn.log_model(model, name="model", metadata=metadata, **options)
                 mlflow.set_tag("pitahaya.model_flavor", "sklearn")
             else:
-                mlflow.lightgbm.log_model(model, name="model")
+                info = mlflow.lightgbm.log_model(model, name="model", metadata=metadata, **options)
+            if heads:
+                save = mlflow.sklearn.save_model if flavor == "sklearn" else mlflow.lightgbm.save_model
+                with tempfile.TemporaryDirectory() as folder:
+                    for level, head in zip(quantiles, heads, strict=True):
+                        save(head, str(Path(folder) / QUANTILES_DIR / repr(level)), **options)
+                    mlflow.MlflowClient(tracking_uri).log_model_artifacts(info.model_id, folder)
             mlflow.log_metrics(
                 {
                     "test_mae": mae,

@@ -65,9 +65,15 @@ from .package import (
     file_entry as file_entry,
     read_package as read_package,
     target_path as target_path,
+    validate_quantiles as validate_quantiles,
     validate_scene_name as validate_scene_name,
 )
-from .parity_set import PARITY_DIR as PARITY_DIR, ParitySet as ParitySet
+from .parity_set import (
+    PARITY_DIR as PARITY_DIR,
+    QUANTILES_DIR as QUANTILES_DIR,
+    QUANTILES_METADATA as QUANTILES_METADATA,
+    ParitySet as ParitySet,
+)
 from .policy import (
     FIXED_BYTES as FIXED_BYTES,
     FIXED_COUNT as FIXED_COUNT,

@@ -59,6 +59,10 @@ class Decision:
         package_version: Package that answered, or None for the default policy.
         reason: ``ok`` when the intended package answered, else the fallback's reason code.
         latency_s: Wall time of the decision.
+        watch_quantiles: Per candidate, its predicted watch seconds at each of
+            ``quantile_levels`` (increasing), when the answering package's model predicts a
+            distribution; else None.
+        quantile_levels: The levels of ``watch_quantiles`` (e.g. ``(0.2, 0.8)``).
     """
 
     prediction_id: int
@@ -67,10 +71,26 @@ class Decision:
     package_version: str | None
     reason: str
     latency_s: float
+    watch_quantiles: tuple[tuple[float, ...], ...] | None = None
+    quantile_levels: tuple[float, ...] = ()
 
     @property
     def used_model(self) -> bool:
         return self.watch_s is not None
+
+
+def _split(out: tuple[float, ...], outputs: int) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
+    """The point predictions and each candidate's quantiles, of a model's outputs row after row.
+
+    The quantiles are sorted: heads fit one level at a time may cross, and sorting them is the
+    rearrangement that never moves a quantile further from the true one.
+    """
+    return out[0::outputs], tuple(tuple(sorted(out[i + 1 : i + outputs])) for i in range(0, len(out), outputs))
+
+
+def _column(watch: tuple[float, ...], quantiles: tuple[tuple[float, ...], ...], output: int) -> tuple[float, ...]:
+    """Output column ``output`` per candidate: 0 the point prediction, ``1 + i`` the i-th quantile."""
+    return watch if output == 0 else tuple(q[output - 1] for q in quantiles)
 
 
 def _reason_of(error: BaseException) -> str:
@@ -162,7 +182,10 @@ class Decider:
             Exception: only a bug here or in a dependency; package failures become fallbacks.
         """
         error: BaseException | None = None
+        out: tuple[float, ...] | None = None
         watch: tuple[float, ...] | None = None
+        quantiles: tuple[tuple[float, ...], ...] | None = None
+        levels: tuple[float, ...] = ()
         with self._lock:
             self._next_id += 1
             prediction_id = self._next_id
@@ -171,7 +194,7 @@ class Decider:
             if slot is not None:
                 deadline = time.monotonic() + slot.contained.limits.call_timeout_s
                 try:
-                    watch = self._infer(slot, candidates, now, deadline)
+                    out = self._infer(slot, candidates, now, deadline)
                     if self._state.mode is Mode.HALF_OPEN:
                         self._state.close_circuit()
                     slot.outcome(False)
@@ -188,28 +211,34 @@ class Decider:
                             slot = None  # no time left for another package: the default policy answers
                     if slot is not None:
                         try:
-                            watch = self._infer(slot, candidates, now, deadline)
+                            out = self._infer(slot, candidates, now, deadline)
                         except Exception as e2:
                             self._call_failed(slot, e2)
                             slot = None
-            if watch is None:
+            if out is None:
                 self._planner.reset()
                 plan = fixed_plan(candidates)
                 version = None
             else:
                 assert slot is not None
                 version = slot.version
+                knobs = slot.contained.knobs
+                levels = slot.contained.quantiles
+                if levels:
+                    watch, quantiles = _split(out, 1 + len(levels))
+                    preload_s = _column(watch, quantiles, knobs.preload_output)
+                    buffer_s = _column(watch, quantiles, knobs.buffer_output)
+                else:
+                    watch = preload_s = buffer_s = out
                 remaining = None
                 if playing is not None:
                     predicted = self._recent_watch.get(playing.video_id)
                     remaining = None if predicted is None else predicted - played_s
-                plan = self._planner.plan(
-                    candidates, watch, slot.contained.knobs, playing=playing, playing_remaining_s=remaining
-                )
+                plan = self._planner.plan(candidates, preload_s, knobs, playing=playing, playing_remaining_s=remaining)
                 if watch:
-                    self._remember(prediction_id, candidates[0].video_id, watch[0])
+                    self._remember(prediction_id, candidates[0].video_id, watch[0], buffer_s[0])
         latency = time.perf_counter() - started
-        decision = Decision(prediction_id, watch, plan, version, reason, latency)
+        decision = Decision(prediction_id, watch, plan, version, reason, latency, quantiles, levels)
         if reason != REASON_OK and self._observe_fallback:
             call_hook(self._hooks, "on_fallback", reason, error)
         if self._observe_inference:
@@ -236,7 +265,7 @@ class Decider:
         return state.active, REASON_OK
 
     def _infer(self, slot: Slot, candidates: Sequence[Candidate], now: float, deadline: float) -> tuple[float, ...]:
-        """Predicted watch seconds from ``slot``, clamped to [0, MAX_WATCH_S] (lock held)."""
+        """The model outputs of ``slot`` (watch seconds, row after row), clamped to [0, MAX_WATCH_S] (lock held)."""
         if not candidates:
             return ()
         out = slot.contained.predict(candidates, now, deadline)
@@ -246,14 +275,15 @@ class Decider:
             return tuple(min(max(x, 0.0), MAX_WATCH_S) for x in out)
         return out
 
-    def _remember(self, prediction_id: int, video_id: str, watch_s: float) -> None:
-        """Keep the first candidate's prediction for `take_prediction` and for its buffer-ahead (lock held)."""
+    def _remember(self, prediction_id: int, video_id: str, watch_s: float, buffer_s: float) -> None:
+        """Keep the first candidate's prediction for `take_prediction`, and the prediction that
+        caps its buffer-ahead once it plays (lock held)."""
         pending = self._pending
         pending[prediction_id] = watch_s
         if len(pending) > self.config.pending_outcomes:
             del pending[next(iter(pending))]
         recent = self._recent_watch
-        recent[video_id] = watch_s
+        recent[video_id] = buffer_s
         if len(recent) > _RECENT_PREDICTIONS:
             del recent[next(iter(recent))]
 

@@ -51,28 +51,30 @@ class BoundInference:
 
     Not thread-safe: one caller at a time (the runtime holds its lock). Write features into
     `features`, call `run`, read the predictions from the returned vector (valid until the
-    next `run`).
+    next `run`): ``outputs`` values per row, row after row (the point, then its quantiles).
 
     Raises:
-        ModelLoadError: the model's output for ``n`` rows is not ``n`` float32 values.
+        ModelLoadError: the model's output for ``n`` rows is not ``n`` x ``outputs`` float32 values.
     """
 
     __slots__ = ("_binding", "_session", "features", "predictions")
 
-    def __init__(self, session: ort.InferenceSession, input_name: str, output_name: str, n: int, width: int) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, input_name: str, output_name: str, n: int, width: int, outputs: int = 1
+    ) -> None:
         self.features = np.zeros((n, width), dtype=np.float32)
         try:  # the warm-up inference, which also tells the output shape for n rows
             (probe,) = session.run([output_name], {input_name: self.features})
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ModelLoadError(f"model.onnx failed on {n} rows: {e}") from e
-        if probe.dtype != np.float32 or probe.size != n:
+        if probe.dtype != np.float32 or probe.size != n * outputs or (probe.ndim == 2 and probe.shape[1] != outputs):
             raise ModelLoadError(f"model output for {n} rows has shape {probe.shape} and dtype {probe.dtype}")
         output = np.zeros(probe.shape, dtype=np.float32)
         binding = session.io_binding()
         binding.bind_cpu_input(input_name, self.features)
         binding.bind_output(output_name, "cpu", 0, np.float32, list(output.shape), output.ctypes.data)
         self._session, self._binding = session, binding
-        #: Flat view of the bound output buffer: one prediction per row.
+        #: Flat view of the bound output buffer: ``outputs`` values per row.
         self.predictions = output.reshape(-1)
         self.run()
 
@@ -144,7 +146,10 @@ class LoadedPackage:
         Raises:
             ModelLoadError: the model fails on ``n`` rows or returns the wrong number of values.
         """
-        return BoundInference(self.session, self.input_name, self.output_name, n, len(self.manifest.feature_names))
+        manifest = self.manifest
+        return BoundInference(
+            self.session, self.input_name, self.output_name, n, len(manifest.feature_names), manifest.outputs
+        )
 
     def new_extractor(self) -> FeatureExtractor:
         """A fresh per-user feature state."""
@@ -154,7 +159,7 @@ class LoadedPackage:
             raise FeatureCodeError(f"Extractor() raised: {type(e).__name__}: {e}") from e
 
     def infer(self, features: np.ndarray) -> np.ndarray:
-        """Run the model on a float32 feature matrix; returns one float per row."""
+        """Run the model on a float32 feature matrix; returns its outputs row after row (`Manifest.outputs` per row)."""
         (out,) = self.session.run([self.output_name], {self.input_name: features})
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
@@ -229,8 +234,9 @@ class Engine:
         """Fold ``views`` into the state (a fresh one if ``reset``), then predict ``candidates``.
 
         Returns:
-            The feature matrix and one prediction per candidate: views into preallocated
-            buffers, valid until the next step (copy them to keep them).
+            The feature matrix and the model's outputs, `Manifest.outputs` per candidate, row
+            after row: views into preallocated buffers, valid until the next step (copy them to
+            keep them).
         """
         if reset:
             self._extractor = self.loaded.new_extractor()

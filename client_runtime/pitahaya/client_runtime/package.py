@@ -47,6 +47,10 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 #: levels). Deeper documents are refused before anything walks them recursively.
 MAX_JSON_DEPTH = 64
 
+#: Most quantile levels a model may output beside its point prediction (each is a whole tree
+#: ensemble that every decision on a device evaluates).
+MAX_QUANTILES = 8
+
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _VERSION_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
 
@@ -69,6 +73,24 @@ def validate_scene_name(scene: str) -> str:
     if not _NAME_RE.match(scene):
         raise ValueError(f"scene must match {_NAME_RE.pattern}, got {scene!r}")
     return scene
+
+
+def validate_quantiles(value: Any) -> tuple[float, ...]:
+    """Quantile levels as ``scene.toml`` or a manifest spell them: a list of at most
+    `MAX_QUANTILES` strictly increasing numbers in (0, 1).
+
+    Raises:
+        ValueError: anything else (booleans, strings, NaN, repeats, 0 or 1 included).
+    """
+    shown = repr(value)[:200]  # a hostile manifest's list may be long
+    if not isinstance(value, list) or not all(type(q) in (int, float) for q in value):
+        raise ValueError(f"quantile levels must be a list of numbers, got {shown}")
+    levels = tuple(float(q) for q in value)
+    if len(levels) > MAX_QUANTILES or not all(0.0 < q < 1.0 for q in levels) or list(levels) != sorted(set(levels)):
+        raise ValueError(
+            f"quantile levels must be at most {MAX_QUANTILES} strictly increasing numbers in (0, 1), got {shown}"
+        )
+    return levels
 
 
 def target_path(scene: str, version: str) -> str:
@@ -101,12 +123,15 @@ class Manifest:
         version: Package version, ``MAJOR.MINOR.PATCH``.
         feature_names: Model input columns, in order; must equal the extractor's names.
         input: Model input spec (float32, ``[None, len(feature_names)]``).
-        output: Model output spec (predicted watch time in seconds).
+        output: Model output spec: float32 ``[N, outputs]``, the predicted watch time in seconds
+            then its quantiles.
         files: sha256 hex digest and size of every payload file.
         policy: Scene decision knobs (preload floors and caps) read by the planner.
         mlflow: Provenance: tracking run id, model name/version when registered.
         metrics: Offline evaluation figures of the trained model.
         opsets: ONNX opset per domain used by the model.
+        quantiles: Levels of the quantiles the model outputs after its point prediction, in
+            column order (empty: the point only; such manifests omit the key).
     """
 
     scene: str
@@ -119,10 +144,18 @@ class Manifest:
     mlflow: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     opsets: dict[str, int] = field(default_factory=dict)
+    quantiles: tuple[float, ...] = ()
     format_version: int = FORMAT_VERSION
 
+    @property
+    def outputs(self) -> int:
+        """Columns of the model's output: the point prediction, then one per quantile level."""
+        return 1 + len(self.quantiles)
+
     def to_dict(self) -> dict[str, Any]:
+        quantiles = {"quantiles": list(self.quantiles)} if self.quantiles else {}
         return {
+            **quantiles,
             "format_version": self.format_version,
             "scene": self.scene,
             "version": self.version,
@@ -164,6 +197,7 @@ class Manifest:
                 mlflow=dict(data.get("mlflow", {})),
                 metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
                 opsets={str(k): int(v) for k, v in data.get("opsets", {}).items()},
+                quantiles=validate_quantiles(data.get("quantiles", [])),
             )
             parse_version(manifest.version)
         except PackageFormatError:
@@ -178,6 +212,11 @@ class Manifest:
         if manifest.input.dtype != "float32" or manifest.input.shape[1:] != (len(manifest.feature_names),):
             raise PackageFormatError(
                 f"model input must be float32 [N, {len(manifest.feature_names)}], got {manifest.input.dtype} {list(manifest.input.shape)}"
+            )
+        if manifest.quantiles and manifest.output.shape[1:] != (manifest.outputs,):
+            raise PackageFormatError(
+                f"a model with {len(manifest.quantiles)} quantile levels outputs float32 [N, {manifest.outputs}], "
+                f"not {list(manifest.output.shape)}"
             )
         return manifest
 

@@ -1,7 +1,7 @@
 """The parity set: what a training run leaves for the packager's parity gate, written and read here only.
 
 Training and packaging never import each other; both import this module, so the set's names,
-layout and views codec are defined once. A training run logs the set as the folder
+layout and views codec (and where a logged model keeps its quantile heads) are defined once. A training run logs the set as the folder
 `PARITY_DIR` of its MLflow artifacts; the packager downloads it, replays every view through
 the package loaded as a device loads it, and compares features and predictions.
 
@@ -13,7 +13,9 @@ Layout of the folder:
   same bytes);
 - ``features.npy``: float32, one row per view in file order, as the scene's streaming
   extractor computes it;
-- ``predictions.npy``: float32, the trained model's prediction for each of those rows.
+- ``predictions.npy``: float32, the trained model's outputs for each of those rows: shape
+  ``(rows,)`` for a point prediction only, ``(rows, 1 + k)`` with the point then one column per
+  quantile level of the scene (`pitahaya.client_runtime.Scene.quantiles`).
 
 The views codec (`write_views_csv`, `read_views_csv`) is also how event logs are written as
 CSV or TSV, so every views CSV pitahaya writes has one format. NumPy and the standard library
@@ -36,6 +38,12 @@ from pitahaya.client_runtime.events import VIEW_FIELDS, View
 from pitahaya.client_runtime.files import atomic_output, write_atomic
 from pitahaya.client_runtime.item_stats import ITEM_FIELDS
 
+#: The other half of the contract: where a logged model keeps its quantile heads. Each head is
+#: a model of the point model's MLflow flavor in ``<model folder>/QUANTILES_DIR/<repr(level)>``,
+#: and the levels are listed, increasing, under `QUANTILES_METADATA` in the model's MLmodel
+#: metadata (a model without heads has neither).
+QUANTILES_DIR = "quantiles"
+QUANTILES_METADATA = "pitahaya.quantiles"
 #: MLflow artifact folder of a training run that holds the parity set.
 PARITY_DIR = "parity"
 #: File names inside the folder.
@@ -51,7 +59,8 @@ class ParitySet:
     Attributes:
         views: Whole user streams, each user's views in time order.
         features: float32, shape ``(len(views), n_features)``.
-        predictions: float32, shape ``(len(views),)``.
+        predictions: float32, shape ``(len(views),)``, or ``(len(views), 1 + k)``: the point
+            prediction then the scene's k quantile levels, in order.
 
     Raises:
         ValueError: the arrays do not have one float32 row per view.
@@ -67,13 +76,19 @@ class ParitySet:
             raise ValueError(
                 f"features must be float32 of shape ({n}, n_features), got {self.features.dtype} {self.features.shape}"
             )
-        if self.predictions.dtype != np.float32 or self.predictions.shape != (n,):
+        shape = self.predictions.shape
+        if self.predictions.dtype != np.float32 or not (shape == (n,) or (len(shape) == 2 and shape[0] == n)):
             raise ValueError(
-                f"predictions must be float32 of shape ({n},), got {self.predictions.dtype} {self.predictions.shape}"
+                f"predictions must be float32 of shape ({n},) or ({n}, outputs), got {self.predictions.dtype} {shape}"
             )
 
     def __len__(self) -> int:
         return len(self.views)
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """The predictions as a ``(rows, outputs)`` matrix (a point-only set has one column)."""
+        return self.predictions.reshape(len(self.views), -1)
 
     def write(self, folder: Path) -> None:
         """Write the three files into ``folder`` (created if missing), each all-or-nothing."""

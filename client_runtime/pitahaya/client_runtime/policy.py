@@ -41,6 +41,13 @@ A video whose length or size is unknown has no byte rate, so seconds cannot beco
 is preloaded as the default policy would (``fixed_bytes``, at most ``max_bytes``), and while
 it plays the player buffers as it likes. Its predicted watch time still counts for the pace.
 
+Which prediction sizes what: a package whose model outputs quantiles of the watch time beside
+its point prediction (`pitahaya.client_runtime.Manifest.quantiles`) may size its preloads and
+the pace by one level (``preload_quantile``) and the playing video's buffer cap by another
+(``buffer_quantile``); left out, the point prediction sizes both. A low level preloads less
+for the many quick swipes and lets the floors cover the rest; a knob naming a level the model
+does not output makes the package invalid (`package_knobs`).
+
 `PreloadPlanner` keeps the smoothing state (one per device); `model_plan` is the stateless
 form (no smoothing), kept for callers that plan one decision at a time.
 """
@@ -163,9 +170,18 @@ class PolicyKnobs:
     buffer_floor_rate_s: float
     buffer_max_s: float
     buffer_min_throughput: float
+    #: Model output column that sizes the preloads and the pace (0: the point prediction) ...
+    preload_output: int = 0
+    #: ... and the one that caps the playing video's buffer.
+    buffer_output: int = 0
 
     @classmethod
-    def from_policy(cls, policy: Mapping[str, Any] | None) -> PolicyKnobs:
+    def from_policy(cls, policy: Mapping[str, Any] | None, quantiles: Sequence[float] = ()) -> PolicyKnobs:
+        """Parse a policy mapping for a model outputting its point prediction then ``quantiles``.
+
+        Raises:
+            ValueError: a knob is not a number, out of range, or names a level not in ``quantiles``.
+        """
         knobs = {**DEFAULT_POLICY, **(policy or {})}
         count = int(knobs["count"])
         parsed = cls(
@@ -183,6 +199,8 @@ class PolicyKnobs:
             buffer_floor_rate_s=float(knobs["buffer_floor_rate_s"]),
             buffer_max_s=float(knobs["buffer_max_s"]),
             buffer_min_throughput=float(knobs["buffer_min_throughput"]),
+            preload_output=_output_of("preload_quantile", knobs.get("preload_quantile"), quantiles),
+            buffer_output=_output_of("buffer_quantile", knobs.get("buffer_quantile"), quantiles),
         )
         if not 0 <= parsed.min_count <= parsed.max_count or not 1 <= parsed.smoothing <= MAX_SMOOTHING:
             # a package's knobs are its publisher's data: an unbounded smoothing window would
@@ -205,14 +223,25 @@ class PolicyKnobs:
         return parsed
 
 
-def package_knobs(policy: Mapping[str, Any]) -> PolicyKnobs:
-    """The planner knobs of a package's ``manifest.policy``, or the reason no device takes it.
+def _output_of(knob: str, level: Any, quantiles: Sequence[float]) -> int:
+    """The output column of quantile ``level`` (None: the point prediction, column 0)."""
+    if level is None:
+        return 0
+    if type(level) not in (int, float) or float(level) not in quantiles:
+        raise ValueError(f"{knob} {level!r} is not one of the model's quantile levels {list(quantiles)}")
+    return 1 + list(quantiles).index(float(level))
+
+
+def package_knobs(policy: Mapping[str, Any], quantiles: Sequence[float] = ()) -> PolicyKnobs:
+    """The planner knobs of a package's ``manifest.policy`` (its model outputting ``quantiles``
+    after the point), or the reason no device takes it.
 
     Raises:
-        PackageFormatError: a knob is missing its type, out of range, or too large for a float.
+        PackageFormatError: a knob is missing its type, out of range, too large for a float, or
+            names a quantile level the model does not output.
     """
     try:
-        return PolicyKnobs.from_policy(policy)
+        return PolicyKnobs.from_policy(policy, quantiles)
     except (TypeError, ValueError, ArithmeticError) as e:
         raise PackageFormatError(f"manifest.json policy is invalid: {e}") from e
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pitahaya.client_runtime.extractor import EXTRACTOR_CLASS, FeatureExtractor, load_code, load_feature_module
-from pitahaya.client_runtime.package import validate_scene_name
+from pitahaya.client_runtime.package import validate_quantiles, validate_scene_name
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class Scene:
         batch_feature_source: Text of the scene's batch feature module, or None when
             ``scene.toml`` names none (training then replays the streaming extractor).
         target: Name of the predicted quantity (``watch_s``).
+        quantiles: Levels (strictly increasing, in (0, 1)) of the target's quantiles the model
+            predicts beside its point prediction (``[scene] quantiles``; empty: the point only).
+            Training fits one head per level, the package's model outputs them as columns
+            after the point, and the device's plan may size its decisions by one of them.
         policy: Decision knobs shipped in package manifests.
         budgets: Limits the packager enforces (``max_package_bytes``, ``max_decision_cost``).
         training: Default training hyper-parameters.
@@ -40,6 +44,7 @@ class Scene:
     path: Path
     feature_source: str
     target: str = "watch_s"
+    quantiles: tuple[float, ...] = ()
     description: str = ""
     policy: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, Any] = field(default_factory=dict)
@@ -89,9 +94,18 @@ class Scene:
             path=folder,
             feature_source=features_path.read_text(),
             target=meta.get("target", "watch_s"),
+            quantiles=_quantiles(meta.get("quantiles", []), config_path),
             description=meta.get("description", ""),
             policy=dict(config.get("policy", {})),
             budgets=dict(config.get("budgets", {})),
             training=dict(config.get("training", {})),
             batch_feature_source=batch_path.read_text() if batch_path else None,
         )
+
+
+def _quantiles(value: Any, config_path: Path) -> tuple[float, ...]:
+    """``[scene] quantiles`` checked (`validate_quantiles`); the error names the file."""
+    try:
+        return validate_quantiles(value)
+    except ValueError as e:
+        raise ValueError(f"{config_path}: [scene] quantiles: {e}") from e

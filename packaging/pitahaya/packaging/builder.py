@@ -67,6 +67,8 @@ from pitahaya.client_runtime import (
     SELFTEST_FILE,
     ClientRuntimeError,
     PARITY_DIR,
+    QUANTILES_DIR,
+    QUANTILES_METADATA,
     LoadedPackage,
     Manifest,
     ParitySet,
@@ -75,7 +77,9 @@ from pitahaya.client_runtime import (
     build_archive,
     file_entry,
     read_package,
+    PolicyKnobs,
     target_path,
+    validate_quantiles,
 )
 
 from pitahaya.packaging.convert import ConvertedModel, convert_lightgbm, convert_sklearn
@@ -198,34 +202,63 @@ def _resolve_source(client: MlflowClient, run_id: str | None, model_uri: str | N
     )
 
 
-def _load_model(source: _ModelSource, tracking_uri: str, folder: Path) -> Any:
-    """The model's files, downloaded into ``folder`` and loaded by flavor: a LightGBM Booster or
-    a scikit-learn estimator."""
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=source.artifact_uri, dst_path=str(folder), tracking_uri=tracking_uri
+@dataclass(frozen=True)
+class _Model:
+    """The trained model as loaded from MLflow: the point model and its quantile heads."""
+
+    model: Any
+    #: (level, model) per quantile head, levels increasing.
+    heads: tuple[tuple[float, Any], ...] = ()
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        return tuple(level for level, _ in self.heads)
+
+    def convert(self) -> ConvertedModel:
+        heads = [head for _, head in self.heads]
+        if isinstance(self.model, lgb.Booster):
+            return convert_lightgbm(self.model, heads=heads)
+        return convert_sklearn(self.model, heads=heads)
+
+
+def _load_model(source: _ModelSource, tracking_uri: str, folder: Path) -> _Model:
+    """The model's files, downloaded into ``folder`` and loaded by flavor (a LightGBM Booster or
+    a scikit-learn estimator), with the quantile heads training saved beside it: each a model
+    of the same flavor in ``quantiles/<level>``, the levels listed in the MLmodel metadata
+    ``pitahaya.quantiles``."""
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=source.artifact_uri, dst_path=str(folder), tracking_uri=tracking_uri
+        )
     )
-    flavors = Model.load(local).flavors
+    meta = Model.load(str(local))
+    flavors = meta.flavors
+    if "lightgbm" in flavors:
+        load: Callable[[str], Any] = mlflow.lightgbm.load_model
+    elif "sklearn" in flavors:
+        load = mlflow.sklearn.load_model
+    else:
+        raise ConversionError(
+            f"{source.model_uri} has flavors {sorted(flavors)}; the packager converts lightgbm and sklearn models"
+        )
     try:
-        if "lightgbm" in flavors:
-            model = mlflow.lightgbm.load_model(local)
-        elif "sklearn" in flavors:
-            model = mlflow.sklearn.load_model(local)
-        else:
-            raise ConversionError(
-                f"{source.model_uri} has flavors {sorted(flavors)}; the packager converts lightgbm and sklearn models"
-            )
-    except lgb.basic.LightGBMError as e:
-        raise ConversionError(f"{source.model_uri} does not load as a LightGBM model: {e}") from e
-    return getattr(model, "booster_", model)  # an LGBMRegressor logged either way -> its Booster
+        levels = validate_quantiles((meta.metadata or {}).get(QUANTILES_METADATA, []))
+    except ValueError as e:
+        raise ConversionError(f"{source.model_uri} lists bad quantile levels: {e}") from e
 
+    def booster(path: Path) -> Any:
+        try:
+            model = load(str(path))
+        except lgb.basic.LightGBMError as e:
+            raise ConversionError(f"{source.model_uri} does not load as a LightGBM model: {e}") from e
+        return getattr(model, "booster_", model)  # an LGBMRegressor logged either way -> its Booster
 
-def _convert(model: Any) -> ConvertedModel:
-    if isinstance(model, lgb.Booster):
-        return convert_lightgbm(model)
-    return convert_sklearn(model)
+    heads = tuple((level, booster(local / QUANTILES_DIR / repr(level))) for level in levels)
+    return _Model(booster(local), heads)
 
 
 def _n_features(model: Any) -> int | None:
+    """Features the point model takes (each head is checked against it when converted)."""
     if isinstance(model, lgb.Booster):
         return model.num_feature()
     return getattr(model, "n_features_in_", None)
@@ -447,21 +480,30 @@ def _registry_store_tracking_uri(uri: str) -> Iterator[None]:
 def _assemble(
     scene: Scene,
     version: str,
-    model: Any,
+    model: _Model,
     views: Sequence[View],
     run: Run,
     progress: Progress,
 ) -> tuple[Manifest, dict[str, bytes]]:
-    """Convert the model, cut the self-test, and describe both in a validated manifest."""
+    """Convert the model, cut the self-test, and describe both in a validated manifest.
+
+    Raises:
+        ConversionError: the model does not take the scene's features, or the scene's policy
+            sizes its plan by a quantile level the model does not output.
+    """
+    try:
+        PolicyKnobs.from_policy(scene.policy, model.quantiles)
+    except ValueError as e:
+        raise ConversionError(f"scene {scene.name!r} has a [policy] no device takes with this model: {e}") from e
     feature_names = tuple(scene.extractor_class().feature_names)
-    n_model = _n_features(model)
+    n_model = _n_features(model.model)
     if n_model != len(feature_names):
         raise ConversionError(
             f"the model takes {n_model} features but the scene's features.py declares "
             f"{len(feature_names)}: the feature code changed shape since training, retrain"
         )
     progress("convert", 0.0)
-    converted = _convert(model)
+    converted = model.convert()
     progress("convert", 1.0)
     progress("selftest", 0.0)
     selftest = build_selftest(views, scene.feature_source, converted.model_bytes)
@@ -482,6 +524,7 @@ def _assemble(
         mlflow={"run_id": run.info.run_id, "experiment_id": run.info.experiment_id},
         metrics={k: float(v) for k, v in sorted(run.data.metrics.items()) if k.startswith(METRIC_PREFIXES)},
         opsets=converted.opsets,
+        quantiles=model.quantiles,
     )
     try:
         Manifest.from_dict(manifest.to_dict())

@@ -5,6 +5,9 @@ the float32 grid, (2) convert it with onnxmltools / skl2onnx to one ``TreeEnsemb
 (3) rewrite that to the compact opset-5 ``TreeEnsemble`` op (`to_tree_ensemble`), (4) rename
 the graph's input and output to fixed names the manifest records, and (5) strip every field
 that would make two conversions of the same model differ, so package builds are reproducible.
+A model with quantile heads (one more model of the same family per level) goes through (1)
+and (2) head by head, and (3) joins them into one multi-target ``TreeEnsemble`` whose output
+``[N, 1 + heads]`` holds the point prediction, then each head's.
 
 Why (1): LightGBM (and scikit-learn's histogram trees) compare a feature, widened to double, with a double threshold; ONNX's
 TreeEnsemble stores thresholds as float32 *rounded to nearest*, so a float32 feature lying
@@ -17,9 +20,9 @@ between float64 values, so the same holds for them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -57,7 +60,7 @@ class ConvertedModel:
     Attributes:
         model_bytes: Serialized ONNX model, byte-identical for the same booster.
         input: Input spec: float32 ``[None, n_features]`` named `INPUT_NAME`.
-        output: Output spec: float32 ``[None, 1]`` named `OUTPUT_NAME`.
+        output: Output spec: float32 ``[None, 1 + heads]`` named `OUTPUT_NAME`.
         opsets: Opset version per domain (``""`` is the default ONNX domain).
     """
 
@@ -129,66 +132,93 @@ def _make_deterministic(model: onnx.ModelProto) -> None:
     del model.metadata_props[:]
 
 
-def convert_lightgbm(booster: lgb.Booster, *, target_opset: int = TARGET_OPSET, compact: bool = True) -> ConvertedModel:
-    """Convert a LightGBM regression booster to a deterministic ONNX model.
+def convert_lightgbm(
+    booster: lgb.Booster,
+    *,
+    heads: Sequence[lgb.Booster] = (),
+    target_opset: int = TARGET_OPSET,
+    compact: bool = True,
+) -> ConvertedModel:
+    """Convert a LightGBM regression booster (and its quantile heads) to a deterministic ONNX model.
 
     Args:
         booster: A trained regression booster taking ``booster.num_feature()`` features.
+        heads: Boosters of further outputs on the same features (the quantile heads, in order).
         target_opset: Highest default-domain opset the converter may use.
         compact: Rewrite to the opset-5 ``TreeEnsemble`` op (False keeps the regressor;
-            only the size benchmark wants that).
+            only the size benchmark wants that; not with heads).
 
     Returns:
         The model bytes, its input/output specs and the opsets it imports.
 
     Raises:
-        ConversionError: onnxmltools rejects the booster or the result fails ONNX checks.
+        ConversionError: onnxmltools rejects a booster, a head takes other features, or the
+            result fails ONNX checks.
     """
     n_features = booster.num_feature()
-    try:
-        model = onnxmltools.convert_lightgbm(
-            snap_thresholds_to_float32(booster),
-            initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-            target_opset=target_opset,
-            zipmap=False,
-        )
-    except Exception as e:  # onnxmltools raises untyped errors
-        raise ConversionError(f"LightGBM -> ONNX conversion failed: {type(e).__name__}: {e}") from e
-    return _finish(model, n_features, compact=compact, source="LightGBM")
+
+    def convert(one: lgb.Booster) -> onnx.ModelProto:
+        if one.num_feature() != n_features:
+            raise ConversionError(f"a head takes {one.num_feature()} features, the model {n_features}")
+        try:
+            return onnxmltools.convert_lightgbm(
+                snap_thresholds_to_float32(one),
+                initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+                target_opset=target_opset,
+                zipmap=False,
+            )
+        except Exception as e:  # onnxmltools raises untyped errors
+            raise ConversionError(f"LightGBM -> ONNX conversion failed: {type(e).__name__}: {e}") from e
+
+    return _finish(convert(booster), [convert(h) for h in heads], n_features, compact=compact, source="LightGBM")
 
 
-def convert_sklearn(model: Any, *, target_opset: int = TARGET_OPSET, compact: bool = True) -> ConvertedModel:
-    """Convert a fitted scikit-learn ``HistGradientBoostingRegressor`` to a deterministic ONNX model.
+def convert_sklearn(
+    model: Any, *, heads: Sequence[Any] = (), target_opset: int = TARGET_OPSET, compact: bool = True
+) -> ConvertedModel:
+    """Convert a fitted scikit-learn ``HistGradientBoostingRegressor`` (and its quantile heads)
+    to a deterministic ONNX model.
 
     Args:
         model: The fitted regressor (other scikit-learn models are refused: the float32
             threshold guarantee is only established for histogram trees).
+        heads: Fitted regressors of further outputs on the same features, in order.
         target_opset: Highest default-domain opset the converter may use.
         compact: Rewrite to the opset-5 ``TreeEnsemble`` op.
 
     Raises:
         ConversionError: not a fitted ``HistGradientBoostingRegressor``, skl2onnx rejects it,
-            or the result fails ONNX checks.
+            a head takes other features, or the result fails ONNX checks.
     """
-    if not isinstance(model, HistGradientBoostingRegressor) or not hasattr(model, "_predictors"):
-        raise ConversionError(f"expected a fitted HistGradientBoostingRegressor, got {type(model).__name__}")
-    n_features = int(model.n_features_in_)
-    try:
-        onnx_model = skl2onnx.convert_sklearn(
-            snap_sklearn_thresholds_to_float32(model),
-            initial_types=[(INPUT_NAME, SklearnFloatTensorType([None, n_features]))],
-            target_opset={"": target_opset, "ai.onnx.ml": SKLEARN_ML_OPSET},
-        )
-    except Exception as e:  # skl2onnx raises untyped errors
-        raise ConversionError(f"scikit-learn -> ONNX conversion failed: {type(e).__name__}: {e}") from e
-    return _finish(onnx_model, n_features, compact=compact, source="scikit-learn")
+    n_features = getattr(model, "n_features_in_", None)
+
+    def convert(one: Any) -> onnx.ModelProto:
+        if not isinstance(one, HistGradientBoostingRegressor) or not hasattr(one, "_predictors"):
+            raise ConversionError(f"expected a fitted HistGradientBoostingRegressor, got {type(one).__name__}")
+        if one.n_features_in_ != n_features:
+            raise ConversionError(f"a head takes {one.n_features_in_} features, the model {n_features}")
+        try:
+            return skl2onnx.convert_sklearn(
+                snap_sklearn_thresholds_to_float32(one),
+                initial_types=[(INPUT_NAME, SklearnFloatTensorType([None, int(one.n_features_in_)]))],
+                target_opset={"": target_opset, "ai.onnx.ml": SKLEARN_ML_OPSET},
+            )
+        except Exception as e:  # skl2onnx raises untyped errors
+            raise ConversionError(f"scikit-learn -> ONNX conversion failed: {type(e).__name__}: {e}") from e
+
+    main = convert(model)
+    return _finish(main, [convert(h) for h in heads], int(model.n_features_in_), compact=compact, source="scikit-learn")
 
 
-def _finish(model: onnx.ModelProto, n_features: int, *, compact: bool, source: str) -> ConvertedModel:
-    """Compact, normalize and check a freshly converted model; describe it for the manifest."""
+def _finish(
+    model: onnx.ModelProto, heads: Sequence[onnx.ModelProto], n_features: int, *, compact: bool, source: str
+) -> ConvertedModel:
+    """Compact (joining the heads), normalize and check a freshly converted model; describe it for the manifest."""
+    if heads and not compact:
+        raise ConversionError("quantile heads are joined by the TreeEnsemble rewrite: convert them compact")
     try:
         if compact:
-            model = to_tree_ensemble(model)
+            model = to_tree_ensemble(model, heads)
         _make_deterministic(model)
         onnx.checker.check_model(model, full_check=True)
     except ConversionError:
@@ -200,7 +230,7 @@ def _finish(model: onnx.ModelProto, n_features: int, *, compact: bool, source: s
     return ConvertedModel(
         model_bytes=model.SerializeToString(deterministic=True),
         input=TensorSpec(INPUT_NAME, "float32", (None, n_features)),
-        output=TensorSpec(OUTPUT_NAME, "float32", (None, 1)),
+        output=TensorSpec(OUTPUT_NAME, "float32", (None, 1 + len(heads))),
         opsets={entry.domain: entry.version for entry in sorted(model.opset_import, key=lambda e: e.domain)},
     )
 

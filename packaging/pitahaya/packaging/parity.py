@@ -6,7 +6,8 @@ self-test), then replay every parity view user by user through a fresh extractor
 package. For view ``i`` the device-side features are computed at ``now = start_ts`` BEFORE
 ``update(view i)``, then inferred one row at a time. Each feature row must equal the training
 side's ``features.npy`` row bit for bit (training ran the same code, so any difference means
-the feature code changed or is non-deterministic); each prediction must match
+the feature code changed or is non-deterministic); each prediction, and each quantile of a
+model with quantile heads (a column each, named by `output_names`), must match
 ``predictions.npy`` within `PREDICTION_RTOL` (float32 tree sums differ from LightGBM's
 doubles in the last bits, nothing more). The per-row features+infer time is the decision
 latency a device would see.
@@ -37,6 +38,11 @@ WORST_ROWS = 10
 PREDICTION = "prediction"
 
 
+def output_names(quantiles: Sequence[float]) -> tuple[str, ...]:
+    """Names of a model's output columns in reports: the point prediction, then ``q<level>``."""
+    return (PREDICTION, *(f"q{level:g}" for level in quantiles))
+
+
 @dataclass(frozen=True)
 class ParityMismatch:
     """One refused value: which row, whose, which column, and the two values."""
@@ -55,8 +61,8 @@ class ParityReport:
     Attributes:
         n_rows: Parity rows replayed.
         n_feature_mismatches: Rows whose device feature vector differs from training's.
-        n_prediction_mismatches: Rows whose device prediction is outside tolerance.
-        max_abs_diff: Largest |device - training| prediction difference.
+        n_prediction_mismatches: Rows with a device prediction (or quantile) outside tolerance.
+        max_abs_diff: Largest |device - training| prediction difference (quantiles included).
         max_rel_diff: Largest prediction difference relative to max(|expected|, floor).
         feature_mismatch_counts: Mismatching rows per feature name.
         worst: The largest mismatches (features first, then predictions).
@@ -136,7 +142,8 @@ def check_parity(
         loaded: The package as the client runtime loaded it.
         views: Parity views, each user's stream in time order (``views.csv.gz``).
         expected_features: Training-side float32 features, one row per view.
-        expected_predictions: LightGBM predictions on those rows.
+        expected_predictions: The trained model's predictions on those rows: one per view, or
+            one row per view of the point and each quantile level (the manifest's outputs).
         progress: Called with the fraction of rows done.
 
     Returns:
@@ -147,15 +154,16 @@ def check_parity(
         FeatureCodeError: the package's feature code raised (from the client runtime).
     """
     names = loaded.manifest.feature_names
+    outputs = loaded.manifest.outputs
     n = len(views)
-    if expected_features.shape != (n, len(names)) or expected_predictions.shape[0] != n:
+    if expected_features.shape != (n, len(names)) or expected_predictions.size != n * outputs:
         raise PackagingError(
             f"parity arrays have shapes {expected_features.shape} and {expected_predictions.shape}, "
-            f"expected ({n}, {len(names)}) and ({n},): the run's parity artifacts do not match its views "
-            "or the scene's feature list"
+            f"expected ({n}, {len(names)}) and ({n}, {outputs}): the run's parity artifacts do not match its "
+            "views, the scene's feature list or the model's quantile heads"
         )
     got_features = np.empty((n, len(names)), dtype=np.float32)
-    got_predictions = np.empty(n, dtype=np.float32)
+    got_predictions = np.empty((n, outputs), dtype=np.float32)
     latencies_ns = np.empty(n, dtype=np.int64)
     reference_ns = np.empty(n, dtype=np.int64)
     yardstick = Yardstick()
@@ -164,22 +172,26 @@ def check_parity(
         out = got_features[row : row + 1]
         started = time.perf_counter_ns()
         extractor.transform([views[row].as_candidate()], views[row].start_ts, out)
-        got_predictions[row] = loaded.infer(out)[0]
+        got_predictions[row] = loaded.infer(out)
         latencies_ns[row] = time.perf_counter_ns() - started
         reference_ns[row] = yardstick.time_ns()  # right after: whatever slowed one slows the other
         if progress is not None and row % step == 0:
             progress(row / n)
 
     expected_features = expected_features.astype(np.float32, copy=False)
-    expected_predictions = expected_predictions.astype(np.float32, copy=False).reshape(-1)
+    expected_predictions = expected_predictions.astype(np.float32, copy=False).reshape(n, outputs)
     feature_rows, counts, worst_features = _feature_mismatches(expected_features, got_features, names, views)
     abs_diff = np.abs(got_predictions.astype(np.float64) - expected_predictions)
     rel_diff = abs_diff / np.maximum(np.abs(expected_predictions.astype(np.float64)), PREDICTION_FLOOR)
     bad_predictions = ~(rel_diff <= PREDICTION_RTOL)  # NaN counts as a mismatch
+    columns = output_names(loaded.manifest.quantiles)
+    largest = np.argsort(-np.nan_to_num(rel_diff, nan=np.inf), axis=None, kind="stable")[:WORST_ROWS]
     worst_predictions = [
-        ParityMismatch(int(i), views[i].user_id, PREDICTION, float(expected_predictions[i]), float(got_predictions[i]))
-        for i in np.argsort(-np.nan_to_num(rel_diff, nan=np.inf), kind="stable")[:WORST_ROWS]
-        if bad_predictions[i]
+        ParityMismatch(
+            int(i), views[i].user_id, columns[j], float(expected_predictions[i, j]), float(got_predictions[i, j])
+        )
+        for i, j in zip(*np.unravel_index(largest, rel_diff.shape), strict=True)
+        if bad_predictions[i, j]
     ]
     latencies_us = latencies_ns / 1000.0
     latency_p50_us = float(np.percentile(latencies_us, 50)) if n else 0.0
@@ -187,7 +199,7 @@ def check_parity(
     return ParityReport(
         n_rows=n,
         n_feature_mismatches=int(feature_rows.sum()),
-        n_prediction_mismatches=int(bad_predictions.sum()),
+        n_prediction_mismatches=int(bad_predictions.any(axis=1).sum()),
         max_abs_diff=float(abs_diff.max()) if n else 0.0,
         max_rel_diff=float(rel_diff.max()) if n else 0.0,
         feature_mismatch_counts=counts,

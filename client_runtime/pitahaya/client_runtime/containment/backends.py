@@ -51,7 +51,8 @@ from pitahaya.client_runtime.errors import (
 from pitahaya.client_runtime.loader import Engine, LoadedPackage, load_failure
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, Package
 
-#: A step's answer: one prediction per candidate, and the feature matrix when asked for.
+#: A step's answer: the model's outputs (`Manifest.outputs` per candidate, row after row), and
+#: the feature matrix when asked for.
 Answer = tuple[tuple[float, ...], np.ndarray | None]
 
 
@@ -123,6 +124,7 @@ class ProcessBackend:
         self._limits = limits
         self.load_deadline = math.inf
         self._width = len(package.manifest.feature_names)
+        self._outputs = package.manifest.outputs
         self._lock = threading.Lock()
         self._seq = 0
         self._abandoned = 0
@@ -260,7 +262,9 @@ class ProcessBackend:
             self._timer.start()
             raise CallTimeoutError("the package did not answer before the deadline")
         try:
-            return wire.read_response(self._page, len(step.candidates), self._width if step.want_features else 0)
+            return wire.read_response(
+                self._page, len(step.candidates), self._outputs, self._width if step.want_features else 0
+            )
         except wire.StepFailed as e:
             raise InferenceError(str(e)) from e
 

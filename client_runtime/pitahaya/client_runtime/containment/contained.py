@@ -77,7 +77,9 @@ class ContainedPackage:
         self.package = package
         self.version = package.manifest.version
         #: The planner's knobs, refused before any package code runs if no device takes them.
-        self.knobs = package_knobs(package.manifest.policy)
+        self.knobs = package_knobs(package.manifest.policy, package.manifest.quantiles)
+        #: Levels of the quantiles `predict` answers after each candidate's point prediction.
+        self.quantiles = package.manifest.quantiles
         self.limits = (limits or Limits()).for_policy(package.manifest.policy)
         self._views = views or RecentViews(0)
         self._sandbox_root = Path(sandbox_root) if sandbox_root is not None else None
@@ -140,7 +142,8 @@ class ContainedPackage:
 
     # ----------------------------------------------------------------- calls
     def predict(self, candidates: Sequence[Candidate], now: float, deadline: float) -> tuple[float, ...]:
-        """Predicted watch seconds per candidate, by ``deadline`` (`time.monotonic`).
+        """The model's outputs for ``candidates``, by ``deadline`` (`time.monotonic`), row after
+        row: per candidate its predicted watch seconds, then one value per level of `quantiles`.
 
         Raises:
             CallTimeoutError: no answer by the deadline (or still busy with an earlier call).

@@ -23,7 +23,7 @@ Layout of the page (little endian)::
     8    u64  response seq         44   u32  response rows
     16   u32  flags (1 reset, 2 features)   48   u32  response error length
     20   u32  views                52   u32  response features width
-    24   u32  candidates
+    24   u32  candidates           56   u32  response outputs per row
     28   u32  string bytes
     32   f64  now
     64   request:  views (start_ts, duration_s, watch_s, size_bytes, item stats: f64 x 8),
@@ -32,7 +32,7 @@ Layout of the page (little endian)::
                    string bytes (UTF-8)
                    (item stats: the four `ItemStats` figures, all 0 for ``item=None``;
                    an unknown duration or size: 0, `pitahaya.client_runtime.events.UNKNOWN`)
-    64 + REQUEST_BYTES   response: predictions (f32 x rows), features (f32 x rows x width), error text
+    64 + REQUEST_BYTES   response: predictions (f32 x rows x outputs), features (f32 x rows x width), error text
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ STATUS_ERROR = 1
 
 _SEQ = struct.Struct("<Q")
 _REQUEST = struct.Struct("<IIIId")
-_RESPONSE = struct.Struct("<IIII")
+_RESPONSE = struct.Struct("<IIIII")
 #: f64 numbers of a view and of a candidate in a request (see the layout above).
 _VIEW_NUMBERS, _CANDIDATE_NUMBERS = 8, 6
 _VIEW_BYTES = _VIEW_NUMBERS * 8 + 2 * 4  # its numbers and two string lengths, before the strings
@@ -308,17 +308,21 @@ def _size(value: float) -> int | None:
     return int(value) or None  # 0: unknown
 
 
-def write_response(page: mmap.mmap, seq: int, predictions: np.ndarray, features: np.ndarray | None) -> None:
-    """Worker side: write a successful answer, then its sequence number."""
-    rows = int(predictions.size)
+def write_response(page: mmap.mmap, seq: int, rows: int, predictions: np.ndarray, features: np.ndarray | None) -> None:
+    """Worker side: write a successful answer for ``rows`` candidates, then its sequence number.
+
+    ``predictions`` holds the model's outputs row after row (any number per row).
+    """
+    values = int(predictions.size)
+    outputs = values // rows if rows else 0
     at = _DATA_AT
-    page[at : at + 4 * rows] = predictions.astype(np.float32, copy=False).tobytes()
+    page[at : at + 4 * values] = predictions.astype(np.float32, copy=False).tobytes()
     width = 0
     if features is not None and rows:
         width = int(features.shape[1])
-        at += 4 * rows
+        at += 4 * values
         page[at : at + 4 * rows * width] = np.ascontiguousarray(features, dtype=np.float32).tobytes()
-    _RESPONSE.pack_into(page, _RESPONSE_AT, STATUS_OK, rows, 0, width)
+    _RESPONSE.pack_into(page, _RESPONSE_AT, STATUS_OK, rows, 0, width, outputs)
     _SEQ.pack_into(page, 8, seq)
 
 
@@ -326,7 +330,7 @@ def write_error(page: mmap.mmap, seq: int, message: str) -> None:
     """Worker side: write a failed step's error text (truncated), then the sequence number."""
     data = message.encode("utf-8", "replace")[:MAX_ERROR_BYTES]
     page[_DATA_AT : _DATA_AT + len(data)] = data
-    _RESPONSE.pack_into(page, _RESPONSE_AT, STATUS_ERROR, 0, len(data), 0)
+    _RESPONSE.pack_into(page, _RESPONSE_AT, STATUS_ERROR, 0, len(data), 0, 0)
     _SEQ.pack_into(page, 8, seq)
 
 
@@ -342,24 +346,32 @@ class StepFailed(Exception):
     """The package raised during a step (its message is the worker's, truncated)."""
 
 
-def read_response(page: mmap.mmap, rows: int, width: int) -> tuple[tuple[float, ...], np.ndarray | None]:
+def read_response(page: mmap.mmap, rows: int, outputs: int, width: int) -> tuple[tuple[float, ...], np.ndarray | None]:
     """Host side: the answer to a request of ``rows`` candidates, checked against what was asked.
 
     Args:
+        outputs: Model outputs per row the package declares (its manifest's).
         width: Expected feature width when features were asked for, else 0.
+
+    Returns:
+        The ``rows`` x ``outputs`` predictions row after row, and the features when asked for.
 
     Raises:
         StepFailed: the package raised, or the worker's answer does not match the request.
     """
-    status, got_rows, error_length, got_width = _RESPONSE.unpack_from(page, _RESPONSE_AT)
+    status, got_rows, error_length, got_width, got_outputs = _RESPONSE.unpack_from(page, _RESPONSE_AT)
     if status == STATUS_ERROR:
         length = min(error_length, MAX_ERROR_BYTES)
         raise StepFailed(page[_DATA_AT : _DATA_AT + length].decode("utf-8", "replace"))
-    if status != STATUS_OK or got_rows != rows or (width and got_width != width):
-        raise StepFailed(f"the worker answered {got_rows} x {got_width} for a request of {rows} x {width}")
-    predictions = struct.unpack_from(f"<{rows}f", page, _DATA_AT)
+    if status != STATUS_OK or got_rows != rows or (rows and got_outputs != outputs) or (width and got_width != width):
+        raise StepFailed(
+            f"the worker answered {got_rows} x {got_outputs} outputs x {got_width} features "
+            f"for a request of {rows} x {outputs} x {width}"
+        )
+    values = rows * outputs
+    predictions = struct.unpack_from(f"<{values}f", page, _DATA_AT)
     if not width:
         return predictions, None
-    at = _DATA_AT + 4 * rows
+    at = _DATA_AT + 4 * values
     features = np.frombuffer(page[at : at + 4 * rows * width], dtype=np.float32).reshape(rows, width)
     return predictions, features

@@ -77,7 +77,7 @@ def _serve(engine: Engine, page: mmap.mmap, request_bell: int, response_bell: in
         last, step = request
         try:
             features, predictions = engine.step(step.reset, step.views, step.candidates, step.now)
-            wire.write_response(page, last, predictions, features if step.want_features else None)
+            wire.write_response(page, last, len(step.candidates), predictions, features if step.want_features else None)
         except BaseException as e:  # the package's code may raise anything, SystemExit included
             wire.write_error(page, last, _describe(e))
         wire.Doorbell.ring(response_bell)
