@@ -111,7 +111,7 @@ def test_run_layout(trained, store, user_env):
 def test_parity_artifacts_reproduce_training_side(trained, tmp_path, user_env):
     result, _, client = trained
     parity = ParitySet.read(Path(client.download_artifacts(result.run_id, PARITY_DIR, str(tmp_path))))
-    views, features, predictions = parity.views, parity.features, parity.predictions
+    views, features, predictions = parity.views, parity.features, parity.outputs[:, 0]  # the point model
     assert len(parity) == result.n_parity_rows
     is_test = np.array([v.start_ts >= result.test_from for v in views])
     assert PARITY_MIN_TEST_ROWS <= is_test.sum() < result.n_test  # a sample of users, not everyone

@@ -129,7 +129,7 @@ def test_sklearn_model_is_logged_with_its_flavor_and_a_scene_without_batch_modul
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store["tracking_uri"])  # as a user loading the model would
     model = mlflow.sklearn.load_model(result.model_uri)
     parity = ParitySet.read(Path(client.download_artifacts(result.run_id, PARITY_DIR, str(tmp_path))))
-    np.testing.assert_allclose(model.predict(parity.features), parity.predictions, rtol=1e-6)
+    np.testing.assert_allclose(model.predict(parity.features), parity.outputs[:, 0], rtol=1e-6)
 
 
 def test_dask_engine_rejects_sklearn(store):

@@ -9,7 +9,8 @@ the feature matrix once, for evaluation, the streaming check and the parity set.
 `lightgbm.dask` has no early stopping, so the full ``rounds`` are trained with the valid
 rows as ``eval_set`` and the booster is cut where early stopping would have stopped (the
 same rule as `lgb.early_stopping`: best valid MAE, stop after ``patience`` rounds without
-improvement).
+improvement). The refit and the quantile heads train on the workers too, for that many rounds,
+as the local engine does (`pitahaya.training.models.fit_heads`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 from pitahaya.client_runtime import ITEM_FIELDS, Scene
 from pitahaya.training.batch_features import build_matrix_batch
 from pitahaya.training.dataset import Dataset, build_matrix, make_dataset, stream_order
-from pitahaya.training.models import FittedModel, trimmed_lightgbm
+from pitahaya.training.models import FittedModel, quantile_params, trimmed_lightgbm
 from pitahaya.training.table import ViewTable
 
 #: Workers (processes, one thread each) of the LocalCluster started when no scheduler is given.
@@ -116,10 +117,13 @@ def fit_lightgbm_dask(
     patience: int,
     progress: Callable[[float], None],
     refit: bool = True,
+    quantiles: tuple[float, ...] = (),
 ) -> FittedModel:
     """Train `DaskLGBMRegressor` on the workers' train rows; cut at the early-stopping point.
 
     With ``refit``, train again on the train and valid rows for that many rounds (`fit_model`).
+    Each of ``quantiles`` gets a head trained on the same rows as the final model, for the same
+    rounds, with the quantile loss (no early stopping of its own: see `fit_heads`).
     """
     from lightgbm.dask import DaskLGBMRegressor
 
@@ -132,13 +136,19 @@ def fit_lightgbm_dask(
     model.fit(train[list(names)], train["y"], eval_X=(valid[list(names)],), eval_y=(valid["y"],), eval_metric="l1")
     progress(1.0)
     curve = [float(v) for v in model.evals_result_["valid_0"]["l1"]]
-    early = trimmed_lightgbm(model.booster_, early_stopping_point(curve, patience), curve)
-    if not refit:
-        return early
-    known = features[features["start_ts"] < test_from]
-    final = DaskLGBMRegressor(client=client, **{**worker_params, "n_estimators": early.best_iteration})
-    final.fit(known[list(names)], known["y"])
-    return FittedModel("lightgbm", final.booster_, early.best_iteration, curve, refit=True)
+    fitted = trimmed_lightgbm(model.booster_, early_stopping_point(curve, patience), curve)
+    final_rows = features[features["start_ts"] < test_from] if refit else train
+
+    def fit_rows(fit_params: Mapping[str, Any]) -> Any:
+        """A booster trained on ``final_rows`` for the early-stopped rounds."""
+        regressor = DaskLGBMRegressor(client=client, **{**fit_params, "n_estimators": fitted.best_iteration})
+        regressor.fit(final_rows[list(names)], final_rows["y"])
+        return regressor.booster_
+
+    if refit:
+        fitted = FittedModel("lightgbm", fit_rows(worker_params), fitted.best_iteration, curve, refit=True)
+    fitted.heads = tuple((level, fit_rows(quantile_params(worker_params, level))) for level in quantiles)
+    return fitted
 
 
 def early_stopping_point(curve: list[float], patience: int) -> int:

@@ -10,6 +10,9 @@
   *wasted*, and a preload smaller than what was watched (up to the model policy's cap
   ``max_bytes``, where the player's own buffering takes over) is *short*. Only views whose
   length and size are known have bytes to account.
+- *Quantile heads* (a scene with ``quantiles``): per level, the mean pinball loss and the
+  coverage (share of actuals at or below the head's prediction: a calibrated head covers its
+  level), and how often the heads cross (`quantile_metrics`).
 
 `evaluate` scores the model and the baselines on the test rows with all of the above.
 """
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import matplotlib
@@ -101,14 +105,42 @@ def preload_effect(
     return metrics
 
 
+def level_name(level: float) -> str:
+    """``q`` and the level in percent, exactly and without trailing zeros: 0.2 -> ``q20``, 0.125 -> ``q12.5``."""
+    percent = f"{Decimal(repr(level)) * 100:f}"  # Decimal of the repr: 0.2 * 100 is 20.000000000000004
+    return "q" + (percent.rstrip("0").rstrip(".") if "." in percent else percent)
+
+
+def quantile_metrics(y: np.ndarray, heads: np.ndarray, levels: tuple[float, ...]) -> dict[str, float]:
+    """Per level ``test_pinball_<q>`` and ``test_coverage_<q>`` (`level_name`), and ``test_quantile_crossing``.
+
+    Args:
+        y: Actual values of the test rows.
+        heads: The heads' predictions on them, one column per level.
+        levels: The levels, increasing.
+
+    Returns:
+        The mean pinball loss and the share of rows with the actual at or below the prediction
+        per level, and the share of rows where a lower level predicts more than a higher one.
+    """
+    metrics = {}
+    for level, p in zip(levels, heads.T, strict=True):
+        error = y - p
+        metrics[f"test_pinball_{level_name(level)}"] = float(np.mean(np.maximum(level * error, (level - 1) * error)))
+        metrics[f"test_coverage_{level_name(level)}"] = float(np.mean(y <= p))
+    metrics["test_quantile_crossing"] = float(np.mean(np.any(np.diff(heads, axis=1) < 0, axis=1)))
+    return metrics
+
+
 def evaluate(
     fitted: FittedModel, dataset: Dataset, split: TimeSplit, policy: Mapping[str, Any]
 ) -> tuple[dict[str, float], np.ndarray]:
     """Metrics of the model and the baselines on the test rows; also returns the model's test predictions."""
     y_test = dataset.y[split.test]
     median = global_median(dataset.y[split.train], len(dataset))
+    outputs = fitted.predict_outputs(dataset.X[split.test])
     predictions = {
-        "test": fitted.predict(dataset.X[split.test]),
+        "test": outputs[:, 0],
         "baseline_user_mean": user_running_mean(dataset, fallback=float(median[0]))[split.test],
         "baseline_global_median": median[split.test],
     }
@@ -124,6 +156,8 @@ def evaluate(
         metrics[f"{prefix}_xauc"] = xauc(y_test, p)
     metrics.update(segment_mae(dataset, split.test, predictions))
     metrics.update(preload_effect(dataset, split.test, predictions["test"], policy))
+    if fitted.heads:
+        metrics.update(quantile_metrics(y_test, outputs[:, 1:], fitted.levels))
     return metrics, predictions["test"]
 
 

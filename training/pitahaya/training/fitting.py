@@ -6,7 +6,9 @@ number of boosting rounds is the scene key `ROUNDS_KEY`. scikit-learn gets the s
 parameters translated (`sklearn_params`). Every family early-stops on the valid rows, then
 (``TrainConfig.refit``, the default) fits again on the train and valid rows together for the
 number of rounds early stopping picked: the valid period is the most recent one before the test
-period, the one most like what devices will see.
+period, the one most like what devices will see. A scene with ``quantiles`` then gets one
+quantile head per level, fit on the same rows for the same rounds (`fit_heads`; on Dask,
+`fit_lightgbm_dask`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pitahaya.training.dataset import Dataset, TimeSplit
 from pitahaya.training.distributed import fit_lightgbm_dask
 from pitahaya.training.models import (
     FittedModel,
+    fit_heads,
     fit_lightgbm,
     fit_sklearn,
     refit_lightgbm,
@@ -57,27 +60,16 @@ def fit_model(
 ) -> FittedModel:
     """Fit the configured model family on the train rows, early-stopped on the valid rows (then refit).
 
+    Then, when the scene has ``quantiles``, one head per level on the rows the point model was
+    finally fit on (`fit_heads`).
+
     Args:
         distributed: With a Dask ``client``, the features left on the workers.
         client: A Dask client, or None to fit in this process.
     """
     params, rounds = lightgbm_params(scene, config)
+    logged = {**params, ROUNDS_KEY: rounds}  # the run's params: lgb.train takes the rounds apart
     patience = config.early_stopping_rounds
-    if config.model == "sklearn":
-        translated = sklearn_params(params, rounds, patience, config.seed)
-        fitted = fit_sklearn(
-            dataset.X[split.train],
-            dataset.y[split.train],
-            dataset.X[split.valid],
-            dataset.y[split.valid],
-            params=translated,
-            progress=progress,
-        )
-        if config.refit:
-            known = split.train | split.valid
-            fitted = refit_sklearn(fitted, dataset.X[known], dataset.y[known])
-        fitted.params = translated
-        return fitted
     if client is not None:
         fitted = fit_lightgbm_dask(
             client,
@@ -90,7 +82,24 @@ def fit_model(
             patience=patience,
             progress=progress,
             refit=config.refit,
+            quantiles=scene.quantiles,
         )
+        fitted.params = logged
+        return fitted
+    final = split.train | split.valid if config.refit else split.train
+    if config.model == "sklearn":
+        translated = sklearn_params(params, rounds, patience, config.seed)
+        fitted = fit_sklearn(
+            dataset.X[split.train],
+            dataset.y[split.train],
+            dataset.X[split.valid],
+            dataset.y[split.valid],
+            params=translated,
+            progress=progress,
+        )
+        if config.refit:
+            fitted = refit_sklearn(fitted, dataset.X[final], dataset.y[final])
+        fitted.params = translated
     else:
         fitted = fit_lightgbm(
             dataset.X[split.train],
@@ -104,9 +113,17 @@ def fit_model(
             progress=progress,
         )
         if config.refit:
-            known = split.train | split.valid
             fitted = refit_lightgbm(
-                fitted, dataset.X[known], dataset.y[known], feature_names=dataset.feature_names, params=params
+                fitted, dataset.X[final], dataset.y[final], feature_names=dataset.feature_names, params=params
             )
-    fitted.params = {**params, ROUNDS_KEY: rounds}
+        fitted.params = logged
+    if scene.quantiles:
+        fitted.heads = fit_heads(
+            fitted,
+            dataset.X[final],
+            dataset.y[final],
+            scene.quantiles,
+            feature_names=dataset.feature_names,
+            params=params,
+        )
     return fitted

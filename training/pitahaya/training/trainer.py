@@ -23,11 +23,14 @@
      ``dataset_digest``;
    - metrics: ``test_mae``, ``test_xauc``, ``valid_mae``, ``baseline_*_mae`` / ``_xauc``,
      ``*_mae_<segment>``, ``preload_*``, ``rows_read``, ``bad_rows`` and
-     ``bad_rows_<reason>``, ``best_iteration`` and the ``valid_l1`` learning curve;
+     ``bad_rows_<reason>``, ``best_iteration`` and the ``valid_l1`` learning curve; with
+     quantile heads, ``test_pinball_q<pct>``, ``test_coverage_q<pct>`` and
+     ``test_quantile_crossing`` (and the param ``quantiles``);
    - tags: ``pitahaya.scene``, ``pitahaya.code_version`` (git sha), ``pitahaya.dataset_digest``,
      ``pitahaya.model_uri``, ``pitahaya.model_flavor``, ``pitahaya.features_path``;
    - the model (``mlflow.lightgbm`` or ``mlflow.sklearn``, name ``model``, with signature and
-     input example) and the training matrix as an MLflow dataset (with its digest);
+     input example; its quantile heads under ``quantiles/<level>``, see `FittedModel.save`) and
+     the training matrix as an MLflow dataset (with its digest);
    - artifacts: ``scene/features.py``, ``scene/scene.toml`` and (when the scene has one)
      ``scene/batch_features.py`` exactly as used, ``feature_importance.json``,
      ``plots/feature_importance.png``, ``plots/predicted_vs_actual.png``, the quarantine file
@@ -36,7 +39,8 @@
 The parity set is the contract with the packager, which must not import this package: the
 full, time-ordered streams of held-out users covering at least ``parity_min_test_rows`` test
 rows, the float32 features of every one of those rows as the scene's streaming extractor
-computes them, and the model's float32 predictions on them, written by
+computes them, and the model's float32 predictions on them (with quantile heads, one column
+per output: the point, then each level), written by
 `pitahaya.client_runtime.ParitySet` (the packager reads it back with the same class).
 """
 
@@ -126,9 +130,9 @@ def train(config: TrainConfig, progress: Progress | None = None) -> TrainResult:
         code_version = tracking.git_sha(scene.path)
         if code_version:
             tags["pitahaya.code_version"] = code_version
-        parity_set = ParitySet(
-            table.views(dataset.index[parity]), parity_X, fitted.predict(parity_X).astype(np.float32)
-        )
+        # With heads, one column per output (point, then each level), as the package's model answers.
+        parity_outputs = fitted.predict_outputs(parity_X) if fitted.heads else fitted.predict(parity_X)
+        parity_set = ParitySet(table.views(dataset.index[parity]), parity_X, parity_outputs.astype(np.float32))
         metrics["parity_rows"] = float(len(parity_set))
         mlflow_client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
         experiment_id = tracking.ensure_experiment(mlflow_client, scene.name, config.artifact_location)
@@ -271,6 +275,8 @@ def _run_params(
         "test_from": split.test_from,
         "dataset_digest": digest,
     }
+    if fitted.heads:
+        run_params["quantiles"] = ",".join(repr(level) for level in fitted.levels)
     if config.events is None:
         run_params.update({f"generator.{k}": v for k, v in asdict(_generator(config)).items()})
     return run_params
