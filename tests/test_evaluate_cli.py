@@ -30,6 +30,11 @@ def test_the_device_answers_what_training_scored(pipeline: Pipeline, tmp_path: P
     assert device["xauc"] == pytest.approx(metrics["test_xauc"], abs=0.002)
     assert device["baseline_user_mean_mae"] == pytest.approx(metrics["baseline_user_mean_mae"])
     assert device["version"] == "1.0.0"
+    # the scene's quantile heads, as the runtime answered them (sorted): the same coverage training logged
+    for level in ("q20", "q80"):
+        assert device["quantiles"][f"coverage_{level}"] == pytest.approx(metrics[f"test_coverage_{level}"], abs=0.002)
+        assert device["quantiles"][f"pinball_{level}"] == pytest.approx(metrics[f"test_pinball_{level}"], abs=0.01)
+    assert device["quantiles"]["quantile_crossing"] == 0.0
 
 
 def test_a_file_that_is_not_a_package_is_a_clear_error(pipeline: Pipeline, tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ from mlflow.models import Model
 from pitahaya.client_runtime import PARITY_DIR, ParitySet
 from pitahaya.training import GeneratorConfig, TrainConfig, TrainResult, train
 from pitahaya.training.evaluation import level_name, quantile_metrics
-from pitahaya.training.models import QUANTILES_DIR, QUANTILES_METADATA, load_heads
+from pitahaya.client_runtime import QUANTILES_DIR, QUANTILES_METADATA
+from pitahaya.training.models import load_heads
 from scene_copies import scene_with_quantiles
 
 LEVELS = (0.2, 0.8)

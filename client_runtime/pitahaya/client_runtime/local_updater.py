@@ -25,11 +25,12 @@ class LocalArchiveUpdater:
     def __init__(self, archive: str | Path, scene: str | None = None) -> None:
         self.archive = Path(archive)
         data = self.archive.read_bytes()
-        manifest = read_package(data).manifest
-        self.version = manifest.version
+        #: The package's manifest (what it is, before the runtime loads it).
+        self.manifest = read_package(data).manifest
+        self.version = self.manifest.version
         self.sha256 = hashlib.sha256(data).hexdigest()
         #: The release's scene: ``scene``, or by default the one the package's manifest names.
-        self.scene = scene or manifest.scene
+        self.scene = scene or self.manifest.scene
 
     def cached_archive(self, sha256: str) -> Path:
         return self.archive

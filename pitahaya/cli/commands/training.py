@@ -165,5 +165,11 @@ def evaluate(
             f"  {'model, videos':<20} MAE {result.videos_mae:7.3f} s   XAUC {result.videos_xauc:.4f}"
             f"   ({result.videos:,} views of known length)"
         )
+    coverage = {
+        name.removeprefix("coverage_"): v for name, v in result.quantiles.items() if name.startswith("coverage_")
+    }
+    if coverage:
+        shares = ", ".join(f"{level} {share:.3f}" for level, share in coverage.items())
+        console.print(f"  {'quantile coverage':<20} {shares}   (share watched at most the level's prediction)")
     if result.fallbacks:
         console.print(f"  [yellow]fallbacks[/] {result.fallbacks}")

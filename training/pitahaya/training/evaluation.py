@@ -111,13 +111,16 @@ def level_name(level: float) -> str:
     return "q" + (percent.rstrip("0").rstrip(".") if "." in percent else percent)
 
 
-def quantile_metrics(y: np.ndarray, heads: np.ndarray, levels: tuple[float, ...]) -> dict[str, float]:
+def quantile_metrics(
+    y: np.ndarray, heads: np.ndarray, levels: tuple[float, ...], prefix: str = "test_"
+) -> dict[str, float]:
     """Per level ``test_pinball_<q>`` and ``test_coverage_<q>`` (`level_name`), and ``test_quantile_crossing``.
 
     Args:
         y: Actual values of the test rows.
         heads: The heads' predictions on them, one column per level.
         levels: The levels, increasing.
+        prefix: What the names start with (``test_`` for training's test rows).
 
     Returns:
         The mean pinball loss and the share of rows with the actual at or below the prediction
@@ -126,9 +129,9 @@ def quantile_metrics(y: np.ndarray, heads: np.ndarray, levels: tuple[float, ...]
     metrics = {}
     for level, p in zip(levels, heads.T, strict=True):
         error = y - p
-        metrics[f"test_pinball_{level_name(level)}"] = float(np.mean(np.maximum(level * error, (level - 1) * error)))
-        metrics[f"test_coverage_{level_name(level)}"] = float(np.mean(y <= p))
-    metrics["test_quantile_crossing"] = float(np.mean(np.any(np.diff(heads, axis=1) < 0, axis=1)))
+        metrics[f"{prefix}pinball_{level_name(level)}"] = float(np.mean(np.maximum(level * error, (level - 1) * error)))
+        metrics[f"{prefix}coverage_{level_name(level)}"] = float(np.mean(y <= p))
+    metrics[f"{prefix}quantile_crossing"] = float(np.mean(np.any(np.diff(heads, axis=1) < 0, axis=1)))
     return metrics
 
 

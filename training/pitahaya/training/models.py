@@ -34,6 +34,7 @@ from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.inspection import permutation_importance
 
+from pitahaya.client_runtime import QUANTILES_DIR, QUANTILES_METADATA
 from pitahaya.training.config import ModelFamily
 
 #: Name of the logged model within the run.
@@ -48,10 +49,6 @@ SKLEARN_PARAMS = {
 }
 #: LightGBM objective -> scikit-learn loss.
 SKLEARN_LOSS = {"regression_l1": "absolute_error", "l1": "absolute_error", "regression": "squared_error"}
-#: Key of the point model's MLmodel metadata listing the levels of its quantile heads.
-QUANTILES_METADATA = "pitahaya.quantiles"
-#: Sub-folder of the point model's folder holding one MLflow model per head, named ``repr(level)``.
-QUANTILES_DIR = "quantiles"
 
 
 @dataclass

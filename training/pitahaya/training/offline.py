@@ -7,7 +7,8 @@ model, self-test, the runtime's clamps and fallbacks), is fed their views in tim
 `Runtime.record`, and is asked, as each view of the held-out period is about to play, for its
 watch time (`Runtime.predict` with that view as the one candidate, carrying the figures a feed
 server would have served: `ViewTable.with_item_stats`). The user-mean baseline is scored on the
-same rows.
+same rows; a package whose model predicts quantiles has each level's coverage and pinball loss
+scored on them too, as the runtime answered them (sorted, clamped).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import itertools
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pitahaya.client_runtime import Isolation, LocalArchiveUpdater, Runtime, View
 from pitahaya.training.dataset import held_out_from, stream_order
+from pitahaya.training.evaluation import quantile_metrics
 from pitahaya.training.metrics import mae, xauc
 from pitahaya.training.table import ViewTable
 
@@ -44,6 +46,9 @@ class OfflineEvaluation:
             without image posts has only those).
         videos_mae: The runtime's MAE on them.
         videos_xauc: Its XAUC on them.
+        quantiles: For a model with quantile heads, per level ``pinball_<q>`` (mean pinball
+            loss) and ``coverage_<q>`` (share of rows watched at most that long; a calibrated
+            level's is the level), and ``quantile_crossing``; empty otherwise.
     """
 
     version: str
@@ -58,6 +63,7 @@ class OfflineEvaluation:
     videos: int
     videos_mae: float
     videos_xauc: float
+    quantiles: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_package(
@@ -82,6 +88,7 @@ def evaluate_package(
         ValueError: no view of the log is in the held-out period.
     """
     updater = LocalArchiveUpdater(archive)  # the scene its manifest names
+    levels = updater.manifest.quantiles
     if table.item is None:
         table = table.with_item_stats()
     views = table.views(stream_order(table))
@@ -92,7 +99,7 @@ def evaluate_package(
         raise ValueError(f"no view starts at or after {test_from}: nothing to evaluate")
     # a user's first view: the median watch time before the held-out period
     prior = float(np.median([v.watch_s for v in views if v.start_ts < test_from] or [0.0]))
-    rows: list[tuple[float, float, float, bool]] = []  # (actual, predicted, baseline, has a length)
+    rows: list[tuple[float, float, float, bool, tuple[float, ...]]] = []  # see `_replay`
     fallbacks: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="pitahaya-offline-") as cache:
         for n, (user, stream) in enumerate(itertools.groupby(views, key=lambda v: v.user_id)):
@@ -109,10 +116,10 @@ def evaluate_package(
             )
             try:
                 runtime.refresh()
-                rows += _replay(runtime, list(stream), test_from, prior, fallbacks)
+                rows += _replay(runtime, list(stream), test_from, prior, len(levels), fallbacks)
             finally:
                 runtime.close()
-    y, p, b, video = (np.array(column) for column in zip(*rows, strict=True))
+    y, p, b, video, q = (np.array(column) for column in zip(*rows, strict=True))
     return OfflineEvaluation(
         version=updater.version,
         rows=len(y),
@@ -126,16 +133,18 @@ def evaluate_package(
         videos=int(video.sum()),
         videos_mae=mae(y[video], p[video]),
         videos_xauc=xauc(y[video], p[video]),
+        quantiles=quantile_metrics(y, q, levels, prefix="") if levels else {},
     )
 
 
 def _replay(
-    runtime: Runtime, stream: list[View], test_from: float, prior: float, fallbacks: Counter[str]
-) -> list[tuple[float, float, float, bool]]:
-    """One user's views through their runtime; (actual, predicted, user-mean, has a length) of each held-out view.
+    runtime: Runtime, stream: list[View], test_from: float, prior: float, n_levels: int, fallbacks: Counter[str]
+) -> list[tuple[float, float, float, bool, tuple[float, ...]]]:
+    """One user's views through their runtime; (actual, predicted, user-mean, has a length,
+    predicted quantiles) of each held-out view.
 
-    A decision the package did not answer counts as 0 s predicted (the default policy predicts
-    nothing) and its reason goes to ``fallbacks``.
+    A decision the package did not answer counts as 0 s predicted, at every level (the default
+    policy predicts nothing), and its reason goes to ``fallbacks``.
     """
     rows = []
     watched = 0.0
@@ -145,7 +154,8 @@ def _replay(
             if decision.watch_s is None:
                 fallbacks[decision.reason] += 1
             predicted = decision.watch_s[0] if decision.watch_s else 0.0
-            rows.append((view.watch_s, predicted, watched / n if n else prior, view.duration_s is not None))
+            quantiles = decision.watch_quantiles[0] if decision.watch_quantiles else (0.0,) * n_levels
+            rows.append((view.watch_s, predicted, watched / n if n else prior, view.duration_s is not None, quantiles))
         runtime.record(view)
         watched += view.watch_s
     return rows
