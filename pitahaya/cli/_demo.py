@@ -154,7 +154,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             sessions,
             networks,
             model=model,
-            knobs=PolicyKnobs.from_policy(scene.policy),  # the "oracle plan" row plans as the devices do
+            # the "oracle plan" row plans as the devices do (true watch times at every level)
+            knobs=PolicyKnobs.from_policy(scene.policy, scene.quantiles),
             config=SimulationConfig(margins=(1.0,), seed=config.seed, bitrate_bps=DEMO_BITRATE_BPS),
         )
         simulation_run = log_simulation(simulated, tracking_uri=mlflow_uri, artifact_location=artifact_root(data_dir))

@@ -98,7 +98,8 @@ def _model(
         return None, None
     if not package.is_file():
         raise FileNotFoundError(f"no package archive at {package}")
-    knobs = PolicyKnobs.from_policy(read_package(package.read_bytes()).manifest.policy)
+    manifest = read_package(package.read_bytes()).manifest
+    knobs = PolicyKnobs.from_policy(manifest.policy, manifest.quantiles)
     return ModelPolicy(local_runtime_factory(package, cache / "devices")), knobs
 
 
