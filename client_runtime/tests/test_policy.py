@@ -145,3 +145,19 @@ def test_a_quantile_knob_naming_a_level_the_model_lacks_makes_the_package_invali
         package_knobs({knob: level}, (0.2, 0.8))
     with pytest.raises(PackageFormatError, match="quantile levels \\[\\]"):
         package_knobs({knob: 0.2})  # a point-only model has no levels at all
+
+
+def test_a_cap_the_user_outlives_gives_way_to_the_next_then_to_the_player() -> None:
+    """Caps at increasing quantiles: the first holds until the playhead passes it, then the next
+    (kept only if above the one before, within buffer_max_s), then None (the player's own)."""
+    knobs = PolicyKnobs.from_policy({"buffer_safety": 1.0, "buffer_floor_s": 0.0, "buffer_max_s": 40.0})
+    playing = Candidate("p", 100.0, 12_500_000)  # 1 Mbps
+    plan = PreloadPlanner().plan(
+        [], [], knobs, playing=playing, playing_remaining_s=5.0, playing_then_s=(5.0, 20.0, 90.0)
+    )
+    assert plan.buffer_ahead_s == 5.0 and plan.buffer_then_s == (20.0, 40.0)  # 5.0 repeats; 90 capped at 40
+    fast = 10e6  # a link 10x the bitrate: the throughput guard holds
+    assert plan.buffer_target_s(1.0, fast) == 4.0
+    assert plan.buffer_target_s(5.0, fast) == 15.0  # outlived the first cap: the next one up
+    assert plan.buffer_target_s(39.0, fast) == 1.0
+    assert plan.buffer_target_s(40.0, fast) is None  # outlived every cap

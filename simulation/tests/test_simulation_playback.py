@@ -13,6 +13,7 @@ from pitahaya.simulation import (
     FixedPolicy,
     OraclePolicy,
     PlannedOraclePolicy,
+    PlayDecision,
     PlaybackConfig,
     Session,
     SimulationConfig,
@@ -206,3 +207,35 @@ def test_true_watch_times_through_a_planner_without_guards_or_margins_play_as_th
     assert planned.stall_s.sum() == pytest.approx(oracle.stall_s.sum(), abs=0.5)
     assert (planned.wait_s > 0).sum() == pytest.approx((oracle.wait_s > 0).sum(), abs=2)
     assert guarded.downloaded_bytes.sum() > 1.02 * oracle.downloaded_bytes.sum()
+
+
+class _Capped:
+    """Caps every playing video's buffer at 5 s of content, then at each of ``then`` (1 s floor)."""
+
+    name = "capped"
+
+    def __init__(self, then: tuple[float, ...]) -> None:
+        self.then = then
+
+    def begin(self, lanes: object) -> None:
+        pass
+
+    def decide(self, lane: int, session: int, index: int) -> PlayDecision:
+        return PlayDecision(watch_limit_s=5.0, buffer_floor_s=1.0, watch_then_s=self.then)
+
+    def end(self, lane: int, session: int) -> None:
+        pass
+
+
+def test_a_limit_the_user_outlives_gives_way_to_the_next_one() -> None:
+    # 4 Mbps link, 1 Mbps video (125,000 B/s), 10 s player buffer, 12 s watched of 60 s. Capped at
+    # 5 s, the player buffers its 10 s past the playhead once outlived: by the swipe the playhead
+    # is at 11.75 s (the first 0.25 s waited for the start-up bytes), so 21.75 s of content. With
+    # a further limit at 20 s it stops there (the next one, at 30 s, is never reached).
+    session = Session("u", (_view(0, 60.0, 12.0),))
+    config = PlaybackConfig(dt_s=0.5)
+    single = play([[session]], [_constant(4 * MBPS)], _Capped(()), config)
+    stairs = play([[session]], [_constant(4 * MBPS)], _Capped((20.0, 30.0)), config)
+    assert single.downloaded_bytes.tolist() == [21.75 * 125_000]
+    assert stairs.downloaded_bytes.tolist() == [20 * 125_000]
+    assert single.stall_s.sum() == stairs.stall_s.sum() == 0.0

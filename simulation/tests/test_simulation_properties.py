@@ -9,6 +9,7 @@ other, and the fixed preload against none.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ from pitahaya.simulation import (
     Trace,
     play,
 )
-from pitahaya.simulation.playback import buffer_target
+from pitahaya.simulation.playback import buffer_target, limit_in_force
 from pitahaya.simulation.policies import play_decision
 
 #: Slack of a byte comparison: float sums of byte counts, and the playhead's own tolerance.
@@ -237,23 +238,26 @@ def test_the_fixed_preload_against_none(lanes, data, config, count, size) -> Non
     bitrate_bps=st.floats(100_000, 8_000_000),
     throughput_bps=st.just(0.0) | st.floats(1.0, 50_000_000),
     full_s=st.sampled_from([4.0, 10.0, 30.0]),
+    steps=st.lists(st.floats(0.0, 60.0), max_size=3),
 )
 def test_the_player_buffers_what_the_device_plan_says(  # type: ignore[no-untyped-def]
-    played_s, cap_s, floor_s, floor_rate_s, guard, bitrate_bps, throughput_bps, full_s
+    played_s, cap_s, floor_s, floor_rate_s, guard, bitrate_bps, throughput_bps, full_s, steps
 ) -> None:
     """The simulator's vectorized buffer target is the device's `PreloadPlan.buffer_target_s`, capped at
-    the player's own buffer (None: the player's own), for any playhead, link and guards."""
+    the player's own buffer (None: the player's own), for any playhead, link, guards and further caps."""
     assume(floor_s <= full_s)
-    plan = PreloadPlan((), cap_s, floor_s, guard * bitrate_bps, floor_rate_s, bitrate_bps)
+    then = tuple(itertools.accumulate((cap_s or 0.0) + 1e-6 + step for step in steps)) if cap_s is not None else ()
+    plan = PreloadPlan((), cap_s, floor_s, guard * bitrate_bps, floor_rate_s, bitrate_bps, then)
     device = plan.buffer_target_s(played_s, throughput_bps)
     decision = play_decision(plan, [], 0, 1.0, 1.0, 0)
+    limits = np.array([[decision.watch_limit_s, *decision.watch_then_s, math.inf]])
 
     def one(value: float) -> np.ndarray:
         return np.array([value])
 
     player = buffer_target(
         one(played_s),
-        one(decision.watch_limit_s),
+        limit_in_force(limits, one(played_s)),
         one(decision.buffer_floor_s),
         one(decision.floor_rate_s),
         one(decision.min_throughput_bps / 8.0),
@@ -263,5 +267,6 @@ def test_the_player_buffers_what_the_device_plan_says(  # type: ignore[no-untype
     )[0]
     if device is None:
         assert player == full_s
-    elif played_s < cap_s - 1e-9:  # the player's time tolerance: a playhead an ulp short has reached the cap
+    elif all(abs(played_s - cap) > 1e-9 for cap in (cap_s, *then)):  # the player's time tolerance: a
+        # playhead an ulp short of a cap has reached it
         assert player == pytest.approx(min(full_s, device), rel=1e-9)

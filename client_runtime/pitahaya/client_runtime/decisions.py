@@ -93,6 +93,12 @@ def _column(watch: tuple[float, ...], quantiles: tuple[tuple[float, ...], ...], 
     return watch if output == 0 else tuple(q[output - 1] for q in quantiles)
 
 
+def _buffer_caps(watch_s: float, quantiles: tuple[float, ...], output: int) -> tuple[float, ...]:
+    """The watch times that cap a candidate's buffer once it plays: its output ``output`` (0 the
+    point prediction), then, for a quantile, each higher level's (`PreloadPlan.buffer_then_s`)."""
+    return (watch_s,) if output == 0 else quantiles[output - 1 :]
+
+
 def _reason_of(error: BaseException) -> str:
     """The reason code of a failed call: the package's (timeout, lost worker, error) or ours."""
     return error.reason if isinstance(error, CallError) else REASON_INTERNAL_ERROR
@@ -171,7 +177,7 @@ class Decider:
         self._lock = lock
         self._next_id = 0
         self._pending: dict[int, float] = {}
-        self._recent_watch: dict[str, float] = {}
+        self._recent_watch: dict[str, tuple[float, ...]] = {}
 
     def decide(
         self, candidates: Sequence[Candidate], now: float, playing: Candidate | None, played_s: float, started: float
@@ -227,16 +233,23 @@ class Decider:
                 if levels:
                     watch, quantiles = _split(out, 1 + len(levels))
                     preload_s = _column(watch, quantiles, knobs.preload_output)
-                    buffer_s = _column(watch, quantiles, knobs.buffer_output)
+                    first_caps = _buffer_caps(watch[0], quantiles[0], knobs.buffer_output) if watch else ()
                 else:
-                    watch = preload_s = buffer_s = out
-                remaining = None
+                    watch = preload_s = out
+                    first_caps = out[:1]
+                remaining: float | None = None
+                then: tuple[float, ...] = ()
                 if playing is not None:
                     predicted = self._recent_watch.get(playing.video_id)
-                    remaining = None if predicted is None else predicted - played_s
-                plan = self._planner.plan(candidates, preload_s, knobs, playing=playing, playing_remaining_s=remaining)
+                    if predicted is not None:  # its caps as predicted when it was upcoming, less what was played
+                        remaining = predicted[0] - played_s
+                        if len(predicted) > 1:
+                            then = tuple(p - played_s for p in predicted[1:])
+                plan = self._planner.plan(
+                    candidates, preload_s, knobs, playing=playing, playing_remaining_s=remaining, playing_then_s=then
+                )
                 if watch:
-                    self._remember(prediction_id, candidates[0].video_id, watch[0], buffer_s[0])
+                    self._remember(prediction_id, candidates[0].video_id, watch[0], first_caps)
         latency = time.perf_counter() - started
         decision = Decision(prediction_id, watch, plan, version, reason, latency, quantiles, levels)
         if reason != REASON_OK and self._observe_fallback:
@@ -275,9 +288,9 @@ class Decider:
             return tuple(min(max(x, 0.0), MAX_WATCH_S) for x in out)
         return out
 
-    def _remember(self, prediction_id: int, video_id: str, watch_s: float, buffer_s: float) -> None:
-        """Keep the first candidate's prediction for `take_prediction`, and the prediction that
-        caps its buffer-ahead once it plays (lock held)."""
+    def _remember(self, prediction_id: int, video_id: str, watch_s: float, buffer_s: tuple[float, ...]) -> None:
+        """Keep the first candidate's prediction for `take_prediction`, and the predictions that
+        cap its buffer-ahead once it plays (lock held)."""
         pending = self._pending
         pending[prediction_id] = watch_s
         if len(pending) > self.config.pending_outcomes:

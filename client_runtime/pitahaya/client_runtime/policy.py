@@ -30,8 +30,11 @@ whenever it decides how far to buffer, and gets a number of seconds or None (its
   of the oracle's saving with a fixed 4 s floor and the 2x guard below, 80% with a floor of
   2 x bitrate / throughput and no guard (the watch_time scene's knobs, chosen for the model's
   noisier predictions, sit between: see its scene.toml);
-- once the playhead passes the cap, the user has outlived the prediction: the player goes back
-  to its own buffering for the rest of that video (someone still watching is likely to stay);
+- once the playhead passes the cap, the user has outlived the prediction: the next cap up holds
+  when the plan has one (a cap at a quantile of the watch time is followed by one at each higher
+  level: outliving the 20% quantile says the user is past the quick swipes, not that they will
+  watch to the end), and past the last the player goes back to its own buffering for the rest
+  of that video (someone still watching is likely to stay);
 - optionally, the cap only holds while the throughput is at least ``buffer_min_throughput``
   times the video's bitrate (`PreloadPlan.min_throughput_bps`; 0: always).
 
@@ -44,9 +47,10 @@ it plays the player buffers as it likes. Its predicted watch time still counts f
 Which prediction sizes what: a package whose model outputs quantiles of the watch time beside
 its point prediction (`pitahaya.client_runtime.Manifest.quantiles`) may size its preloads and
 the pace by one level (``preload_quantile``) and the playing video's buffer cap by another
-(``buffer_quantile``); left out, the point prediction sizes both. A low level preloads less
-for the many quick swipes and lets the floors cover the rest; a knob naming a level the model
-does not output makes the package invalid (`package_knobs`).
+(``buffer_quantile``, followed by every higher level as further caps); left out, the point
+prediction sizes both. A low level preloads less for the many quick swipes and lets the floors
+cover the rest; a knob naming a level the model does not output makes the package invalid
+(`package_knobs`).
 
 `PreloadPlanner` keeps the smoothing state (one per device); `model_plan` is the stateless
 form (no smoothing), kept for callers that plan one decision at a time.
@@ -109,6 +113,10 @@ class PreloadPlan:
         min_throughput_bps: Apply the cap only while the measured throughput is at least this.
         buffer_floor_rate_s: ... and at least this many seconds x bitrate / throughput.
         bitrate_bps: The playing video's bitrate (for that floor and the throughput guard).
+        buffer_then_s: Further caps, increasing, each above ``buffer_ahead_s``: once the playhead
+            passes a cap the next one holds, and past the last the player's default. A cap at
+            a low quantile of the watch time that the user outlives is evidence for the next
+            level up, not for watching to the end.
     """
 
     items: tuple[PreloadItem, ...]
@@ -117,6 +125,7 @@ class PreloadPlan:
     min_throughput_bps: float = 0.0
     buffer_floor_rate_s: float = 0.0
     bitrate_bps: float = 0.0
+    buffer_then_s: tuple[float, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -127,7 +136,8 @@ class PreloadPlan:
 
         The player calls it whenever it decides how far to buffer (and caps the answer at its
         own maximum); None means its own default: no prediction, the user outlived it
-        (``played_s`` past the cap), or the link is below ``min_throughput_bps``.
+        (``played_s`` past the cap and every further one), or the link is below
+        ``min_throughput_bps``.
 
         Args:
             played_s: The playhead, in seconds of content from the start of the video.
@@ -137,7 +147,9 @@ class PreloadPlan:
         if not throughput_bps > 0.0:
             throughput_bps = 0.0
         cap = self.buffer_ahead_s
-        if cap is None or played_s >= cap or throughput_bps < self.min_throughput_bps:
+        if cap is not None and played_s >= cap:  # outlived: the next cap up, if any
+            cap = next((then for then in self.buffer_then_s if played_s < then), None)
+        if cap is None or throughput_bps < self.min_throughput_bps:
             return None
         floor = self.buffer_floor_s
         if self.buffer_floor_rate_s > 0.0:
@@ -291,6 +303,7 @@ class PreloadPlanner:
         *,
         playing: Candidate | None = None,
         playing_remaining_s: float | None = None,
+        playing_then_s: Sequence[float] = (),
     ) -> PreloadPlan:
         """Plan one decision.
 
@@ -300,6 +313,8 @@ class PreloadPlanner:
             knobs: The package's policy.
             playing: The video playing now, if the host wants its buffer-ahead decided.
             playing_remaining_s: Its predicted remaining watch time, when known.
+            playing_then_s: Its remaining watch time at higher quantile levels, increasing: the
+                further caps once the user outlives the first (`PreloadPlan.buffer_then_s`).
         """
         safety = knobs.safety
         count, elapsed = 0, 0.0
@@ -337,27 +352,39 @@ class PreloadPlanner:
         if rate is None or playing_remaining_s is None or playing_remaining_s <= 0.0:
             # nothing predicted for it, outlived, or no byte rate to guard the cap with: the player's default
             return PreloadPlan(tuple(items))
+        cap = min(knobs.buffer_max_s, playing_remaining_s * knobs.buffer_safety)
+        then: list[float] = []
+        for remaining in playing_then_s:
+            step = min(knobs.buffer_max_s, remaining * knobs.buffer_safety)
+            if step > (then[-1] if then else cap):
+                then.append(step)
         return PreloadPlan(
             tuple(items),
-            min(knobs.buffer_max_s, playing_remaining_s * knobs.buffer_safety),
+            cap,
             knobs.buffer_floor_s,
             knobs.buffer_min_throughput * 8.0 * rate,
             knobs.buffer_floor_rate_s,
             8.0 * rate,
+            tuple(then),
         )
 
 
 def model_plan(
-    candidates: Sequence[Candidate], watch_s: Sequence[float], policy: Mapping[str, Any] = DEFAULT_POLICY
+    candidates: Sequence[Candidate],
+    watch_s: Sequence[float],
+    policy: Mapping[str, Any] = DEFAULT_POLICY,
+    quantiles: Sequence[float] = (),
 ) -> PreloadPlan:
     """Preload what the user is predicted to watch, within a floor and a cap (one decision, no smoothing).
 
     Args:
         candidates: Upcoming videos in play order.
-        watch_s: Predicted seconds watched, one per candidate.
+        watch_s: Predicted seconds watched, one per candidate (the model output the policy's
+            ``preload_quantile`` names, if it names one).
         policy: ``count`` videos to keep preloaded (or between ``min_count`` and ``max_count``
             by pace); per video, the predicted bytes times ``safety``, at least ``startup_s``
             seconds of video and ``min_bytes``, at most ``max_bytes`` and the video's size.
+        quantiles: The quantile levels the model outputs (a policy naming one parses only with them).
     """
-    knobs = PolicyKnobs.from_policy({**policy, "smoothing": 1})
+    knobs = PolicyKnobs.from_policy({**policy, "smoothing": 1}, quantiles)
     return PreloadPlanner().plan(candidates, watch_s, knobs)

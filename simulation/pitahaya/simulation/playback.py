@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from pitahaya.client_runtime.package import MAX_QUANTILES
 from pitahaya.simulation._lanes import Feeds, Links
 from pitahaya.simulation.networks import Trace
 from pitahaya.simulation.sessions import Session
@@ -52,6 +53,8 @@ _BYTE_TOLERANCE = 1e-3
 #: ... and so are times this close (seconds): a playhead this close to the watch time swipes, or
 #: to a decision's buffer limit has passed it.
 _TIME_TOLERANCE = 1e-9
+#: Most buffer limits one decision may set: a cap at each of a model's outputs.
+MAX_LIMITS = 1 + MAX_QUANTILES
 #: Link speed (bytes/s) divided by when a dead link (0 B/s) delivers a start mid-step: the
 #: quotient is clipped to the step anyway, so only the division by zero is avoided.
 _SPEED_FLOOR = 1e-12
@@ -98,6 +101,8 @@ class PlayDecision:
         buffer_floor_s: Seconds always kept buffered ahead of the playhead, whatever the limit.
         min_throughput_bps: The limit holds only while the bandwidth meter reads at least this.
         floor_rate_s: ... and at least this many seconds x bitrate / the meter's reading.
+        watch_then_s: Further limits, increasing: once the playhead passes a limit, the next
+            holds (a device plan's `PreloadPlan.buffer_then_s`); at most `MAX_LIMITS` in all.
     """
 
     preload_bytes: tuple[int, ...] = ()
@@ -105,6 +110,14 @@ class PlayDecision:
     buffer_floor_s: float = 0.0
     min_throughput_bps: float = 0.0
     floor_rate_s: float = 0.0
+    watch_then_s: tuple[float, ...] = ()
+
+
+def limit_in_force(limits: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Per lane, the first of its increasing limits (a row of ``limits``, ending with ``inf``)
+    that the playhead has not reached, within the time tolerance; ``inf`` when none is left."""
+    reached = (limits <= pos[:, None] + _TIME_TOLERANCE).sum(axis=1)
+    return limits[np.arange(len(pos)), reached]
 
 
 def buffer_target(
@@ -261,7 +274,8 @@ class _Playback:
         self.cur = np.zeros(n_lanes, dtype=np.int64)
         self.pos = np.zeros(n_lanes)
         self.state = np.full(n_lanes, _WAITING)
-        self.limit = np.full(n_lanes, math.inf)
+        # each lane's limits in order, then inf (none left); one column until a plan has further ones
+        self.limits = np.full((n_lanes, 2), math.inf)
         self.floor = np.zeros(n_lanes)
         self.floor_rate = np.zeros(n_lanes)
         self.min_meter = np.zeros(n_lanes)  # bytes/s
@@ -293,7 +307,14 @@ class _Playback:
             self.target[r, j + 1 : j + 1 + len(ahead)] = np.minimum(
                 ahead, self.feeds.size[r, j + 1 : j + 1 + len(ahead)]
             )
-        self.limit[r], self.floor[r] = decision.watch_limit_s, decision.buffer_floor_s
+        steps = (decision.watch_limit_s, *decision.watch_then_s[: MAX_LIMITS - 1])
+        if len(steps) >= self.limits.shape[1]:  # widen, keeping the last column inf
+            self.limits = np.pad(
+                self.limits, ((0, 0), (0, MAX_LIMITS + 1 - self.limits.shape[1])), constant_values=math.inf
+            )
+        self.limits[r] = math.inf
+        self.limits[r, : len(steps)] = steps
+        self.floor[r] = decision.buffer_floor_s
         self.floor_rate[r] = decision.floor_rate_s
         self.min_meter[r] = decision.min_throughput_bps / 8.0
 
@@ -352,8 +373,9 @@ class _Playback:
         config, pos, state = self.config, self.pos, self.state
         budget = speed * config.dt_s
         self.meter = self.meter_keep * self.meter + (1.0 - self.meter_keep) * speed
+        limit = self.limits[:, 0] if self.limits.shape[1] == 2 else limit_in_force(self.limits, pos)
         buffer_s = buffer_target(
-            pos, self.limit, self.floor, self.floor_rate, self.min_meter, self.meter, now.rate, config.buffer_ahead_s
+            pos, limit, self.floor, self.floor_rate, self.min_meter, self.meter, now.rate, config.buffer_ahead_s
         )
         played_to = np.minimum(pos, now.duration)
         want = now.rate * (played_to + buffer_s)

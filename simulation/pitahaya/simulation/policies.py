@@ -167,8 +167,8 @@ def play_decision(
 
     Preloads follow the plan in play order up to the first video it leaves out, each scaled by
     ``margin`` and floored at ``startup_s`` seconds of the video; the playing video's buffer is
-    capped at the plan's ``buffer_ahead_s`` (times ``margin``) under its guards, or left to the
-    player when the plan says nothing.
+    capped at the plan's ``buffer_ahead_s`` (and, once outlived, each of its ``buffer_then_s``;
+    all times ``margin``) under its guards, or left to the player when the plan says nothing.
     """
     planned = {item.video_id: item.bytes for item in plan.items}
     preload = []
@@ -185,6 +185,7 @@ def play_decision(
         buffer_floor_s=plan.buffer_floor_s,
         min_throughput_bps=plan.min_throughput_bps,
         floor_rate_s=plan.buffer_floor_rate_s,
+        watch_then_s=tuple(then * margin for then in plan.buffer_then_s),
     )
 
 
