@@ -38,7 +38,7 @@ from pitahaya.client_runtime.containment import CALL_TIMEOUT_KEY
 from pitahaya.client_runtime.state import Mode
 from pitahaya.publisher import RegistryClient, RegistryRejected
 
-from package_factory import SCENE_DIR, make_archive, sample_views
+from package_factory import SCENE_DIR, make_archive, sample_views, scene_policy
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ LOAD_TIMEOUT_S = 4.0
 #: The devices' own deadline is patient, so an honest package never times out on a busy machine ...
 LIMITS = Limits(call_timeout_s=10.0, max_call_timeout_s=10.0, load_timeout_s=LOAD_TIMEOUT_S, kill_after_s=1.0)
 #: ... while hostile packages ask for a 200 ms deadline per call (their policy), which a stall misses by far.
-POLICY = {**WATCH_TIME.policy, CALL_TIMEOUT_KEY: 200}
+POLICY = {**scene_policy(), CALL_TIMEOUT_KEY: 200}
 CALL_TIMEOUT_S = LIMITS.for_policy(POLICY).call_timeout_s
 #: Generous bounds on a busy machine: a call returns within its deadline plus this ...
 CALL_SLACK_S = 3.0

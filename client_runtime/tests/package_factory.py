@@ -13,6 +13,15 @@ from pitahaya.client_runtime import Candidate, Manifest, Scene, TensorSpec, View
 from pitahaya.client_runtime.package import FEATURES_FILE, MODEL_FILE, SELFTEST_FILE
 
 SCENE_DIR = Path(__file__).resolve().parents[2] / "scenes" / "watch_time"
+#: Planner knobs naming a quantile level of the model's outputs.
+QUANTILE_KNOBS = ("preload_quantile", "buffer_quantile")
+
+
+def scene_policy(quantiles: tuple[float, ...] = ()) -> dict:
+    """The scene's ``[policy]`` for a test model predicting ``quantiles``: without them, the knobs
+    naming a level are left out (a device refuses a package whose knobs name a level it lacks)."""
+    policy = dict(Scene.load(SCENE_DIR).policy)
+    return policy if quantiles else {k: v for k, v in policy.items() if k not in QUANTILE_KNOBS}
 
 
 def linear_model(n_features: int, *, width: int | None = None, seed: int = 0, outputs: int = 1) -> bytes:
@@ -102,7 +111,7 @@ def make_archive(
         input=TensorSpec("features", "float32", (None, len(names))),
         output=TensorSpec("watch_s", "float32", (None, outputs)),
         files={name: file_entry(data) for name, data in payload.items()},
-        policy={**scene.policy, **(policy or {})},
+        policy={**scene_policy(quantiles), **(policy or {})},
         quantiles=quantiles,
     )
     return build_archive(manifest, payload)

@@ -137,3 +137,14 @@ def test_a_scene_declares_its_quantile_levels_in_scene_toml(tmp_path) -> None:
     toml.write_text('[scene]\nname = "s"\nquantiles = [0.8, 0.2]\n')
     with pytest.raises(ValueError, match=r"scene.toml: \[scene\] quantiles: quantile levels must be"):
         Scene.load(tmp_path)
+
+
+def test_a_scene_whose_policy_names_a_level_it_does_not_predict_is_refused(tmp_path) -> None:
+    (tmp_path / "features.py").write_text("")
+    toml = tmp_path / "scene.toml"
+    toml.write_text('[scene]\nname = "s"\nquantiles = [0.2, 0.8]\n[policy]\nbuffer_quantile = 0.5\n')
+    with pytest.raises(ValueError, match=r"\[policy\]: buffer_quantile 0.5 is not one of the model's quantile levels"):
+        Scene.load(tmp_path)
+    toml.write_text('[scene]\nname = "s"\n[policy]\npreload_quantile = 0.2\n')
+    with pytest.raises(ValueError, match=r"preload_quantile 0.2 is not one of the model's quantile levels \[\]"):
+        Scene.load(tmp_path)

@@ -15,17 +15,12 @@ from pitahaya.client_runtime import (
     LoadedPackage,
     PolicyKnobs,
     PreloadPlanner,
-    Scene,
     View,
     read_package,
 )
 
-from package_factory import SCENE_DIR, failing_on_long_candidates, make_archive, sample_views
+from package_factory import failing_on_long_candidates, make_archive, sample_views, scene_policy
 from runtime_support import CANDIDATES, LocalUpdater, Recorder, make_runtime
-
-
-def make_policy() -> dict:
-    return dict(Scene.load(SCENE_DIR).policy)
 
 
 def test_installed_package_answers_and_reports(tmp_path: Path) -> None:
@@ -161,7 +156,7 @@ def test_buffer_ahead_of_the_playing_video_uses_its_earlier_prediction(tmp_path:
     assert first.watch_s is not None and first.plan.buffer_ahead_s is None  # nothing playing yet
     nxt = [Candidate("c4", 20.0, 2_000_000)]
     decision = rt.predict(nxt, now=1_700_001_005.0, playing=CANDIDATES[0], played_s=1.0)
-    knobs = PolicyKnobs.from_policy(make_policy())
+    knobs = PolicyKnobs.from_policy(scene_policy())
     want = min(knobs.buffer_max_s, (first.watch_s[0] - 1.0) * knobs.buffer_safety)
     assert decision.plan.buffer_ahead_s == pytest.approx(want)
     assert decision.plan.buffer_floor_s == knobs.buffer_floor_s
@@ -223,9 +218,10 @@ def test_videos_of_unknown_length_are_predicted_and_preloaded_as_the_default_doe
 def test_a_package_predicting_quantiles_answers_them_sorted_and_plans_by_the_chosen_levels(tmp_path: Path) -> None:
     """A model outputting the point and two quantile levels whose heads cross: every isolation
     mode answers each candidate's quantiles sorted, the preloads are sized by
-    ``preload_quantile`` and the playing video's buffer is capped by ``buffer_quantile``."""
+    ``preload_quantile``, and the playing video's buffer is capped by ``buffer_quantile``, then,
+    once outlived, by the higher level."""
     levels = (0.2, 0.8)
-    archive = make_archive(quantiles=levels, policy={"preload_quantile": 0.2, "buffer_quantile": 0.8})
+    archive = make_archive(quantiles=levels, policy={"preload_quantile": 0.2, "buffer_quantile": 0.2})
     loaded = LoadedPackage.load(read_package(archive))
     history = sample_views()
     # long videos at a few KB/s: each predicted minute is a few hundred KB, under the 800 KB cap
@@ -250,7 +246,9 @@ def test_a_package_predicting_quantiles_answers_them_sorted_and_plans_by_the_cho
         assert decision.watch_s == tuple(row[0] for row in columns)
         assert decision.quantile_levels == levels and decision.watch_quantiles == sorted_quantiles
         assert decision.plan.items == expected_plan.items
-        later = rt.predict(candidates[1:], now=now + 1.0, playing=candidates[0], played_s=0.0)
-        high = sorted_quantiles[0][1]
-        assert later.plan.buffer_ahead_s == pytest.approx(min(knobs.buffer_max_s, high * knobs.buffer_safety))
+        later = rt.predict(candidates[1:], now=now + 1.0, playing=candidates[0], played_s=2.0)
+        low, high = (knobs.buffer_safety * (q - 2.0) for q in sorted_quantiles[0])
+        assert low < high < knobs.buffer_max_s  # the staircase is exercised
+        assert later.plan.buffer_ahead_s == pytest.approx(low)
+        assert later.plan.buffer_then_s == pytest.approx((high,))
         rt.close()

@@ -125,10 +125,17 @@ def _fit(
 
 
 def log_fake_run(
-    scene: Scene, tracking_uri: str, *, seed: int = 7, flavor: str = "lightgbm", quantiles: Sequence[float] = ()
+    scene: Scene,
+    tracking_uri: str,
+    *,
+    seed: int = 7,
+    flavor: str = "lightgbm",
+    quantiles: Sequence[float] | None = None,
 ) -> FakeRun:
     """Train on the scene's features and log a run the way the training job does (``tracking_uri``: a
-    ``sqlite:///`` store; the experiment keeps its artifacts beside it)."""
+    ``sqlite:///`` store; the experiment keeps its artifacts beside it); ``quantiles``: the
+    levels of the heads, by default the scene's."""
+    quantiles = scene.quantiles if quantiles is None else quantiles
     views = generate_views(seed)
     features = replay_features(scene, views)
     target = np.array([v.watch_s for v in views])

@@ -11,10 +11,12 @@ WATCH_TIME = Path(__file__).parents[2] / "scenes" / "watch_time"
 
 
 def scene_with_quantiles(folder: Path, levels: tuple[float, ...]) -> Path:
-    """``folder``: the watch-time scene with ``[scene] quantiles = levels`` (none when empty)."""
+    """``folder``: the watch-time scene with ``[scene] quantiles = levels`` (none when empty; then
+    without the ``[policy]`` knobs that name a level, which no point-only model can follow)."""
     shutil.copytree(WATCH_TIME, folder)
     toml = folder / "scene.toml"
-    lines = [line for line in toml.read_text().splitlines() if not line.startswith("quantiles")]
+    named = ("quantiles",) if levels else ("quantiles", "preload_quantile", "buffer_quantile")
+    lines = [line for line in toml.read_text().splitlines() if not line.startswith(named)]
     if levels:
         lines.insert(lines.index("[scene]") + 1, f"quantiles = {list(levels)}")
     toml.write_text("\n".join(lines) + "\n")

@@ -18,6 +18,7 @@ from typing import Any
 
 from pitahaya.client_runtime.extractor import EXTRACTOR_CLASS, FeatureExtractor, load_code, load_feature_module
 from pitahaya.client_runtime.package import validate_quantiles, validate_scene_name
+from pitahaya.client_runtime.policy import PolicyKnobs
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class Scene:
 
         Raises:
             FileNotFoundError: the folder, ``scene.toml`` or a file it names is missing.
-            ValueError: ``scene.toml`` is malformed.
+            ValueError: ``scene.toml`` is malformed, or its ``[policy]`` is one no device takes
+                (a knob out of range, or naming a quantile level the scene does not predict).
         """
         folder = Path(path)
         config_path = folder / "scene.toml"
@@ -89,14 +91,20 @@ class Scene:
             raise ValueError(f"{config_path}: [scene] needs a name")
         features_path = folder / meta.get("features", "features.py")
         batch_path = folder / meta["batch_features"] if "batch_features" in meta else None
+        quantiles = _quantiles(meta.get("quantiles", []), config_path)
+        policy = dict(config.get("policy", {}))
+        try:  # knobs naming a quantile level the scene's model does not predict: say so now, not at packaging
+            PolicyKnobs.from_policy(policy, quantiles)
+        except (TypeError, ValueError, ArithmeticError) as e:
+            raise ValueError(f"{config_path}: [policy]: {e}") from e
         return cls(
             name=validate_scene_name(meta["name"]),
             path=folder,
             feature_source=features_path.read_text(),
             target=meta.get("target", "watch_s"),
-            quantiles=_quantiles(meta.get("quantiles", []), config_path),
+            quantiles=quantiles,
             description=meta.get("description", ""),
-            policy=dict(config.get("policy", {})),
+            policy=policy,
             budgets=dict(config.get("budgets", {})),
             training=dict(config.get("training", {})),
             batch_feature_source=batch_path.read_text() if batch_path else None,

@@ -77,9 +77,17 @@ def segment_mae(dataset: Dataset, test: np.ndarray, predictions: Mapping[str, np
 
 
 def preload_effect(
-    dataset: Dataset, test: np.ndarray, predicted_s: np.ndarray, policy: Mapping[str, Any]
+    dataset: Dataset,
+    test: np.ndarray,
+    predicted_s: np.ndarray,
+    policy: Mapping[str, Any],
+    quantiles: tuple[float, ...] = (),
 ) -> dict[str, float]:
-    """Bytes preloaded, wasted and short-preload share of both policies over the test views of known length and size."""
+    """Bytes preloaded, wasted and short-preload share of both policies over the test views of known length and size.
+
+    ``predicted_s`` is what sizes the preloads on a device: the model output the policy's
+    ``preload_quantile`` names among the model's ``quantiles`` (the point prediction without one).
+    """
     duration, size, watch = dataset.duration_s[test], dataset.size_bytes[test], dataset.y[test]
     measured = (duration > 0) & (size > 0)
     duration, size, watch, predicted_s = duration[measured], size[measured], watch[measured], predicted_s[measured]
@@ -91,9 +99,9 @@ def preload_effect(
     ):
         candidate = [Candidate(str(video), d, int(s))]
         fixed[i] = fixed_plan(candidate, policy).total_bytes
-        model[i] = model_plan(candidate, [p], policy).total_bytes
+        model[i] = model_plan(candidate, [p], policy, quantiles).total_bytes
     consumed = np.minimum(watch, duration) * (size / duration)
-    cap = float(PolicyKnobs.from_policy(policy).max_bytes)
+    cap = float(PolicyKnobs.from_policy(policy, quantiles).max_bytes)
     needed = np.minimum(consumed, cap)
     metrics = {}
     for name, planned in (("fixed", fixed), ("model", model)):
@@ -158,7 +166,8 @@ def evaluate(
         metrics[f"{prefix}_mae"] = mae(y_test, p)
         metrics[f"{prefix}_xauc"] = xauc(y_test, p)
     metrics.update(segment_mae(dataset, split.test, predictions))
-    metrics.update(preload_effect(dataset, split.test, predictions["test"], policy))
+    preload_output = PolicyKnobs.from_policy(policy, fitted.levels).preload_output
+    metrics.update(preload_effect(dataset, split.test, outputs[:, preload_output], policy, fitted.levels))
     if fitted.heads:
         metrics.update(quantile_metrics(y_test, outputs[:, 1:], fitted.levels))
     return metrics, predictions["test"]
