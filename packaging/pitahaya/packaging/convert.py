@@ -5,9 +5,11 @@ the float32 grid, (2) convert it with onnxmltools / skl2onnx to one ``TreeEnsemb
 (3) rewrite that to the compact opset-5 ``TreeEnsemble`` op (`to_tree_ensemble`), (4) rename
 the graph's input and output to fixed names the manifest records, and (5) strip every field
 that would make two conversions of the same model differ, so package builds are reproducible.
-A model with quantile heads (one more model of the same family per level) goes through (1)
-and (2) head by head, and (3) joins them into one multi-target ``TreeEnsemble`` whose output
-``[N, 1 + heads]`` holds the point prediction, then each head's.
+A model with quantile heads (one more model of the same family per level) goes through (1) to
+(3) head by head; then one graph runs every ``TreeEnsemble`` on the same input and concatenates
+their outputs (`join_outputs`): ``[N, 1 + heads]``, the point prediction, then each head's.
+(One multi-target ``TreeEnsemble`` holding all the trees computes the same, but ONNX Runtime
+runs it 1.5x slower on one row and 1.8x on eight.)
 
 Why (1): LightGBM (and scikit-learn's histogram trees) compare a feature, widened to double, with a double threshold; ONNX's
 TreeEnsemble stores thresholds as float32 *rounded to nearest*, so a float32 feature lying
@@ -116,6 +118,49 @@ def snap_sklearn_thresholds_to_float32(
     return snapped
 
 
+def join_outputs(models: Sequence[onnx.ModelProto]) -> onnx.ModelProto:
+    """One model computing each of ``models`` on the first one's input, their single outputs
+    concatenated in order along axis 1 under the first one's output name.
+
+    Every model must take one input of the same type and output ``[N, 1]``; each model's node,
+    tensor and initializer names get a prefix of its own so they cannot collide.
+    """
+    first = models[0]
+    input_name, output_name = first.graph.input[0].name, first.graph.output[0].name
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
+    outputs = []
+    for i, model in enumerate(models):
+        graph = model.graph
+        if len(graph.input) != 1 or len(graph.output) != 1:
+            raise ConversionError("a head's model must take one input and give one output")
+
+        def rename(name: str, graph: onnx.GraphProto = graph, prefix: str = f"output{i}_") -> str:
+            return input_name if name == graph.input[0].name else prefix + name if name else name
+
+        for node in graph.node:
+            renamed_node = onnx.NodeProto()
+            renamed_node.CopyFrom(node)
+            renamed_node.name = rename(node.name)
+            renamed_node.input[:] = [rename(name) for name in node.input]
+            renamed_node.output[:] = [rename(name) for name in node.output]
+            nodes.append(renamed_node)
+        for tensor in graph.initializer:
+            renamed = onnx.TensorProto()
+            renamed.CopyFrom(tensor)
+            renamed.name = rename(tensor.name)
+            initializers.append(renamed)
+        outputs.append(rename(graph.output[0].name))
+    nodes.append(onnx.helper.make_node("Concat", outputs, [output_name], name="outputs", axis=1))
+    output = onnx.helper.make_tensor_value_info(
+        output_name, first.graph.output[0].type.tensor_type.elem_type, [None, len(models)]
+    )
+    graph = onnx.helper.make_graph(nodes, first.graph.name, [first.graph.input[0]], [output], initializers)
+    joined = onnx.helper.make_model(graph, opset_imports=first.opset_import)
+    joined.ir_version = first.ir_version
+    return joined
+
+
 def _make_deterministic(model: onnx.ModelProto) -> None:
     """Rename input/output and replace random or environment-dependent fields with constants."""
     graph = model.graph
@@ -218,7 +263,9 @@ def _finish(
         raise ConversionError("quantile heads are joined by the TreeEnsemble rewrite: convert them compact")
     try:
         if compact:
-            model = to_tree_ensemble(model, heads)
+            model = to_tree_ensemble(model)
+        if heads:
+            model = join_outputs([model, *(to_tree_ensemble(head) for head in heads)])
         _make_deterministic(model)
         onnx.checker.check_model(model, full_check=True)
     except ConversionError:

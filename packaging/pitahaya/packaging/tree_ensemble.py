@@ -9,12 +9,6 @@ as the regressor stored them), same comparison modes, same missing-value directi
 leaf weights; only a non-zero ``base_values`` becomes an explicit ``Add``. The parity gate
 still checks the result against the training side.
 
-Heads: a model predicting quantiles beside its point prediction is several single-target
-regressors on the same input (one per level). `to_tree_ensemble` with ``heads`` writes them as
-*one* multi-target ``TreeEnsemble`` (each head's leaves point at its own target), so a device
-runs one operator and reads one ``[N, 1 + heads]`` output; the trees are the same, only the
-leaf table says which column each one adds to.
-
 No converter emits ``TreeEnsemble`` yet (onnxmltools 1.16 and skl2onnx 1.20 both write the
 regressor), hence this module.
 """
@@ -22,7 +16,6 @@ regressor), hence this module.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +69,6 @@ class _Arrays:
     falseleafs: list[int] = field(default_factory=list)
     missing_true: list[int] = field(default_factory=list)
     leaf_weights: list[float] = field(default_factory=list)
-    leaf_targets: list[int] = field(default_factory=list)
     roots: list[int] = field(default_factory=list)
 
 
@@ -121,13 +113,11 @@ def _trees(attrs: dict[str, Any]) -> dict[int, _Tree]:
     return trees
 
 
-def _append_tree(tree: _Tree, target: int, out: _Arrays) -> None:
-    """Append one tree's interior nodes (depth-first from node 0) and its leaves, adding to
-    output column ``target``, to ``out``."""
+def _append_tree(tree: _Tree, out: _Arrays) -> None:
+    """Append one tree's interior nodes (depth-first from node 0) and its leaves to ``out``."""
 
     def leaf(nid: int) -> int:
         out.leaf_weights.append(tree.weights.get(nid, 0.0))
-        out.leaf_targets.append(target)
         return len(out.leaf_weights) - 1
 
     def child(nid: int) -> tuple[int, int]:
@@ -163,23 +153,18 @@ def _append_tree(tree: _Tree, target: int, out: _Arrays) -> None:
         out.roots.append(interior(0))
 
 
-def _tree_ensemble_nodes(
-    node: onnx.NodeProto, heads: Sequence[onnx.NodeProto], output_type: int
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """The ``TreeEnsemble`` node (plus an ``Add`` for base values) replacing one regressor and,
-    as further targets in order, the regressors of ``heads``."""
+def _tree_ensemble_nodes(node: onnx.NodeProto, output_type: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The ``TreeEnsemble`` node (plus an ``Add`` for base values) replacing one regressor."""
+    attrs = _attributes(node)
+    if attrs.get("aggregate_function", b"SUM") != b"SUM" or attrs.get("post_transform", b"NONE") != b"NONE":
+        raise ConversionError("only SUM aggregation without post-transform can be rewritten to TreeEnsemble")
+    if attrs.get("n_targets", 1) != 1:
+        raise ConversionError("only single-target tree regressors can be rewritten to TreeEnsemble")
     out = _Arrays()
-    base: list[float] = []
-    for target, regressor in enumerate([node, *heads]):
-        attrs = _attributes(regressor)
-        if attrs.get("aggregate_function", b"SUM") != b"SUM" or attrs.get("post_transform", b"NONE") != b"NONE":
-            raise ConversionError("only SUM aggregation without post-transform can be rewritten to TreeEnsemble")
-        if attrs.get("n_targets", 1) != 1:
-            raise ConversionError("only single-target tree regressors can be rewritten to TreeEnsemble")
-        for _, tree in sorted(_trees(attrs).items()):
-            _append_tree(tree, target, out)
-        base.append(sum(float(v) for v in (attrs.get("base_values") or [])))
+    for _, tree in sorted(_trees(attrs).items()):
+        _append_tree(tree, out)
     dtype = helper.tensor_dtype_to_np_dtype(output_type)
+    base = [float(v) for v in (attrs.get("base_values") or [])]
     tree_output = node.output[0] + "_trees" if any(base) else node.output[0]
     ensemble = helper.make_node(
         "TreeEnsemble",
@@ -187,7 +172,7 @@ def _tree_ensemble_nodes(
         [tree_output],
         name=node.name,
         domain=ML_DOMAIN,
-        n_targets=len(base),
+        n_targets=1,
         aggregate_function=_AGGREGATE_SUM,
         post_transform=0,
         tree_roots=out.roots,
@@ -199,7 +184,7 @@ def _tree_ensemble_nodes(
         nodes_falsenodeids=out.falsenodeids,
         nodes_falseleafs=out.falseleafs,
         nodes_missing_value_tracks_true=out.missing_true if any(out.missing_true) else None,
-        leaf_targetids=out.leaf_targets,
+        leaf_targetids=[0] * len(out.leaf_weights),
         leaf_weights=numpy_helper.from_array(np.array(out.leaf_weights, dtype=dtype), "leaf_weights"),
     )
     if not any(base):
@@ -211,31 +196,12 @@ def _tree_ensemble_nodes(
     ], [bias]
 
 
-def _is_regressor(node: onnx.NodeProto) -> bool:
-    return node.op_type == "TreeEnsembleRegressor" and node.domain == ML_DOMAIN
-
-
-def _only_regressor(model: onnx.ModelProto) -> onnx.NodeProto:
-    """The one ``TreeEnsembleRegressor`` of a head's model."""
-    regressors = [node for node in model.graph.node if _is_regressor(node)]
-    if len(regressors) != 1:
-        raise ConversionError(f"a head's model must hold one tree regressor, holds {len(regressors)}")
-    return regressors[0]
-
-
-def to_tree_ensemble(model: onnx.ModelProto, heads: Sequence[onnx.ModelProto] = ()) -> onnx.ModelProto:
+def to_tree_ensemble(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` with every ``TreeEnsembleRegressor`` replaced by ``TreeEnsemble``.
-
-    Args:
-        model: A converted tree model.
-        heads: Models of further outputs on the same input, one tree regressor each: with
-            them, ``model`` must hold one regressor, and its replacement outputs
-            ``[N, 1 + len(heads)]``: ``model``'s prediction, then each head's.
 
     Raises:
         ConversionError: a regressor uses a feature ``TreeEnsemble`` cannot express here
-            (several targets, non-SUM aggregation, a post-transform, an unknown mode), or the
-            models do not have one regressor each when there are heads.
+            (several targets, non-SUM aggregation, a post-transform, an unknown mode).
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -243,26 +209,17 @@ def to_tree_ensemble(model: onnx.ModelProto, heads: Sequence[onnx.ModelProto] = 
     value_types = {
         v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.output) + list(graph.value_info)
     }
-    head_regressors = [_only_regressor(head) for head in heads]
-    if heads:
-        _only_regressor(model)
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
-        if _is_regressor(node):
+        if node.op_type == "TreeEnsembleRegressor" and node.domain == ML_DOMAIN:
             elem_type = value_types.get(node.input[0], TensorProto.FLOAT)
-            replacement, initializers = _tree_ensemble_nodes(node, head_regressors, elem_type)
+            replacement, initializers = _tree_ensemble_nodes(node, elem_type)
             nodes.extend(replacement)
             graph.initializer.extend(initializers)
         else:
             nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
-    if heads:  # the output now has one column per target; shapes inferred for one column no longer hold
-        del graph.value_info[:]
-        for value in graph.output:
-            dims = value.type.tensor_type.shape.dim
-            if len(dims) == 2:
-                dims[1].dim_value = 1 + len(heads)
     opsets = {entry.domain: entry.version for entry in out.opset_import}
     opsets[ML_DOMAIN] = TREE_ENSEMBLE_OPSET
     opsets[""] = max(opsets.get("", 0), DEFAULT_OPSET)
