@@ -27,6 +27,7 @@ import lzma
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,9 @@ SCENE_DIR = ROOT / "scenes" / "watch_time"
 GOAL_RATIO = 0.15
 
 
-def train(n_views: int, seed: int) -> tuple[Any, np.ndarray, list]:
-    """The benchmark booster (200 trees, 63 leaves), its feature matrix and the views."""
+def train(n_views: int, seed: int, quantiles: Sequence[float] = ()) -> tuple[Any, np.ndarray, list, list]:
+    """The benchmark booster (200 trees, 63 leaves), its feature matrix, the views, and one
+    booster of the same size per quantile level (the quantile loss at that level)."""
     import lightgbm as lgb
 
     from pitahaya.client_runtime import with_item_stats
@@ -59,7 +61,12 @@ def train(n_views: int, seed: int) -> tuple[Any, np.ndarray, list]:
         "verbose": -1,
         "seed": seed,
     }
-    return lgb.train(params, lgb.Dataset(data.X, data.y), num_boost_round=200), data.X, views
+    dataset = lgb.Dataset(data.X, data.y, free_raw_data=False)
+    heads = [
+        lgb.train({**params, "objective": "quantile", "alpha": level}, dataset, num_boost_round=200)
+        for level in quantiles
+    ]
+    return lgb.train(params, dataset, num_boost_round=200), data.X, views, heads
 
 
 def archive_for(model_bytes: bytes, converted: Any, views: list) -> bytes:
@@ -116,7 +123,7 @@ def main() -> None:
     from pitahaya.packaging import convert_lightgbm
     from pitahaya.packaging.convert import INPUT_NAME, inference_session
 
-    booster, X, views = train(args.views, args.seed)
+    booster, X, views, _ = train(args.views, args.seed)
     lightgbm_text = len(booster.model_to_string().encode())
     regressor = convert_lightgbm(booster, compact=False)
     compact = convert_lightgbm(booster)

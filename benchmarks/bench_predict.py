@@ -63,8 +63,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENE_DIR = ROOT / "scenes" / "watch_time"
 
 
-def build_package(n_views: int, seed: int) -> tuple[bytes, Any, np.ndarray, list]:
-    """Train the benchmark model and package it; returns archive, booster, matrix and views."""
+def build_package(n_views: int, seed: int, quantiles: tuple[float, ...] = ()) -> tuple[bytes, Any, np.ndarray, list]:
+    """Train the benchmark model (with a head per quantile level) and package it; returns
+    archive, booster, matrix and views."""
     import onnxruntime as ort
     from bench_package import train  # the same benchmark booster as the package benchmark
 
@@ -72,8 +73,8 @@ def build_package(n_views: int, seed: int) -> tuple[bytes, Any, np.ndarray, list
 
     scene = Scene.load(SCENE_DIR)
     extractor_class = scene.extractor_class()
-    booster, X, views = train(n_views, seed)
-    converted = convert_lightgbm(booster)
+    booster, X, views, heads = train(n_views, seed, quantiles)
+    converted = convert_lightgbm(booster, heads=heads)
     # One golden case from the first user's stream, computed with the packaged model itself.
     history = [v for v in views if v.user_id == views[0].user_id][:20]
     candidates = [v.as_candidate() for v in history[-3:]]
@@ -106,8 +107,10 @@ def build_package(n_views: int, seed: int) -> tuple[bytes, Any, np.ndarray, list
         input=converted.input,
         output=converted.output,
         files={name: file_entry(blob) for name, blob in payload.items()},
-        policy=dict(scene.policy),
+        # a point-only model cannot be sized by a quantile level: those knobs then stay out
+        policy={k: v for k, v in scene.policy.items() if quantiles or not k.endswith("_quantile")},
         opsets=converted.opsets,
+        quantiles=quantiles,
     )
     return build_archive(manifest, payload), booster, X, views
 
@@ -170,9 +173,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000, help="timed calls per figure")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--quantiles",
+        default=",".join(map(str, Scene.load(SCENE_DIR).quantiles)),
+        help="comma-separated levels, each a head of the model's as large as its point model "
+        "(default: the scene's; '' for none)",
+    )
     args = parser.parse_args()
+    quantiles = tuple(float(q) for q in args.quantiles.split(",") if q)
 
-    archive, booster, X, views = build_package(args.views, args.seed)
+    archive, booster, X, views = build_package(args.views, args.seed, quantiles)
     assert booster.num_trees() == 200 and booster.dump_model()["tree_info"][0]["num_leaves"] <= 63
 
     user = views[0].user_id
@@ -248,7 +258,12 @@ def main() -> None:
 
     ort1 = figures["onnxruntime_1"][0]
     result = {
-        "model": {"trees": booster.num_trees(), "max_leaves": 63, "package_bytes": len(archive)},
+        "model": {
+            "trees": booster.num_trees(),
+            "max_leaves": 63,
+            "quantile_heads": list(quantiles),
+            "package_bytes": len(archive),
+        },
         "us": {k: {"p50": round(v[0], 1), "p99": round(v[1], 1)} for k, v in figures.items()},
         "ratio_p50_to_onnxruntime_1": {
             isolation: round(figures[f"predict_1_{isolation}"][0] / ort1, 2) for isolation in ISOLATION_MODES
@@ -266,7 +281,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"model: {booster.num_trees()} trees, <=63 leaves, package {len(archive) / 1024:.1f} KiB")
+    heads = f" + a head of as many per quantile {list(quantiles)}" if quantiles else ""
+    print(f"model: {booster.num_trees()} trees{heads}, <=63 leaves, package {len(archive) / 1024:.1f} KiB")
     print(f"{'figure':<24}{'p50 us':>10}{'p99 us':>10}")
     for name, (p50, p99) in figures.items():  # type: ignore[misc]
         print(f"{name:<24}{p50:>10.1f}{p99:>10.1f}")
